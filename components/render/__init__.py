@@ -1,0 +1,1 @@
+"""Pure text renderers: nginx.conf, the broker environment and the host shell scripts."""

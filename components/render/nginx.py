@@ -1,0 +1,121 @@
+"""nginx.conf for the MQTT load balancer, rendered from the plan with Jinja2.
+
+The same renderer serves the container (official nginx image: stream module built in, files
+under /etc/nginx) and the integration tests (Debian's nginx: stream module loaded by absolute
+path, files in a temp dir), so the tests run the very text the container gets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from components.config import StackConfig
+from components.plan import ClusterPlan
+
+# Mozilla "intermediate" TLS 1.2 suites without DHE; TLS 1.3 suites are OpenSSL's defaults.
+MODERN_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+
+BALANCING_DIRECTIVES = {
+    "round_robin": "",
+    "least_conn": "least_conn",
+    "random": "random two least_conn",
+    "hash_client_address": "hash $remote_addr consistent",
+}
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+
+@dataclass(frozen=True)
+class NginxSettings:
+    """What the stack config decides about the load balancer."""
+
+    listen_address: str
+    listen_port: int
+    upstreams: tuple[str, ...]
+    balancing: str = "least_conn"
+    max_fails: int = 2
+    fail_timeout: str = "10s"
+    connect_timeout: str = "5s"
+    proxy_timeout_seconds: int = 300
+    worker_connections: int = 65536
+    proxy_protocol: bool = True
+    ciphers: str = MODERN_CIPHERS
+
+    @property
+    def balancing_directive(self) -> str:
+        return BALANCING_DIRECTIVES[self.balancing]
+
+    @property
+    def worker_rlimit_nofile(self) -> int:
+        # Two descriptors per proxied connection, plus headroom for logs and listeners.
+        return self.worker_connections * 2 + 1024
+
+    @property
+    def next_upstream_tries(self) -> int:
+        return len(self.upstreams)
+
+
+@dataclass(frozen=True)
+class NginxRuntime:
+    """Where this nginx runs: file locations and whether the stream module must be loaded."""
+
+    certificate_path: str
+    private_key_path: str
+    pid_path: str
+    error_log: str
+    access_log: str
+    user: str | None = None
+    stream_module_path: str | None = None
+
+
+TLS_DIR = "/etc/nginx/tls"
+
+# The official nginx image: stream is built in (no load_module); logs go to the container's
+# stdout/stderr, which Docker rotates with the container's log options.
+CONTAINER_RUNTIME = NginxRuntime(
+    certificate_path=f"{TLS_DIR}/server.crt",
+    private_key_path=f"{TLS_DIR}/server.key",
+    pid_path="/var/run/nginx.pid",
+    error_log="/dev/stderr",
+    access_log="/dev/stdout",
+    user="nginx",
+)
+
+
+def nginx_settings(config: StackConfig, plan: ClusterPlan) -> NginxSettings:
+    """The load balancer settings for this stack: every node's MQTT listener is an upstream."""
+    return NginxSettings(
+        listen_address=config.lb_listen_address,
+        listen_port=plan.lb_port,
+        upstreams=tuple(node.mqtt_endpoint for node in plan.nodes),
+        balancing=config.lb_balancing,
+        max_fails=config.lb_max_fails,
+        fail_timeout=config.lb_fail_timeout,
+        connect_timeout=config.lb_connect_timeout,
+        proxy_timeout_seconds=config.lb_proxy_timeout_seconds,
+        worker_connections=config.lb_worker_connections,
+        proxy_protocol=plan.proxy_protocol,
+    )
+
+
+def render_nginx_conf(settings: NginxSettings, runtime: NginxRuntime = CONTAINER_RUNTIME) -> str:
+    """Render nginx.conf text: one `stream` server terminating TLS, PROXY protocol upstream."""
+    return _TEMPLATES.get_template("nginx.conf.j2").render(settings=settings, runtime=runtime)
