@@ -1,0 +1,32 @@
+"""HostTuning: kernel settings on the Docker host, as a sysctl.d drop-in applied at once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+
+from components.hostexec import HostAccess
+from components.render.host_scripts import sysctl_apply_script, sysctl_restore_script
+
+
+@dataclass(frozen=True)
+class HostTuningArgs:
+    settings: Mapping[str, str]  # EMQX tuning + overrides + the plan's port range and reservations
+    drop_in: str
+    host: HostAccess
+
+
+class HostTuning(pulumi.ComponentResource):
+    """Applies sysctls idempotently; deleting it restores the values found before the first apply."""
+
+    def __init__(self, name: str, args: HostTuningArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("emqx-cluster:index:HostTuning", name, None, opts)
+        self.sysctls = args.host.command(
+            f"{name}-sysctls",
+            create=sysctl_apply_script(args.settings, args.drop_in),
+            delete=sysctl_restore_script(args.drop_in),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"dropIn": args.drop_in, "settings": dict(args.settings)})

@@ -1,0 +1,81 @@
+"""Running shell on the Docker host: over SSH with remote.Command, or locally with local.Command.
+
+Every host-side resource goes through :class:`HostAccess`, so the same script text runs in
+both modes, wrapped once by `as_root` (sudo for a non-root SSH user).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_command as command
+
+from components.config import StackConfig
+from components.render.host_scripts import as_root
+
+HostCommand = command.local.Command | command.remote.Command
+
+
+@dataclass(frozen=True)
+class HostAccess:
+    """How to reach the Docker host's shell."""
+
+    connection: command.remote.ConnectionArgs | None
+    use_sudo: bool
+    docker_host: str
+
+    @classmethod
+    def from_config(cls, config: StackConfig) -> HostAccess:
+        connection = None
+        if config.ssh_host is not None:
+            key = config.ssh_private_key
+            connection = command.remote.ConnectionArgs(
+                host=config.ssh_host,
+                port=config.ssh_port,
+                user=config.ssh_user,
+                # Secret end to end; without it the SSH agent (SSH_AUTH_SOCK) is used.
+                private_key=pulumi.Output.secret(key.get_secret_value()) if key else None,
+                host_key=config.ssh_host_key,
+            )
+        return cls(connection=connection, use_sudo=config.host_use_sudo, docker_host=config.docker_host)
+
+    def command(
+        self,
+        name: str,
+        *,
+        create: pulumi.Input[str],
+        delete: pulumi.Input[str] | None = None,
+        update: pulumi.Input[str] | None = None,
+        triggers: Sequence[Any] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> HostCommand:
+        """Declare a command on the host; every script runs as root (directly or via sudo)."""
+
+        def wrap(script: pulumi.Input[str] | None) -> pulumi.Output[str] | None:
+            if script is None:
+                return None
+            return pulumi.Output.from_input(script).apply(lambda text: as_root(text, self.use_sudo))
+
+        if self.connection is None:
+            return command.local.Command(
+                name,
+                create=wrap(create),
+                update=wrap(update),
+                delete=wrap(delete),
+                triggers=triggers,
+                # The Docker CLI in the scripts talks to the same engine as the docker provider.
+                environment={"DOCKER_HOST": self.docker_host},
+                opts=opts,
+            )
+        return command.remote.Command(
+            name,
+            connection=self.connection,
+            create=wrap(create),
+            update=wrap(update),
+            delete=wrap(delete),
+            triggers=triggers,
+            opts=opts,
+        )

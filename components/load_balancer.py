@@ -1,0 +1,69 @@
+"""LoadBalancer: the official nginx image on the host network, with the rendered stream config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.plan import LB_CONTAINER_NAME
+from components.render.nginx import CONTAINER_RUNTIME
+
+
+@dataclass(frozen=True)
+class LoadBalancerArgs:
+    image: str  # nginx:<tag>; the official image has the stream module built in
+    nginx_conf: str
+    certificate_pem: pulumi.Input[str]
+    private_key_pem: pulumi.Input[str]  # secret
+    nofile_limit: int
+    keep_image: bool
+    log_max_size: str
+    log_max_files: int
+    provider: docker.Provider
+
+
+class LoadBalancer(pulumi.ComponentResource):
+    """Nginx terminating TLS and passing PROXY protocol to the brokers.
+
+    Config, certificate and key are container uploads, so any change replaces the container
+    (delete first: it holds fixed host ports); clients reconnect once, as on any LB restart.
+    """
+
+    def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("emqx-cluster:index:LoadBalancer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        image = docker.RemoteImage(
+            f"{name}-image",
+            name=args.image,
+            keep_locally=args.keep_image,
+            opts=child,
+        )
+        runtime = CONTAINER_RUNTIME
+        self.container = docker.Container(
+            name,
+            name=LB_CONTAINER_NAME,
+            image=image.image_id,
+            network_mode="host",
+            restart="always",
+            must_run=True,
+            ulimits=[docker.ContainerUlimitArgs(name="nofile", soft=args.nofile_limit, hard=args.nofile_limit)],
+            uploads=[
+                docker.ContainerUploadArgs(file="/etc/nginx/nginx.conf", content=args.nginx_conf),
+                docker.ContainerUploadArgs(file=runtime.certificate_path, content=args.certificate_pem),
+                docker.ContainerUploadArgs(
+                    file=runtime.private_key_path,
+                    content=pulumi.Output.secret(args.private_key_pem),
+                    permissions="0600",
+                ),
+            ],
+            log_driver="json-file",
+            log_opts={"max-size": args.log_max_size, "max-file": str(args.log_max_files)},
+            labels=[docker.ContainerLabelArgs(label="io.emqx-cluster.role", value="load-balancer")],
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                pulumi.ResourceOptions(delete_before_replace=True, additional_secret_outputs=["uploads"]),
+            ),
+        )
+        self.register_outputs({"container": self.container.name})

@@ -1,0 +1,34 @@
+"""Reads the `emqx-cluster:*` stack config from Pulumi and validates it (the only Pulumi-aware step)."""
+
+from __future__ import annotations
+
+import pulumi.runtime.config as pulumi_config
+
+from components.config import NAMESPACE, SECRET_KEYS, ConfigError, StackConfig, config_keys, parse_stack_config
+
+
+def _namespace_keys() -> set[str]:
+    """Every key set in this namespace, known or not, so typos are reported, not ignored."""
+    present = {*pulumi_config.CONFIG.get(), *pulumi_config.get_config_env()}
+    return {key.split(":", 1)[1] for key in present if key.startswith(f"{NAMESPACE}:")}
+
+
+def load_stack_config() -> StackConfig:
+    """Validate the stack's config before any resource is declared; raise ConfigError otherwise."""
+    keys = set(config_keys()) | _namespace_keys()
+    raw = {key: pulumi_config.get_config(f"{NAMESPACE}:{key}") for key in sorted(keys)}
+    plain = [
+        key
+        for key in SECRET_KEYS
+        if raw.get(key) is not None and not pulumi_config.is_config_secret(f"{NAMESPACE}:{key}")
+    ]
+    if plain:
+        raise ConfigError(
+            "invalid stack configuration:\n  "
+            + "\n  ".join(
+                f"{NAMESPACE}:{key} is stored in plain text: allowed: a secret value, set with "
+                f"`pulumi config set --secret {key}`"
+                for key in plain
+            )
+        )
+    return parse_stack_config(raw)

@@ -1,0 +1,23 @@
+"""pytest plugin exposing the support fixtures: fake_docker, sshd_server, netns.
+
+Loaded from tests/integration/conftest.py (`pytest_plugins`), so every integration test can
+request these fixtures by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .fake_docker import FakeDocker
+from .netns import netns
+from .sshd import sshd_server
+
+__all__ = ["fake_docker", "netns", "sshd_server"]
+
+
+@pytest.fixture
+def fake_docker(tmp_path: Path) -> FakeDocker:
+    """An empty fake docker world in tmp_path; use `.env()` for the script's environment."""
+    return FakeDocker(tmp_path / "fake-docker")

@@ -1,0 +1,85 @@
+"""A throwaway network namespace, so tests can change net.* sysctls without touching the host.
+
+net.ipv4.ip_local_port_range and net.ipv4.ip_local_reserved_ports are per network namespace
+(since Linux 4.x), so the host scripts' sysctl tuning can run for real inside one.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+
+@dataclass(frozen=True)
+class NetNamespace:
+    """A named netns (`ip netns add`); loopback is up inside it."""
+
+    name: str
+
+    def exec_argv(self, *argv: str) -> list[str]:
+        """`argv` prefixed to run inside the namespace, e.g. for Popen."""
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def run(self, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run a `sh -c` script inside the namespace; never raises on exit code."""
+        return subprocess.run(
+            self.exec_argv("sh", "-c", script),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def sysctl(self, key: str) -> str:
+        """`sysctl -n key` inside the namespace, stripped (multi-value keys stay tab-separated)."""
+        proc = subprocess.run(
+            self.exec_argv("sysctl", "-n", key),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return proc.stdout.strip()
+
+    def set_sysctl(self, key: str, value: str) -> None:
+        """`sysctl -w key=value` inside the namespace."""
+        subprocess.run(
+            self.exec_argv("sysctl", "-q", "-w", f"{key}={value}"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+
+
+def host_sysctl(key: str) -> str:
+    """The same key read in the test process's own namespace, for isolation checks."""
+    path = "/proc/sys/" + key.replace(".", "/")
+    with open(path) as fh:
+        return fh.read().strip()
+
+
+@pytest.fixture
+def netns() -> Iterator[NetNamespace]:
+    """A fresh `emqx-test-<random>` network namespace, deleted afterwards."""
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2 `ip` is not installed")
+    name = f"emqx-test-{secrets.token_hex(4)}"
+    added = subprocess.run(
+        ["ip", "netns", "add", name], capture_output=True, text=True, check=False
+    )
+    if added.returncode != 0:
+        # `unshare -n` would give a namespace per process only, useless across run() calls.
+        pytest.skip(f"`ip netns add` not permitted here: {added.stderr.strip()}")
+    ns = NetNamespace(name)
+    try:
+        ns.run("ip link set lo up").check_returncode()
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)

@@ -1,0 +1,176 @@
+"""Runs the whole Pulumi program under `pulumi.runtime.set_mocks` and records what it declares.
+
+Each run happens in a fresh `contextvars.Context`, because the SDK keeps its settings and root
+stack in ContextVars; a run therefore never sees the previous one's resources.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.config import set_all_config
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT = "emqx-cluster"
+SECRET_SIG = rpc._special_sig_key  # noqa: SLF001 - the wire marker of a secret value
+SECRET_VALUE = rpc._special_secret_sig  # noqa: SLF001
+
+# Computed outputs a real provider would return after create/update (absent in preview).
+_COMPUTED: dict[str, dict[str, str]] = {
+    "docker:index/image:Image": {"repoDigest": "sha256:" + "1" * 64},
+    "docker:index/remoteImage:RemoteImage": {"imageId": "sha256:" + "2" * 64},
+    "random:index/randomPassword:RandomPassword": {"result": "generated-secret-value-0123456789"},
+    "tls:index/privateKey:PrivateKey": {"privateKeyPem": "-----BEGIN PRIVATE KEY-----\nmock\n-----END PRIVATE KEY-----\n"},
+    "tls:index/selfSignedCert:SelfSignedCert": {"certPem": "-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----\n"},
+}
+
+
+@dataclass
+class Recorded:
+    """One RegisterResource call: what the engine would receive."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]
+    secret_inputs: set[str]
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    delete_before_replace: bool
+    additional_secret_outputs: list[str]
+
+
+@dataclass
+class ProgramRun:
+    resources: list[Recorded] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+
+    def of_type(self, type_: str) -> list[Recorded]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str) -> Recorded:
+        matches = [r for r in self.resources if r.name == name]
+        assert len(matches) == 1, f"expected one resource named {name!r}, found {len(matches)}"
+        return matches[0]
+
+    def by_urn(self) -> dict[str, Recorded]:
+        return {r.urn: r for r in self.resources}
+
+
+def _unwrap(value: Any) -> tuple[Any, bool]:
+    """Strip secret markers, saying whether any were present."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_VALUE:
+            inner, _ = _unwrap(value.get("value"))
+            return inner, True
+        result: dict[str, Any] = {}
+        secret = False
+        for key, item in value.items():
+            result[key], item_secret = _unwrap(item)
+            secret = secret or item_secret
+        return result, secret
+    if isinstance(value, list):
+        pairs = [_unwrap(item) for item in value]
+        return [item for item, _ in pairs], any(secret for _, secret in pairs)
+    return value, False
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, preview: bool) -> None:
+        self.preview = preview
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if self.preview:
+            return None, dict(args.inputs)  # computed outputs stay unknown, as in a real preview
+        return f"{args.name}-id", {**args.inputs, **_COMPUTED.get(args.typ, {}), "stdout": f"{args.name} ok"}
+
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class _RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, mock: _Mocks, run: ProgramRun) -> None:
+        super().__init__(mock)
+        self.run = run
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            raw = rpc.deserialize_properties(request.object, keep_unknowns=True)
+            inputs: dict[str, Any] = {}
+            secret_inputs: set[str] = set()
+            for key, value in raw.items():
+                inputs[key], secret = _unwrap(value)
+                if secret:
+                    secret_inputs.add(key)
+            self.run.resources.append(
+                Recorded(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent=request.parent,
+                    custom=request.custom,
+                    inputs=inputs,
+                    secret_inputs=secret_inputs,
+                    dependencies=list(request.dependencies),
+                    property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+                    delete_before_replace=request.deleteBeforeReplace,
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
+                )
+            )
+        return response
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The `config:` block of Pulumi.<stack>.yaml, keys with namespace."""
+    document = yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text())
+    return dict(document["config"])
+
+
+def run_program(
+    config: Mapping[str, Any],
+    *,
+    secrets: Mapping[str, str] | None = None,
+    preview: bool = False,
+    stack: str = "test",
+) -> ProgramRun:
+    """Run __main__.py under mocks with `config` (+ `secrets`, marked secret) and record it."""
+    run = ProgramRun()
+    values = {**config, **(secrets or {})}
+    as_strings = {
+        (key if ":" in key else f"{PROJECT}:{key}"): value if isinstance(value, str) else json.dumps(value)
+        for key, value in values.items()
+    }
+    secret_keys = [f"{PROJECT}:{key}" if ":" not in key else key for key in (secrets or {})]
+
+    def execute() -> None:
+        mock = _Mocks(preview)
+        set_all_config(as_strings, secret_keys)
+        mocks.set_mocks(mock, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(mock, run))
+
+        async def program() -> None:
+            runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
+
+        mocks._sync_await(pulumi.runtime.stack.run_pulumi_func(program))  # noqa: SLF001
+        root = settings.get_root_resource()
+        assert root is not None
+        for name, value in root.outputs.items():  # type: ignore[attr-defined]
+            output = pulumi.Output.from_input(value)
+            run.outputs[name] = mocks._sync_await(output.future(with_unknowns=True))  # noqa: SLF001
+            if mocks._sync_await(output.is_secret()):  # noqa: SLF001
+                run.secret_outputs.add(name)
+
+    contextvars.Context().run(execute)
+    return run
