@@ -44,7 +44,9 @@ class ClusterFormation(pulumi.ComponentResource):
         for node in started:
             if node.plan.index == seed.plan.index:
                 continue
-            join = join_script(node.plan.container_name, node.plan.node_name, seed.plan.node_name, args.join_timeout_seconds)
+            join = join_script(
+                node.plan.container_name, node.plan.node_name, seed.plan.node_name, args.join_timeout_seconds
+            )
             joins.append(
                 args.host.command(
                     f"{node.plan.short_name}-membership",

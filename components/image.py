@@ -51,7 +51,9 @@ class BrokerImage(pulumi.ComponentResource):
         args.host.command(
             f"{name}-removal",
             create=self.image_id.apply(lambda image_id: f"echo 'broker image {args.image_name} is {image_id}'\n"),
-            delete=self.image_id.apply(lambda image_id: image_removal_script(image_id, args.image_name, args.keep_image)),
+            delete=self.image_id.apply(
+                lambda image_id: image_removal_script(image_id, args.image_name, args.keep_image)
+            ),
             triggers=[self.image_id],
             opts=child,
         )

@@ -15,7 +15,7 @@ from components.host import HostTuning, HostTuningArgs
 from components.hostexec import HostAccess
 from components.image import BrokerImage, BrokerImageArgs
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
-from components.plan import LB_CONTAINER_NAME, ClusterPlan, plan_cluster
+from components.plan import LB_CONTAINER_NAME, ClusterPlan, NodePlan, plan_cluster
 from components.preflight import Preflight, PreflightArgs
 from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, broker_environment
 from components.render.host_scripts import PortClaim
@@ -78,19 +78,19 @@ class EmqxCluster(pulumi.ComponentResource):
         )
 
         cookie = self._secret(config.erlang_cookie, f"{name}-erlang-cookie", length=48, special=False)
-        dashboard_password = self._secret(config.dashboard_password, f"{name}-dashboard-password", length=24, special=True)
-        environments = {
-            node.short_name: pulumi.Output.secret(
-                pulumi.Output.all(cookie, dashboard_password).apply(
-                    lambda secrets, node=node: {
-                        **broker_environment(node, plan, config),
-                        COOKIE_VARIABLE: secrets[0],
-                        DASHBOARD_PASSWORD_VARIABLE: secrets[1],
-                    }
-                )
+        dashboard_password = self._secret(
+            config.dashboard_password, f"{name}-dashboard-password", length=24, special=True
+        )
+        secrets = pulumi.Output.all(cookie, dashboard_password)
+
+        # Everything but the two secrets is plain plan data; the env as a whole is secret.
+        def with_secrets(node: NodePlan) -> pulumi.Output[dict[str, str]]:
+            public = broker_environment(node, plan, config)
+            return pulumi.Output.secret(
+                secrets.apply(lambda pair: {**public, COOKIE_VARIABLE: pair[0], DASHBOARD_PASSWORD_VARIABLE: pair[1]})
             )
-            for node in plan.nodes
-        }
+
+        environments = {node.short_name: with_secrets(node) for node in plan.nodes}
         brokers = BrokerNodes(
             f"{name}-brokers",
             BrokerNodesArgs(

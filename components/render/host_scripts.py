@@ -45,7 +45,9 @@ def sysctl_apply_script(settings: Mapping[str, str], drop_in: str) -> str:
         "}",
     ]
     lines += [f"remember {shlex.quote(key)} {shlex.quote(_proc_path(key))}" for key in settings]
-    lines.append(f'cat > "$drop_in.tmp" <<\'EMQX_SYSCTL\'\n# Managed by emqx-cluster (Pulumi); removed by `pulumi destroy`.')
+    lines.append(
+        "cat > \"$drop_in.tmp\" <<'EMQX_SYSCTL'\n# Managed by emqx-cluster (Pulumi); removed by `pulumi destroy`."
+    )
     lines[-1] += "".join(f"\n{key} = {value}" for key, value in settings.items()) + "\nEMQX_SYSCTL"
     lines.append('mv "$drop_in.tmp" "$drop_in"')
     for key, value in settings.items():
@@ -57,22 +59,25 @@ def sysctl_apply_script(settings: Mapping[str, str], drop_in: str) -> str:
 def sysctl_restore_script(drop_in: str) -> str:
     """Put back every value saved before the first apply, then remove the drop-in."""
     saved = f"{drop_in}.before"
-    return "\n".join(
-        [
-            "set -eu",
-            f"drop_in={shlex.quote(drop_in)}",
-            f"saved={shlex.quote(saved)}",
-            'if [ -f "$saved" ]; then',
-            "  while IFS= read -r line; do",
-            '    key=${line%%=*}',
-            '    value=${line#*=}',
-            '    printf \'%s\\n\' "$value" > "/proc/sys/$(printf %s "$key" | tr . /)"',
-            '  done < "$saved"',
-            "fi",
-            'rm -f "$drop_in" "$drop_in.tmp" "$saved"',
-            'echo "restored the sysctl values saved before emqx-cluster and removed $drop_in"',
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                "set -eu",
+                f"drop_in={shlex.quote(drop_in)}",
+                f"saved={shlex.quote(saved)}",
+                'if [ -f "$saved" ]; then',
+                "  while IFS= read -r line; do",
+                "    key=${line%%=*}",
+                "    value=${line#*=}",
+                '    printf \'%s\\n\' "$value" > "/proc/sys/$(printf %s "$key" | tr . /)"',
+                '  done < "$saved"',
+                "fi",
+                'rm -f "$drop_in" "$drop_in.tmp" "$saved"',
+                'echo "restored the sysctl values saved before emqx-cluster and removed $drop_in"',
+            ]
+        )
+        + "\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -92,14 +97,14 @@ def preflight_script(claims: Sequence[PortClaim], data_dir: str) -> str:
     lines = [
         "set -u",
         "problems=''",
-        "problem() { problems=\"$problems\n  - $1\"; }",
+        'problem() { problems="$problems\n  - $1"; }',
         # LISTEN (state 0A) sockets on any address, from the kernel's own tables: no ss/netstat needed.
         "listening() {",
         "  hex=$(printf '%04X' \"$1\")",
-        "  awk -v p=\":$hex\" '$4 == \"0A\" && substr($2, length($2) - 4) == p { found = 1 } END { exit !found }' "
+        '  awk -v p=":$hex" \'$4 == "0A" && substr($2, length($2) - 4) == p { found = 1 } END { exit !found }\' '
         "/proc/net/tcp /proc/net/tcp6 2>/dev/null",
         "}",
-        "running() { [ -n \"$(docker ps --quiet --filter \"name=^$1\\$\" --filter status=running 2>/dev/null)\" ]; }",
+        'running() { [ -n "$(docker ps --quiet --filter "name=^$1\\$" --filter status=running 2>/dev/null)" ]; }',
         "if ! command -v docker >/dev/null 2>&1; then",
         "  problem 'docker: the docker CLI is not installed on this host'",
         "elif ! docker info >/dev/null 2>&1; then",
@@ -118,10 +123,10 @@ def preflight_script(claims: Sequence[PortClaim], data_dir: str) -> str:
         f"  problem {shlex.quote(f'data dir {data_dir} cannot be created')}",
         "else",
         f"  probe={quoted_dir}/.emqx-cluster-preflight.$$",
-        f"  if : > \"$probe\" 2>/dev/null; then rm -f \"$probe\"; else problem {shlex.quote(f'data dir {data_dir} is not writable')}; fi",
+        f'  if : > "$probe" 2>/dev/null; then rm -f "$probe"; else problem {shlex.quote(f"data dir {data_dir} is not writable")}; fi',
         "fi",
         'if [ -n "$problems" ]; then',
-        "  printf 'emqx-cluster preflight failed on %s:%s\\n' \"$(hostname)\" \"$problems\" >&2",
+        '  printf \'emqx-cluster preflight failed on %s:%s\\n\' "$(hostname)" "$problems" >&2',
         "  exit 1",
         "fi",
         f"echo 'preflight passed: docker answers, {len(claims)} ports free, {data_dir} writable'",

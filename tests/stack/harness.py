@@ -21,16 +21,20 @@ from pulumi.runtime.config import set_all_config
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PROJECT = "emqx-cluster"
-SECRET_SIG = rpc._special_sig_key  # noqa: SLF001 - the wire marker of a secret value
-SECRET_VALUE = rpc._special_secret_sig  # noqa: SLF001
+SECRET_SIG = rpc._special_sig_key
+SECRET_VALUE = rpc._special_secret_sig
 
 # Computed outputs a real provider would return after create/update (absent in preview).
 _COMPUTED: dict[str, dict[str, str]] = {
     "docker:index/image:Image": {"repoDigest": "sha256:" + "1" * 64},
     "docker:index/remoteImage:RemoteImage": {"imageId": "sha256:" + "2" * 64},
     "random:index/randomPassword:RandomPassword": {"result": "generated-secret-value-0123456789"},
-    "tls:index/privateKey:PrivateKey": {"privateKeyPem": "-----BEGIN PRIVATE KEY-----\nmock\n-----END PRIVATE KEY-----\n"},
-    "tls:index/selfSignedCert:SelfSignedCert": {"certPem": "-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----\n"},
+    "tls:index/privateKey:PrivateKey": {
+        "privateKeyPem": "-----BEGIN PRIVATE KEY-----\nmock\n-----END PRIVATE KEY-----\n"
+    },
+    "tls:index/selfSignedCert:SelfSignedCert": {
+        "certPem": "-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----\n"
+    },
 }
 
 
@@ -163,13 +167,13 @@ def run_program(
         async def program() -> None:
             runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
 
-        mocks._sync_await(pulumi.runtime.stack.run_pulumi_func(program))  # noqa: SLF001
+        mocks._sync_await(pulumi.runtime.stack.run_pulumi_func(program))
         root = settings.get_root_resource()
         assert root is not None
         for name, value in root.outputs.items():  # type: ignore[attr-defined]
             output = pulumi.Output.from_input(value)
-            run.outputs[name] = mocks._sync_await(output.future(with_unknowns=True))  # noqa: SLF001
-            if mocks._sync_await(output.is_secret()):  # noqa: SLF001
+            run.outputs[name] = mocks._sync_await(output.future(with_unknowns=True))
+            if mocks._sync_await(output.is_secret()):
                 run.secret_outputs.add(name)
 
     contextvars.Context().run(execute)
