@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import shutil
 import socket
@@ -18,6 +19,8 @@ from tests.integration.support.fake_docker import DOCKER_SCRIPT, FakeDocker, con
 from tests.integration.support.netns import NetNamespace, host_sysctl
 from tests.integration.support.ports import free_port, listening_socket, wait_for_port
 from tests.integration.support.sshd import SshEndpoint
+
+pytestmark = pytest.mark.integration
 
 CTL = "/opt/emqx/bin/emqx"
 N1, N2, N3 = "emqx1@127.0.0.1", "emqx2@127.0.0.1", "emqx3@127.0.0.1"
@@ -72,9 +75,7 @@ def test_fake_docker_seed_down_stopped_and_unknown_containers(cluster3: FakeDock
     )
     stopped = ctl(cluster3, "emqx1", "status")
     assert stopped.returncode == 1
-    assert stopped.stderr == (
-        f"Error response from daemon: container {container_id('emqx1')} is not running\n"
-    )
+    assert stopped.stderr == (f"Error response from daemon: container {container_id('emqx1')} is not running\n")
     missing = ctl(cluster3, "emqx9", "status")
     assert (missing.returncode, missing.stderr) == (
         1,
@@ -111,9 +112,7 @@ def test_fake_docker_leave_force_leave_hides_and_permanent_error(cluster3: FakeD
         assert out == "Failed to join the cluster: {cannot_join_to_replicant,'emqx1@127.0.0.1'}\n"
 
 
-def test_fake_docker_transient_failures_seen_through_a_retrying_script(
-    cluster3: FakeDocker, tmp_path: Path
-) -> None:
+def test_fake_docker_transient_failures_seen_through_a_retrying_script(cluster3: FakeDocker, tmp_path: Path) -> None:
     """A shell retry loop finds `docker` on PATH and the log shows attempts and backoff."""
     cluster3.set_knobs("emqx2", join_failures_before_success=2)
     script = tmp_path / "join.sh"
@@ -140,7 +139,7 @@ def test_fake_docker_transient_failures_seen_through_a_retrying_script(
         "Failed to join the cluster: {node_down,'emqx1@127.0.0.1'}",
         "Join the cluster successfully.",
     ]
-    gaps = [b.mono - a.mono for a, b in zip(joins, joins[1:], strict=False)]
+    gaps = [b.mono - a.mono for a, b in itertools.pairwise(joins)]
     assert all(g >= 0.2 for g in gaps), gaps
     assert cluster3.container("emqx2")["join_failures_before_success"] == 0
     assert cluster3.members(N1) == [N1, N2]
@@ -148,9 +147,7 @@ def test_fake_docker_transient_failures_seen_through_a_retrying_script(
 
 def test_fake_docker_ps_info_image_rm_and_system_python(cluster3: FakeDocker) -> None:
     cluster3.set_running("emqx3", False)
-    running = cluster3.run(
-        "ps", "--filter", "name=^emqx1$", "--filter", "status=running", "--quiet"
-    )
+    running = cluster3.run("ps", "--filter", "name=^emqx1$", "--filter", "status=running", "--quiet")
     assert running.stdout == container_id("emqx1")[:12] + "\n"
     assert cluster3.run("ps", "-q", "--filter", "name=^emqx3$", "--filter", "status=running").stdout == ""
     assert cluster3.run("info").returncode == 0
@@ -193,6 +190,7 @@ def test_sshd_command_string_goes_to_the_login_shell(sshd_server: SshEndpoint) -
     assert quoted.returncode == 3
     assert quoted.stdout == 'a  b|c"d|/home/emqxdeploy|/bin/bash|'
     assert sshd_server.run("cat; echo done", stdin="payload\n").stdout == "payload\ndone\n"
+    assert sshd_server.run("-x").returncode != 0  # "--" keeps a leading dash out of ssh's options
     assert sshd_server.known_hosts_line.startswith(f"[127.0.0.1]:{sshd_server.port} ssh-ed25519 ")
     assert "PRIVATE KEY" in sshd_server.private_key_pem
 
@@ -208,15 +206,12 @@ def shared_fake_docker() -> Iterator[FakeDocker]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_fake_docker_over_ssh_with_and_without_sudo(
-    sshd_server: SshEndpoint, shared_fake_docker: FakeDocker
-) -> None:
+def test_fake_docker_over_ssh_with_and_without_sudo(sshd_server: SshEndpoint, shared_fake_docker: FakeDocker) -> None:
     fd = shared_fake_docker
     fd.add_emqx_containers(2)
     wrapper = fd.install_wrapper(fd.root / "wrapper-bin")
     plain = sshd_server.run(
-        f"PATH={fd.bin_dir}:$PATH FAKE_DOCKER_STATE={fd.state_path} "
-        f"docker exec emqx2 {CTL} ctl cluster join {N1}"
+        f"PATH={fd.bin_dir}:$PATH FAKE_DOCKER_STATE={fd.state_path} docker exec emqx2 {CTL} ctl cluster join {N1}"
     )
     assert plain.stdout.startswith("Join the cluster successfully.\n"), plain.stderr
     sudo = sshd_server.run(f"sudo -n {wrapper} exec emqx1 {CTL} ctl cluster status --json")
@@ -235,9 +230,7 @@ def test_fake_docker_over_ssh_with_and_without_sudo(
         ("net.ipv4.ip_local_reserved_ports", "18083,20000-20010"),
     ],
 )
-def test_netns_sysctl_writes_do_not_reach_the_host(
-    netns: NetNamespace, key: str, value: str
-) -> None:
+def test_netns_sysctl_writes_do_not_reach_the_host(netns: NetNamespace, key: str, value: str) -> None:
     before = host_sysctl(key)
     written = netns.run(f"sysctl -q -w {key}='{value}'")
     assert written.returncode == 0, written.stderr

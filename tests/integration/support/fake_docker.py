@@ -70,10 +70,7 @@ KNOB_DEFAULTS: dict[str, Any] = {
     "emqx_running": True,
 }
 
-DAEMON_DOWN_TEXT = (
-    "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
-    "Is the docker daemon running?"
-)
+DAEMON_DOWN_TEXT = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,17 +207,11 @@ def erl_cluster_status(running: Sequence[str], stopped: Sequence[str]) -> str:
     prints for small clusters, not every wrapping rule.  Scripts should parse `--json`.
     """
     prefix = "Cluster status: "
-    one_line = (
-        f"#{{running_nodes => {_erl_atom_list(running)},"
-        f"stopped_nodes => {_erl_atom_list(stopped)}}}"
-    )
+    one_line = f"#{{running_nodes => {_erl_atom_list(running)},stopped_nodes => {_erl_atom_list(stopped)}}}"
     if len(prefix) + len(one_line) <= 80:
         return prefix + one_line
     pad = " " * (len(prefix) + 2)
-    return (
-        f"{prefix}#{{running_nodes => {_erl_atom_list(running)},\n"
-        f"{pad}stopped_nodes => {_erl_atom_list(stopped)}}}"
-    )
+    return f"{prefix}#{{running_nodes => {_erl_atom_list(running)},\n{pad}stopped_nodes => {_erl_atom_list(stopped)}}}"
 
 
 def cluster_info(state: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -318,9 +309,7 @@ def _emqx_ctl(state: dict[str, Any], c: dict[str, Any], args: list[str], res: Re
             if target == node:
                 res.out("Ignore.")
             elif c.get("force_leave_permanent_error"):
-                res.out(
-                    f"Failed to remove the node from cluster: {c['force_leave_permanent_error']}"
-                )
+                res.out(f"Failed to remove the node from cluster: {c['force_leave_permanent_error']}")
             elif target not in members_of(state, node):
                 res.out("Failed to remove the node from cluster: node_not_in_cluster")
             else:
@@ -443,9 +432,7 @@ def _cmd_ps(state: dict[str, Any], args: list[str], res: Result) -> None:
             continue
         if "status" in filters and state_word not in filters["status"]:
             continue
-        if "name" in filters and not any(
-            re.search(p, name) or re.search(p, "/" + name) for p in filters["name"]
-        ):
+        if "name" in filters and not any(re.search(p, name) or re.search(p, "/" + name) for p in filters["name"]):
             continue
         if "id" in filters and not any(c["id"].startswith(p) for p in filters["id"]):
             continue
@@ -696,13 +683,9 @@ class FakeDocker:
                 state["clusters"].append([node])
         return node
 
-    def add_emqx_containers(
-        self, count: int, *, prefix: str = "emqx", host: str = "127.0.0.1"
-    ) -> list[str]:
+    def add_emqx_containers(self, count: int, *, prefix: str = "emqx", host: str = "127.0.0.1") -> list[str]:
         """Add `<prefix>1..N` with nodes `<prefix>i@<host>`; returns the node names."""
-        return [
-            self.add_container(f"{prefix}{i}", f"{prefix}{i}@{host}") for i in range(1, count + 1)
-        ]
+        return [self.add_container(f"{prefix}{i}", f"{prefix}{i}@{host}") for i in range(1, count + 1)]
 
     def add_node(self, node: str, *, running: bool = True) -> None:
         """A node without a local container (e.g. the seed on another host)."""
@@ -767,11 +750,7 @@ class FakeDocker:
 
     def ctl_calls(self, container: str | None = None) -> list[Call]:
         """`emqx ctl` invocations, optionally only those into `container`."""
-        return [
-            c
-            for c in self.calls()
-            if c.ctl_args and (container is None or c.exec_container == container)
-        ]
+        return [c for c in self.calls() if c.ctl_args and (container is None or c.exec_container == container)]
 
     def removed_images(self) -> list[str]:
         """Refs passed to a successful `docker image rm`/`rmi`, in order."""
@@ -812,7 +791,7 @@ class FakeDocker:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(
             "#!/bin/sh\n"
-            f": \"${{{STATE_ENV}:={self.state_path}}}\"\n"
+            f': "${{{STATE_ENV}:={self.state_path}}}"\n'
             f"export {STATE_ENV}\n"
             f'exec python3 "{DOCKER_SCRIPT}" "$@"\n'
         )

@@ -71,9 +71,7 @@ def netns() -> Iterator[NetNamespace]:
     if shutil.which("ip") is None:
         pytest.skip("iproute2 `ip` is not installed")
     name = f"emqx-test-{secrets.token_hex(4)}"
-    added = subprocess.run(
-        ["ip", "netns", "add", name], capture_output=True, text=True, check=False
-    )
+    added = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
     if added.returncode != 0:
         # `unshare -n` would give a namespace per process only, useless across run() calls.
         pytest.skip(f"`ip netns add` not permitted here: {added.stderr.strip()}")

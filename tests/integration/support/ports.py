@@ -20,9 +20,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.contextmanager
-def listening_socket(
-    host: str = "127.0.0.1", port: int = 0, *, reuse_addr: bool = False
-) -> Iterator[socket.socket]:
+def listening_socket(host: str = "127.0.0.1", port: int = 0, *, reuse_addr: bool = False) -> Iterator[socket.socket]:
     """A real listening TCP socket on (host, port) for the duration, e.g. to fail a preflight.
 
     port=0 lets the kernel pick; read it back with `sock.getsockname()[1]`.  Connections are

@@ -72,9 +72,7 @@ class SshEndpoint:
             command,
         ]
 
-    def run(
-        self, command: str, stdin: str | None = None, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
+    def run(self, command: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run `command` on the server like remote.Command does; never raises on exit code.
 
         Exit code 255 is ssh's own failure (connect/auth), anything else the command's.
