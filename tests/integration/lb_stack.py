@@ -10,7 +10,6 @@ Everything listens on 127.0.0.0/8 and every process is stopped by its own PID.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pwd
@@ -755,18 +754,17 @@ def raw_mqtt_connect(
     timeout: float = 10.0,
 ) -> bytes:
     """One CONNECT on a fresh connection; returns the reply's first 4 bytes (CONNACK or less)."""
-    with socket.create_connection((host, port), timeout=timeout) as plain:
-        plain.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock: socket.socket = plain
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls_context is not None:
-            sock = tls_context.wrap_socket(plain, server_hostname=host)
+            sock = tls_context.wrap_socket(sock, server_hostname=host)  # detaches the plain one
         sock.sendall(preamble + mqtt_connect_packet(client_id))
         reply = recv_up_to(sock, 4)
         if reply == CONNACK_ACCEPTED:
             sock.sendall(b"\xe0\x00")  # DISCONNECT, so brokers log a clean goodbye
         return reply
+    finally:
+        sock.close()
 
 
-def settings_for(listen_port: int, backends: Sequence[Backend], **overrides: Any) -> NginxSettings:
-    """lb_settings pointing at these backends' PROXY listeners."""
-    return dataclasses.replace(lb_settings(listen_port, [b.upstream for b in backends]), **overrides)
