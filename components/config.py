@@ -261,6 +261,17 @@ class StackConfig(BaseModel):
             raise ValueError("allowed: a non-empty list of DNS names for the self-signed certificate")
         return value
 
+    @field_validator("sysctls", mode="before")
+    @classmethod
+    def _sysctl_numbers(cls, value: Any) -> Any:
+        # YAML `net.core.somaxconn: 32768` reaches us as a JSON number: take it as its text.
+        if isinstance(value, Mapping):
+            return {
+                key: str(setting) if isinstance(setting, int | float) and not isinstance(setting, bool) else setting
+                for key, setting in value.items()
+            }
+        return value
+
     @field_validator("sysctls")
     @classmethod
     def _sysctls(cls, value: dict[str, str | None]) -> dict[str, str | None]:
@@ -379,6 +390,13 @@ class StackConfig(BaseModel):
         """The name clients put in their connection string (and the certificate should carry)."""
         return self.public_hostname or self.advertise_address
 
+    def self_signed_subjects(self) -> tuple[list[str], list[str]]:
+        """DNS names and IP addresses a self-signed certificate must carry for clients to verify it."""
+        candidates = [*self.tls_dns_names, self.client_hostname, self.advertise_address]
+        dns_names = list(dict.fromkeys(name for name in candidates if not _is_ipv4(name)))
+        ip_addresses = list(dict.fromkeys(name for name in candidates if _is_ipv4(name)))
+        return dns_names, ip_addresses
+
     @property
     def broker_image_base(self) -> str:
         return f"{self.emqx_repository}:{self.emqx_version}"
@@ -451,8 +469,21 @@ def _describe(error: ValidationError) -> list[str]:
             continue
         if item["type"] in ("greater_than_equal", "less_than_equal", "int_parsing", "int_type", "bool_parsing"):
             message = f"allowed: {_range_text(key)}" if _range_text(key) else message
+        elif item["type"] == "literal_error":
+            message = f"allowed: {item.get('ctx', {}).get('expected', message)}"
+        elif not message.startswith("allowed"):
+            # Type errors ("Input should be a valid list"): say where, and keep the contract's wording.
+            where = f" (at {'.'.join(location[1:])})" if len(location) > 1 else ""
+            message = f"allowed: {_TYPE_TEXT.get(item['type'], 'a value of the documented type')}{where}; {message}"
         lines.append(f"{NAMESPACE}:{key} = {shown}: {message}")
     return lines
+
+
+_TYPE_TEXT = {
+    "dict_type": "a YAML map in the stack file",
+    "list_type": "a YAML list in the stack file",
+    "string_type": "a string or a number",
+}
 
 
 def _range_text(key: str) -> str:

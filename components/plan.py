@@ -146,11 +146,12 @@ def plan_cluster(config: StackConfig) -> ClusterPlan:
 
 def _check_ports(config: StackConfig, nodes: tuple[NodePlan, ...]) -> None:
     """Every planned port must be a valid port, used once, and never the LB's port."""
-    owners: dict[int, str] = {config.lb_port: f"{NAMESPACE}:lbPort"}
+    owners: dict[int, str] = {config.lb_port: f"{NAMESPACE}:lbPort = {config.lb_port}"}
     problems: list[str] = []
+    # Each line names the key (and its value) that placed the port, so the user knows what to change.
     sources = {
-        "mqtt": f"{NAMESPACE}:mqttPortBase",
-        "dashboard": f"{NAMESPACE}:dashboardPortBase",
+        "mqtt": f"{NAMESPACE}:mqttPortBase = {config.mqtt_port_base}",
+        "dashboard": f"{NAMESPACE}:dashboardPortBase = {config.dashboard_port_base}",
         "distribution": "the Erlang distribution port (4370 + node index)",
         "rpc": "the cluster RPC port (5370 + node index)",
     }
@@ -170,7 +171,7 @@ def _check_ports(config: StackConfig, nodes: tuple[NodePlan, ...]) -> None:
                     "4371-5369 / 5371-6369 (distribution / RPC) or lbPort"
                 )
                 continue
-            owners[port] = f"{node.short_name}'s {role} port"
+            owners[port] = f"{node.short_name}'s {role} port ({source})"
     if problems:
         raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(dict.fromkeys(problems)))
 

@@ -176,12 +176,12 @@ class EmqxCluster(pulumi.ComponentResource):
             )
         child = pulumi.ResourceOptions(parent=self)
         key = tls.PrivateKey(f"{name}-tls-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
-        ip_addresses = [config.advertise_address] if config.advertise_address[0].isdigit() else []
+        dns_names, ip_addresses = config.self_signed_subjects()
         cert = tls.SelfSignedCert(
             f"{name}-tls-cert",
             private_key_pem=key.private_key_pem,
             subject=tls.SelfSignedCertSubjectArgs(common_name=config.client_hostname, organization="emqx-cluster"),
-            dns_names=config.tls_dns_names,
+            dns_names=dns_names,
             ip_addresses=ip_addresses,
             validity_period_hours=SELF_SIGNED_VALIDITY_HOURS,
             allowed_uses=["digital_signature", "key_encipherment", "server_auth"],

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -149,10 +149,8 @@ def stop_process(process: subprocess.Popen[bytes], first: signal.Signals = signa
         except ProcessLookupError:
             pass
     # Started with start_new_session=True, so the group id is this PID and holds only its children.
-    try:
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def start_process(argv: Sequence[str], output: Path) -> subprocess.Popen[bytes]:
@@ -348,6 +346,10 @@ class ProxyShim:
         if self.process is not None:
             stop_process(self.process)
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def events(self) -> list[dict[str, Any]]:
         if not self.events_path.exists():
             return []
@@ -380,9 +382,7 @@ class Backend:
     def __init__(self, directory: Path, name: str, *, pki: Pki | None = None, tls: bool = False) -> None:
         self.name = name
         self.directory = directory / name
-        self.mosquitto = Mosquitto(
-            self.directory, port=free_port(), tls_port=free_port() if tls else None, pki=pki
-        )
+        self.mosquitto = Mosquitto(self.directory, port=free_port(), tls_port=free_port() if tls else None, pki=pki)
         self.shim = ProxyShim(self.directory, listen_port=free_port(), target_port=self.mosquitto.port)
 
     @property
@@ -408,12 +408,18 @@ class Backend:
         self.shim.stop()
         self.mosquitto.stop()
 
+    @property
+    def running(self) -> bool:
+        return self.mosquitto.running and self.shim.running
+
     def __repr__(self) -> str:
         return f"Backend({self.name}, listener={self.upstream}, broker={self.mosquitto.port})"
 
 
 @contextmanager
-def running_backends(directory: Path, count: int, *, pki: Pki | None = None, tls: bool = False) -> Iterator[list[Backend]]:
+def running_backends(
+    directory: Path, count: int, *, pki: Pki | None = None, tls: bool = False
+) -> Iterator[list[Backend]]:
     """Start `count` backends; all are stopped on exit even if a later one fails to start."""
     with ExitStack() as stack:
         backends = []
@@ -612,13 +618,17 @@ class MqttSession:
         self.connect_reason = reason
         self.connected.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any
+    ) -> None:
         self.disconnected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.messages.put(message)
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode], properties: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode], properties: Any
+    ) -> None:
         with self._subscribe_done:
             self._subscribed[mid] = list(reasons)
             self._subscribe_done.notify_all()
@@ -664,10 +674,8 @@ class MqttSession:
     def close(self) -> None:
         """Idempotent teardown for finalizers."""
         if not self.disconnected.is_set():
-            try:
+            with suppress(Exception):  # best effort: the broker may already be gone
                 self.disconnect(timeout=2.0)
-            except Exception:  # noqa: BLE001 - best-effort cleanup
-                pass
         self.client.loop_stop()
 
 
@@ -766,5 +774,3 @@ def raw_mqtt_connect(
         return reply
     finally:
         sock.close()
-
-

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import json
 import socket
@@ -50,8 +51,13 @@ class Shim:
         peer = list(writer.get_extra_info("peername"))
         try:
             result = await asyncio.wait_for(self.reader.read(reader), self.header_timeout)
-        except (ProxyProtocolSyntaxError, ValueError, asyncio.IncompleteReadError,
-                TimeoutError, ConnectionError) as exc:
+        except (
+            ProxyProtocolSyntaxError,
+            ValueError,
+            asyncio.IncompleteReadError,
+            TimeoutError,
+            ConnectionError,
+        ) as exc:
             # EMQX closes a proxy_protocol listener's connection that has no valid header.
             self.record(event="rejected", peer=peer, reason=f"{type(exc).__name__}: {exc}")
             writer.close()
@@ -71,9 +77,7 @@ class Shim:
             dest=[str(result.dest[0]), result.dest[1]] if is_ipv4(result) else None,
             upstream_local=list(upstream.getsockname()),
         )
-        await asyncio.gather(
-            self.pump(reader, up_writer, writer), self.pump(up_reader, writer, up_writer)
-        )
+        await asyncio.gather(self.pump(reader, up_writer, writer), self.pump(up_reader, writer, up_writer))
 
     def source_address(self, result: ProxyResult) -> str:
         """The address to connect from: the announced client address, or ours for LOCAL."""
@@ -131,10 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", required=True, help="JSON-lines file of accepted/rejected connections")
     parser.add_argument("--header-timeout", type=float, default=5.0)
     args = parser.parse_args(argv)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -18,6 +18,7 @@ import pulumi
 import yaml
 from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.config import set_all_config
+from pulumi.runtime.sync_await import _sync_await
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PROJECT = "emqx-cluster"
@@ -110,7 +111,7 @@ class _RecordingMonitor(mocks.MockMonitor):
         self.run = run
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             raw = rpc.deserialize_properties(request.object, keep_unknowns=True)
             inputs: dict[str, Any] = {}
@@ -167,13 +168,13 @@ def run_program(
         async def program() -> None:
             runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
 
-        mocks._sync_await(pulumi.runtime.stack.run_pulumi_func(program))
+        _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
         root = settings.get_root_resource()
         assert root is not None
         for name, value in root.outputs.items():  # type: ignore[attr-defined]
             output = pulumi.Output.from_input(value)
-            run.outputs[name] = mocks._sync_await(output.future(with_unknowns=True))
-            if mocks._sync_await(output.is_secret()):
+            run.outputs[name] = _sync_await(output.future(with_unknowns=True))
+            if _sync_await(output.is_secret()):
                 run.secret_outputs.add(name)
 
     contextvars.Context().run(execute)

@@ -392,6 +392,7 @@ def _cmd_exec(state: dict[str, Any], args: list[str], res: Result) -> None:
             "OCI runtime exec failed: exec failed: unable to start container process: "
             f'exec: "{argv[0]}": executable file not found in $PATH: unknown'
         )
+        res.err("(fake docker: only `emqx ctl ...`, `emqx_ctl ...` and `emqx ping` are emulated)")
         res.rc = 127
 
 
