@@ -196,7 +196,13 @@ class StackConfig(BaseModel):
     @classmethod
     def _advertise_address(cls, value: str) -> str:
         # EMQX node names must be long names: name@IP or name@FQDN (emqx.conf `node.name`).
-        if _is_ipv4(value) or (HOSTNAME.match(value) and "." in value and not _looks_numeric(value)):
+        # Nodes also bind their client listener here, so a wildcard would let clients bypass Nginx.
+        if _is_ipv4(value):
+            address = ipaddress.IPv4Address(value)
+            if address.is_unspecified or address.is_multicast or value == "255.255.255.255":
+                raise ValueError("allowed: a unicast IPv4 address of this host (a wildcard would expose the brokers)")
+            return value
+        if HOSTNAME.match(value) and "." in value and not _looks_numeric(value):
             return value
         raise ValueError("allowed: an IPv4 address or a fully qualified domain name (EMQX needs long node names)")
 
@@ -217,7 +223,7 @@ class StackConfig(BaseModel):
     @field_validator("data_dir", "sysctl_drop_in")
     @classmethod
     def _absolute_path(cls, value: str) -> str:
-        if not re.match(r"^/[A-Za-z0-9._/-]*$", value) or "/../" in f"{value}/" or value == "/":
+        if not re.match(r"^/[A-Za-z0-9._/-]*$", value) or "/../" in f"{value}/" or value.strip("/") == "":
             raise ValueError("allowed: an absolute path of letters, digits, '.', '_', '-' and '/' (not '/', no '..')")
         return value.rstrip("/")
 

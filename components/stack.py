@@ -46,8 +46,9 @@ class EmqxCluster(pulumi.ComponentResource):
     """N EMQX nodes behind Nginx on one Docker host, tuned, clustered and verified."""
 
     def __init__(self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("emqx-cluster:index:EmqxCluster", name, None, opts)
+        # Plan first: a ConfigError from the port plan must surface before any resource is declared.
         plan = plan_cluster(config)
+        super().__init__("emqx-cluster:index:EmqxCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         host = HostAccess.from_config(config)
         provider = docker.Provider(f"{name}-docker", host=config.docker_host, opts=child)

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
@@ -188,10 +189,13 @@ class Pki:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if ciphers is not None:
             context.set_ciphers(ciphers)
-        if minimum is not None:
-            context.minimum_version = minimum
-        if maximum is not None:
-            context.maximum_version = maximum
+        with warnings.catch_warnings():
+            # Tests pin TLS 1.0/1.1 on purpose, to prove the server refuses them.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if minimum is not None:
+                context.minimum_version = minimum
+            if maximum is not None:
+                context.maximum_version = maximum
         context.load_verify_locations(cafile=str(trust or self.ca_cert))
         return context
 

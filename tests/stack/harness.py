@@ -7,9 +7,10 @@ stack in ContextVars; a run therefore never sees the previous one's resources.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,18 +26,30 @@ PROJECT = "emqx-cluster"
 SECRET_SIG = rpc._special_sig_key
 SECRET_VALUE = rpc._special_secret_sig
 
-# Computed outputs a real provider would return after create/update (absent in preview).
-_COMPUTED: dict[str, dict[str, str]] = {
-    "docker:index/image:Image": {"repoDigest": "sha256:" + "1" * 64},
-    "docker:index/remoteImage:RemoteImage": {"imageId": "sha256:" + "2" * 64},
-    "random:index/randomPassword:RandomPassword": {"result": "generated-secret-value-0123456789"},
-    "tls:index/privateKey:PrivateKey": {
-        "privateKeyPem": "-----BEGIN PRIVATE KEY-----\nmock\n-----END PRIVATE KEY-----\n"
+# Computed outputs a real provider would return after create/update (absent in preview). Each is
+# derived from a digest of the resource's type, name and inputs, like the resource's mock ID: a
+# changed input (e.g. a build arg) gives a new image digest and a new ID, as a rebuild or a
+# replacement would, while unchanged inputs give the same values on every run.
+_COMPUTED: dict[str, Callable[[str], dict[str, str]]] = {
+    "docker:index/image:Image": lambda digest: {"repoDigest": f"sha256:{digest}"},
+    "docker:index/remoteImage:RemoteImage": lambda digest: {"imageId": f"sha256:{digest}"},
+    "random:index/randomPassword:RandomPassword": lambda digest: {"result": f"mock-password-{digest[:32]}"},
+    "tls:index/privateKey:PrivateKey": lambda digest: {
+        "privateKeyPem": f"-----BEGIN PRIVATE KEY-----\nmock{digest}\n-----END PRIVATE KEY-----\n"
     },
-    "tls:index/selfSignedCert:SelfSignedCert": {
-        "certPem": "-----BEGIN CERTIFICATE-----\nmock\n-----END CERTIFICATE-----\n"
+    "tls:index/selfSignedCert:SelfSignedCert": lambda digest: {
+        "certPem": f"-----BEGIN CERTIFICATE-----\nmock{digest}\n-----END CERTIFICATE-----\n"
     },
 }
+
+SecretPath = tuple[str | int, ...]
+
+
+def input_digest(type_: str, name: str, inputs: Mapping[str, Any]) -> str:
+    """A stable hex digest of a resource's inputs (secrets unwrapped, key order ignored)."""
+    plain, _ = _unwrap(dict(inputs))
+    text = json.dumps([type_, name, plain], sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -46,10 +59,13 @@ class Recorded:
     type: str
     name: str
     urn: str
+    id: str | None  # None in preview; in update mode derived from the inputs (see _COMPUTED)
     parent: str
     custom: bool
+    provider: str  # URN of the explicit provider ("" for the default provider and for components)
     inputs: dict[str, Any]
     secret_inputs: set[str]
+    secret_paths: set[SecretPath]  # where exactly the SDK sent secret markers, e.g. ("uploads", 2, "content")
     dependencies: list[str]
     property_dependencies: dict[str, list[str]]
     delete_before_replace: bool
@@ -65,8 +81,9 @@ class ProgramRun:
     def of_type(self, type_: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == type_]
 
-    def named(self, name: str) -> Recorded:
-        matches = [r for r in self.resources if r.name == name]
+    def named(self, name: str, *, custom: bool | None = None) -> Recorded:
+        """The one resource called `name`; `custom` picks between a component and a resource sharing it."""
+        matches = [r for r in self.resources if r.name == name and custom in (None, r.custom)]
         assert len(matches) == 1, f"expected one resource named {name!r}, found {len(matches)}"
         return matches[0]
 
@@ -92,6 +109,29 @@ def _unwrap(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+def _wire(message: Any) -> Any:
+    """A protobuf Struct/Value as plain Python, exactly as sent: secret markers stay where they are."""
+    if hasattr(message, "fields"):  # google.protobuf.Struct
+        return {key: _wire(item) for key, item in message.fields.items()}
+    kind = message.WhichOneof("kind")
+    if kind == "struct_value":
+        return _wire(message.struct_value)
+    if kind == "list_value":
+        return [_wire(item) for item in message.list_value.values]
+    return None if kind in (None, "null_value") else getattr(message, kind)
+
+
+def _secret_paths(value: Any, path: SecretPath = ()) -> set[SecretPath]:
+    """Paths of every secret marker in the wire form (before deserialization hoists them up a level)."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_VALUE:
+            return {path} | _secret_paths(value.get("value"), path)
+        return {found for key, item in value.items() for found in _secret_paths(item, (*path, key))}
+    if isinstance(value, list):
+        return {found for index, item in enumerate(value) for found in _secret_paths(item, (*path, index))}
+    return set()
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def __init__(self, preview: bool) -> None:
         self.preview = preview
@@ -99,7 +139,9 @@ class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         if self.preview:
             return None, dict(args.inputs)  # computed outputs stay unknown, as in a real preview
-        return f"{args.name}-id", {**args.inputs, **_COMPUTED.get(args.typ, {}), "stdout": f"{args.name} ok"}
+        digest = input_digest(args.typ, args.name, args.inputs)
+        computed = _COMPUTED[args.typ](digest) if args.typ in _COMPUTED else {}
+        return f"{args.name}-{digest[:12]}", {**args.inputs, **computed, "stdout": f"{args.name} ok"}
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None
@@ -125,10 +167,13 @@ class _RecordingMonitor(mocks.MockMonitor):
                     type=request.type,
                     name=request.name,
                     urn=response.urn,
+                    id=response.id or None,
                     parent=request.parent,
                     custom=request.custom,
+                    provider=request.provider.rpartition("::")[0],
                     inputs=inputs,
                     secret_inputs=secret_inputs,
+                    secret_paths=_secret_paths(_wire(request.object)),
                     dependencies=list(request.dependencies),
                     property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
                     delete_before_replace=request.deleteBeforeReplace,
@@ -150,9 +195,13 @@ def run_program(
     secrets: Mapping[str, str] | None = None,
     preview: bool = False,
     stack: str = "test",
+    into: ProgramRun | None = None,
 ) -> ProgramRun:
-    """Run __main__.py under mocks with `config` (+ `secrets`, marked secret) and record it."""
-    run = ProgramRun()
+    """Run __main__.py under mocks with `config` (+ `secrets`, marked secret) and record it.
+
+    Pass `into` to keep what was registered even when the program raises.
+    """
+    run = into if into is not None else ProgramRun()
     values = {**config, **(secrets or {})}
     as_strings = {
         (key if ":" in key else f"{PROJECT}:{key}"): value if isinstance(value, str) else json.dumps(value)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,17 @@ def stack_raw(stack: str) -> dict[str, str | None]:
     }
 
 
-def validate(raw: dict[str, str | None]) -> tuple[StackConfig, ClusterPlan]:
+def validate(raw: Mapping[str, str | None]) -> tuple[StackConfig, ClusterPlan]:
     """Everything `pulumi preview` checks before a resource is declared: the config, then the plan."""
     config = parse_stack_config(raw)
     return config, plan_cluster(config)
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """A server certificate chain and key from a throw-away CA, as PEM text and as files."""
+
+    certificate_pem: str
+    private_key_pem: str
+    certificate_path: Path
+    private_key_path: Path

@@ -1,0 +1,427 @@
+"""Issue "deployable stack": what `pulumi up` declares for the dev and prod stacks, run under mocks."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+
+import pytest
+
+from components.broker import HEALTHCHECK, NOFILE_LIMIT
+from components.config import NAMESPACE, ConfigError
+from components.image import BUILD_CONTEXT
+from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
+from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, hocon_string
+from components.render.host_scripts import as_root, preflight_script, sysctl_apply_script
+from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
+from components.stack import host_sysctls, port_claims
+from tests.stack.conftest import Deployments, ProdSecrets, StackCase
+from tests.stack.dag import RolloutGraph
+from tests.stack.harness import PROJECT_DIR, ProgramRun, run_program
+from tests.stack.views import (
+    CONTAINER,
+    LB_CONTAINER,
+    broker_names,
+    brokers,
+    command_type,
+    envs,
+    is_secret_at,
+    lb_container,
+    uploads,
+    walk_strings,
+)
+
+EXPECTED_NODES = {"dev": 3, "prod": 5}
+COMPONENTS = (
+    "EmqxCluster",
+    "HostTuning",
+    "Preflight",
+    "BrokerImage",
+    "BrokerNodes",
+    "ClusterFormation",
+    "LoadBalancer",
+)
+NGINX_CONF = "/etc/nginx/nginx.conf"
+
+
+def wave_count(case: StackCase) -> int:
+    return len(case.plan().waves)
+
+
+def host_command_names(case: StackCase) -> set[str]:
+    nodes = case.nodes
+    return {
+        "emqx-host-sysctls",
+        "emqx-preflight-check",
+        "emqx-broker-image-removal",
+        *(f"emqx{i}-dirs" for i in range(1, nodes + 1)),
+        *(f"emqx{i}-membership" for i in range(2, nodes + 1)),
+        *(f"wave{k}-verify" for k in range(1, wave_count(case) + 1)),
+    }
+
+
+# --------------------------------------------------------------------------- what is declared
+
+
+def test_resource_types_and_counts(any_run: ProgramRun, case: StackCase) -> None:
+    nodes = EXPECTED_NODES[case.stack]
+    assert case.nodes == nodes
+    assert wave_count(case) == 2
+    expected = Counter(
+        {
+            "pulumi:providers:docker": 1,
+            "docker:index/image:Image": 1,
+            CONTAINER: nodes + 1,  # the brokers and the load balancer
+            "docker:index/remoteImage:RemoteImage": 1,
+            # host tuning, preflight, image removal, N dirs, N-1 memberships, one verify per wave
+            command_type(case.stack): 3 + nodes + (nodes - 1) + 2,
+            "random:index/randomPassword:RandomPassword": 2,  # cookie and dashboard password
+            **{f"emqx-cluster:index:{component}": 1 for component in COMPONENTS},
+        }
+    )
+    if case.stack == "dev":  # self-signed TLS; prod brings its own certificate
+        expected.update({"tls:index/privateKey:PrivateKey": 1, "tls:index/selfSignedCert:SelfSignedCert": 1})
+    assert Counter(r.type for r in any_run.resources) == expected
+
+    commands = {r.name for r in any_run.of_type(command_type(case.stack))}
+    assert commands == host_command_names(case)
+    assert {r.name for r in any_run.of_type(CONTAINER)} == {*broker_names(nodes), LB_CONTAINER}
+    assert {r.name for r in any_run.of_type("random:index/randomPassword:RandomPassword")} == {
+        "emqx-erlang-cookie",
+        "emqx-dashboard-password",
+    }
+    assert any_run.named("emqx-lb-image").inputs["name"] == f"nginx:{case.parsed().nginx_version}"
+
+
+def test_every_docker_resource_uses_the_configured_host(any_run: ProgramRun, case: StackCase) -> None:
+    (provider,) = any_run.of_type("pulumi:providers:docker")
+    assert provider.inputs["host"] == case.setting("dockerHost")
+    docker_resources = [r for r in any_run.resources if r.type.startswith("docker:")]
+    assert len(docker_resources) == case.nodes + 3
+    assert {r.name: r.provider for r in docker_resources} == {r.name: provider.urn for r in docker_resources}
+
+
+def test_broker_image_is_built_locally_from_the_official_base(any_run: ProgramRun, case: StackCase) -> None:
+    (image,) = any_run.of_type("docker:index/image:Image")
+    base = f"{case.setting('emqxRepository')}:{case.setting('emqxVersion')}"
+    assert image.inputs["skipPush"] is True
+    assert image.inputs["build"]["context"] == BUILD_CONTEXT == "docker/emqx"
+    assert image.inputs["build"]["args"] == {"EMQX_BASE_IMAGE": base}
+    assert image.inputs["imageName"].endswith(f":{case.setting('emqxVersion')}")
+    # Pulumi runs the program in the project dir: the context and Dockerfile must be there, and
+    # the Dockerfile must build FROM the build arg, or the configured version would be ignored.
+    dockerfile = PROJECT_DIR / image.inputs["build"]["dockerfile"]
+    assert (PROJECT_DIR / BUILD_CONTEXT).is_dir() and dockerfile.is_file()
+    text = dockerfile.read_text()
+    assert re.search(r"^ARG EMQX_BASE_IMAGE\b", text, re.M)
+    assert re.search(r"^FROM \$\{EMQX_BASE_IMAGE\}\s*$", text, re.M)
+
+
+def test_healthcheck_script_is_baked_into_the_image() -> None:
+    command, path = HEALTHCHECK
+    assert command == "CMD"
+    source = PROJECT_DIR / BUILD_CONTEXT / "emqx-cluster-healthcheck"
+    dockerfile = (PROJECT_DIR / BUILD_CONTEXT / "Dockerfile").read_text()
+    assert re.search(rf"^COPY {source.name} {re.escape(path)}\s*$", dockerfile, re.M)
+    assert os.access(source, os.X_OK), "COPY keeps the mode: a non-executable check never passes"
+
+
+def test_host_commands_run_where_the_stack_says(any_run: ProgramRun, case: StackCase) -> None:
+    commands = [r for r in any_run.resources if r.type.startswith("command:")]
+    assert {r.type for r in commands} == {command_type(case.stack)}
+    if case.stack == "dev":
+        for command in commands:
+            assert command.inputs["environment"] == {"DOCKER_HOST": case.setting("dockerHost")}, command.name
+        return
+    for command in commands:
+        connection = command.inputs["connection"]
+        assert connection["host"] == case.setting("sshHost"), command.name
+        assert connection["user"] == case.setting("sshUser"), command.name
+        assert connection["port"] == 22, command.name
+        assert connection["privateKey"] == case.secrets["sshPrivateKey"], command.name
+        assert is_secret_at(command, ("connection", "privateKey")), command.name
+    # hostUseSudo: every script runs through `sudo -n` (in preview the image removal's is unknown).
+    scripts = {c.name: c.inputs["create"] for c in commands if isinstance(c.inputs["create"], str)}
+    assert set(scripts) >= {c.name for c in commands} - {"emqx-broker-image-removal"}
+    assert all(script.startswith("sudo -n sh -c ") for script in scripts.values()), scripts.keys()
+
+
+def test_host_tuning_sets_emqx_sysctls_and_reserves_planned_ports(deployed: ProgramRun, case: StackCase) -> None:
+    config, plan = case.parsed(), case.plan()
+    settings = host_sysctls(config, plan)
+    tuning = deployed.named("emqx-host-sysctls")
+    assert tuning.inputs["create"] == as_root(sysctl_apply_script(settings, config.sysctl_drop_in), config.host_use_sudo)
+    assert settings["net.core.somaxconn"] == "32768"
+    assert settings["net.ipv4.ip_local_reserved_ports"] == plan.reserved_ports_sysctl
+    for port in (plan.lb_port, *(node.ports.distribution for node in plan.nodes)):
+        assert port in plan.reserved_ports
+    assert "ip_local_reserved_ports" in tuning.inputs["create"]
+    assert tuning.inputs["delete"], "destroy must restore the previous kernel settings"
+
+
+def test_preflight_checks_every_planned_port(deployed: ProgramRun, case: StackCase) -> None:
+    config, plan = case.parsed(), case.plan()
+    check = deployed.named("emqx-preflight-check")
+    expected = as_root(preflight_script(port_claims(plan), config.data_dir), config.host_use_sudo)
+    assert check.inputs["create"] == expected
+    assert check.inputs["update"] == expected  # re-checked whenever the plan changes
+    assert len(port_claims(plan)) == 4 * case.nodes + 1
+    for port in plan.all_ports():
+        assert f"if listening {port} " in preflight_script(port_claims(plan), config.data_dir)
+
+
+# --------------------------------------------------------------------------- broker containers
+
+
+def test_broker_containers_run_on_the_host_network(any_run: ProgramRun, case: StackCase) -> None:
+    config = case.parsed()
+    nodes = brokers(any_run)
+    assert [c.name for c in nodes] == broker_names(case.nodes)
+    for container, node in zip(nodes, case.plan().nodes, strict=True):
+        inputs = container.inputs
+        assert inputs["name"] == node.container_name
+        assert inputs["networkMode"] == "host"
+        assert inputs["restart"] == "always"
+        assert not inputs.get("ports"), "with host networking `ports` would be dropped by the provider"
+        assert inputs["ulimits"] == [{"name": "nofile", "soft": NOFILE_LIMIT, "hard": NOFILE_LIMIT}]
+        assert NOFILE_LIMIT == 1048576
+        assert sorted((v["hostPath"], v["containerPath"]) for v in inputs["volumes"]) == [
+            (f"{config.data_dir}/{node.short_name}/data", BROKER_DATA_DIR),
+            (f"{config.data_dir}/{node.short_name}/log", BROKER_LOG_DIR),
+        ]
+        assert inputs["healthcheck"]["tests"] == HEALTHCHECK
+        assert inputs["wait"] is True
+        assert inputs["waitTimeout"] == config.join_timeout_seconds
+        assert inputs["logDriver"] == "json-file"
+        assert inputs["logOpts"] == {
+            "max-size": config.container_log_max_size,
+            "max-file": str(config.container_log_max_files),
+        }
+        assert container.delete_before_replace is True
+        assert "envs" in container.secret_inputs
+        assert "envs" in container.additional_secret_outputs
+
+
+def test_broker_environment_configures_each_node(deployed: ProgramRun, case: StackCase) -> None:
+    plan = case.plan()
+    cookies: set[str] = set()
+    for container, node in zip(brokers(deployed), plan.nodes, strict=True):
+        env = envs(container)
+        assert env["EMQX_NODE__NAME"] == f"emqx{node.index}@{case.setting('advertiseAddress')}"
+        assert env["EMQX_RPC__PORT_DISCOVERY"] == "stateless"
+        assert env["EMQX_LISTENERS__TCP__DEFAULT__BIND"] == hocon_string(f"{node.address}:{node.ports.mqtt}")
+        assert env["EMQX_LISTENERS__TCP__DEFAULT__BIND"] == f'"{node.address}:{node.ports.mqtt}"'
+        assert env["EMQX_LISTENERS__TCP__DEFAULT__PROXY_PROTOCOL"] == "true"
+        assert env["EMQX_CLUSTER__DISCOVERY_STRATEGY"] == "manual"
+        assert env["EMQX_DASHBOARD__LISTENERS__HTTP__BIND"] == f'"{node.address}:{node.ports.dashboard}"'
+        assert env[COOKIE_VARIABLE]
+        assert env[DASHBOARD_PASSWORD_VARIABLE] == deployed.outputs["dashboardPassword"]
+        cookies.add(env[COOKIE_VARIABLE])
+    assert len(cookies) == 1, "every node must share one Erlang cookie, or they cannot cluster"
+    assert len(set(node.ports.mqtt for node in plan.nodes)) == case.nodes
+
+
+def test_configured_cookie_and_password_replace_generated_ones(
+    stacks: dict[str, StackCase], deployments: Deployments
+) -> None:
+    given = {"erlangCookie": "c" * 32, "dashboardPassword": "Dashboard-Pass-1"}
+    dev = stacks["dev"]
+    run = deployments.run(StackCase(dev.stack, dev.config, {**dev.secrets, **given}))
+    assert not run.of_type("random:index/randomPassword:RandomPassword")
+    for container in brokers(run):
+        assert envs(container)[COOKIE_VARIABLE] == given["erlangCookie"]
+        assert envs(container)[DASHBOARD_PASSWORD_VARIABLE] == given["dashboardPassword"]
+    assert run.outputs["dashboardPassword"] == given["dashboardPassword"]
+    assert "dashboardPassword" in run.secret_outputs
+
+
+# --------------------------------------------------------------------------- load balancer
+
+
+def test_load_balancer_container(any_run: ProgramRun, case: StackCase) -> None:
+    lb = lb_container(any_run)
+    settings = nginx_settings(case.parsed(), case.plan())
+    assert lb.inputs["networkMode"] == "host"
+    assert lb.inputs["restart"] == "always"
+    assert lb.delete_before_replace is True
+    assert lb.inputs["ulimits"] == [
+        {"name": "nofile", "soft": settings.worker_rlimit_nofile, "hard": settings.worker_rlimit_nofile}
+    ]
+    assert lb.property_dependencies["image"] == [any_run.named("emqx-lb-image").urn]
+    files = uploads(lb)
+    assert set(files) == {NGINX_CONF, CONTAINER_RUNTIME.certificate_path, CONTAINER_RUNTIME.private_key_path}
+    conf = files[NGINX_CONF][1]["content"]
+    assert conf == render_nginx_conf(settings)
+    assert not re.search(r"^\s*load_module\b", conf, re.M), "the official image has the stream module built in"
+    for node in case.plan().nodes:
+        assert f"server {node.mqtt_endpoint} " in conf
+    key_index, key_upload = files[CONTAINER_RUNTIME.private_key_path]
+    assert key_upload["permissions"] == "0600"
+    assert is_secret_at(lb, ("uploads", key_index, "content"))
+    assert "uploads" in lb.secret_inputs
+    assert "uploads" in lb.additional_secret_outputs
+
+
+def test_load_balancer_serves_the_stack_certificate(
+    deployed: ProgramRun, case: StackCase, prod_secrets: ProdSecrets
+) -> None:
+    files = uploads(lb_container(deployed))
+    certificate = files[CONTAINER_RUNTIME.certificate_path][1]["content"]
+    key = files[CONTAINER_RUNTIME.private_key_path][1]["content"]
+    assert certificate == deployed.outputs["tlsCertificate"]
+    assert certificate.startswith("-----BEGIN CERTIFICATE-----")
+    if case.stack == "prod":
+        assert certificate == prod_secrets.certificate_pem
+        assert key == prod_secrets.private_key_pem
+    else:
+        assert "PRIVATE KEY-----" in key
+
+
+# --------------------------------------------------------------------------- rollout order
+
+
+def test_host_is_prepared_before_any_broker_starts(any_run: ProgramRun) -> None:
+    graph = RolloutGraph(any_run)
+    for container in brokers(any_run):
+        for prerequisite in ("emqx-host", "emqx-preflight", f"{container.name}-dirs", "emqx-broker-image-build"):
+            assert graph.is_after(container.name, prerequisite), f"{container.name} must wait for {prerequisite}"
+
+
+def test_each_membership_follows_its_container_and_the_seed(any_run: ProgramRun, case: StackCase) -> None:
+    graph = RolloutGraph(any_run)
+    for index in range(2, case.nodes + 1):
+        membership = f"emqx{index}-membership"
+        assert graph.is_after(membership, f"emqx{index}")
+        assert graph.is_after(membership, "emqx1")
+
+
+def test_each_wave_is_verified_after_its_memberships(any_run: ProgramRun, case: StackCase) -> None:
+    graph = RolloutGraph(any_run)
+    for number, wave in enumerate(case.plan().waves, start=1):
+        gate = f"wave{number}-verify"
+        for node in wave:
+            assert graph.is_after(gate, node.container_name)
+            if node.index != 1:
+                assert graph.is_after(gate, f"{node.short_name}-membership")
+
+
+def test_second_wave_starts_after_the_first_is_verified(any_run: ProgramRun, case: StackCase) -> None:
+    graph = RolloutGraph(any_run)
+    first, second = case.plan().waves
+    for node in second:
+        assert graph.is_after(node.container_name, "wave1-verify")
+    for node in first:
+        assert "wave1-verify" not in graph.done_before(node.container_name)
+
+
+def test_load_balancer_starts_after_host_tuning(any_run: ProgramRun) -> None:
+    graph = RolloutGraph(any_run)
+    assert graph.is_after(LB_CONTAINER, "emqx-host")
+    assert graph.is_after(LB_CONTAINER, "emqx-preflight")
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_dashboard_password_output_is_secret(any_run: ProgramRun) -> None:
+    assert "dashboardPassword" in any_run.secret_outputs
+
+
+def test_dev_certificate_output_is_public(deployments: Deployments, stacks: dict[str, StackCase]) -> None:
+    run = deployments.run(stacks["dev"])
+    assert "tlsCertificate" not in run.secret_outputs
+    assert run.outputs["tlsCertificate"].startswith("-----BEGIN CERTIFICATE-----")
+    assert run.secret_outputs == {"dashboardPassword"}
+
+
+def test_no_output_holds_secret_material(deployed: ProgramRun, case: StackCase) -> None:
+    env = envs(brokers(deployed)[0])
+    key = uploads(lb_container(deployed))[CONTAINER_RUNTIME.private_key_path][1]["content"]
+    never = {"erlang cookie": env[COOKIE_VARIABLE], "TLS private key": key}
+    if case.stack == "prod":
+        never["SSH private key"] = case.secrets["sshPrivateKey"]
+    for name, value in deployed.outputs.items():
+        for text in walk_strings(value):
+            for what, secret in never.items():
+                assert secret not in text, f"output {name} holds the {what}"
+            assert "PRIVATE KEY" not in text, f"output {name} holds a private key"
+            if name not in deployed.secret_outputs:
+                assert env[DASHBOARD_PASSWORD_VARIABLE] not in text, f"plain output {name} holds the password"
+
+
+def test_prod_private_keys_are_secret_inputs(deployments: Deployments, stacks: dict[str, StackCase]) -> None:
+    for preview in (False, True):
+        run = deployments.run(stacks["prod"], preview=preview)
+        lb = lb_container(run)
+        key_index, _ = uploads(lb)[CONTAINER_RUNTIME.private_key_path]
+        assert is_secret_at(lb, ("uploads", key_index, "content"))
+        for command in run.of_type("command:remote:Command"):
+            assert is_secret_at(command, ("connection", "privateKey")), command.name
+            assert "connection" in command.secret_inputs
+
+
+@pytest.mark.parametrize("key", ["tlsPrivateKey", "sshPrivateKey"])
+def test_plain_text_private_key_is_rejected(key: str, stacks: dict[str, StackCase]) -> None:
+    prod = stacks["prod"]
+    plain = {**prod.config, f"{NAMESPACE}:{key}": prod.secrets[key]}
+    secrets = {k: v for k, v in prod.secrets.items() if k != key}
+    run = ProgramRun()
+    with pytest.raises(ConfigError) as raised:
+        run_program(plain, secrets=secrets, stack="prod", into=run)
+    message = str(raised.value)
+    assert f"{NAMESPACE}:{key}" in message
+    assert "secret" in message
+    assert prod.secrets[key] not in message
+    assert run.resources == []
+
+
+# --------------------------------------------------------------------------- preview and config errors
+
+
+def test_preview_declares_the_same_resources_as_update(case: StackCase, deployments: Deployments) -> None:
+    update = deployments.run(case)
+    preview = deployments.run(case, preview=True)
+    assert sorted((r.type, r.name, r.urn) for r in preview.resources) == sorted(
+        (r.type, r.name, r.urn) for r in update.resources
+    )
+    assert {r.urn: set(r.dependencies) for r in preview.resources} == {
+        r.urn: set(r.dependencies) for r in update.resources
+    }
+
+
+def test_scale_up_leaves_existing_nodes_untouched(case: StackCase, deployments: Deployments) -> None:
+    nodes = case.nodes
+    before = deployments.run(case)
+    after = deployments.run(case.with_config(nodes=nodes + 1))
+    for index in range(1, nodes + 1):
+        for name in (f"emqx{index}", f"emqx{index}-dirs", *([f"emqx{index}-membership"] if index > 1 else [])):
+            assert after.named(name).inputs == before.named(name).inputs, f"{name} would be replaced or updated"
+    new = f"emqx{nodes + 1}"
+    added = {r.name for r in after.resources} - {r.name for r in before.resources}
+    assert added == {new, f"{new}-dirs", f"{new}-membership"}
+    membership = after.named(f"{new}-membership")
+    assert membership.inputs["triggers"] == [after.named(new).id]
+    assert RolloutGraph(after).is_after(f"{new}-membership", new)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named_key"),
+    [
+        ({"nodes": 0}, "nodes"),
+        ({"nodes": 2, "waves": 3}, "waves"),
+        ({"emqxVersion": "4.4.19"}, "emqxVersion"),
+        ({"mqttPortBase": 62001}, "mqttPortBase"),  # the plan: mqtt ports collide with dashboard ports
+        ({"manageSysctls": False}, "manageSysctls"),  # the plan: planned ports in the ephemeral range
+    ],
+    ids=["no-nodes", "more-waves-than-nodes", "emqx-4", "port-collision", "unreserved-ports"],
+)
+def test_config_errors_surface_before_any_resource(
+    overrides: dict[str, object], named_key: str, stacks: dict[str, StackCase]
+) -> None:
+    broken = stacks["dev"].with_config(**overrides)
+    run = ProgramRun()
+    with pytest.raises(ConfigError) as raised:
+        run_program(broken.config, secrets=broken.secrets, stack="dev", into=run)
+    assert f"{NAMESPACE}:{named_key}" in str(raised.value)
+    assert [r.name for r in run.resources] == []

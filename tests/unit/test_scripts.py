@@ -1,0 +1,337 @@
+"""Shell scripts run on the Docker host: valid POSIX sh, safely quoted, and doing what they say.
+
+Scripts that touch Docker run against a fake `docker` on PATH; the sysctl scripts run against a
+copy of /proc/sys in a temp dir (the only rewrite is that path prefix).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from components.config import StackConfig
+from components.plan import LB_CONTAINER_NAME, ClusterPlan
+from components.render.cluster_scripts import join_script, leave_script, verify_script
+from components.render.host_scripts import (
+    PortClaim,
+    as_root,
+    image_removal_script,
+    node_dirs_delete_script,
+    node_dirs_script,
+    preflight_script,
+    sysctl_apply_script,
+    sysctl_restore_script,
+)
+from tests.unit.stackfiles import stack_raw, validate
+
+with warnings.catch_warnings():
+    # pulumi_command warns about its own deprecated CopyFile resource on import; not ours.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from components.stack import host_sysctls, port_claims
+
+SH = "/bin/sh"
+
+FAKE_DOCKER = r"""#!/bin/sh
+# Fake docker CLI: logs its arguments, answers from FAKE_* variables.
+printf '%s\n' "$*" >> "$FAKE_DOCKER_LOG"
+case "$1" in
+  info) exit "${FAKE_INFO_RC:-0}" ;;
+  ps) printf '%s' "${FAKE_PS:-}"; exit 0 ;;
+esac
+case "$*" in
+  *force-leave*) printf '%s\n' "${FAKE_FORCE_OUT:-}" ;;
+  *"cluster status"*) printf '%s\n' "${FAKE_STATUS:-}" ;;
+  *) printf '%s\n' "${FAKE_OUT:-}" ;;
+esac
+"""
+
+FAKE_SUDO = r"""#!/bin/sh
+# Fake sudo: insists on -n (never prompt), then runs the command as is.
+[ "$1" = "-n" ] || { echo "sudo called without -n" >&2; exit 99; }
+shift
+exec "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def dev() -> tuple[StackConfig, ClusterPlan]:
+    return validate(stack_raw("dev"))
+
+
+def all_scripts(config: StackConfig, plan: ClusterPlan) -> dict[str, str]:
+    seed = plan.seed
+    node = plan.nodes[-1]
+    names = [n.node_name for n in plan.nodes]
+    return {
+        "sysctl-apply": sysctl_apply_script(host_sysctls(config, plan), config.sysctl_drop_in),
+        "sysctl-restore": sysctl_restore_script(config.sysctl_drop_in),
+        "preflight": preflight_script(port_claims(plan), config.data_dir),
+        "node-dirs": node_dirs_script(node.host_dir),
+        "node-dirs-delete-keep": node_dirs_delete_script(node.host_dir, node.node_name, purge=False),
+        "node-dirs-delete-purge": node_dirs_delete_script(node.host_dir, node.node_name, purge=True),
+        "image-removal": image_removal_script("sha256:" + "a" * 64, "emqx-cluster/emqx:5.8.6", keep=False),
+        "image-keep": image_removal_script("sha256:" + "a" * 64, "emqx-cluster/emqx:5.8.6", keep=True),
+        "join": join_script(node.container_name, node.node_name, seed.node_name, config.join_timeout_seconds),
+        "leave": leave_script(node.container_name, node.node_name, seed.container_name),
+        "verify": verify_script(seed.container_name, names, config.join_timeout_seconds, "wave 1"),
+    }
+
+
+SCRIPT_NAMES = list(all_scripts(*validate(stack_raw("dev"))))
+
+
+def run(script: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SH, "-c", script], capture_output=True, text=True, env=env, timeout=timeout, check=False)
+
+
+@pytest.fixture
+def fake_bin(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An environment whose PATH starts with the fake docker and sudo."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("docker", FAKE_DOCKER), ("sudo", FAKE_SUDO)):
+        path = bin_dir / name
+        path.write_text(text)
+        path.chmod(0o755)
+    yield {
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "FAKE_DOCKER_LOG": str(tmp_path / "docker.log"),
+        "HOME": str(tmp_path),
+    }
+
+
+# ----------------------------------------------------------------------------- syntax and quoting
+
+
+@pytest.mark.parametrize("stack_name", ["dev", "prod"])
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+@pytest.mark.parametrize("use_sudo", [None, False, True], ids=["plain", "as_root", "as_root-sudo"])
+def test_every_script_is_valid_posix_sh(stack_name: str, name: str, use_sudo: bool | None) -> None:
+    raw = stack_raw(stack_name)
+    if stack_name == "prod":
+        raw.update(tlsMode="self-signed")  # TLS material plays no part in the host scripts
+    script = all_scripts(*validate(raw))[name]
+    if use_sudo is not None:
+        script = as_root(script, use_sudo)
+    result = subprocess.run([SH, "-n"], input=script, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_as_root_runs_through_non_interactive_sudo() -> None:
+    script = "echo 'hello'\n"
+    assert as_root(script, True) == f"sudo -n sh -c {shlex.quote(script)}"
+    assert as_root(script, True).startswith("sudo -n sh -c '")
+    assert as_root(script, False) == f"sh -c {shlex.quote(script)}"
+
+
+TRICKY = 'it\'s "quoted" $HOME `date` $(id) \\ back\\slash\n  and ; a second line & | > < *'
+
+
+@pytest.mark.parametrize("use_sudo", [False, True])
+def test_as_root_quoting_round_trips(use_sudo: bool, fake_bin: dict[str, str]) -> None:
+    script = f"set -eu\nprintf '%s' {shlex.quote(TRICKY)}\n"
+    result = run(as_root(script, use_sudo), env=fake_bin)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == TRICKY
+
+
+def test_sudo_failure_is_not_hidden(fake_bin: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "bin" / "sudo").write_text("#!/bin/sh\necho 'sudo: a password is required' >&2\nexit 1\n")
+    result = run(as_root("echo never\n", True), env=fake_bin)
+    assert result.returncode != 0
+    assert "never" not in result.stdout
+
+
+# ----------------------------------------------------------------------------- preflight
+
+
+def test_preflight_checks_every_planned_port_with_its_owner(dev: tuple[StackConfig, ClusterPlan]) -> None:
+    config, plan = dev
+    script = preflight_script(port_claims(plan), config.data_dir)
+    for node in plan.nodes:
+        for role, port in node.ports.as_dict().items():
+            assert f"if listening {port} && ! running {node.container_name}; then" in script
+            assert f"port {port} ({role} of {node.container_name})" in script
+    assert f"if listening {plan.lb_port} && ! running {LB_CONTAINER_NAME}; then" in script
+    assert script.count("if listening ") == len(plan.all_ports())
+    assert config.data_dir in script
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_preflight_fails_on_a_port_held_by_a_stranger(busy_port: int, fake_bin: dict[str, str], tmp_path: Path) -> None:
+    other = free_port()
+    claims = [PortClaim(busy_port, "emqx1", "mqtt"), PortClaim(other, "emqx1", "dashboard")]
+    result = run(preflight_script(claims, str(tmp_path / "data")), env=fake_bin)
+    assert result.returncode == 1
+    assert f"port {busy_port} (mqtt of emqx1) is already in use" in result.stderr
+    assert f"port {other} " not in result.stderr
+
+
+def test_preflight_passes_when_the_port_is_held_by_its_own_running_container(
+    busy_port: int, fake_bin: dict[str, str], tmp_path: Path
+) -> None:
+    claims = [PortClaim(busy_port, "emqx1", "mqtt")]
+    result = run(preflight_script(claims, str(tmp_path / "data")), env={**fake_bin, "FAKE_PS": "0123456789ab\n"})
+    assert result.returncode == 0, result.stderr
+    assert "preflight passed" in result.stdout
+    assert (tmp_path / "data").is_dir()
+    assert not list((tmp_path / "data").iterdir())  # the write probe is removed
+
+
+def test_preflight_lists_every_problem(busy_port: int, fake_bin: dict[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    claims = [PortClaim(busy_port, "emqx-lb", "TLS listener")]
+    result = run(preflight_script(claims, str(blocker / "data")), env={**fake_bin, "FAKE_INFO_RC": "1"})
+    assert result.returncode == 1
+    assert "docker info failed" in result.stderr
+    assert f"port {busy_port} (TLS listener of emqx-lb)" in result.stderr
+    assert f"data dir {blocker / 'data'} cannot be created" in result.stderr
+
+
+# ----------------------------------------------------------------------------- sysctl
+
+
+def test_sysctl_script_sets_tuning_and_port_plan_keys(dev: tuple[StackConfig, ClusterPlan]) -> None:
+    config, plan = dev
+    settings = host_sysctls(config, plan)
+    assert settings["net.ipv4.ip_local_port_range"] == "1024 60999"
+    assert settings["net.ipv4.ip_local_reserved_ports"] == "4371-4373,5371-5373,8884"
+    script = sysctl_apply_script(settings, config.sysctl_drop_in)
+    for key, value in settings.items():
+        assert f"\n{key} = {value}\n" in script
+        assert f"> {shlex.quote('/proc/sys/' + key.replace('.', '/'))}" in script
+    assert "/proc/sys/net/ipv4/ip_local_reserved_ports" in script
+    assert shlex.quote(config.sysctl_drop_in) in script
+
+
+def sandboxed(script: str, root: Path) -> str:
+    return script.replace("/proc/sys/", f"{root}/proc/sys/")
+
+
+def test_sysctl_apply_and_restore_round_trip(dev: tuple[StackConfig, ClusterPlan], tmp_path: Path) -> None:
+    config, plan = dev
+    settings = host_sysctls(config, plan)
+    before: dict[str, str] = {}
+    for key in settings:
+        path = tmp_path / "proc" / "sys" / key.replace(".", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        before[key] = f"old {key}"
+        path.write_text(before[key] + "\n")
+    drop_in = tmp_path / "etc" / "sysctl.d" / "60-emqx-cluster.conf"
+
+    def current() -> dict[str, str]:
+        return {key: (tmp_path / "proc/sys" / key.replace(".", "/")).read_text().strip() for key in settings}
+
+    apply = sandboxed(sysctl_apply_script(settings, str(drop_in)), tmp_path)
+    for _ in range(2):  # idempotent: a second run must not overwrite the saved originals
+        result = run(apply)
+        assert result.returncode == 0, result.stderr
+        assert current() == settings
+    written = dict(
+        line.split(" = ", 1) for line in drop_in.read_text().splitlines() if line and not line.startswith("#")
+    )
+    assert written == settings
+
+    result = run(sandboxed(sysctl_restore_script(str(drop_in)), tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert current() == before
+    assert not drop_in.exists()
+    assert not Path(f"{drop_in}.before").exists()
+
+
+# ----------------------------------------------------------------------------- node dirs
+
+
+def test_node_dirs_delete_keeps_data_unless_purging(tmp_path: Path) -> None:
+    host_dir = tmp_path / "emqx1"
+    (host_dir / "data").mkdir(parents=True)
+    result = run(node_dirs_delete_script(str(host_dir), "emqx1@127.0.0.1", purge=False))
+    assert result.returncode == 0
+    assert host_dir.is_dir()
+    assert "purgeData" in result.stdout
+    result = run(node_dirs_delete_script(str(host_dir), "emqx1@127.0.0.1", purge=True))
+    assert result.returncode == 0
+    assert not host_dir.exists()
+
+
+# ----------------------------------------------------------------------------- cluster scripts
+
+
+def test_join_succeeds_and_treats_already_joined_as_success(fake_bin: dict[str, str]) -> None:
+    script = join_script("emqx2", "emqx2@127.0.0.1", "emqx1@127.0.0.1", timeout_seconds=5)
+    joined = run(script, env={**fake_bin, "FAKE_OUT": "Join the cluster successfully."})
+    assert joined.returncode == 0, joined.stderr
+    assert "emqx2@127.0.0.1 joined emqx1@127.0.0.1" in joined.stdout
+    log = Path(fake_bin["FAKE_DOCKER_LOG"]).read_text()
+    assert "exec emqx2 /opt/emqx/bin/emqx ctl cluster join emqx1@127.0.0.1" in log
+    already = run(script, env={**fake_bin, "FAKE_OUT": "Failed to join the cluster: {already_in_cluster,x}"})
+    assert already.returncode == 0, already.stderr
+
+
+def test_join_gives_up_at_the_deadline_with_the_last_error(fake_bin: dict[str, str]) -> None:
+    script = join_script("emqx2", "emqx2@127.0.0.1", "emqx1@127.0.0.1", timeout_seconds=0)
+    result = run(script, env={**fake_bin, "FAKE_OUT": "Failed to join the cluster: {node_down,'emqx1@127.0.0.1'}"})
+    assert result.returncode == 1
+    assert "could not join" in result.stderr
+    assert "node_down" in result.stderr
+
+
+def test_verify_requires_every_expected_node_running(fake_bin: dict[str, str]) -> None:
+    expected = ["emqx1@127.0.0.1", "emqx2@127.0.0.1"]
+    all_running = '{"running_nodes":["emqx1@127.0.0.1","emqx2@127.0.0.1"],"stopped_nodes":[]}'
+    ok = run(verify_script("emqx1", expected, 5, "wave 1"), env={**fake_bin, "FAKE_STATUS": all_running})
+    assert ok.returncode == 0, ok.stderr
+    assert "all 2 expected nodes are running" in ok.stdout
+
+    one_stopped = '{"running_nodes":["emqx1@127.0.0.1"],"stopped_nodes":["emqx2@127.0.0.1"]}'
+    failed = run(verify_script("emqx1", expected, 0, "wave 1"), env={**fake_bin, "FAKE_STATUS": one_stopped})
+    assert failed.returncode == 1
+    assert "not running: emqx2@127.0.0.1" in failed.stderr
+
+
+def test_verify_does_not_match_a_node_name_prefix(fake_bin: dict[str, str]) -> None:
+    """emqx1@... must not count as running because emqx10@... or emqx1@...0 is."""
+    status = '{"running_nodes":["emqx10@127.0.0.1","emqx1@127.0.0.10"],"stopped_nodes":[]}'
+    result = run(verify_script("emqx10", ["emqx1@127.0.0.1"], 0, "wave 1"), env={**fake_bin, "FAKE_STATUS": status})
+    assert result.returncode == 1
+
+
+def test_leave_falls_back_to_force_leave_from_the_seed(fake_bin: dict[str, str]) -> None:
+    script = leave_script("emqx3", "emqx3@127.0.0.1", "emqx1")
+    left = run(script, env={**fake_bin, "FAKE_OUT": "Leave the cluster successfully."})
+    assert left.returncode == 0
+    assert "left the cluster" in left.stdout
+    forced = run(
+        script,
+        env={**fake_bin, "FAKE_OUT": "Error: No such container: emqx3", "FAKE_FORCE_OUT": "Force leave successfully"},
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert "force-leave" in forced.stdout
+    assert (
+        "exec emqx1 /opt/emqx/bin/emqx ctl cluster force-leave emqx3@127.0.0.1"
+        in Path(fake_bin["FAKE_DOCKER_LOG"]).read_text()
+    )
+    stuck = run(script, env={**fake_bin, "FAKE_OUT": "timeout", "FAKE_FORCE_OUT": "timeout"})
+    assert stuck.returncode == 1
