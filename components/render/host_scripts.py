@@ -123,7 +123,8 @@ def preflight_script(claims: Sequence[PortClaim], data_dir: str) -> str:
         f"  problem {shlex.quote(f'data dir {data_dir} cannot be created')}",
         "else",
         f"  probe={quoted_dir}/.emqx-cluster-preflight.$$",
-        f'  if : > "$probe" 2>/dev/null; then rm -f "$probe"; else problem {shlex.quote(f"data dir {data_dir} is not writable")}; fi',
+        # In a subshell: a failed redirection on the special builtin `:` exits a POSIX shell (dash).
+        f'  if ( : > "$probe" ) 2>/dev/null; then rm -f "$probe"; else problem {shlex.quote(f"data dir {data_dir} is not writable")}; fi',
         "fi",
         'if [ -n "$problems" ]; then',
         '  printf \'emqx-cluster preflight failed on %s:%s\\n\' "$(hostname)" "$problems" >&2',

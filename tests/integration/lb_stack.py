@@ -240,13 +240,22 @@ CONNECTED_LINE = re.compile(
 class Mosquitto:
     """One mosquitto process with a plain loopback listener and optionally a TLS one."""
 
-    def __init__(self, directory: Path, *, port: int, tls_port: int | None = None, pki: Pki | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int,
+        tls_port: int | None = None,
+        pki: Pki | None = None,
+        verbose_log: bool = True,
+    ) -> None:
         if tls_port is not None and pki is None:
             raise ValueError("a TLS listener needs the test PKI")
         self.directory = directory
         self.port = port
         self.tls_port = tls_port
         self.pki = pki
+        self.verbose_log = verbose_log
         self.conf_path = directory / "mosquitto.conf"
         self.log_path = directory / "mosquitto.log"
         self.output_path = directory / "mosquitto.out"
@@ -258,8 +267,12 @@ class Mosquitto:
         lines = [
             f"user {pwd.getpwuid(os.geteuid()).pw_name}",
             "persistence false",
+            # Like EMQX's listeners (tcp_options.nodelay) and Nginx's tcp_nodelay: without it the
+            # CONNACK after TLS 1.3 session tickets waits out the client's delayed ACK (~40 ms).
+            "set_tcp_nodelay true",
             f"log_dest file {self.log_path}",
-            "log_type all",
+            # `all` logs every packet (tests check PUBACKs); the benchmark keeps it out of the way.
+            *(["log_type all"] if self.verbose_log else ["log_type error", "log_type warning", "log_type notice"]),
             "connection_messages true",
             "allow_anonymous true",
             f"listener {self.port} {LOOPBACK}",
@@ -383,10 +396,18 @@ class ProxyShim:
 class Backend:
     """One "EMQX node": mosquitto plus its PROXY shim, started, crashed and restarted together."""
 
-    def __init__(self, directory: Path, name: str, *, pki: Pki | None = None, tls: bool = False) -> None:
+    def __init__(
+        self, directory: Path, name: str, *, pki: Pki | None = None, tls: bool = False, verbose_log: bool = True
+    ) -> None:
         self.name = name
         self.directory = directory / name
-        self.mosquitto = Mosquitto(self.directory, port=free_port(), tls_port=free_port() if tls else None, pki=pki)
+        self.mosquitto = Mosquitto(
+            self.directory,
+            port=free_port(),
+            tls_port=free_port() if tls else None,
+            pki=pki,
+            verbose_log=verbose_log,
+        )
         self.shim = ProxyShim(self.directory, listen_port=free_port(), target_port=self.mosquitto.port)
 
     @property
@@ -422,13 +443,13 @@ class Backend:
 
 @contextmanager
 def running_backends(
-    directory: Path, count: int, *, pki: Pki | None = None, tls: bool = False
+    directory: Path, count: int, *, pki: Pki | None = None, tls: bool = False, verbose_log: bool = True
 ) -> Iterator[list[Backend]]:
     """Start `count` backends; all are stopped on exit even if a later one fails to start."""
     with ExitStack() as stack:
         backends = []
         for index in range(count):
-            backend = Backend(directory, f"broker{index}", pki=pki, tls=tls)
+            backend = Backend(directory, f"broker{index}", pki=pki, tls=tls, verbose_log=verbose_log)
             stack.callback(backend.stop)
             backend.start()
             backends.append(backend)
@@ -641,7 +662,7 @@ class MqttSession:
     def local_address(self) -> tuple[str, int]:
         """This client's own (address, port): what the PROXY header must announce."""
         sock = self.client.socket()
-        if sock is None:
+        if not isinstance(sock, socket.socket):  # SSLSocket is one too
             raise RuntimeError(f"{self.client_id} has no socket")
         host, port = sock.getsockname()[:2]
         return str(host), int(port)

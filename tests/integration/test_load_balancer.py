@@ -16,10 +16,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from paho.mqtt.enums import MQTTProtocolVersion
 
 from components.render.nginx import MODERN_CIPHERS, NginxSettings
 from tests.integration.lb_stack import (
@@ -138,7 +140,7 @@ def tls_connection(nginx: Nginx, context: ssl.SSLContext, server_name: str = LOO
 @pytest.mark.parametrize("protocol", [MQTT_V311, MQTT_V5], ids=["mqtt311", "mqtt5"])
 def test_publish_subscribe_round_trip_through_tls_listener(
     start_lb: StartLb, connect: Connect, live_backends: list[Backend], client_id: Callable[[int], str],
-    protocol: int, qos: int,
+    protocol: MQTTProtocolVersion, qos: int,
 ) -> None:  # fmt: skip
     nginx = start_lb()
     cid = client_id(0)
@@ -204,7 +206,7 @@ def hang_up(nginx: Nginx, held: list[Held], upstream: int) -> list[Held]:
     for entry in gone:
         client = entry.session.local_address
         entry.session.disconnect()
-        wait_until(lambda client=client: nginx.session_logged(client), what=f"nginx to end {client}")
+        wait_until(partial(nginx.session_logged, client), what=f"nginx to end {client}")
     return gone
 
 

@@ -7,8 +7,6 @@ resource IDs from the inputs, so a rebuild or replacement shows up downstream as
 
 from __future__ import annotations
 
-import pytest
-
 from components.plan import plan_cluster
 from tests.stack.conftest import Deployments, StackCase
 from tests.stack.dag import RolloutGraph

@@ -12,7 +12,7 @@ from components.broker import HEALTHCHECK, NOFILE_LIMIT
 from components.config import NAMESPACE, ConfigError
 from components.image import BUILD_CONTEXT
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
-from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, hocon_string
+from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE
 from components.render.host_scripts import as_root, preflight_script, sysctl_apply_script
 from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
 from components.stack import host_sysctls, port_claims
@@ -151,12 +151,14 @@ def test_host_tuning_sets_emqx_sysctls_and_reserves_planned_ports(deployed: Prog
     config, plan = case.parsed(), case.plan()
     settings = host_sysctls(config, plan)
     tuning = deployed.named("emqx-host-sysctls")
-    assert tuning.inputs["create"] == as_root(sysctl_apply_script(settings, config.sysctl_drop_in), config.host_use_sudo)
-    assert settings["net.core.somaxconn"] == "32768"
-    assert settings["net.ipv4.ip_local_reserved_ports"] == plan.reserved_ports_sysctl
-    for port in (plan.lb_port, *(node.ports.distribution for node in plan.nodes)):
-        assert port in plan.reserved_ports
-    assert "ip_local_reserved_ports" in tuning.inputs["create"]
+    assert tuning.inputs["create"] == as_root(
+        sysctl_apply_script(settings, config.sysctl_drop_in), config.host_use_sudo
+    )
+    script = tuning.inputs["create"]
+    assert "net.core.somaxconn = 32768" in script
+    # Planned ports inside the ephemeral range are reserved, so no outgoing connection takes them.
+    assert f"net.ipv4.ip_local_reserved_ports = {plan.reserved_ports_sysctl}" in script
+    assert str(plan.lb_port) in plan.reserved_ports_sysctl
     assert tuning.inputs["delete"], "destroy must restore the previous kernel settings"
 
 
@@ -168,7 +170,7 @@ def test_preflight_checks_every_planned_port(deployed: ProgramRun, case: StackCa
     assert check.inputs["update"] == expected  # re-checked whenever the plan changes
     assert len(port_claims(plan)) == 4 * case.nodes + 1
     for port in plan.all_ports():
-        assert f"if listening {port} " in preflight_script(port_claims(plan), config.data_dir)
+        assert f"if listening {port} " in check.inputs["create"]
 
 
 # --------------------------------------------------------------------------- broker containers
@@ -210,7 +212,6 @@ def test_broker_environment_configures_each_node(deployed: ProgramRun, case: Sta
         env = envs(container)
         assert env["EMQX_NODE__NAME"] == f"emqx{node.index}@{case.setting('advertiseAddress')}"
         assert env["EMQX_RPC__PORT_DISCOVERY"] == "stateless"
-        assert env["EMQX_LISTENERS__TCP__DEFAULT__BIND"] == hocon_string(f"{node.address}:{node.ports.mqtt}")
         assert env["EMQX_LISTENERS__TCP__DEFAULT__BIND"] == f'"{node.address}:{node.ports.mqtt}"'
         assert env["EMQX_LISTENERS__TCP__DEFAULT__PROXY_PROTOCOL"] == "true"
         assert env["EMQX_CLUSTER__DISCOVERY_STRATEGY"] == "manual"
@@ -219,7 +220,6 @@ def test_broker_environment_configures_each_node(deployed: ProgramRun, case: Sta
         assert env[DASHBOARD_PASSWORD_VARIABLE] == deployed.outputs["dashboardPassword"]
         cookies.add(env[COOKIE_VARIABLE])
     assert len(cookies) == 1, "every node must share one Erlang cookie, or they cannot cluster"
-    assert len(set(node.ports.mqtt for node in plan.nodes)) == case.nodes
 
 
 def test_configured_cookie_and_password_replace_generated_ones(
@@ -308,11 +308,9 @@ def test_each_wave_is_verified_after_its_memberships(any_run: ProgramRun, case: 
 
 def test_second_wave_starts_after_the_first_is_verified(any_run: ProgramRun, case: StackCase) -> None:
     graph = RolloutGraph(any_run)
-    first, second = case.plan().waves
+    _, second = case.plan().waves
     for node in second:
         assert graph.is_after(node.container_name, "wave1-verify")
-    for node in first:
-        assert "wave1-verify" not in graph.done_before(node.container_name)
 
 
 def test_load_balancer_starts_after_host_tuning(any_run: ProgramRun) -> None:

@@ -1,0 +1,230 @@
+"""Issue 4, preflight: the declared check, run locally against real sockets and a fake docker.
+
+The script is the one the mocked program declares for each config; ports are held with real
+listening sockets on loopback, which the script finds in the kernel's /proc/net/tcp{,6}.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.plan import DISTRIBUTION_PORT_BASE, RPC_PORT_BASE
+from tests.integration.declared import (
+    DeclaredStack,
+    busy_ports,
+    declare,
+    free_port_block,
+    throwaway_config,
+)
+from tests.integration.support.fake_docker import FakeDocker
+from tests.integration.support.ports import free_port, listening_socket
+
+pytestmark = pytest.mark.integration
+
+PREFLIGHT = "emqx-preflight-check"
+NODES = 2
+# nodes x (mqtt, dashboard, distribution, rpc) + the load balancer's TLS port
+CLAIMED_PORTS = NODES * 4 + 1
+
+
+@pytest.fixture(autouse=True)
+def fixed_ports_free() -> None:
+    """Distribution and RPC ports are fixed (4370 + N, 5370 + N): they must be free for "all free"."""
+    fixed = [base + index for base in (DISTRIBUTION_PORT_BASE, RPC_PORT_BASE) for index in range(1, NODES + 1)]
+    taken = busy_ports(fixed)
+    if taken:
+        pytest.skip(f"ports {taken} are in use on this host, so no preflight here can pass")
+
+
+def preflight_stack(root: Path, *, held: set[int] | None = None, **overrides: Any) -> DeclaredStack:
+    """A 2-node stack on free ports (except those given in `overrides`), data dir under `root`."""
+    avoid = set(held or ())
+    ports: dict[str, int] = {}
+    for key in ("mqttPortBase", "dashboardPortBase"):
+        ports[key] = free_port_block(NODES, avoid=avoid)
+        avoid.update(range(ports[key], ports[key] + NODES))
+    lb = free_port()
+    while lb in avoid:
+        lb = free_port()
+    ports["lbPort"] = lb
+    return declare(throwaway_config(root, nodes=NODES, waves=1, **{**ports, **overrides}))
+
+
+def run_preflight(stack: DeclaredStack, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return stack.commands[PREFLIGHT].run_local("create", env)
+
+
+def problems(stderr: str) -> list[str]:
+    """The `  - ...` lines of a failed preflight."""
+    return [line[4:] for line in stderr.splitlines() if line.startswith("  - ")]
+
+
+# ---------------------------------------------------------------------------------- graph
+
+
+def test_preflight_is_declared_before_every_broker_resource(tmp_path: Path) -> None:
+    stack = declare(throwaway_config(tmp_path, nodes=5, waves=2))
+    broker_side = [
+        res.name
+        for res in stack.resources.values()
+        if res.custom
+        and (
+            res.node_name is not None
+            or res.name.endswith(("-dirs", "-membership"))
+            or (res.name.startswith("wave") and res.name.endswith("-verify"))
+        )
+    ]
+    assert len(broker_side) == 5 + 5 + 4 + 2  # containers, dirs, memberships, gates
+    for name in broker_side:
+        assert stack.waits_for(name, PREFLIGHT), f"{name} does not wait for the preflight"
+    preflight = stack.named(PREFLIGHT)
+    assert not {stack.named(name).urn for name in broker_side} & stack.ancestors(preflight.urn)
+    # Re-checked on every plan change, not only on first creation.
+    assert stack.commands[PREFLIGHT].update == stack.commands[PREFLIGHT].create
+
+
+# --------------------------------------------------------------------------------- ports
+
+
+def test_preflight_passes_when_docker_answers_and_every_port_is_free(fake_docker: FakeDocker, tmp_path: Path) -> None:
+    stack = preflight_stack(tmp_path)
+    data_dir = stack.stack_config().data_dir
+    result = run_preflight(stack, fake_docker.env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"preflight passed: docker answers, {CLAIMED_PORTS} ports free, {data_dir} writable\n"
+    assert result.stderr == ""
+    assert Path(data_dir).is_dir() and list(Path(data_dir).iterdir()) == []  # the probe file is gone
+    assert [call.argv[0] for call in fake_docker.calls()] == ["info"]  # no port listened: no `ps`
+
+
+@pytest.mark.parametrize(
+    ("key", "role"),
+    [("lbPort", "TLS listener of emqx-lb"), ("mqttPortBase", "mqtt of emqx1"), ("dashboardPortBase", "dashboard of emqx1")],
+)
+def test_a_port_in_use_fails_naming_the_port_and_its_role(
+    fake_docker: FakeDocker, tmp_path: Path, key: str, role: str
+) -> None:
+    with listening_socket("127.0.0.1") as held:
+        port = held.getsockname()[1]
+        stack = preflight_stack(tmp_path, held={port}, **{key: port})
+        result = run_preflight(stack, fake_docker.env())
+    assert result.returncode == 1, result
+    assert problems(result.stderr) == [f"port {port} ({role}) is already in use on this host"]
+    assert result.stderr.startswith("emqx-cluster preflight failed on ")
+    assert result.stdout == ""
+
+
+def test_a_port_held_on_ipv6_loopback_is_found_too(fake_docker: FakeDocker, tmp_path: Path) -> None:
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError as error:
+        pytest.skip(f"no IPv6 loopback here ({error})")
+    with listening_socket("::1") as held:
+        port = held.getsockname()[1]
+        stack = preflight_stack(tmp_path, held={port}, lbPort=port)
+        result = run_preflight(stack, fake_docker.env())
+    assert result.returncode == 1, result
+    assert problems(result.stderr) == [f"port {port} (TLS listener of emqx-lb) is already in use on this host"]
+
+
+def test_a_port_held_by_the_nodes_own_running_container_is_not_a_conflict(
+    fake_docker: FakeDocker, tmp_path: Path
+) -> None:
+    """A re-run: emqx1 is up and listening on its own MQTT port."""
+    fake_docker.add_container("emqx1")
+    with listening_socket("127.0.0.1") as held:
+        port = held.getsockname()[1]
+        stack = preflight_stack(tmp_path, held={port}, mqttPortBase=port)
+        rerun = run_preflight(stack, fake_docker.env())
+        assert rerun.returncode == 0, rerun.stderr
+        ps = [call.argv for call in fake_docker.calls() if call.argv[0] == "ps"]
+        assert ps and all("name=^emqx1$" in argv for argv in ps)
+
+        fake_docker.set_running("emqx1", False)  # stopped: then something else holds the port
+        stopped = run_preflight(stack, fake_docker.env())
+    assert stopped.returncode == 1
+    assert problems(stopped.stderr) == [f"port {port} (mqtt of emqx1) is already in use on this host"]
+
+
+# -------------------------------------------------------------------------------- docker
+
+
+def path_without_docker(directory: Path) -> str:
+    """A PATH holding just the tools the script uses, and no docker."""
+    directory.mkdir()
+    for tool in ("sh", "awk", "cat", "mkdir", "rm", "hostname"):
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (directory / tool).symlink_to(found)
+    return str(directory)
+
+
+def test_missing_docker_cli_is_reported(tmp_path: Path) -> None:
+    stack = preflight_stack(tmp_path)
+    env = {**os.environ, "PATH": path_without_docker(tmp_path / "bin")}
+    result = run_preflight(stack, env)
+    assert result.returncode == 1, result
+    assert problems(result.stderr) == ["docker: the docker CLI is not installed on this host"]
+
+
+def test_docker_engine_not_answering_is_reported(fake_docker: FakeDocker, tmp_path: Path) -> None:
+    fake_docker.set_daemon_down()
+    result = run_preflight(preflight_stack(tmp_path), fake_docker.env())
+    assert result.returncode == 1, result
+    assert problems(result.stderr) == ["docker: the Docker engine does not answer (docker info failed)"]
+
+
+# ------------------------------------------------------------------------------ data dir
+
+
+def _file_in_the_way(root: Path) -> str:
+    blocker = root / "blocker"
+    blocker.write_text("not a directory\n")
+    return str(blocker)
+
+
+def _under_a_file(root: Path) -> str:
+    return f"{_file_in_the_way(root)}/data"
+
+
+@pytest.mark.parametrize(
+    ("make_dir", "complaint"),
+    [
+        (lambda root: "/proc", "is not writable"),
+        (lambda root: "/proc/emqx-cluster-preflight-test", "cannot be created"),
+        (_file_in_the_way, "cannot be created"),
+        (_under_a_file, "cannot be created"),
+    ],
+    ids=["read-only-proc", "under-proc", "file-in-the-way", "under-a-file"],
+)
+def test_an_unusable_data_dir_is_reported(
+    fake_docker: FakeDocker, tmp_path: Path, make_dir: Callable[[Path], str], complaint: str
+) -> None:
+    data_dir = make_dir(tmp_path)
+    result = run_preflight(preflight_stack(tmp_path, dataDir=data_dir), fake_docker.env())
+    assert result.returncode == 1, result
+    assert problems(result.stderr) == [f"data dir {data_dir} {complaint}"]
+
+
+def test_every_problem_is_listed_in_one_run(fake_docker: FakeDocker, tmp_path: Path) -> None:
+    fake_docker.set_daemon_down()
+    with listening_socket("127.0.0.1") as held:
+        port = held.getsockname()[1]
+        stack = preflight_stack(tmp_path, held={port}, lbPort=port, dataDir="/proc")
+        result = run_preflight(stack, fake_docker.env())
+    assert result.returncode == 1
+    assert problems(result.stderr) == [
+        "docker: the Docker engine does not answer (docker info failed)",
+        f"port {port} (TLS listener of emqx-lb) is already in use on this host",
+        "data dir /proc is not writable",
+    ]
