@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -22,6 +23,7 @@ class LoadBalancerArgs:
     log_max_size: str
     log_max_files: int
     provider: docker.Provider
+    after: Sequence[pulumi.Resource] = ()  # host tuning and preflight: ports reserved, checked
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -33,7 +35,7 @@ class LoadBalancer(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("emqx-cluster:index:LoadBalancer", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(args.after))
         image = docker.RemoteImage(
             f"{name}-image",
             name=args.image,

@@ -51,6 +51,12 @@ class EmqxCluster(pulumi.ComponentResource):
         super().__init__("emqx-cluster:index:EmqxCluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         host = HostAccess.from_config(config)
+        if config.runs_remotely and config.ssh_host_key is None:
+            pulumi.log.warn(
+                "emqx-cluster:sshHostKey is unset: host commands will not verify the SSH host key; "
+                "set it (e.g. from `ssh-keyscan`) to rule out a man in the middle",
+                self,
+            )
         provider = docker.Provider(f"{name}-docker", host=config.docker_host, opts=child)
 
         tuning_deps: list[pulumi.Resource] = []
@@ -143,8 +149,9 @@ class EmqxCluster(pulumi.ComponentResource):
                 log_max_size=config.container_log_max_size,
                 log_max_files=config.container_log_max_files,
                 provider=provider,
+                after=[*tuning_deps, preflight],
             ),
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[*tuning_deps, preflight])),
+            opts=child,
         )
 
         self.endpoint = f"{config.client_hostname}:{plan.lb_port}"
