@@ -747,7 +747,7 @@ def mqtt_sessions() -> Iterator[list[MqttSession]]:
             session.close()
 
 
-def _remaining_length(length: int) -> bytes:
+def mqtt_remaining_length(length: int) -> bytes:
     encoded = bytearray()
     while True:
         length, digit = divmod(length, 128)
@@ -760,7 +760,14 @@ def mqtt_connect_packet(client_id: str, keepalive: int = 60) -> bytes:
     """A bare MQTT 3.1.1 CONNECT (clean session): for raw-socket probes without paho."""
     cid = client_id.encode()
     body = b"\x00\x04MQTT\x04\x02" + keepalive.to_bytes(2, "big") + len(cid).to_bytes(2, "big") + cid
-    return b"\x10" + _remaining_length(len(body)) + body
+    return b"\x10" + mqtt_remaining_length(len(body)) + body
+
+
+def mqtt_publish_packet(topic: str, payload: bytes, qos: int, packet_id: int = 0) -> bytes:
+    """A bare MQTT 3.1.1 PUBLISH (packet id only for QoS > 0)."""
+    name = topic.encode()
+    body = len(name).to_bytes(2, "big") + name + (packet_id.to_bytes(2, "big") if qos else b"") + payload
+    return bytes([0x30 | qos << 1]) + mqtt_remaining_length(len(body)) + body
 
 
 def recv_up_to(sock: socket.socket, size: int) -> bytes:
