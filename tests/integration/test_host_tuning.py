@@ -306,9 +306,7 @@ def ssh_stack(endpoint: SshEndpoint, root: Path, *, use_sudo: bool = True, **ove
     return declare(config, secrets={"sshPrivateKey": endpoint.private_key_pem})
 
 
-def test_every_host_command_is_a_remote_command_on_the_ssh_endpoint(
-    sshd_server: SshEndpoint, ssh_root: Path
-) -> None:
+def test_every_host_command_is_a_remote_command_on_the_ssh_endpoint(sshd_server: SshEndpoint, ssh_root: Path) -> None:
     stack = ssh_stack(sshd_server, ssh_root)
     commands = stack.commands
     assert {"emqx-host-sysctls", "emqx-preflight-check", "emqx1-dirs", "emqx2-membership"} <= commands.keys()

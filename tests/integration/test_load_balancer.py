@@ -219,12 +219,10 @@ def test_round_robin_rotates_through_every_upstream_regardless_of_load(
     hang_up(nginx, held, upstream=1)
     held += [open_held(nginx, connect, live_backends, client_id(i)) for i in range(3 * BROKERS, 5 * BROKERS)]
 
-    picks: dict[int, list[int]] = defaultdict(list)
-    for entry in held:
-        picks[entry.worker].append(entry.upstream)
-    for worker, sequence in picks.items():
-        following = [(a + 1) % BROKERS for a in sequence[:-1]]
-        assert sequence[1:] == following, f"worker {worker} did not rotate: {sequence}"
+    # The upstream's shared `zone` gives all workers one rotation, whichever worker accepted.
+    sequence = [entry.upstream for entry in held]
+    following = [(a + 1) % BROKERS for a in sequence[:-1]]
+    assert sequence[1:] == following, f"connections did not rotate: {sequence}"
     assert {entry.upstream for entry in held} == set(range(BROKERS))
 
 
@@ -232,22 +230,22 @@ def test_least_conn_picks_an_upstream_with_fewest_active_connections(
     start_lb: StartLb, connect: Connect, live_backends: list[Backend], client_id: Callable[[int], str]
 ) -> None:
     nginx = start_lb(balancing="least_conn")
-    active: dict[int, Counter[int]] = defaultdict(Counter)
+    # One count for all workers: the upstream's shared `zone` holds the active connections.
+    load: Counter[int] = Counter()
     held: list[Held] = []
 
     def open_and_check(index: int) -> None:
         entry = open_held(nginx, connect, live_backends, client_id(index))
-        load = active[entry.worker]
         fewest = min(load[u] for u in range(BROKERS))
-        assert load[entry.upstream] == fewest, f"worker {entry.worker} had {dict(load)}, chose {entry.upstream}"
+        assert load[entry.upstream] == fewest, f"worker {entry.worker} chose {entry.upstream} with {dict(load)}"
         load[entry.upstream] += 1
         held.append(entry)
 
     for index in range(2 * BROKERS):
         open_and_check(index)
-    # Idle upstream 1, so it becomes the least busy in every worker that used it.
-    for entry in hang_up(nginx, held, upstream=1):
-        active[entry.worker][1] -= 1
+    # Idle upstream 1, so it becomes the least busy.
+    for _ in hang_up(nginx, held, upstream=1):
+        load[1] -= 1
     for index in range(2 * BROKERS, 4 * BROKERS):
         open_and_check(index)
 

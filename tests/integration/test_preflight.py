@@ -107,7 +107,11 @@ def test_preflight_passes_when_docker_answers_and_every_port_is_free(fake_docker
 
 @pytest.mark.parametrize(
     ("key", "role"),
-    [("lbPort", "TLS listener of emqx-lb"), ("mqttPortBase", "mqtt of emqx1"), ("dashboardPortBase", "dashboard of emqx1")],
+    [
+        ("lbPort", "TLS listener of emqx-lb"),
+        ("mqttPortBase", "mqtt of emqx1"),
+        ("dashboardPortBase", "dashboard of emqx1"),
+    ],
 )
 def test_a_port_in_use_fails_naming_the_port_and_its_role(
     fake_docker: FakeDocker, tmp_path: Path, key: str, role: str

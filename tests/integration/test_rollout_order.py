@@ -286,7 +286,9 @@ def test_upgrade_replaces_wave_by_wave_and_updates_memberships_without_leaving(
     memberships = [f"{c}-membership" for c in brokers if c != "emqx1"]
     assert sorted(names(steps, "update")) == sorted([*memberships, "wave1-verify", "wave2-verify"])
     assert not [s for s in steps if s.name.endswith("-membership") and s.op != "update"]
-    assert not [c for c in fake_docker.ctl_calls() if c.ctl_args[:2] in (["cluster", "leave"], ["cluster", "force-leave"])]
+    assert not [
+        c for c in fake_docker.ctl_calls() if c.ctl_args[:2] in (["cluster", "leave"], ["cluster", "force-leave"])
+    ]
 
     # Per wave: its containers are replaced, then their memberships re-join, then the gate; wave 2 after.
     gate1, gate2 = index_of(steps, "wave1-verify"), index_of(steps, "wave2-verify")
