@@ -182,7 +182,10 @@ def test_balancing_directive_per_method(
     method: str, expected: list[str] | None, tls_material: TlsMaterial, tmp_path: Path
 ) -> None:
     _, settings = stack("dev", tls_material, lbBalancing=method)
-    upstream = only(only(parse(render_nginx_conf(settings), tmp_path), "stream")["block"], "upstream")["block"]
+    block = only(only(parse(render_nginx_conf(settings), tmp_path), "stream")["block"], "upstream")["block"]
+    # A shared zone first, so every worker balances and counts failures with one state.
+    zone, upstream = block[0], block[1:]
+    assert [zone["directive"], *zone["args"]] == ["zone", "emqx_mqtt", "256k"]
     first = upstream[0]
     if expected is None:
         assert {d["directive"] for d in upstream} == {"server"}
