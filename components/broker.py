@@ -19,8 +19,7 @@ NOFILE_LIMIT = 1048576
 @dataclass(frozen=True)
 class BrokerNodesArgs:
     environments: Mapping[str, pulumi.Output[dict[str, str]]]  # node short name -> env (secret)
-    log_max_size: str
-    log_max_files: int
+    log_opts: Mapping[str, str]  # json-file rotation, bounded
     purge_data: bool
     wait_timeout_seconds: int
     host: HostAccess
@@ -88,7 +87,7 @@ class BrokerNodes(pulumi.ComponentResource):
             wait=True,  # `pulumi up` moves on only once the node reports healthy
             wait_timeout=args.wait_timeout_seconds,
             log_driver="json-file",
-            log_opts={"max-size": args.log_max_size, "max-file": str(args.log_max_files)},
+            log_opts=dict(args.log_opts),
             labels=[docker.ContainerLabelArgs(label="io.emqx-cluster.node", value=node.node_name)],
             # EMQX stops cleanly on SIGTERM; give it time to hand sessions over.
             stop_timeout=30,

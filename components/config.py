@@ -396,6 +396,11 @@ class StackConfig(BaseModel):
         """The name clients put in their connection string (and the certificate should carry)."""
         return self.public_hostname or self.advertise_address
 
+    @property
+    def container_log_opts(self) -> dict[str, str]:
+        """Docker json-file rotation for every container of the stack."""
+        return {"max-size": self.container_log_max_size, "max-file": str(self.container_log_max_files)}
+
     def self_signed_subjects(self) -> tuple[list[str], list[str]]:
         """DNS names and IP addresses a self-signed certificate must carry for clients to verify it."""
         candidates = [*self.tls_dns_names, self.client_hostname, self.advertise_address]

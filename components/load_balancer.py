@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -20,8 +20,7 @@ class LoadBalancerArgs:
     private_key_pem: pulumi.Input[str]  # secret
     nofile_limit: int
     keep_image: bool
-    log_max_size: str
-    log_max_files: int
+    log_opts: Mapping[str, str]  # json-file rotation, bounded
     provider: docker.Provider
     after: Sequence[pulumi.Resource] = ()  # host tuning and preflight: ports reserved, checked
 
@@ -61,7 +60,7 @@ class LoadBalancer(pulumi.ComponentResource):
                 ),
             ],
             log_driver="json-file",
-            log_opts={"max-size": args.log_max_size, "max-file": str(args.log_max_files)},
+            log_opts=dict(args.log_opts),
             labels=[docker.ContainerLabelArgs(label="io.emqx-cluster.role", value="load-balancer")],
             opts=pulumi.ResourceOptions.merge(
                 child,

@@ -100,6 +100,21 @@ CONTAINER_RUNTIME = NginxRuntime(
 )
 
 
+DEBIAN_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+
+def standalone_runtime(directory: str, certificate_path: str, private_key_path: str) -> NginxRuntime:
+    """Debian's nginx outside a container: stream module by absolute path, pid and logs in `directory`."""
+    return NginxRuntime(
+        certificate_path=certificate_path,
+        private_key_path=private_key_path,
+        pid_path=f"{directory}/nginx.pid",
+        error_log=f"{directory}/error.log",
+        access_log=f"{directory}/access.log",
+        stream_module_path=DEBIAN_STREAM_MODULE,
+    )
+
+
 def nginx_settings(config: StackConfig, plan: ClusterPlan) -> NginxSettings:
     """The load balancer settings for this stack: every node's MQTT listener is an upstream."""
     return NginxSettings(

@@ -35,12 +35,18 @@ import trustme
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from components.render.nginx import NginxRuntime, NginxSettings, render_nginx_conf
+from components.render.nginx import (
+    DEBIAN_STREAM_MODULE,
+    NginxRuntime,
+    NginxSettings,
+    render_nginx_conf,
+    standalone_runtime,
+)
 
 T = TypeVar("T")
 
 LOOPBACK = "127.0.0.1"
-STREAM_MODULE_PATH = "/usr/lib/nginx/modules/ngx_stream_module.so"
+STREAM_MODULE_PATH = DEBIAN_STREAM_MODULE
 NGINX_BIN = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 MOSQUITTO_BIN = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
 SHIM_SCRIPT = Path(__file__).with_name("proxy_shim.py")
@@ -474,14 +480,7 @@ def wait_backend_of(backends: Sequence[Backend], client_id: str) -> tuple[Backen
 
 def nginx_runtime(directory: Path, pki: Pki) -> NginxRuntime:
     """Debian's nginx: stream module by path, every file in our temp dir, no user switch."""
-    return NginxRuntime(
-        certificate_path=str(pki.server_cert),
-        private_key_path=str(pki.server_key),
-        pid_path=str(directory / "nginx.pid"),
-        error_log=str(directory / "error.log"),
-        access_log=str(directory / "access.log"),
-        stream_module_path=STREAM_MODULE_PATH,
-    )
+    return standalone_runtime(str(directory), str(pki.server_cert), str(pki.server_key))
 
 
 def lb_settings(

@@ -20,15 +20,17 @@ import pytest
 from components.config import LOAD_BALANCING, StackConfig
 from components.render.nginx import (
     CONTAINER_RUNTIME,
+    DEBIAN_STREAM_MODULE,
     NginxRuntime,
     NginxSettings,
     nginx_settings,
     render_nginx_conf,
+    standalone_runtime,
 )
 from tests.unit.stackfiles import TlsMaterial, stack_raw, validate
 
 NGINX = "/usr/sbin/nginx"
-STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+STREAM_MODULE = DEBIAN_STREAM_MODULE
 WEAK_CIPHER_MARKERS = ("RC4", "3DES", "DES-CBC", "MD5", "NULL", "EXPORT", "aNULL", "eNULL", "PSK", "SRP", "CAMELLIA")
 RUNTIME_DIRECTIVES = ("load_module", "user", "pid", "error_log", "access_log", "ssl_certificate", "ssl_certificate_key")
 
@@ -55,15 +57,7 @@ def stack(name: str, tls: TlsMaterial, **overrides: str) -> tuple[StackConfig, N
 
 
 def local_runtime(directory: Path, tls: TlsMaterial) -> NginxRuntime:
-    return NginxRuntime(
-        certificate_path=str(tls.certificate_path),
-        private_key_path=str(tls.private_key_path),
-        pid_path=str(directory / "nginx.pid"),
-        error_log=str(directory / "error.log"),
-        access_log=str(directory / "access.log"),
-        user=None,
-        stream_module_path=STREAM_MODULE,
-    )
+    return standalone_runtime(str(directory), str(tls.certificate_path), str(tls.private_key_path))
 
 
 def parse(text: str, directory: Path) -> list[Directive]:
