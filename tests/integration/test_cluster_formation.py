@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import itertools
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.integration.declared import DeclaredCommand, declare, throwaway_config
+from tests.integration.declared import DeclaredCommand, Operation, declare, throwaway_config
 from tests.integration.support.fake_docker import Call, FakeDocker
 
 pytestmark = pytest.mark.integration
@@ -42,9 +41,8 @@ def fake(fake_docker: FakeDocker) -> FakeDocker:
     return fake_docker
 
 
-def run(command: DeclaredCommand, operation: str, fake: FakeDocker) -> subprocess.CompletedProcess[str]:
-    assert operation in ("create", "update", "delete")
-    return command.run_local(operation, fake.env(), timeout=60)  # type: ignore[arg-type]
+def run(command: DeclaredCommand, operation: Operation, fake: FakeDocker) -> subprocess.CompletedProcess[str]:
+    return command.run_local(operation, fake.env(), timeout=60)
 
 
 def joins(fake: FakeDocker, container: str) -> list[Call]:

@@ -35,17 +35,17 @@ NODES = 2
 CLAIMED_PORTS = NODES * 4 + 1
 
 
-@pytest.fixture(autouse=True)
-def fixed_ports_free() -> None:
-    """Distribution and RPC ports are fixed (4370 + N, 5370 + N): they must be free for "all free"."""
+def require_fixed_ports_free() -> None:
+    """Distribution and RPC ports are fixed (4370 + N, 5370 + N): the checks below need them free."""
     fixed = [base + index for base in (DISTRIBUTION_PORT_BASE, RPC_PORT_BASE) for index in range(1, NODES + 1)]
     taken = busy_ports(fixed)
     if taken:
-        pytest.skip(f"ports {taken} are in use on this host, so no preflight here can pass")
+        pytest.skip(f"ports {taken} are in use on this host, so the preflight would (rightly) report them")
 
 
 def preflight_stack(root: Path, *, held: set[int] | None = None, **overrides: Any) -> DeclaredStack:
     """A 2-node stack on free ports (except those given in `overrides`), data dir under `root`."""
+    require_fixed_ports_free()
     avoid = set(held or ())
     ports: dict[str, int] = {}
     for key in ("mqttPortBase", "dashboardPortBase"):

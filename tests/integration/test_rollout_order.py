@@ -14,8 +14,8 @@ a network namespace) and ports outside ipLocalPortRange, so the real preflight r
 
 from __future__ import annotations
 
-import contextlib
 import json
+import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,7 +67,7 @@ class Step:
     result: subprocess.CompletedProcess[str] | None = None
 
 
-class RolloutFailed(Exception):
+class RolloutFailedError(Exception):
     def __init__(self, step: Step, steps: list[Step]) -> None:
         assert step.result is not None
         super().__init__(f"{step.name} {step.op} failed (exit {step.result.returncode}): {step.result.stderr}")
@@ -116,7 +116,7 @@ class Engine:
     def _record(self, step: Step) -> Step:
         self.steps.append(step)
         if step.result is not None and step.result.returncode != 0:
-            raise RolloutFailed(step, self.steps)
+            raise RolloutFailedError(step, self.steps)
         return step
 
     def _create(self, res: DeclaredResource, op: str = "create") -> None:
@@ -201,9 +201,7 @@ def v2(base_config: dict[str, Any]) -> DeclaredStack:
 def root(base_config: dict[str, Any]) -> Path:
     """The stack's data dir, emptied for each test (the module shares the config)."""
     data = Path(base_config["emqx-cluster:dataDir"])
-    with contextlib.suppress(FileNotFoundError):
-        for child in data.iterdir():
-            subprocess.run(["rm", "-rf", str(child)], check=True)
+    shutil.rmtree(data, ignore_errors=True)
     return data
 
 
@@ -300,13 +298,18 @@ def test_upgrade_replaces_wave_by_wave_and_updates_memberships_without_leaving(
         assert gate1 < index_of(steps, container, "replace") < index_of(steps, f"{container}-membership") < gate2
     assert_wave2_starts_after_wave1_gate_passed(fake_docker, steps)
     assert fake_docker.clusters() == [sorted(node(c) for c in brokers)]
+    # The old image goes only once every node has moved to the new one.
+    old_image = v1.named("emqx1").inputs["image"]
+    assert old_image != v2.named("emqx1").inputs["image"]
+    assert index_of(steps, "emqx-broker-image-removal", "delete") > gate2
+    assert fake_docker.removed_images() == [old_image]
 
 
 def test_a_node_failing_to_join_stops_the_rollout_at_wave_1(
     fake_docker: FakeDocker, v1: DeclaredStack, root: Path
 ) -> None:
     engine = Engine(fake_docker, knobs={"emqx3": {"join_permanent_error": PERMANENT}})
-    with pytest.raises(RolloutFailed) as failed:
+    with pytest.raises(RolloutFailedError) as failed:
         engine.up(v1)
 
     step = failed.value.step
@@ -331,7 +334,7 @@ def test_a_node_not_coming_back_during_an_upgrade_leaves_wave_2_untouched(
     engine.knobs["emqx3"] = {"emqx_running": False}  # the replacement starts, EMQX in it never answers
 
     start = len(engine.steps)
-    with pytest.raises(RolloutFailed) as failed:
+    with pytest.raises(RolloutFailedError) as failed:
         engine.up(v2, v1)
 
     upgrade = failed.value.steps[start:]
