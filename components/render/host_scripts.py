@@ -38,6 +38,15 @@ def sysctl_apply_script(settings: Mapping[str, str], drop_in: str) -> str:
         "set -eu",
         f"drop_in={shlex.quote(drop_in)}",
         f"saved={shlex.quote(saved)}",
+        # Refuse, before saving or writing anything, keys this kernel does not have (e.g. a
+        # conntrack key without its module): restore could not put them back either.
+        "missing=''",
+        *(f'[ -e {shlex.quote(_proc_path(key))} ] || missing="$missing {key}"' for key in settings),
+        'if [ -n "$missing" ]; then',
+        '  echo "sysctl keys not available on this host:$missing (load the module, or set them to null in'
+        ' emqx-cluster:sysctls)" >&2',
+        "  exit 1",
+        "fi",
         'mkdir -p "$(dirname "$drop_in")"',
         '[ -f "$saved" ] || : > "$saved"',
         "remember() {",
@@ -69,7 +78,9 @@ def sysctl_restore_script(drop_in: str) -> str:
                 "  while IFS= read -r line; do",
                 "    key=${line%%=*}",
                 "    value=${line#*=}",
-                '    printf \'%s\\n\' "$value" > "/proc/sys/$(printf %s "$key" | tr . /)"',
+                '    path="/proc/sys/$(printf %s "$key" | tr . /)"',
+                '    if [ -e "$path" ]; then printf \'%s\\n\' "$value" > "$path"; '
+                'else echo "skipped $key: not on this host any more" >&2; fi',
                 '  done < "$saved"',
                 "fi",
                 'rm -f "$drop_in" "$drop_in.tmp" "$saved"',

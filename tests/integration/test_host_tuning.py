@@ -206,6 +206,25 @@ def test_sysctls_apply_idempotently_and_restore_in_a_network_namespace(
     assert {key: host_sysctl(key) for key in expected} == host_before
 
 
+def test_a_key_this_kernel_lacks_is_refused_before_anything_is_saved(
+    netns: NetNamespace, sysctl_scope: SysctlScope, tmp_path: Path
+) -> None:
+    """A key the kernel does not have (say, conntrack without its module) must not be half-applied:
+    restore could never put it back, and `pulumi destroy` would be stuck."""
+    missing_key = "net.ipv4.emqx_cluster_no_such_key"
+    overrides = {**{key: None for key in sysctl_scope.host_global}, missing_key: "1"}
+    stack = declare(throwaway_config(tmp_path, nodes=3, sysctls=overrides))
+    drop_in = Path(stack.stack_config().sysctl_drop_in)
+    somaxconn = netns.sysctl("net.core.somaxconn")
+
+    result = netns.run(stack.commands["emqx-host-sysctls"].script("create"))
+
+    assert result.returncode == 1
+    assert missing_key in result.stderr and "set them to null in emqx-cluster:sysctls" in result.stderr
+    assert not drop_in.exists() and not drop_in.with_name(drop_in.name + ".before").exists()
+    assert netns.sysctl("net.core.somaxconn") == somaxconn
+
+
 def test_default_settings_including_host_global_keys_run_against_a_stand_in_proc_sys(tmp_path: Path) -> None:
     """The full default drop-in, run for real, but with /proc/sys replaced in a private mount namespace.
 
