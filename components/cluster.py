@@ -22,11 +22,13 @@ class ClusterFormationArgs:
 class ClusterFormation(pulumi.ComponentResource):
     """Per-node membership commands plus one verification gate per wave.
 
-    A membership's `triggers` hold its container's ID and it has an `update` command, so a
-    replaced container re-runs the (idempotent) join as an *update*: the delete command,
-    `cluster leave`, runs only when the node is really removed (scale-down or destroy).
-    Each join depends on its own container and the seed's only, so the critical path does
-    not grow with N.
+    No `triggers` here: pulumi-command marks them `replaceOnChanges` (its SDK adds
+    `replace_on_changes=["triggers[*]"]`), and a replaced membership would run its delete,
+    `cluster leave`, on a node that stays. Instead the container IDs are written into the
+    script text: a changed `create` is an in-place *update* that re-runs the idempotent join
+    (or check), so `cluster leave` runs only when a node is really removed (scale-down,
+    destroy), and a gate's ID, which later waves' images hang on, never changes. Each join
+    depends on its own container and the seed's only, so the critical path does not grow with N.
     """
 
     def __init__(self, name: str, args: ClusterFormationArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -44,8 +46,11 @@ class ClusterFormation(pulumi.ComponentResource):
         for node in started:
             if node.plan.index == seed.plan.index:
                 continue
-            join = join_script(
-                node.plan.container_name, node.plan.node_name, seed.plan.node_name, args.join_timeout_seconds
+            join = _pinned_to(
+                [node],
+                join_script(
+                    node.plan.container_name, node.plan.node_name, seed.plan.node_name, args.join_timeout_seconds
+                ),
             )
             joins.append(
                 args.host.command(
@@ -53,20 +58,23 @@ class ClusterFormation(pulumi.ComponentResource):
                     create=join,
                     update=join,
                     delete=leave_script(node.plan.container_name, node.plan.node_name, seed.plan.container_name),
-                    triggers=[node.container.id],
+                    keep_connection=True,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[node.container, seed.container]),
                 )
             )
         self.memberships.extend(joins)
         self._verified.extend(started)
         expected = [node.plan.node_name for node in self._verified]
-        check = verify_script(seed.plan.container_name, expected, args.join_timeout_seconds, f"wave {wave}")
+        # Pinned to every node so far: the last gate re-verifies the whole cluster after any change.
+        check = _pinned_to(
+            list(self._verified),
+            verify_script(seed.plan.container_name, expected, args.join_timeout_seconds, f"wave {wave}"),
+        )
         gate = args.host.command(
             f"wave{wave}-verify",
             create=check,
-            update=check,  # in place: the gate's ID must stay stable, later waves' images hang on it
-            # Every node so far: the last gate re-verifies the whole cluster after any change.
-            triggers=[node.container.id for node in self._verified],
+            update=check,
+            keep_connection=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*joins, *(node.container for node in started)]),
         )
         self.gates.append(gate)
@@ -74,3 +82,16 @@ class ClusterFormation(pulumi.ComponentResource):
 
     def finish(self) -> None:
         self.register_outputs({"verifiedNodes": [node.plan.node_name for node in self._verified]})
+
+
+def _pinned_to(nodes: Sequence[StartedNode], script: str) -> pulumi.Output[str]:
+    """Prefix `script` with the nodes' container IDs, so a replaced container changes its text."""
+    ids = pulumi.Output.all(*(node.container.id for node in nodes))
+    return ids.apply(
+        lambda values: (
+            "".join(
+                f"# {node.plan.container_name} container {value}\n" for node, value in zip(nodes, values, strict=True)
+            )
+            + script
+        )
+    )

@@ -50,9 +50,17 @@ class HostAccess:
         delete: pulumi.Input[str] | None = None,
         update: pulumi.Input[str] | None = None,
         triggers: Sequence[Any] | None = None,
+        keep_connection: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> HostCommand:
-        """Declare a command on the host; every script runs as root (directly or via sudo)."""
+        """Declare a command on the host; every script runs as root (directly or via sudo).
+
+        `keep_connection`: pulumi-command replaces a remote command whose `connection` changes
+        (new SSH key, user, port); for cluster memberships that would run `cluster leave` on
+        nodes that stay, and for gates change the ID later waves hang on, so they keep the
+        connection they were created with (a rotated key must stay authorized until their
+        next replacement; see README, "Rotating the SSH key").
+        """
 
         def wrap(script: pulumi.Input[str] | None) -> pulumi.Output[str] | None:
             if script is None:
@@ -70,6 +78,8 @@ class HostAccess:
                 environment={"DOCKER_HOST": self.docker_host},
                 opts=opts,
             )
+        if keep_connection:
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["connection"]))
         return command.remote.Command(
             name,
             connection=self.connection,

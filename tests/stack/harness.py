@@ -69,6 +69,8 @@ class Recorded:
     dependencies: list[str]
     property_dependencies: dict[str, list[str]]
     delete_before_replace: bool
+    replace_on_changes: list[str]
+    ignore_changes: list[str]
     additional_secret_outputs: list[str]
 
 
@@ -178,6 +180,8 @@ class _RecordingMonitor(mocks.MockMonitor):
                     property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
                     delete_before_replace=request.deleteBeforeReplace,
                     additional_secret_outputs=list(request.additionalSecretOutputs),
+                    replace_on_changes=list(request.replaceOnChanges),
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response

@@ -28,8 +28,9 @@ def test_version_change_rebuilds_the_image_and_rolls_only_the_brokers(
         "emqx-broker-image-build": {"imageName", "build"},
         "emqx-broker-image-removal": {"create", "delete", "triggers"},
         **{f"emqx{i}": {"image"} for i in nodes},
-        **{f"emqx{i}-membership": {"triggers"} for i in nodes if i > 1},
-        **{f"wave{k}-verify": {"triggers"} for k in range(1, waves + 1)},
+        # New container IDs change the scripts' text: in-place updates, never replacements.
+        **{f"emqx{i}-membership": {"create", "update"} for i in nodes if i > 1},
+        **{f"wave{k}-verify": {"create", "update"} for k in range(1, waves + 1)},
     }
     assert changed_inputs(old, new) == expected
     (image,) = new.of_type("docker:index/image:Image")
@@ -96,8 +97,8 @@ def test_scale_down_removes_only_the_dropped_nodes(stacks: dict[str, StackCase],
 
     assert changed_inputs(before, after) == {
         "emqx-lb": {"uploads"},  # nginx.conf loses two upstreams
-        "wave1-verify": {"create", "update", "triggers"},  # expects emqx1, emqx3 only
-        "wave2-verify": {"create", "update", "triggers"},
+        "wave1-verify": {"create", "update"},  # expects emqx1, emqx3 only
+        "wave2-verify": {"create", "update"},
         "emqx-host-sysctls": {"create"},  # fewer reserved ports
         "emqx-preflight-check": {"create", "update"},  # fewer ports to check
     }
@@ -130,12 +131,30 @@ def test_membership_rejoins_on_replacement_and_never_leaves(any_run: ProgramRun,
         membership = any_run.named(f"emqx{index}-membership")
         container = any_run.named(f"emqx{index}")
         inputs = membership.inputs
-        # A new container ID changes the triggers; with an `update` command that is an update
-        # (the join runs again), not a replacement, so `delete` (leave) never runs for it.
-        assert inputs["update"] == inputs["create"]
-        assert "cluster join" in inputs["create"] and "emqx1@" in inputs["create"]
+        # pulumi-command replaces a command whose `triggers` change (its SDK sets
+        # replace_on_changes=["triggers[*]"]), and a replacement would run `cluster leave`.
+        # So no triggers: the container ID is part of the script, and a new ID is an update.
+        assert "triggers[*]" in membership.replace_on_changes
+        assert not inputs.get("triggers")
+        assert container.urn in membership.property_dependencies["create"]
+        assert container.urn in membership.property_dependencies["update"]
+        if isinstance(inputs["create"], str):  # known after update (unknown in preview)
+            assert inputs["update"] == inputs["create"]
+            assert f"'# emqx{index} container {container.id}\n" in inputs["create"]
+            assert "cluster join" in inputs["create"] and "emqx1@" in inputs["create"]
+            assert "cluster leave" not in inputs["create"]
         assert "cluster leave" in inputs["delete"]
-        assert "cluster leave" not in inputs["create"]
-        assert membership.property_dependencies["triggers"] == [container.urn]
-        if container.id is not None:  # known after update
-            assert inputs["triggers"] == [container.id]
+        if case.stack == "prod":
+            # A new SSH key or user must not replace (and so `leave`) the membership.
+            assert "connection" in membership.ignore_changes
+
+
+def test_gates_are_updated_in_place_so_later_waves_keep_their_image(any_run: ProgramRun, case: StackCase) -> None:
+    for wave in range(1, len(case.plan().waves) + 1):
+        gate = any_run.named(f"wave{wave}-verify")
+        assert not gate.inputs.get("triggers")
+        if isinstance(gate.inputs["create"], str):  # known after update (unknown in preview)
+            assert gate.inputs["update"] == gate.inputs["create"]
+        assert not gate.inputs.get("delete")
+        if case.stack == "prod":
+            assert "connection" in gate.ignore_changes
