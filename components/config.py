@@ -126,7 +126,8 @@ class StackConfig(BaseModel):
     lb_fail_timeout: str = "10s"
     lb_connect_timeout: str = "5s"
     lb_proxy_timeout_seconds: int = Field(300, ge=1)
-    lb_worker_connections: int = Field(65536, ge=1024, le=1048576)
+    # Its nofile limit (2 x + 1024) must stay within fs.nr_open (2097152).
+    lb_worker_connections: int = Field(65536, ge=1024, le=1048064)
     mqtt_keepalive_seconds: int = Field(60, ge=1, le=65535)
 
     # --- TLS -----------------------------------------------------------------------------
@@ -195,16 +196,14 @@ class StackConfig(BaseModel):
     @field_validator("advertise_address")
     @classmethod
     def _advertise_address(cls, value: str) -> str:
-        # EMQX node names must be long names: name@IP or name@FQDN (emqx.conf `node.name`).
-        # Nodes also bind their client listener here, so a wildcard would let clients bypass Nginx.
+        # EMQX node names must be long names (name@IP or name@FQDN), and every node also binds
+        # its listeners to this address as `ip:port`, which EMQX only takes with an IP: so an
+        # IPv4 address of this host, never a wildcard (clients could then bypass Nginx).
         if _is_ipv4(value):
             address = ipaddress.IPv4Address(value)
-            if address.is_unspecified or address.is_multicast or value == "255.255.255.255":
-                raise ValueError("allowed: a unicast IPv4 address of this host (a wildcard would expose the brokers)")
-            return value
-        if HOSTNAME.match(value) and "." in value and not _looks_numeric(value):
-            return value
-        raise ValueError("allowed: an IPv4 address or a fully qualified domain name (EMQX needs long node names)")
+            if not (address.is_unspecified or address.is_multicast or value == "255.255.255.255"):
+                return value
+        raise ValueError("allowed: a unicast IPv4 address of the Docker host (nodes bind and advertise it)")
 
     @field_validator("lb_listen_address")
     @classmethod
@@ -220,7 +219,15 @@ class StackConfig(BaseModel):
             raise ValueError("allowed: the DNS name or IPv4 address clients connect to")
         return value
 
-    @field_validator("data_dir", "sysctl_drop_in")
+    @field_validator("sysctl_drop_in")
+    @classmethod
+    def _drop_in(cls, value: str) -> str:
+        # The script replaces this file and destroy deletes it, as root: only a drop-in of ours.
+        if not re.match(r"^(/[A-Za-z0-9._-]+)+/[0-9]{2}-[A-Za-z0-9._-]+\.conf$", value) or "/../" in value:
+            raise ValueError("allowed: an absolute path to a sysctl.d drop-in named NN-name.conf")
+        return value
+
+    @field_validator("data_dir")
     @classmethod
     def _absolute_path(cls, value: str) -> str:
         if not re.match(r"^/[A-Za-z0-9._/-]*$", value) or "/../" in f"{value}/" or value.strip("/") == "":
@@ -420,10 +427,6 @@ class StackConfig(BaseModel):
         """EMQX's tuning values with the user's overrides; a null override drops a key."""
         merged: dict[str, str | None] = {**EMQX_TUNING_SYSCTLS, **self.sysctls}
         return {key: value for key, value in merged.items() if value is not None}
-
-
-def _looks_numeric(value: str) -> bool:
-    return all(part.isdigit() for part in value.split("."))
 
 
 # Fields whose stack-config value is structured (YAML object/list, JSON in PULUMI_CONFIG).

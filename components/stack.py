@@ -17,7 +17,12 @@ from components.image import BrokerImage, BrokerImageArgs
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.plan import LB_CONTAINER_NAME, ClusterPlan, NodePlan, plan_cluster
 from components.preflight import Preflight, PreflightArgs
-from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, broker_environment
+from components.render.broker_env import (
+    COOKIE_VARIABLE,
+    DASHBOARD_PASSWORD_VARIABLE,
+    broker_environment,
+    hocon_string,
+)
 from components.render.host_scripts import PortClaim
 from components.render.nginx import nginx_settings, render_nginx_conf
 
@@ -94,7 +99,14 @@ class EmqxCluster(pulumi.ComponentResource):
         def with_secrets(node: NodePlan) -> pulumi.Output[dict[str, str]]:
             public = broker_environment(node, plan, config)
             return pulumi.Output.secret(
-                secrets.apply(lambda pair: {**public, COOKIE_VARIABLE: pair[0], DASHBOARD_PASSWORD_VARIABLE: pair[1]})
+                secrets.apply(
+                    lambda pair: {
+                        **public,
+                        # HOCON-quoted: a password may hold `#`, `"` or `${`, which EMQX would parse.
+                        COOKIE_VARIABLE: hocon_string(pair[0]),
+                        DASHBOARD_PASSWORD_VARIABLE: hocon_string(pair[1]),
+                    }
+                )
             )
 
         environments = {node.short_name: with_secrets(node) for node in plan.nodes}
@@ -116,7 +128,9 @@ class EmqxCluster(pulumi.ComponentResource):
         # registrations have completed, so `depends_on` alone orders the steps; the image of a
         # later wave is additionally derived from the previous gate's ID (stable across
         # updates), so its new value cannot even exist before that gate has run.
-        gate_deps: list[pulumi.Resource] = [*tuning_deps, preflight]
+        # The image component too: on destroy its removal command then runs after the containers
+        # are gone (deletes go in reverse dependency order), so `docker image rm` can succeed.
+        gate_deps: list[pulumi.Resource] = [*tuning_deps, preflight, image]
         wave_image: pulumi.Output[str] = image.image_id
         cluster: ClusterFormation | None = None
         for wave_number, wave in enumerate(plan.waves, start=1):

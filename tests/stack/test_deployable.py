@@ -12,7 +12,7 @@ from components.broker import HEALTHCHECK, NOFILE_LIMIT
 from components.config import NAMESPACE, ConfigError
 from components.image import BUILD_CONTEXT
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
-from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE
+from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, hocon_string
 from components.render.host_scripts import as_root, preflight_script, sysctl_apply_script
 from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
 from components.stack import host_sysctls, port_claims
@@ -219,7 +219,8 @@ def test_broker_environment_configures_each_node(deployed: ProgramRun, case: Sta
         assert env["EMQX_CLUSTER__DISCOVERY_STRATEGY"] == "manual"
         assert env["EMQX_DASHBOARD__LISTENERS__HTTP__BIND"] == f'"{node.address}:{node.ports.dashboard}"'
         assert env[COOKIE_VARIABLE]
-        assert env[DASHBOARD_PASSWORD_VARIABLE] == deployed.outputs["dashboardPassword"]
+        # HOCON-quoted, so EMQX reads `#`, `"` or `${` in a password literally.
+        assert env[DASHBOARD_PASSWORD_VARIABLE] == hocon_string(deployed.outputs["dashboardPassword"])
         cookies.add(env[COOKIE_VARIABLE])
     assert len(cookies) == 1, "every node must share one Erlang cookie, or they cannot cluster"
 
@@ -232,8 +233,8 @@ def test_configured_cookie_and_password_replace_generated_ones(
     run = deployments.run(StackCase(dev.stack, dev.config, {**dev.secrets, **given}))
     assert not run.of_type("random:index/randomPassword:RandomPassword")
     for container in brokers(run):
-        assert envs(container)[COOKIE_VARIABLE] == given["erlangCookie"]
-        assert envs(container)[DASHBOARD_PASSWORD_VARIABLE] == given["dashboardPassword"]
+        assert envs(container)[COOKIE_VARIABLE] == hocon_string(given["erlangCookie"])
+        assert envs(container)[DASHBOARD_PASSWORD_VARIABLE] == hocon_string(given["dashboardPassword"])
     assert run.outputs["dashboardPassword"] == given["dashboardPassword"]
     assert "dashboardPassword" in run.secret_outputs
 

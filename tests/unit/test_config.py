@@ -236,6 +236,11 @@ BAD_INPUTS = [
     bad("advertise-short-name", {"advertiseAddress": "localhost"}, "advertiseAddress", "localhost"),
     bad("advertise-numeric-not-ip", {"advertiseAddress": "10.0.300"}, "advertiseAddress", "10.0.300"),
     bad("advertise-wildcard", {"advertiseAddress": "0.0.0.0"}, "advertiseAddress", "0.0.0.0"),
+    # Listeners bind `ip:port`, which EMQX does not take with a host name.
+    bad("advertise-fqdn", {"advertiseAddress": "mqtt-01.prod.internal"}, "advertiseAddress", "mqtt-01.prod.internal"),
+    bad("sysctlDropIn-not-a-drop-in", {"sysctlDropIn": "/etc/sysctl.conf"}, "sysctlDropIn", "/etc/sysctl.conf"),
+    bad("sysctlDropIn-passwd", {"sysctlDropIn": "/etc/passwd"}, "sysctlDropIn", "/etc/passwd"),
+    bad("lbWorkerConnections-over-nr_open", {"lbWorkerConnections": "1048576"}, "lbWorkerConnections", "1048576"),
     bad("docker-tcp", {"dockerHost": "tcp://x:2375"}, "dockerHost", "tcp://x:2375"),
     bad("ssh-docker-without-sshHost", {"dockerHost": SSH_DOCKER}, "sshHost", "(unset)", also=(SSH_DOCKER,)),
     bad("ssh-user-upper-case", {"sshUser": "Root"}, "sshUser", "Root"),

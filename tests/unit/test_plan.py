@@ -200,15 +200,15 @@ def test_waves_are_round_robin_non_empty_and_start_with_the_seed(waves: int) -> 
 
 
 def test_node_names_containers_and_directories() -> None:
-    cluster = plan(nodes=3, advertise_address="mqtt-01.prod.internal", data_dir="/srv/emqx")
+    cluster = plan(nodes=3, advertise_address="10.20.0.7", data_dir="/srv/emqx")
     for index, node in enumerate(cluster.nodes, start=1):
-        assert node.node_name == f"emqx{index}@mqtt-01.prod.internal"
+        assert node.node_name == f"emqx{index}@10.20.0.7"
         assert node.container_name == f"emqx{index}"
         assert node.host_dir == f"/srv/emqx/emqx{index}"
         assert node.data_dir == f"/srv/emqx/emqx{index}/data"
         assert node.log_dir == f"/srv/emqx/emqx{index}/log"
-        assert node.mqtt_endpoint == f"mqtt-01.prod.internal:{61000 + index}"
-        assert node.dashboard_url == f"http://mqtt-01.prod.internal:{62000 + index}"
+        assert node.mqtt_endpoint == f"10.20.0.7:{61000 + index}"
+        assert node.dashboard_url == f"http://10.20.0.7:{62000 + index}"
     assert len({node.container_name for node in cluster.nodes}) == 3
 
 
