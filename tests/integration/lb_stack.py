@@ -243,7 +243,26 @@ CONNECTED_LINE = re.compile(
 )
 
 
-class Mosquitto:
+class ChildProcess:
+    """A server this module started: crash it, stop it, or ask whether it still runs."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        """Crash it: SIGKILL, no goodbye to clients."""
+        if self.process is not None:
+            stop_process(self.process, signal.SIGKILL)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class Mosquitto(ChildProcess):
     """One mosquitto process with a plain loopback listener and optionally a TLS one."""
 
     def __init__(
@@ -301,19 +320,6 @@ class Mosquitto:
             if port is not None:
                 wait_for_listener(LOOPBACK, port, self.process, "mosquitto", self.log_path)
 
-    def kill(self) -> None:
-        """Crash it: SIGKILL, no goodbye to clients."""
-        if self.process is not None:
-            stop_process(self.process, signal.SIGKILL)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -339,7 +345,7 @@ class ShimSession:
     upstream_local: tuple[str, int]
 
 
-class ProxyShim:
+class ProxyShim(ChildProcess):
     """proxy_shim.py as a subprocess: listens where Nginx's upstream points."""
 
     def __init__(self, directory: Path, *, listen_port: int, target_port: int) -> None:
@@ -360,18 +366,6 @@ class ProxyShim:
         ]  # fmt: skip
         self.process = start_process(argv, self.output_path)
         wait_for_listener(LOOPBACK, self.listen_port, self.process, "proxy shim", self.output_path)
-
-    def kill(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, signal.SIGKILL)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def events(self) -> list[dict[str, Any]]:
         if not self.events_path.exists():

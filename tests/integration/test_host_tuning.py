@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import secrets
 import shlex
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ import pytest
 from components.config import EMQX_TUNING_SYSCTLS
 from components.render.host_scripts import EMQX_UID
 from tests.integration.declared import REMOTE_COMMAND, DeclaredStack, declare, throwaway_config
-from tests.integration.support.netns import NetNamespace, host_sysctl
+from tests.integration.support.netns import NetNamespace, host_sysctl, scratch_namespace
 from tests.integration.support.ports import listening_socket
 from tests.integration.support.sshd import SshEndpoint
 
@@ -115,14 +114,7 @@ def _probe_key(ns: NetNamespace, key: str, planned: str) -> str | None:
 @pytest.fixture(scope="module")
 def sysctl_scope() -> Iterator[SysctlScope]:
     """Try every EMQX tuning key in a scratch namespace (never writing fs.* at all)."""
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 `ip` is not installed")
-    name = f"emqx-probe-{secrets.token_hex(4)}"
-    added = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
-    if added.returncode != 0:
-        pytest.skip(f"`ip netns add` not permitted here: {added.stderr.strip()}")
-    ns = NetNamespace(name)
-    try:
+    with scratch_namespace("emqx-probe") as ns:
         per_netns: set[str] = set()
         host_global: dict[str, str] = {}
         for key, planned in EMQX_TUNING_SYSCTLS.items():
@@ -134,8 +126,6 @@ def sysctl_scope() -> Iterator[SysctlScope]:
         for key in (PORT_RANGE, RESERVED):  # the plan's keys must be per netns for these tests
             assert _probe_key(ns, key, PREVIOUS[key]) is None, key
         yield SysctlScope(per_netns=frozenset(per_netns), host_global=host_global)
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
 
 
 def netns_only_config(root: Path, scope: SysctlScope, **overrides: Any) -> dict[str, Any]:

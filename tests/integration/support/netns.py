@@ -6,6 +6,7 @@ net.ipv4.ip_local_port_range and net.ipv4.ip_local_reserved_ports are per networ
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import subprocess
@@ -65,15 +66,18 @@ def host_sysctl(key: str) -> str:
         return fh.read().strip()
 
 
-@pytest.fixture
-def netns() -> Iterator[NetNamespace]:
-    """A fresh `emqx-test-<random>` network namespace, deleted afterwards."""
+@contextlib.contextmanager
+def scratch_namespace(prefix: str = "emqx-test") -> Iterator[NetNamespace]:
+    """A fresh `<prefix>-<random>` network namespace with loopback up, deleted afterwards.
+
+    Skips the test (with the reason) where `ip netns add` is missing or not permitted; `unshare
+    -n` would give a namespace per process only, useless across run() calls.
+    """
     if shutil.which("ip") is None:
         pytest.skip("iproute2 `ip` is not installed")
-    name = f"emqx-test-{secrets.token_hex(4)}"
+    name = f"{prefix}-{secrets.token_hex(4)}"
     added = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
     if added.returncode != 0:
-        # `unshare -n` would give a namespace per process only, useless across run() calls.
         pytest.skip(f"`ip netns add` not permitted here: {added.stderr.strip()}")
     ns = NetNamespace(name)
     try:
@@ -81,3 +85,10 @@ def netns() -> Iterator[NetNamespace]:
         yield ns
     finally:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+
+
+@pytest.fixture
+def netns() -> Iterator[NetNamespace]:
+    """A fresh `emqx-test-<random>` network namespace, deleted afterwards."""
+    with scratch_namespace() as ns:
+        yield ns
