@@ -62,7 +62,7 @@ class BrokerNodes(pulumi.ComponentResource):
         dirs = args.host.command(
             f"{node.short_name}-dirs",
             create=node_dirs_script(node.host_dir),
-            delete=node_dirs_delete_script(node.host_dir, node.node_name, args.purge_data),
+            delete=node_dirs_delete_script(node.host_dir, node.node_name, args.purge_data, node.container_name),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(after))),
         )
         envs = args.environments[node.short_name].apply(

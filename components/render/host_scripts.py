@@ -157,10 +157,23 @@ def node_dirs_script(host_dir: str, subdirs: Sequence[str] = ("data", "log")) ->
     )
 
 
-def node_dirs_delete_script(host_dir: str, node_name: str, purge: bool) -> str:
-    """On delete, keep the data dir (the node's identity and sessions) unless purging was asked for."""
+def node_dirs_delete_script(host_dir: str, node_name: str, purge: bool, container: str) -> str:
+    """On delete, keep the data dir (the node's identity and sessions) unless purging was asked for.
+
+    Even then, never while the node's container exists: a delete that is part of a replacement
+    (say, a new SSH connection) must not wipe a running node.
+    """
     if purge:
-        return f"set -eu\nrm -rf {shlex.quote(host_dir)}\necho {shlex.quote(f'purged {host_dir} (purgeData: true)')}\n"
+        kept = f"kept {host_dir}: container {container} still exists (purgeData applies once it is gone)"
+        return (
+            "set -eu\n"
+            f'if [ -n "$(docker ps --all --quiet --filter {shlex.quote(f"name=^{container}$")})" ]; then\n'
+            f"  echo {shlex.quote(kept)}\n"
+            "  exit 0\n"
+            "fi\n"
+            f"rm -rf {shlex.quote(host_dir)}\n"
+            f"echo {shlex.quote(f'purged {host_dir} (purgeData: true)')}\n"
+        )
     message = (
         f"kept {host_dir} ({node_name}'s data and logs; a node recreated with this name reuses it). "
         "Set emqx-cluster:purgeData true before destroy to remove it."

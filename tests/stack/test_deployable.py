@@ -162,6 +162,9 @@ def test_host_tuning_sets_emqx_sysctls_and_reserves_planned_ports(deployed: Prog
     assert f"net.ipv4.ip_local_reserved_ports = {plan.reserved_ports_sysctl}" in script
     assert str(plan.lb_port) in plan.reserved_ports_sysctl
     assert tuning.inputs["delete"], "destroy must restore the previous kernel settings"
+    # A replacement (new SSH connection) must restore before it re-applies, or the old delete
+    # would remove the shared drop-in after the new apply.
+    assert tuning.delete_before_replace
 
 
 def test_preflight_checks_every_planned_port(deployed: ProgramRun, case: StackCase) -> None:

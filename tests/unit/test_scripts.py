@@ -74,8 +74,8 @@ def all_scripts(config: StackConfig, plan: ClusterPlan) -> dict[str, str]:
         "sysctl-restore": sysctl_restore_script(config.sysctl_drop_in),
         "preflight": preflight_script(port_claims(plan), config.data_dir),
         "node-dirs": node_dirs_script(node.host_dir),
-        "node-dirs-delete-keep": node_dirs_delete_script(node.host_dir, node.node_name, purge=False),
-        "node-dirs-delete-purge": node_dirs_delete_script(node.host_dir, node.node_name, purge=True),
+        "node-dirs-delete-keep": node_dirs_delete_script(node.host_dir, node.node_name, False, node.container_name),
+        "node-dirs-delete-purge": node_dirs_delete_script(node.host_dir, node.node_name, True, node.container_name),
         "image-removal": image_removal_script("sha256:" + "a" * 64, "emqx-cluster/emqx:5.8.6", keep=False),
         "image-keep": image_removal_script("sha256:" + "a" * 64, "emqx-cluster/emqx:5.8.6", keep=True),
         "join": join_script(node.container_name, node.node_name, seed.node_name, config.join_timeout_seconds),
@@ -264,14 +264,20 @@ def test_sysctl_apply_and_restore_round_trip(dev: tuple[StackConfig, ClusterPlan
 # ----------------------------------------------------------------------------- node dirs
 
 
-def test_node_dirs_delete_keeps_data_unless_purging(tmp_path: Path) -> None:
+def test_node_dirs_delete_keeps_data_unless_purging(tmp_path: Path, fake_bin: dict[str, str]) -> None:
     host_dir = tmp_path / "emqx1"
     (host_dir / "data").mkdir(parents=True)
-    result = run(node_dirs_delete_script(str(host_dir), "emqx1@127.0.0.1", purge=False))
+    result = run(node_dirs_delete_script(str(host_dir), "emqx1@127.0.0.1", False, "emqx1"), fake_bin)
     assert result.returncode == 0
     assert host_dir.is_dir()
     assert "purgeData" in result.stdout
-    result = run(node_dirs_delete_script(str(host_dir), "emqx1@127.0.0.1", purge=True))
+    # A delete that is part of a replacement: the container still exists, the data stays.
+    purge = node_dirs_delete_script(str(host_dir), "emqx1@127.0.0.1", True, "emqx1")
+    result = run(purge, {**fake_bin, "FAKE_PS": "0123456789ab\n"})
+    assert result.returncode == 0
+    assert host_dir.is_dir()
+    assert "still exists" in result.stdout
+    result = run(purge, fake_bin)
     assert result.returncode == 0
     assert not host_dir.exists()
 
