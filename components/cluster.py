@@ -35,8 +35,6 @@ class ClusterFormation(pulumi.ComponentResource):
         super().__init__("emqx-cluster:index:ClusterFormation", name, None, opts)
         self._args = args
         self._verified: list[StartedNode] = []
-        self.memberships: list[HostCommand] = []
-        self.gates: list[HostCommand] = []
 
     def add_wave(self, wave: int, started: Sequence[StartedNode]) -> HostCommand:
         """Join this wave's nodes, then return the command that verifies all nodes so far."""
@@ -62,7 +60,6 @@ class ClusterFormation(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[node.container, seed.container]),
                 )
             )
-        self.memberships.extend(joins)
         self._verified.extend(started)
         expected = [node.plan.node_name for node in self._verified]
         # Pinned to every node so far: the last gate re-verifies the whole cluster after any change.
@@ -77,7 +74,6 @@ class ClusterFormation(pulumi.ComponentResource):
             keep_connection=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*joins, *(node.container for node in started)]),
         )
-        self.gates.append(gate)
         return gate
 
     def finish(self) -> None:

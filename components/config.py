@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 NAMESPACE = "emqx-cluster"
 
@@ -446,7 +446,7 @@ def parse_stack_config(raw: Mapping[str, str | None]) -> StackConfig:
     for key, text in raw.items():
         if text is None:
             continue
-        if _snake(key) in _STRUCTURED:
+        if to_snake(key) in _STRUCTURED:
             try:
                 values[key] = json.loads(text)
             except json.JSONDecodeError:
@@ -460,10 +460,6 @@ def parse_stack_config(raw: Mapping[str, str | None]) -> StackConfig:
         except ValidationError as error:
             problems.extend(_describe(error))
     raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(problems))
-
-
-def _snake(key: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
 
 
 def _describe(error: ValidationError) -> list[str]:
@@ -482,7 +478,8 @@ def _describe(error: ValidationError) -> list[str]:
             lines.append(f"{NAMESPACE}:{key} = {shown}: unknown key; allowed keys: {close}")
             continue
         if item["type"] in ("greater_than_equal", "less_than_equal", "int_parsing", "int_type", "bool_parsing"):
-            message = f"allowed: {_range_text(key)}" if _range_text(key) else message
+            allowed = _range_text(key)
+            message = f"allowed: {allowed}" if allowed else message
         elif item["type"] == "literal_error":
             message = f"allowed: {item.get('ctx', {}).get('expected', message)}"
         elif not message.startswith("allowed"):
@@ -501,7 +498,7 @@ _TYPE_TEXT = {
 
 
 def _range_text(key: str) -> str:
-    field = StackConfig.model_fields.get(_snake(key))
+    field = StackConfig.model_fields.get(to_snake(key))
     if field is None:
         return ""
     if field.annotation is bool:

@@ -99,7 +99,7 @@ class ClusterPlan:
         return f"{self.port_range[0]} {self.port_range[1]}"
 
     def all_ports(self) -> tuple[int, ...]:
-        return (*(p for n in self.nodes for p in n.ports.as_dict().values()), self.lb_port)
+        return _all_ports(self.nodes, self.lb_port)
 
 
 def plan_cluster(config: StackConfig) -> ClusterPlan:
@@ -126,8 +126,7 @@ def plan_cluster(config: StackConfig) -> ClusterPlan:
     )
     _check_ports(config, nodes)
     low, high = config.port_range
-    planned = sorted({*(p for n in nodes for p in n.ports.as_dict().values()), config.lb_port})
-    reserved = tuple(port for port in planned if low <= port <= high)
+    reserved = tuple(sorted({port for port in _all_ports(nodes, config.lb_port) if low <= port <= high}))
     if reserved and not config.manage_sysctls:
         raise ConfigError(
             f"invalid stack configuration:\n  {NAMESPACE}:manageSysctls = false while planned ports "
@@ -142,6 +141,10 @@ def plan_cluster(config: StackConfig) -> ClusterPlan:
             "connections still find ephemeral ports"
         )
     return ClusterPlan(nodes=nodes, lb_port=config.lb_port, port_range=(low, high), reserved_ports=reserved)
+
+
+def _all_ports(nodes: tuple[NodePlan, ...], lb_port: int) -> tuple[int, ...]:
+    return (*(port for node in nodes for port in node.ports.as_dict().values()), lb_port)
 
 
 def _check_ports(config: StackConfig, nodes: tuple[NodePlan, ...]) -> None:
