@@ -2,10 +2,16 @@
 
 import pulumi
 
+from components.config import ConfigError
 from components.stack import EmqxCluster
 from components.stack_config import load_stack_config
 
-cluster = EmqxCluster("emqx", load_stack_config())
+try:
+    cluster = EmqxCluster("emqx", load_stack_config())
+except ConfigError as error:
+    # RunError: the engine prints the message alone, with "a clean exit rather than the usual
+    # verbose unhandled error logic" (pulumi/errors.py), not a Python traceback.
+    raise pulumi.RunError(str(error)) from None
 
 pulumi.export("endpoint", cluster.endpoint)
 pulumi.export("nodes", cluster.node_table)

@@ -12,8 +12,43 @@ from components.hostexec import HostAccess, HostCommand
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR, NodePlan
 from components.render.host_scripts import node_dirs_delete_script, node_dirs_script
 
-HEALTHCHECK = ["CMD", "/opt/emqx/bin/emqx-cluster-healthcheck"]  # baked in by docker/emqx
-NOFILE_LIMIT = 1048576
+
+@dataclass(frozen=True)
+class Healthcheck:
+    """The node's Docker health check, declared on the container and baked into docker/emqx."""
+
+    test: tuple[str, ...]
+    interval: str
+    timeout: str
+    retries: int
+    start_period: str
+
+    def args(self) -> docker.ContainerHealthcheckArgs:
+        return docker.ContainerHealthcheckArgs(
+            tests=list(self.test),
+            interval=self.interval,
+            timeout=self.timeout,
+            retries=self.retries,
+            start_period=self.start_period,
+        )
+
+    def label(self) -> str:
+        """The whole check as text. The docker provider neither replaces a container whose
+        `healthcheck` changed nor applies it on update (terraform-provider-docker v4.5.0,
+        resource_docker_container.go: `healthcheck` is Optional+Computed, not ForceNew, and
+        resourceDockerContainerUpdate never sends it); labels are ForceNew, so a label carrying
+        the check makes a changed check replace the container."""
+        return (
+            f"{' '.join(self.test)} interval={self.interval} timeout={self.timeout} "
+            f"retries={self.retries} start_period={self.start_period}"
+        )
+
+
+# EMQX CI's cadence (.ci/docker-compose-file/docker-compose-emqx-cluster.yaml: 5s interval, 25s
+# timeout, 5 retries); docker/emqx/Dockerfile's HEALTHCHECK repeats these values.
+HEALTHCHECK = Healthcheck(
+    test=("CMD", "/opt/emqx/bin/emqx-cluster-healthcheck"), interval="5s", timeout="25s", retries=5, start_period="30s"
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +57,8 @@ class BrokerNodesArgs:
     log_opts: Mapping[str, str]  # json-file rotation, bounded
     purge_data: bool
     wait_timeout_seconds: int
+    nofile_limit: int
+    stop_grace_seconds: int
     host: HostAccess
     provider: docker.Provider
 
@@ -76,21 +113,27 @@ class BrokerNodes(pulumi.ComponentResource):
             restart="always",
             must_run=True,
             envs=envs,
-            ulimits=[docker.ContainerUlimitArgs(name="nofile", soft=NOFILE_LIMIT, hard=NOFILE_LIMIT)],
+            ulimits=[docker.ContainerUlimitArgs(name="nofile", soft=args.nofile_limit, hard=args.nofile_limit)],
             volumes=[
                 docker.ContainerVolumeArgs(host_path=node.data_dir, container_path=BROKER_DATA_DIR),
                 docker.ContainerVolumeArgs(host_path=node.log_dir, container_path=BROKER_LOG_DIR),
             ],
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=HEALTHCHECK, interval="5s", timeout="25s", retries=5, start_period="30s"
-            ),
+            healthcheck=HEALTHCHECK.args(),
             wait=True,  # `pulumi up` moves on only once the node reports healthy
             wait_timeout=args.wait_timeout_seconds,
             log_driver="json-file",
             log_opts=dict(args.log_opts),
-            labels=[docker.ContainerLabelArgs(label="io.emqx-cluster.node", value=node.node_name)],
-            # EMQX stops cleanly on SIGTERM; give it time to hand sessions over.
-            stop_timeout=30,
+            labels=[
+                docker.ContainerLabelArgs(label="io.emqx-cluster.node", value=node.node_name),
+                docker.ContainerLabelArgs(label="io.emqx-cluster.healthcheck", value=HEALTHCHECK.label()),
+            ],
+            # EMQX stops cleanly on SIGTERM, handing sessions over. The provider's delete (every
+            # replace and destroy) stops with a timeout of 0, i.e. SIGKILL, unless
+            # destroy_grace_seconds > 0 (terraform-provider-docker v4.5.0,
+            # resource_docker_container_funcs.go, resourceDockerContainerDelete); stop_timeout
+            # covers Docker's own stops (`docker stop`, daemon shutdown).
+            destroy_grace_seconds=args.stop_grace_seconds,
+            stop_timeout=args.stop_grace_seconds,
             opts=pulumi.ResourceOptions.merge(
                 child,
                 pulumi.ResourceOptions(

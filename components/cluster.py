@@ -56,7 +56,6 @@ class ClusterFormation(pulumi.ComponentResource):
                     create=join,
                     update=join,
                     delete=leave_script(node.plan.container_name, node.plan.node_name, seed.plan.container_name),
-                    keep_connection=True,
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[node.container, seed.container]),
                 )
             )
@@ -71,7 +70,6 @@ class ClusterFormation(pulumi.ComponentResource):
             f"wave{wave}-verify",
             create=check,
             update=check,
-            keep_connection=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*joins, *(node.container for node in started)]),
         )
         return gate

@@ -66,6 +66,28 @@ SSH_DOCKER_HOST = re.compile(r"^ssh://([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5}
 NGINX_DURATION = re.compile(r"^\d+(ms|s|m|h)?$")
 SIZE = re.compile(r"^\d+[kmg]$")
 LOAD_BALANCING = ("round_robin", "least_conn", "random", "hash_client_address")
+# Docker platforms the broker image can be built for (`docker build --platform`).
+IMAGE_PLATFORM = re.compile(r"^linux/(amd64|arm64|arm/v7|arm/v6|386|ppc64le|s390x|riscv64)$")
+
+# The cookie goes into EMQX_NODE__COOKIE as a bare HOCON token. bin/emqx (v5.8.6, "Resolve Erlang
+# cookie") compares that variable RAW with the cookie the running node booted with, which it
+# reads back from the HOCON-parsed config with the double quotes stripped; any difference makes
+# every `emqx ctl` (health check, join, leave, verify) die with "EMQX_NODE__COOKIE is different
+# from the cookie used by <node>". So only values HOCON keeps unchanged as an unquoted string:
+# a leading letter (a leading digit is lexed as a number) and no quote, `#`, `:`, `$` or space.
+ERLANG_COOKIE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{15,254}$")
+EMQX_DEFAULT_COOKIE = "emqxsecretcookie"  # bin/emqx EMQX_DEFAULT_ERLANG_COOKIE
+
+# The dashboard password rule of EMQX 5.8 (apps/emqx_dashboard/src/emqx_dashboard_admin.erl,
+# legal_password/2 and is_mixed_password/3): 8 to 64 ASCII characters from at least two of the
+# groups letters, digits, specials. EMQX applies it to `dashboard.default_password` on first
+# boot, and emqx_dashboard_app.erl matches `{ok, _} = emqx_dashboard_admin:add_default_user()`,
+# so a password that breaks it crashes the dashboard application and the node never turns healthy.
+DASHBOARD_PASSWORD_GROUPS = (
+    "0123456789",
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "!@#$%^&*()_+-=[]{}\"|;':,./<>?`~ ",
+)
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -97,7 +119,15 @@ class StackConfig(BaseModel):
     waves: int = Field(2, ge=1)
     emqx_repository: str = "emqx/emqx"
     emqx_version: str = "5.8.6"
+    image_platform: str = "linux/amd64"
     keep_image: bool = False
+    # Open-files limit of each broker container; must not exceed the Docker daemon's own hard
+    # limit (rootless Docker and some sandboxes cannot raise it): preflight compares them.
+    broker_nofile_limit: int = Field(1048576, ge=1024, le=2097152)
+    # Seconds a broker (SIGTERM: EMQX hands sessions over and stops) and Nginx (SIGQUIT: drains)
+    # get to stop before Docker kills them, whenever a container is replaced or destroyed.
+    broker_stop_grace_seconds: int = Field(60, ge=1, le=3600)
+    lb_stop_grace_seconds: int = Field(10, ge=1, le=3600)
 
     # --- where things run ----------------------------------------------------------------
     docker_host: str = "unix:///var/run/docker.sock"
@@ -163,6 +193,13 @@ class StackConfig(BaseModel):
     def _emqx_version(cls, value: str) -> str:
         if not re.match(r"^5\.\d+(\.\d+)?([-.][A-Za-z0-9.]+)?$", value):
             raise ValueError("allowed: an EMQX 5.x image tag such as 5.8.6 (this program configures EMQX 5)")
+        return value
+
+    @field_validator("image_platform")
+    @classmethod
+    def _image_platform(cls, value: str) -> str:
+        if not IMAGE_PLATFORM.match(value):
+            raise ValueError("allowed: the Docker host's platform, e.g. linux/amd64 or linux/arm64")
         return value
 
     @field_validator("nginx_version")
@@ -323,17 +360,28 @@ class StackConfig(BaseModel):
         if value is None:
             return value
         cookie = value.get_secret_value()
-        if cookie == "emqxsecretcookie":
-            raise ValueError("allowed: any cookie but EMQX's public default 'emqxsecretcookie'; value not shown")
-        if not re.match(r"^[A-Za-z0-9_-]{16,255}$", cookie):
-            raise ValueError("allowed: 16 to 255 characters from A-Z a-z 0-9 _ -; value not shown")
+        if cookie == EMQX_DEFAULT_COOKIE:
+            raise ValueError(f"allowed: any cookie but EMQX's public default {EMQX_DEFAULT_COOKIE!r}; value not shown")
+        if not ERLANG_COOKIE.match(cookie):
+            raise ValueError(
+                "allowed: 16 to 255 characters from A-Z a-z 0-9 _ -, starting with a letter "
+                "(EMQX compares the cookie as written with its HOCON-parsed value); value not shown"
+            )
         return value
 
     @field_validator("dashboard_password")
     @classmethod
     def _dashboard_password(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not re.match(r"^[!-~]{8,100}$", value.get_secret_value()):
-            raise ValueError("allowed: 8 to 100 printable ASCII characters without spaces; value not shown")
+        if value is None:
+            return value
+        password = value.get_secret_value()
+        if not 8 <= len(password) <= 64 or not password.isascii():
+            raise ValueError("allowed: 8 to 64 ASCII characters (EMQX's dashboard password rule); value not shown")
+        if sum(any(char in group for char in password) for group in DASHBOARD_PASSWORD_GROUPS) < 2:
+            raise ValueError(
+                "allowed: at least two kinds of characters from letters, digits and specials "
+                "(EMQX's dashboard password rule); value not shown"
+            )
         return value
 
     # ------------------------------------------------------------------ cross-key checks

@@ -27,9 +27,10 @@ class HostTuning(pulumi.ComponentResource):
             f"{name}-sysctls",
             create=sysctl_apply_script(args.settings, args.drop_in),
             delete=sysctl_restore_script(args.drop_in),
-            # Replaced (e.g. a new SSH connection): restore first, then apply. The default order
-            # would apply, then let the old delete restore the old values and remove the
-            # shared drop-in, leaving the host untuned.
+            # A settings or connection change is an in-place update (re-runs the idempotent apply).
+            # A replacement happens only on request (`pulumi up --replace`): then restore first,
+            # then apply; the default order would apply, then let the old delete restore the old
+            # values and remove the shared drop-in, leaving the host untuned.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         self.register_outputs({"dropIn": args.drop_in, "settings": dict(args.settings)})

@@ -50,16 +50,15 @@ class HostAccess:
         delete: pulumi.Input[str] | None = None,
         update: pulumi.Input[str] | None = None,
         triggers: Sequence[Any] | None = None,
-        keep_connection: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> HostCommand:
         """Declare a command on the host; every script runs as root (directly or via sudo).
 
-        `keep_connection`: pulumi-command replaces a remote command whose `connection` changes
-        (new SSH key, user, port); for cluster memberships that would run `cluster leave` on
-        nodes that stay, and for gates change the ID later waves hang on, so they keep the
-        connection they were created with (a rotated key must stay authorized until their
-        next replacement; see README, "Rotating the SSH key").
+        A changed `connection` (new SSH key, user, port) is an in-place update, not a
+        replacement: pulumi-command's remote Command implements Update and only `triggers` is
+        replace-on-change (pulumi-command v1.2.1 provider/pkg/provider/remote/command.go and
+        commandController.go; pulumi-command issue 447 shows "(update)"). The update re-runs
+        `update` (or `create`) with the new connection and stores it for the later `delete`.
         """
 
         def wrap(script: pulumi.Input[str] | None) -> pulumi.Output[str] | None:
@@ -76,10 +75,9 @@ class HostAccess:
                 triggers=triggers,
                 # The Docker CLI in the scripts talks to the same engine as the docker provider.
                 environment={"DOCKER_HOST": self.docker_host},
+                add_previous_output_in_env=False,
                 opts=opts,
             )
-        if keep_connection:
-            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["connection"]))
         return command.remote.Command(
             name,
             connection=self.connection,
@@ -87,5 +85,9 @@ class HostAccess:
             update=wrap(update),
             delete=wrap(delete),
             triggers=triggers,
+            # Default true: every update/delete would send PULUMI_COMMAND_STDOUT/STDERR by SSH
+            # Setenv, which sshd refuses without AcceptEnv (a warning on every run;
+            # provider/pkg/provider/remote/commandOutputs.go). The scripts never read them.
+            add_previous_output_in_env=False,
             opts=opts,
         )

@@ -16,6 +16,7 @@ BUILD_CONTEXT = "docker/emqx"  # relative to the project dir, Pulumi's working d
 @dataclass(frozen=True)
 class BrokerImageArgs:
     base_image: str  # official EMQX image, e.g. emqx/emqx:5.8.6
+    platform: str  # the Docker host's, e.g. linux/amd64
     image_name: str  # local tag, e.g. emqx-cluster/emqx:5.8.6
     keep_image: bool
     host: HostAccess
@@ -37,6 +38,10 @@ class BrokerImage(pulumi.ComponentResource):
                 context=BUILD_CONTEXT,
                 dockerfile=f"{BUILD_CONTEXT}/Dockerfile",
                 args={"EMQX_BASE_IMAGE": args.base_image},
+                # Without it the build takes the deployer's architecture (pulumi-docker's
+                # DockerBuild.platform defaults to GOOS/GOARCH): an arm64 laptop would build arm64
+                # images for an amd64 host.
+                platform=args.platform,
             ),
             # Local only: no registry is involved. The provider hashes the build context, so
             # an edited file under docker/emqx triggers a rebuild.

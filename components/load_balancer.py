@@ -21,6 +21,7 @@ class LoadBalancerArgs:
     nofile_limit: int
     keep_image: bool
     log_opts: Mapping[str, str]  # json-file rotation, bounded
+    stop_grace_seconds: int
     provider: docker.Provider
     after: Sequence[pulumi.Resource] = ()  # host tuning and preflight: ports reserved, checked
 
@@ -62,6 +63,11 @@ class LoadBalancer(pulumi.ComponentResource):
             log_driver="json-file",
             log_opts=dict(args.log_opts),
             labels=[docker.ContainerLabelArgs(label="io.emqx-cluster.role", value="load-balancer")],
+            # The nginx image stops with SIGQUIT (graceful: stop accepting, drain). The provider's
+            # delete would SIGKILL at once unless destroy_grace_seconds > 0 (terraform-provider-docker
+            # v4.5.0, resource_docker_container_funcs.go, resourceDockerContainerDelete).
+            destroy_grace_seconds=args.stop_grace_seconds,
+            stop_timeout=args.stop_grace_seconds,
             opts=pulumi.ResourceOptions.merge(
                 child,
                 pulumi.ResourceOptions(delete_before_replace=True, additional_secret_outputs=["uploads"]),

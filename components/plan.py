@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from components.config import NAMESPACE, ConfigError, StackConfig
 
 # Erlang distribution and cluster RPC ports: 4370 + N and 5370 + N, N = trailing digits of the
-# node's short name (EMQX docs "Cluster security"; EMQX 5 has no epmd and no key for them).
+# node's short name (ekka's static-port distribution; rpc.port_discovery = stateless). Keys exist
+# (`rpc.server_port`, alias tcp_server_port, in emqx_conf_schema.erl; the kernel's
+# `inet_dist_listen_min`) but set ONE port for every node,
+# so they cannot give the nodes of one host distinct ports: the name's number does.
 DISTRIBUTION_PORT_BASE = 4370
 RPC_PORT_BASE = 5370
 

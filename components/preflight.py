@@ -8,22 +8,23 @@ from dataclasses import dataclass
 import pulumi
 
 from components.hostexec import HostAccess
-from components.render.host_scripts import PortClaim, preflight_script
+from components.render.host_scripts import NofileClaim, PortClaim, preflight_script
 
 
 @dataclass(frozen=True)
 class PreflightArgs:
     claims: Sequence[PortClaim]
+    nofile: Sequence[NofileClaim]
     data_dir: str
     host: HostAccess
 
 
 class Preflight(pulumi.ComponentResource):
-    """Checks Docker, every planned port and the data dir; runs again whenever the plan changes."""
+    """Checks Docker, every planned port, the containers' nofile limits and the data dir; runs again whenever the plan changes."""
 
     def __init__(self, name: str, args: PreflightArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("emqx-cluster:index:Preflight", name, None, opts)
-        script = preflight_script(args.claims, args.data_dir)
+        script = preflight_script(args.claims, args.data_dir, args.nofile)
         self.check = args.host.command(
             f"{name}-check",
             create=script,

@@ -4,29 +4,27 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_docker as docker
-import pulumi_random as random
 import pulumi_tls as tls
-from pydantic import SecretStr
 
 from components.broker import BrokerNodes, BrokerNodesArgs, StartedNode
 from components.cluster import ClusterFormation, ClusterFormationArgs
-from components.config import StackConfig
+from components.config import NAMESPACE, StackConfig
 from components.host import HostTuning, HostTuningArgs
 from components.hostexec import HostAccess
 from components.image import BrokerImage, BrokerImageArgs
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.plan import LB_CONTAINER_NAME, ClusterPlan, NodePlan, plan_cluster
 from components.preflight import Preflight, PreflightArgs
-from components.render.broker_env import (
-    COOKIE_VARIABLE,
-    DASHBOARD_PASSWORD_VARIABLE,
-    broker_environment,
-    hocon_string,
-)
-from components.render.host_scripts import PortClaim
+from components.render.broker_env import broker_environment, with_secrets
+from components.render.host_scripts import NofileClaim, PortClaim
 from components.render.nginx import nginx_settings, render_nginx_conf
+from components.secrets import dashboard_password as dashboard_password_of
+from components.secrets import erlang_cookie
 
 SELF_SIGNED_VALIDITY_HOURS = 24 * 365
+# pulumi-tls replaces a self-signed certificate only once it counts as expired; with this, a
+# `pulumi up` in its last 30 days renews it before clients see an expired one.
+SELF_SIGNED_EARLY_RENEWAL_HOURS = 24 * 30
 
 
 def host_sysctls(config: StackConfig, plan: ClusterPlan) -> dict[str, str]:
@@ -45,6 +43,17 @@ def port_claims(plan: ClusterPlan) -> list[PortClaim]:
         for role, port in node.ports.as_dict().items()
     ]
     return [*claims, PortClaim(port=plan.lb_port, owner=LB_CONTAINER_NAME, role="TLS listener")]
+
+
+def nofile_claims(config: StackConfig, plan: ClusterPlan) -> list[NofileClaim]:
+    return [
+        NofileClaim(config.broker_nofile_limit, "the brokers", f"{NAMESPACE}:brokerNofileLimit"),
+        NofileClaim(
+            nginx_settings(config, plan).worker_rlimit_nofile,
+            "the load balancer (2 x lbWorkerConnections + 1024)",
+            f"{NAMESPACE}:lbWorkerConnections",
+        ),
+    ]
 
 
 class EmqxCluster(pulumi.ComponentResource):
@@ -74,13 +83,16 @@ class EmqxCluster(pulumi.ComponentResource):
             tuning_deps.append(tuning)
         preflight = Preflight(
             f"{name}-preflight",
-            PreflightArgs(claims=port_claims(plan), data_dir=config.data_dir, host=host),
+            PreflightArgs(
+                claims=port_claims(plan), nofile=nofile_claims(config, plan), data_dir=config.data_dir, host=host
+            ),
             opts=child,
         )
         image = BrokerImage(
             f"{name}-broker-image",
             BrokerImageArgs(
                 base_image=config.broker_image_base,
+                platform=config.image_platform,
                 image_name=f"emqx-cluster/{config.emqx_repository.split('/')[-1]}:{config.emqx_version}",
                 keep_image=config.keep_image,
                 host=host,
@@ -89,27 +101,15 @@ class EmqxCluster(pulumi.ComponentResource):
             opts=child,
         )
 
-        cookie = self._secret(config.erlang_cookie, f"{name}-erlang-cookie", length=48, special=False)
-        dashboard_password = self._secret(
-            config.dashboard_password, f"{name}-dashboard-password", length=24, special=True
-        )
+        cookie = erlang_cookie(config.erlang_cookie, f"{name}-erlang-cookie", self)
+        dashboard_password = dashboard_password_of(config.dashboard_password, f"{name}-dashboard-password", self)
         secrets = pulumi.Output.all(cookie, dashboard_password)
 
-        # Everything but the two secrets is plain plan data; the env as a whole is secret.
-        def with_secrets(node: NodePlan) -> pulumi.Output[dict[str, str]]:
+        def with_node_secrets(node: NodePlan) -> pulumi.Output[dict[str, str]]:
             public = broker_environment(node, plan, config)
-            return pulumi.Output.secret(
-                secrets.apply(
-                    lambda pair: {
-                        **public,
-                        # HOCON-quoted: a password may hold `#`, `"` or `${`, which EMQX would parse.
-                        COOKIE_VARIABLE: hocon_string(pair[0]),
-                        DASHBOARD_PASSWORD_VARIABLE: hocon_string(pair[1]),
-                    }
-                )
-            )
+            return pulumi.Output.secret(secrets.apply(lambda pair: with_secrets(public, pair[0], pair[1])))
 
-        environments = {node.short_name: with_secrets(node) for node in plan.nodes}
+        environments = {node.short_name: with_node_secrets(node) for node in plan.nodes}
         brokers = BrokerNodes(
             f"{name}-brokers",
             BrokerNodesArgs(
@@ -117,6 +117,8 @@ class EmqxCluster(pulumi.ComponentResource):
                 log_opts=config.container_log_opts,
                 purge_data=config.purge_data,
                 wait_timeout_seconds=config.join_timeout_seconds,
+                nofile_limit=config.broker_nofile_limit,
+                stop_grace_seconds=config.broker_stop_grace_seconds,
                 host=host,
                 provider=provider,
             ),
@@ -160,6 +162,7 @@ class EmqxCluster(pulumi.ComponentResource):
                 nofile_limit=settings.worker_rlimit_nofile,
                 keep_image=config.keep_image,
                 log_opts=config.container_log_opts,
+                stop_grace_seconds=config.lb_stop_grace_seconds,
                 provider=provider,
                 after=[*tuning_deps, preflight],
             ),
@@ -174,19 +177,6 @@ class EmqxCluster(pulumi.ComponentResource):
         self.register_outputs(
             {"endpoint": self.endpoint, "nodes": self.node_table, "dashboardUrls": self.dashboard_urls}
         )
-
-    def _secret(self, given: SecretStr | None, name: str, *, length: int, special: bool) -> pulumi.Output[str]:
-        """A configured secret, or one generated once and kept in state by pulumi-random."""
-        if given is not None:
-            return pulumi.Output.secret(given.get_secret_value())
-        generated = random.RandomPassword(
-            name,
-            length=length,
-            special=special,
-            override_special="_-" if special else None,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        return pulumi.Output.secret(generated.result)
 
     def _tls_material(self, config: StackConfig, name: str) -> tuple[pulumi.Input[str], pulumi.Output[str]]:
         if config.tls_certificate is not None and config.tls_private_key is not None:
@@ -204,6 +194,7 @@ class EmqxCluster(pulumi.ComponentResource):
             dns_names=dns_names,
             ip_addresses=ip_addresses,
             validity_period_hours=SELF_SIGNED_VALIDITY_HOURS,
+            early_renewal_hours=SELF_SIGNED_EARLY_RENEWAL_HOURS,
             allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
             opts=child,
         )

@@ -1,12 +1,15 @@
 """EMQX 5 environment for one node: the whole per-node config, no `sed` on config files.
 
 EMQX maps `EMQX_` + config path with `.` -> `__` onto its HOCON config and parses each value
-as HOCON, so values containing `:` must be quoted (EMQX docs, "Configuration > Environment
-variables"; emqx/rel/config/examples). Secrets (cookie, dashboard password) are added by the
-Pulumi layer as secret outputs, never here.
+as HOCON (hocon_tconf: the text is read as `key=<value>` and falls back to the raw string when
+that fails), so values containing `:` must be quoted. The public part is plain plan data; the two
+secrets are added by :func:`with_secrets`, which the Pulumi layer calls inside a secret output.
 """
 
 from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
 
 from components.config import StackConfig
 from components.plan import ClusterPlan, NodePlan
@@ -24,15 +27,31 @@ def hocon_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def erlang_address(address: str) -> str:
+    """An IPv4 address as the Erlang term `inet` takes: '127.0.0.1' -> '{127,0,0,1}'."""
+    return "{" + ",".join(str(octet) for octet in ipaddress.IPv4Address(address).packed) + "}"
+
+
 def broker_environment(node: NodePlan, plan: ClusterPlan, config: StackConfig) -> dict[str, str]:
     """Every non-secret EMQX setting of `node`, as container environment variables."""
     env = {
         # Long name, fixed for the life of the data dir (data/mnesia/<node name>).
         "EMQX_NODE__NAME": node.node_name,
         "EMQX_CLUSTER__DISCOVERY_STRATEGY": "manual",
-        # The official image's entrypoint defaults this to `manual`, which puts every node's RPC
-        # on 5369: on one host network the second node could not start. `stateless` = 5370 + N.
+        # The official image's entrypoint defaults this to `manual` (deploy/docker/
+        # docker-entrypoint.sh), which puts every node's RPC on 5369: on one host network the
+        # second node could not start. `stateless` = 5370 + N.
         "EMQX_RPC__PORT_DISCOVERY": "stateless",
+        # gen_rpc listens on rpc.listen_address, default "0.0.0.0" (emqx_conf_schema.erl, the
+        # "listen_address" field and the `socket_ip` translation via inet:parse_address).
+        "EMQX_RPC__LISTEN_ADDRESS": hocon_string(node.address),
+        # EMQX 5.8 has no key for the distribution listener's address (node.dist_bind_address
+        # arrives in 6.2). erlexec appends ERL_ZFLAGS to the command line of every VM it starts
+        # (OTP `erl` docs, "Environment variables"), bin/emqx boots through erlexec, and the
+        # kernel parameter inet_dist_use_interface binds inet_tcp_dist's listener (which ekka's
+        # static-port distribution uses) to that address. tests/integration/test_erlang_dist_bind.py
+        # proves this exact form on a real VM.
+        "ERL_ZFLAGS": f"-kernel inet_dist_use_interface {erlang_address(node.address)}",
         # Client listener: node address only (never 0.0.0.0), so nobody bypasses Nginx and
         # forges a PROXY header; proxy_protocol matches what Nginx sends (plan.proxy_protocol).
         "EMQX_LISTENERS__TCP__DEFAULT__BIND": hocon_string(node.mqtt_endpoint),
@@ -50,3 +69,14 @@ def broker_environment(node: NodePlan, plan: ClusterPlan, config: StackConfig) -
     for listener in _UNUSED_DEFAULT_LISTENERS:
         env[f"EMQX_LISTENERS__{listener}__DEFAULT__ENABLE"] = "false"
     return env
+
+
+def with_secrets(public: Mapping[str, str], cookie: str, dashboard_password: str) -> dict[str, str]:
+    """The node's whole environment: `public` plus the cookie and the dashboard password.
+
+    The cookie is a bare HOCON token: bin/emqx compares EMQX_NODE__COOKIE as written with the
+    booted node's HOCON-parsed cookie, so quotes would make every `emqx ctl` fail (the config
+    model only admits cookies HOCON leaves unchanged). The password is quoted: it may hold `#`,
+    `"` or `${`, which HOCON would read as a comment, a string or a substitution.
+    """
+    return {**public, COOKIE_VARIABLE: cookie, DASHBOARD_PASSWORD_VARIABLE: hocon_string(dashboard_password)}

@@ -100,10 +100,22 @@ class PortClaim:
     role: str
 
 
-def preflight_script(claims: Sequence[PortClaim], data_dir: str) -> str:
-    """Fail early, with every problem listed, when Docker, a port or the data dir is not usable.
+@dataclass(frozen=True)
+class NofileClaim:
+    """An open-files limit a container will ask Docker for, and the config key that sets it."""
 
-    A port held while its own container runs is fine: that is a re-run, not a conflict.
+    limit: int
+    owner: str  # what asks for it, e.g. "the brokers"
+    key: str  # the stack-config key to lower
+
+
+def preflight_script(claims: Sequence[PortClaim], data_dir: str, nofile: Sequence[NofileClaim] = ()) -> str:
+    """Fail early, with every problem listed, when Docker, a port, a limit or the data dir is not usable.
+
+    A port held while its own container runs is fine: that is a re-run, not a conflict. A
+    container's nofile limit above the Docker daemon's own hard limit cannot be set (runc:
+    "error setting rlimit type 7: operation not permitted", seen with rootless Docker and in
+    sandboxes), so it is compared with every dockerd's hard limit from /proc/<pid>/limits.
     """
     lines = [
         "set -u",
@@ -122,6 +134,26 @@ def preflight_script(claims: Sequence[PortClaim], data_dir: str) -> str:
         "  problem 'docker: the Docker engine does not answer (docker info failed)'",
         "fi",
     ]
+    if nofile:
+        lines += [
+            # The lowest hard "Max open files" of the running dockerd processes (empty if none is
+            # visible, e.g. Docker in a VM): field 5 of "Max open files  <soft>  <hard>  files".
+            "daemon_nofile=''",
+            "for comm in /proc/[0-9]*/comm; do",
+            '  [ "$(cat "$comm" 2>/dev/null)" = dockerd ] || continue',
+            "  hard=$(awk '/^Max open files/ { print $5 }' \"${comm%/comm}/limits\" 2>/dev/null)",
+            '  case "$hard" in',
+            "    ''|unlimited) ;;",
+            '    *) if [ -z "$daemon_nofile" ] || [ "$hard" -lt "$daemon_nofile" ]; then daemon_nofile=$hard; fi ;;',
+            "  esac",
+            "done",
+        ]
+        for asked in nofile:
+            lines.append(
+                f'if [ -n "$daemon_nofile" ] && [ "$daemon_nofile" -lt {asked.limit} ]; then '
+                f'problem "nofile limit {asked.limit} of {asked.owner} exceeds the hard limit of the Docker '
+                f'daemon ($daemon_nofile): lower {asked.key}"; fi'
+            )
     for claim in claims:
         owner = shlex.quote(claim.owner)
         lines.append(

@@ -27,6 +27,11 @@ MODERN_CIPHERS = ":".join(
     )
 )
 
+# Key exchange groups of Mozilla's "intermediate" profile (ssl-config.mozilla.org, guidelines
+# 5.7: X25519, prime256v1, secp384r1); a scan flagged Debian nginx's default, which adds X448
+# and secp521r1.
+INTERMEDIATE_GROUPS = "X25519:prime256v1:secp384r1"
+
 BALANCING_DIRECTIVES = {
     "round_robin": "",
     "least_conn": "least_conn",
@@ -58,6 +63,7 @@ class NginxSettings:
     worker_connections: int = 65536
     proxy_protocol: bool = True
     ciphers: str = MODERN_CIPHERS
+    ecdh_curves: str = INTERMEDIATE_GROUPS
 
     @property
     def balancing_directive(self) -> str:

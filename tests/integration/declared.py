@@ -255,6 +255,10 @@ def throwaway_config(root: Path, *, base: str = "dev", **overrides: Any) -> dict
     config = dict(stack_config(base))
     config[_namespaced("dataDir")] = str(root / "data")
     config[_namespaced("sysctlDropIn")] = str(root / "sysctl.d" / "60-emqx-cluster.conf")
+    # Within the hard nofile limit of these machines (20000), which any Docker daemon running
+    # here (the e2e tier's) inherits: preflight would rightly refuse the production defaults.
+    config[_namespaced("brokerNofileLimit")] = 16384
+    config[_namespaced("lbWorkerConnections")] = 4096
     for key, value in overrides.items():
         config[_namespaced(key)] = value
     return config

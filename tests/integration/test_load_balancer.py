@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -412,3 +413,21 @@ def test_every_balancing_method_passes_nginx_t_and_proxies(
     host, port = nginx.address
     assert raw_mqtt_connect(host, port, client_id(0), tls_context=pki.client_context()) == CONNACK_ACCEPTED
     wait_backend_of(live_backends, client_id(0))
+
+
+@pytest.mark.parametrize(
+    ("group", "accepted"),
+    [("X25519", True), ("prime256v1", True), ("secp384r1", True), ("X448", False), ("secp521r1", False)],
+)
+def test_key_exchange_groups_are_mozilla_intermediate(start_lb: StartLb, group: str, accepted: bool) -> None:
+    """A client offering only `group` completes the handshake iff the group is in the profile."""
+    nginx = start_lb()
+    handshake = subprocess.run(
+        ["openssl", "s_client", "-connect", f"{LOOPBACK}:{nginx.settings.listen_port}", "-groups", group, "-brief"],
+        input=b"",
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
+    output = (handshake.stdout + handshake.stderr).decode(errors="replace")
+    assert (handshake.returncode == 0 and "Protocol version" in output) is accepted, output

@@ -10,7 +10,8 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +233,49 @@ def test_every_problem_is_listed_in_one_run(fake_docker: FakeDocker, tmp_path: P
         f"port {port} (TLS listener of emqx-lb) is already in use on this host",
         "data dir /proc is not writable",
     ]
+
+
+@pytest.fixture
+def daemon_with_hard_nofile(tmp_path: Path) -> Iterator[Callable[[int], None]]:
+    """Start a process named `dockerd` whose hard open-files limit is `limit` (as on a host whose
+    Docker daemon may not raise rlimits: rootless Docker, sandboxes)."""
+    started: list[subprocess.Popen[bytes]] = []
+    binary = tmp_path / "daemon-bin" / "dockerd"
+    binary.parent.mkdir()
+    shutil.copy("/bin/sleep", binary)
+
+    def start(limit: int) -> None:
+        process = subprocess.Popen(["sh", "-c", f'ulimit -Hn {limit} && exec "$0" 120', str(binary)])
+        started.append(process)
+        comm = Path(f"/proc/{process.pid}/comm")
+        for _ in range(100):
+            if comm.exists() and comm.read_text().strip() == "dockerd":
+                return
+            time.sleep(0.05)
+        raise AssertionError("the stand-in dockerd did not start")
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_nofile_limits_above_the_docker_daemons_hard_limit_are_reported(
+    fake_docker: FakeDocker, tmp_path: Path, daemon_with_hard_nofile: Callable[[int], None]
+) -> None:
+    daemon_with_hard_nofile(20000)
+    defaults = preflight_stack(tmp_path / "default", brokerNofileLimit=1048576, lbWorkerConnections=65536)
+    refused = run_preflight(defaults, fake_docker.env())
+    assert refused.returncode == 1, refused
+    found = problems(refused.stderr)
+    assert any(
+        "nofile limit 1048576 of the brokers exceeds the hard limit of the Docker daemon" in line
+        and line.endswith("lower emqx-cluster:brokerNofileLimit")
+        for line in found
+    ), found
+    # The defaults' load balancer (2 x 65536 + 1024) is over the limit too, and says which key sets it.
+    assert any(line.endswith("lower emqx-cluster:lbWorkerConnections") for line in found), found
+
+    within = preflight_stack(tmp_path / "within", brokerNofileLimit=19000, lbWorkerConnections=8192)
+    accepted = run_preflight(within, fake_docker.env())
+    assert accepted.returncode == 0, accepted.stderr

@@ -145,9 +145,10 @@ def test_membership_rejoins_on_replacement_and_never_leaves(any_run: ProgramRun,
             assert "cluster join" in inputs["create"] and "emqx1@" in inputs["create"]
             assert "cluster leave" not in inputs["create"]
         assert "cluster leave" in inputs["delete"]
-        if case.stack == "prod":
-            # A new SSH key or user must not replace (and so `leave`) the membership.
-            assert "connection" in membership.ignore_changes
+        # A new SSH key or user is an in-place update in pulumi-command (only `triggers` is
+        # replace-on-change), so nothing pins the old connection in state.
+        assert "connection" not in membership.ignore_changes
+        assert "connection" not in membership.replace_on_changes
 
 
 def test_gates_are_updated_in_place_so_later_waves_keep_their_image(any_run: ProgramRun, case: StackCase) -> None:
@@ -157,5 +158,4 @@ def test_gates_are_updated_in_place_so_later_waves_keep_their_image(any_run: Pro
         if isinstance(gate.inputs["create"], str):  # known after update (unknown in preview)
             assert gate.inputs["update"] == gate.inputs["create"]
         assert not gate.inputs.get("delete")
-        if case.stack == "prod":
-            assert "connection" in gate.ignore_changes
+        assert "connection" not in gate.ignore_changes

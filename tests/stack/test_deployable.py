@@ -6,16 +6,17 @@ import os
 import re
 from collections import Counter
 
+import pulumi
 import pytest
 
-from components.broker import HEALTHCHECK, NOFILE_LIMIT
+from components.broker import HEALTHCHECK
 from components.config import NAMESPACE, ConfigError
 from components.image import BUILD_CONTEXT
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
-from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, hocon_string
+from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, erlang_address, hocon_string
 from components.render.host_scripts import as_root, preflight_script, sysctl_apply_script
 from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
-from components.stack import host_sysctls, port_claims
+from components.stack import host_sysctls, nofile_claims, port_claims
 from tests.stack.conftest import Deployments, ProdSecrets, StackCase
 from tests.stack.dag import RolloutGraph
 from tests.stack.harness import PROJECT_DIR, ProgramRun, run_program
@@ -118,8 +119,58 @@ def test_broker_image_is_built_locally_from_the_official_base(any_run: ProgramRu
     assert re.search(r"^FROM \$\{EMQX_BASE_IMAGE\}\s*$", text, re.M)
 
 
+def test_broker_image_is_built_for_the_configured_platform(deployments: Deployments, case: StackCase) -> None:
+    """Not the deployer's: an arm64 laptop must still build amd64 images for an amd64 host."""
+    (image,) = deployments.run(case).of_type("docker:index/image:Image")
+    assert image.inputs["build"]["platform"] == "linux/amd64"
+    (arm,) = deployments.run(case.with_config(imagePlatform="linux/arm64")).of_type("docker:index/image:Image")
+    assert arm.inputs["build"]["platform"] == "linux/arm64"
+
+
+def test_healthcheck_timings_match_the_baked_in_check() -> None:
+    dockerfile = (PROJECT_DIR / BUILD_CONTEXT / "Dockerfile").read_text()
+    (line,) = re.findall(r"^HEALTHCHECK .*", dockerfile, re.M)
+    for option in ("interval", "timeout", "retries", "start_period"):
+        value = getattr(HEALTHCHECK, option)
+        assert f"--{option.replace('_', '-')}={value} " in line, option
+
+
+def test_host_commands_send_no_previous_output_over_ssh(any_run: ProgramRun) -> None:
+    """Default true would Setenv PULUMI_COMMAND_STDOUT on every run, refused by sshd without AcceptEnv."""
+    commands = [r for r in any_run.resources if r.type.startswith("command:")]
+    assert commands
+    for command in commands:
+        assert command.inputs["addPreviousOutputInEnv"] is False, command.name
+
+
+def test_self_signed_certificate_is_renewed_before_it_expires(any_run: ProgramRun, case: StackCase) -> None:
+    certificates = any_run.of_type("tls:index/selfSignedCert:SelfSignedCert")
+    if case.stack == "prod":
+        assert not certificates
+        return
+    (certificate,) = certificates
+    assert 0 < certificate.inputs["earlyRenewalHours"] < certificate.inputs["validityPeriodHours"]
+
+
+def test_generated_dashboard_password_meets_emqx_rule(any_run: ProgramRun, case: StackCase) -> None:
+    generated = {r.name: r for r in any_run.of_type("random:index/randomPassword:RandomPassword")}
+    password = generated["emqx-dashboard-password"].inputs
+    kinds = [password.get(key, 0) for key in ("minLower", "minUpper", "minNumeric", "minSpecial")]
+    assert sum(1 for minimum in kinds if minimum >= 1) >= 2
+    assert 8 <= password["length"] <= 64
+
+
+def test_bad_config_is_a_clean_run_error() -> None:
+    """pulumi.RunError: the CLI prints the message, not a Python traceback."""
+    broken = {f"{NAMESPACE}:nodes": "0", f"{NAMESPACE}:tlsMode": "self-signed"}
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program(broken, stack="dev")
+    assert not isinstance(raised.value, ConfigError)
+    assert f"{NAMESPACE}:nodes = '0'" in str(raised.value)
+
+
 def test_healthcheck_script_is_baked_into_the_image() -> None:
-    command, path = HEALTHCHECK
+    command, path = HEALTHCHECK.test
     assert command == "CMD"
     source = PROJECT_DIR / BUILD_CONTEXT / "emqx-cluster-healthcheck"
     dockerfile = (PROJECT_DIR / BUILD_CONTEXT / "Dockerfile").read_text()
@@ -162,7 +213,7 @@ def test_host_tuning_sets_emqx_sysctls_and_reserves_planned_ports(deployed: Prog
     assert f"net.ipv4.ip_local_reserved_ports = {plan.reserved_ports_sysctl}" in script
     assert str(plan.lb_port) in plan.reserved_ports_sysctl
     assert tuning.inputs["delete"], "destroy must restore the previous kernel settings"
-    # A replacement (new SSH connection) must restore before it re-applies, or the old delete
+    # A replacement (`pulumi up --replace`) must restore before it re-applies, or the old delete
     # would remove the shared drop-in after the new apply.
     assert tuning.delete_before_replace
 
@@ -170,7 +221,9 @@ def test_host_tuning_sets_emqx_sysctls_and_reserves_planned_ports(deployed: Prog
 def test_preflight_checks_every_planned_port(deployed: ProgramRun, case: StackCase) -> None:
     config, plan = case.parsed(), case.plan()
     check = deployed.named("emqx-preflight-check")
-    expected = as_root(preflight_script(port_claims(plan), config.data_dir), config.host_use_sudo)
+    expected = as_root(
+        preflight_script(port_claims(plan), config.data_dir, nofile_claims(config, plan)), config.host_use_sudo
+    )
     assert check.inputs["create"] == expected
     assert check.inputs["update"] == expected  # re-checked whenever the plan changes
     assert len(port_claims(plan)) == 4 * case.nodes + 1
@@ -191,13 +244,22 @@ def test_broker_containers_run_on_the_host_network(any_run: ProgramRun, case: St
         assert inputs["networkMode"] == "host"
         assert inputs["restart"] == "always"
         assert not inputs.get("ports"), "with host networking `ports` would be dropped by the provider"
-        assert inputs["ulimits"] == [{"name": "nofile", "soft": NOFILE_LIMIT, "hard": NOFILE_LIMIT}]
-        assert NOFILE_LIMIT == 1048576
+        limit = config.broker_nofile_limit
+        assert inputs["ulimits"] == [{"name": "nofile", "soft": limit, "hard": limit}]
         assert sorted((v["hostPath"], v["containerPath"]) for v in inputs["volumes"]) == [
             (f"{config.data_dir}/{node.short_name}/data", BROKER_DATA_DIR),
             (f"{config.data_dir}/{node.short_name}/log", BROKER_LOG_DIR),
         ]
-        assert inputs["healthcheck"]["tests"] == HEALTHCHECK
+        assert inputs["healthcheck"]["tests"] == list(HEALTHCHECK.test)
+        assert inputs["healthcheck"]["interval"] == HEALTHCHECK.interval
+        # The provider neither replaces nor updates a container for a new health check: the
+        # check is also a (ForceNew) label, so changing it replaces the container.
+        labels = {label["label"]: label["value"] for label in inputs["labels"]}
+        assert labels["io.emqx-cluster.healthcheck"] == HEALTHCHECK.label()
+        assert all(str(value) in HEALTHCHECK.label() for value in (*HEALTHCHECK.test, HEALTHCHECK.retries))
+        # Replace and destroy stop EMQX with SIGTERM and this much time, not SIGKILL at once.
+        assert inputs["destroyGraceSeconds"] == config.broker_stop_grace_seconds > 0
+        assert inputs["stopTimeout"] == config.broker_stop_grace_seconds
         assert inputs["wait"] is True
         assert inputs["waitTimeout"] == config.join_timeout_seconds
         assert inputs["logDriver"] == "json-file"
@@ -222,6 +284,10 @@ def test_broker_environment_configures_each_node(deployed: ProgramRun, case: Sta
         assert env["EMQX_CLUSTER__DISCOVERY_STRATEGY"] == "manual"
         assert env["EMQX_DASHBOARD__LISTENERS__HTTP__BIND"] == f'"{node.address}:{node.ports.dashboard}"'
         assert env[COOKIE_VARIABLE]
+        # bin/emqx compares the variable RAW with the booted cookie: a bare token, never quoted.
+        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{15,254}", env[COOKIE_VARIABLE])
+        assert env["EMQX_RPC__LISTEN_ADDRESS"] == f'"{node.address}"'
+        assert env["ERL_ZFLAGS"] == f"-kernel inet_dist_use_interface {erlang_address(node.address)}"
         # HOCON-quoted, so EMQX reads `#`, `"` or `${` in a password literally.
         assert env[DASHBOARD_PASSWORD_VARIABLE] == hocon_string(deployed.outputs["dashboardPassword"])
         cookies.add(env[COOKIE_VARIABLE])
@@ -231,12 +297,12 @@ def test_broker_environment_configures_each_node(deployed: ProgramRun, case: Sta
 def test_configured_cookie_and_password_replace_generated_ones(
     stacks: dict[str, StackCase], deployments: Deployments
 ) -> None:
-    given = {"erlangCookie": "c" * 32, "dashboardPassword": "Dashboard-Pass-1"}
+    given = {"erlangCookie": "c" * 32, "dashboardPassword": 'Dash "board" #1 ${x}'}
     dev = stacks["dev"]
     run = deployments.run(StackCase(dev.stack, dev.config, {**dev.secrets, **given}))
     assert not run.of_type("random:index/randomPassword:RandomPassword")
     for container in brokers(run):
-        assert envs(container)[COOKIE_VARIABLE] == hocon_string(given["erlangCookie"])
+        assert envs(container)[COOKIE_VARIABLE] == given["erlangCookie"]
         assert envs(container)[DASHBOARD_PASSWORD_VARIABLE] == hocon_string(given["dashboardPassword"])
     assert run.outputs["dashboardPassword"] == given["dashboardPassword"]
     assert "dashboardPassword" in run.secret_outputs
@@ -267,6 +333,10 @@ def test_load_balancer_container(any_run: ProgramRun, case: StackCase) -> None:
     assert is_secret_at(lb, ("uploads", key_index, "content"))
     assert "uploads" in lb.secret_inputs
     assert "uploads" in lb.additional_secret_outputs
+    # Replace and destroy stop Nginx with its stop signal (SIGQUIT: drain) and this much time.
+    grace = case.parsed().lb_stop_grace_seconds
+    assert lb.inputs["destroyGraceSeconds"] == grace > 0
+    assert lb.inputs["stopTimeout"] == grace
 
 
 def test_load_balancer_serves_the_stack_certificate(
@@ -371,7 +441,7 @@ def test_plain_text_private_key_is_rejected(key: str, stacks: dict[str, StackCas
     plain = {**prod.config, f"{NAMESPACE}:{key}": prod.secrets[key]}
     secrets = {k: v for k, v in prod.secrets.items() if k != key}
     run = ProgramRun()
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(pulumi.RunError) as raised:
         run_program(plain, secrets=secrets, stack="prod", into=run)
     message = str(raised.value)
     assert f"{NAMESPACE}:{key}" in message
@@ -425,7 +495,7 @@ def test_config_errors_surface_before_any_resource(
 ) -> None:
     broken = stacks["dev"].with_config(**overrides)
     run = ProgramRun()
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(pulumi.RunError) as raised:
         run_program(broken.config, secrets=broken.secrets, stack="dev", into=run)
     assert f"{NAMESPACE}:{named_key}" in str(raised.value)
     assert [r.name for r in run.resources] == []

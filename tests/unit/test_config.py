@@ -225,13 +225,38 @@ BAD_INPUTS = [
         "s3cr3t cookie with spaces!",
         secret=True,
     ),
+    # EMQX's rule (emqx_dashboard_admin.erl legal_password/2): 8-64 ASCII, two kinds of characters.
+    bad("dashboard-password-short", {"dashboardPassword": "pa55wd!"}, "dashboardPassword", "pa55wd!", secret=True),
+    bad("dashboard-password-long", {"dashboardPassword": "a1" * 33}, "dashboardPassword", "a1" * 33, secret=True),
     bad(
-        "dashboard-password-space",
-        {"dashboardPassword": "pa55 s3cr3t"},
+        "dashboard-password-letters",
+        {"dashboardPassword": "OnlyLetters"},
         "dashboardPassword",
-        "pa55 s3cr3t",
+        "OnlyLetters",
         secret=True,
     ),
+    bad(
+        "dashboard-password-digits", {"dashboardPassword": "0123456789"}, "dashboardPassword", "0123456789", secret=True
+    ),
+    bad(
+        "dashboard-password-non-ascii",
+        {"dashboardPassword": "pässwörd1"},
+        "dashboardPassword",
+        "pässwörd1",
+        secret=True,
+    ),
+    # bin/emqx compares the cookie as written with its HOCON value: a leading digit is a number.
+    bad(
+        "cookie-leading-digit",
+        {"erlangCookie": "0123456789abcdefXYZ"},
+        "erlangCookie",
+        "0123456789abcdefXYZ",
+        secret=True,
+    ),
+    bad("image-platform", {"imagePlatform": "amd64"}, "imagePlatform", "amd64"),
+    bad("broker-nofile-low", {"brokerNofileLimit": "100"}, "brokerNofileLimit", "100"),
+    bad("broker-stop-grace-zero", {"brokerStopGraceSeconds": "0"}, "brokerStopGraceSeconds", "0"),
+    bad("lb-stop-grace-zero", {"lbStopGraceSeconds": "0"}, "lbStopGraceSeconds", "0"),
     # where things run
     bad("advertise-short-name", {"advertiseAddress": "localhost"}, "advertiseAddress", "localhost"),
     bad("advertise-numeric-not-ip", {"advertiseAddress": "10.0.300"}, "advertiseAddress", "10.0.300"),
@@ -433,3 +458,34 @@ def test_plan_accepts_manage_sysctls_false_when_no_planned_port_is_ephemeral() -
     _, plan = validate({"tlsMode": "self-signed", "manageSysctls": "false", "ipLocalPortRange": "10000 60999"})
     assert plan.reserved_ports == ()
     assert plan_cluster(parse_stack_config({"tlsMode": "self-signed"})).reserved_ports != ()
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["abcdefg1", "pass word", "ABCDEFG!", "12345678_", "x" * 63 + "1", 'Dash "board" #1 ${x}'],
+    ids=["letters-digits", "letters-space", "letters-special", "digits-special", "64-chars", "hocon-specials"],
+)
+def test_dashboard_passwords_emqx_accepts_are_accepted(password: str) -> None:
+    """Mirror of emqx_dashboard_admin:legal_password/2: two kinds out of letters, digits, specials."""
+    config = parse_stack_config({"tlsMode": "self-signed", "dashboardPassword": password})
+    assert config.dashboard_password is not None
+    assert config.dashboard_password.get_secret_value() == password
+
+
+@pytest.mark.parametrize("cookie", ["a" * 16, "Cookie_0123456789-abcdef", "Z" + "9" * 254])
+def test_cookies_that_hocon_keeps_as_written_are_accepted(cookie: str) -> None:
+    config = parse_stack_config({"tlsMode": "self-signed", "erlangCookie": cookie})
+    assert config.erlang_cookie is not None
+    assert config.erlang_cookie.get_secret_value() == cookie
+
+
+def test_fidelity_defaults() -> None:
+    """Keys an operator relies on without setting them: image platform, limits, stop grace."""
+    config = parse_stack_config({"tlsMode": "self-signed"})
+    assert config.image_platform == "linux/amd64"
+    assert config.broker_nofile_limit == 1048576
+    assert config.broker_stop_grace_seconds > 0
+    assert config.lb_stop_grace_seconds > 0
+    assert (
+        parse_stack_config({"tlsMode": "self-signed", "imagePlatform": "linux/arm64"}).image_platform == "linux/arm64"
+    )

@@ -151,6 +151,8 @@ def test_tls_ciphers_are_modern_and_known_to_openssl(
     context.set_ciphers(cipher_list)
     known = {cipher["name"] for cipher in context.get_ciphers()}
     assert set(suites) <= known
+    # Key exchange groups of Mozilla's intermediate profile only (no X448, no secp521r1).
+    assert args(server, "ssl_ecdh_curve") == ["X25519:prime256v1:secp384r1"]
 
 
 def test_container_config_loads_no_module_and_runs_as_nginx(tls_material: TlsMaterial, tmp_path: Path) -> None:

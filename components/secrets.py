@@ -1,0 +1,47 @@
+"""The cluster's two secrets: configured ones, or generated once and kept in state by pulumi-random."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_random as random
+from pydantic import SecretStr
+
+COOKIE_LENGTH = 48
+DASHBOARD_PASSWORD_LENGTH = 24
+
+
+def letter_led(generated: str) -> str:
+    """A generated cookie that starts with a letter, as EMQX needs it (see config.ERLANG_COOKIE).
+
+    pulumi-random may put a digit first; a fixed letter in front keeps every generated cookie
+    valid without a retry loop (the random part keeps its full length).
+    """
+    return generated if generated[:1].isalpha() else f"k{generated}"
+
+
+def erlang_cookie(given: SecretStr | None, name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
+    if given is not None:
+        return pulumi.Output.secret(given.get_secret_value())
+    generated = random.RandomPassword(
+        name, length=COOKIE_LENGTH, special=False, opts=pulumi.ResourceOptions(parent=parent)
+    )
+    return pulumi.Output.secret(generated.result.apply(letter_led))
+
+
+def dashboard_password(given: SecretStr | None, name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
+    if given is not None:
+        return pulumi.Output.secret(given.get_secret_value())
+    # EMQX refuses a dashboard password without two kinds of characters (config.py): with these
+    # minimums every generated one passes, whatever the draw.
+    generated = random.RandomPassword(
+        name,
+        length=DASHBOARD_PASSWORD_LENGTH,
+        special=True,
+        override_special="_-",
+        min_lower=1,
+        min_upper=1,
+        min_numeric=1,
+        min_special=1,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    return pulumi.Output.secret(generated.result)

@@ -1,0 +1,341 @@
+"""Issue 8, defect 3: the ERL_ZFLAGS the program ships binds Erlang distribution to one address.
+
+EMQX 5.8 has no config key for the distribution listener's address (`node.dist_bind_address`
+only arrives in 6.2), so each node gets the OTP Kernel parameter `inet_dist_use_interface`
+through the container environment:
+
+- `bin/emqx` boots the VM as `erlexec ... -args_file vm.args` and `emqx ctl` runs the
+  `nodetool` escript, which goes through erlexec as well (emqx v5.8.6 bin/emqx, `relx_nodetool`
+  and the `foreground` branch); neither touches ERL_ZFLAGS;
+- erlexec adds ERL_ZFLAGS (and ERL_FLAGS) to the end of the command line of every VM it starts
+  (OTP docs, erts `erl` command, "Environment Variables": "ERL_ZFLAGS and ERL_FLAGS - The
+  content of these variables are added to the end of the command line for erl");
+- `-Application Par Val` sets an application parameter (same page), and Kernel's
+  `inet_dist_use_interface = ip_address()`: "If the host of an Erlang node has many network
+  interfaces, this parameter specifies which one to listen on" (OTP docs, kernel app).
+
+Docker passes environment values verbatim (no shell), exactly like `subprocess` here.
+
+Everything runs on a real Debian Erlang (erlang-base), whose VMs have no ekka.  EMQX's static
+ports (`-start_epmd false -epmd_module ekka_epmd`: emqxN listens on 4370 + N, no epmd) are
+emulated with `inet_dist_listen_min = inet_dist_listen_max = P` plus a private `epmd` on its own
+free port (ERL_EPMD_PORT, shared by every VM of a test): plain OTP needs a name service to find
+a node's port, and a private epmd neither clashes with nor leaks into a host epmd on 4369.  The
+VMs run with `-start_epmd false` so none of them ever spawns a daemon of its own.  The node
+address is 127.0.0.2, not 127.0.0.1: Linux routes all of 127/8 to `lo`, so "bound to the node
+address only" can be told apart from both 0.0.0.0 and 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from components.config import StackConfig
+from components.plan import ClusterPlan, NodePlan
+from components.render.broker_env import broker_environment
+from tests.integration.support.ports import free_port, wait_for_port
+from tests.unit.stackfiles import stack_raw, validate
+
+ERL = shutil.which("erl")
+EPMD = shutil.which("epmd")
+ESCRIPT = shutil.which("escript")
+MISSING = [name for name, path in (("erl", ERL), ("epmd", EPMD), ("escript", ESCRIPT)) if path is None]
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(bool(MISSING), reason=f"needs Debian's erlang-base ({', '.join(MISSING)} not found)"),
+]
+
+NODE_ADDRESS = "127.0.0.2"
+SHIPPED_FORM = "-kernel inet_dist_use_interface {127,0,0,2}"
+COOKIE = "Cookie_0123456789abcdefXYZ"
+START_TIMEOUT = 30.0
+READY = "dist-ready"
+
+# Taken out of the environment the VMs inherit: each test sets exactly the flags it is about.
+ERL_ENV_FLAGS = ("ERL_AFLAGS", "ERL_FLAGS", "ERL_ZFLAGS")
+
+
+# ------------------------------------------------------------------------------ what is shipped
+
+
+@pytest.fixture(scope="module")
+def cluster() -> tuple[StackConfig, ClusterPlan]:
+    """The dev stack with every node on 127.0.0.2 (as tests/unit/test_broker_env.py builds it)."""
+    raw = stack_raw("dev")
+    raw.update(advertiseAddress=NODE_ADDRESS, erlangCookie=COOKIE, dashboardPassword="Dashboard-Pa55word!")
+    return validate(raw)
+
+
+@pytest.fixture(scope="module")
+def node(cluster: tuple[StackConfig, ClusterPlan]) -> NodePlan:
+    return cluster[1].seed
+
+
+@pytest.fixture(scope="module")
+def shipped_zflags(cluster: tuple[StackConfig, ClusterPlan], node: NodePlan) -> str:
+    """ERL_ZFLAGS exactly as the program puts it into the container environment of node 1."""
+    config, plan = cluster
+    env = broker_environment(node, plan, config)
+    assert "ERL_ZFLAGS" in env, "broker_environment does not set ERL_ZFLAGS: distribution listens on 0.0.0.0"
+    return env["ERL_ZFLAGS"]
+
+
+def test_shipped_form_is_the_one_proven_here(shipped_zflags: str, node: NodePlan) -> None:
+    assert node.address == NODE_ADDRESS
+    assert shipped_zflags == SHIPPED_FORM
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def tcp_listeners(port: int) -> set[str]:
+    """Local addresses with a TCP socket in LISTEN state on `port` (/proc/net/tcp and tcp6)."""
+    found: set[str] = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:  # no IPv6 in this kernel
+            continue
+        for line in lines:
+            fields = line.split()
+            address_hex, port_hex = fields[1].split(":")
+            if fields[3] != "0A" or int(port_hex, 16) != port:
+                continue
+            raw = bytes.fromhex(address_hex)
+            # The kernel prints each 32-bit word of the address in host (little-endian) order.
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add(socket.inet_ntop(family, words))
+    return found
+
+
+def free_dist_port() -> int:
+    """A port free on every address, so the control VM (0.0.0.0) can bind it too."""
+    return free_port("0.0.0.0")
+
+
+def erl_environment(epmd_port: int, home: Path, **flags: str) -> dict[str, str]:
+    """This process's environment without any ERL_*FLAGS, pointed at the private epmd."""
+    env = {key: value for key, value in os.environ.items() if key not in ERL_ENV_FLAGS}
+    env.update(
+        ERL_EPMD_PORT=str(epmd_port),
+        HOME=str(home),
+        ERL_CRASH_DUMP_SECONDS="0",  # a VM that fails to boot writes no erl_crash.dump
+    )
+    env.update(flags)
+    return env
+
+
+@dataclass
+class ErlangProcess:
+    """A VM (or escript) started by a test; its stdout and stderr go to `log`."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for_line(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match[str]:
+        """The first line matching `pattern`; fails with the log if the VM exits or times out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            match = re.search(pattern, self.output(), re.MULTILINE)
+            if match:
+                return match
+            if self.process.poll() is not None:
+                pytest.fail(f"VM exited ({self.process.returncode}) before /{pattern}/:\n{self.output()}")
+            if time.monotonic() >= deadline:
+                pytest.fail(f"no /{pattern}/ after {timeout}s:\n{self.output()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # SIGTERM = init:stop() in the VM
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+class ErlangProcessFactory(Protocol):
+    def __call__(self, argv: list[str], env: dict[str, str], name: str) -> ErlangProcess: ...
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[ErlangProcessFactory]:
+    """Starts Erlang processes for one test and stops every one of them afterwards."""
+    started: list[ErlangProcess] = []
+
+    def start(argv: list[str], env: dict[str, str], name: str) -> ErlangProcess:
+        log = tmp_path / f"{name}.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                argv, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT
+            )
+        started.append(ErlangProcess(process, log))
+        return started[-1]
+
+    yield start
+    for erlang in reversed(started):
+        erlang.stop()
+
+
+@pytest.fixture
+def epmd_port(tmp_path: Path) -> Iterator[int]:
+    """A private epmd (foreground, so it is ours to stop) on a free port of the loopback.
+
+    `-address 127.0.0.2`: epmd adds the loopback 127.0.0.1 itself; nodes named @127.0.0.2 are
+    looked up at 127.0.0.2.
+    """
+    assert EPMD is not None
+    port = free_port("0.0.0.0")
+    log = tmp_path / "epmd.log"
+    with log.open("wb") as sink:
+        epmd = subprocess.Popen(
+            [EPMD, "-port", str(port), "-address", NODE_ADDRESS],
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        try:
+            wait_for_port(NODE_ADDRESS, port, timeout=10)
+        except TimeoutError:
+            pytest.fail(f"epmd did not listen on {NODE_ADDRESS}:{port}:\n{log.read_text()}")
+        yield port
+    finally:
+        epmd.terminate()
+        try:
+            epmd.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            epmd.kill()
+            epmd.wait(timeout=5)
+
+
+def broker_vm(
+    spawn: ErlangProcessFactory, epmd_port: int, home: Path, node_name: str, dist_port: int, zflags: str | None
+) -> ErlangProcess:
+    """An `emqx foreground` stand-in: long name, cookie, static distribution port, no shell.
+
+    It prints READY and Kernel's inet_dist_use_interface once distribution is up (`-name`
+    starts net_kernel before `-eval` runs) and then keeps running.
+    """
+    assert ERL is not None
+    argv = [
+        ERL,
+        "-noshell",
+        "-start_epmd", "false",
+        "-name", node_name,
+        "-setcookie", COOKIE,
+        "-kernel", "inet_dist_listen_min", str(dist_port), "inet_dist_listen_max", str(dist_port),
+        "-eval", f'io:format("{READY} ~p~n", [application:get_env(kernel, inet_dist_use_interface)])',
+    ]  # fmt: skip
+    flags = {} if zflags is None else {"ERL_ZFLAGS": zflags}
+    return spawn(argv, erl_environment(epmd_port, home, **flags), node_name.split("@")[0])
+
+
+# `emqx ctl` -> relx_nodetool -> `escript bin/nodetool -name <node> ...`, which starts its own
+# distribution as remsh_maint_<node><pid digits>@<host> and pings the node first (emqx v5.8.6
+# bin/nodetool `do/1`, `this_node_name/2`).  This escript does the same, then reports the
+# port of its own listener and keeps running so the test can look at that listener too.
+NODETOOL_STANDIN = r"""
+main([Target]) ->
+    [Name, Host] = string:split(Target, "@"),
+    Short = "remsh_maint_" ++ Name ++ string:slice(string:reverse(os:getpid()), 0, 3),
+    {ok, _} = net_kernel:start([list_to_atom(Short ++ "@" ++ Host), longnames]),
+    io:format("interface ~p~n", [application:get_env(kernel, inet_dist_use_interface)]),
+    {port, Port, _} = erl_epmd:port_please(Short, Host),
+    io:format("ctl-listener ~b~n", [Port]),
+    io:format("ping ~p~n", [net_adm:ping(list_to_atom(Target))]),
+    receive after infinity -> ok end.
+"""
+
+
+# ------------------------------------------------------------------------------ the proof
+
+
+def test_shipped_flags_bind_distribution_to_the_node_address_only(
+    spawn: ErlangProcessFactory, epmd_port: int, tmp_path: Path, shipped_zflags: str, node: NodePlan
+) -> None:
+    dist_port = free_dist_port()
+    broker = broker_vm(spawn, epmd_port, tmp_path, node.node_name, dist_port, shipped_zflags)
+    ready = broker.wait_for_line(rf"^{READY} (.*)$")
+    assert ready.group(1) == "{ok,{127,0,0,2}}"
+    assert tcp_listeners(dist_port) == {NODE_ADDRESS}, broker.output()
+
+
+def test_ctl_path_still_reaches_the_node(
+    spawn: ErlangProcessFactory, epmd_port: int, tmp_path: Path, shipped_zflags: str, node: NodePlan
+) -> None:
+    """`docker exec <node> emqx ctl ...` inherits the container env, ERL_ZFLAGS included."""
+    assert ESCRIPT is not None
+    dist_port = free_dist_port()
+    broker = broker_vm(spawn, epmd_port, tmp_path, node.node_name, dist_port, shipped_zflags)
+    broker.wait_for_line(rf"^{READY} ")
+
+    script = tmp_path / "nodetool"
+    script.write_text("#!/usr/bin/env escript\n" + NODETOOL_STANDIN)
+    # relx_nodetool passes EPMD_ARGS and the cookie in ERL_FLAGS; ERL_ZFLAGS is the container's.
+    env = erl_environment(
+        epmd_port, tmp_path, ERL_FLAGS=f"-start_epmd false -setcookie {COOKIE}", ERL_ZFLAGS=shipped_zflags
+    )
+    ctl = spawn([ESCRIPT, str(script), node.node_name], env, "nodetool")
+    assert ctl.wait_for_line(r"^interface (.*)$").group(1) == "{ok,{127,0,0,2}}"
+    ctl_port = int(ctl.wait_for_line(r"^ctl-listener (\d+)$").group(1))
+    assert ctl.wait_for_line(r"^ping (\w+)$").group(1) == "pong", ctl.output()
+    # The ctl VM's own listener obeys the same flag (it is a distribution listener too).
+    assert tcp_listeners(ctl_port) == {NODE_ADDRESS}
+    assert tcp_listeners(dist_port) == {NODE_ADDRESS}
+
+
+@pytest.mark.parametrize(
+    ("zflags", "error"),
+    [
+        # A bare dotted quad is not an Erlang term.
+        ("-kernel inet_dist_use_interface 127.0.0.2", r'bad_environment_value,"127\.0\.0\.2"'),
+        # erlexec strips shell-style quotes, which leaves the same bare dotted quad.
+        ('-kernel inet_dist_use_interface "127.0.0.2"', r'bad_environment_value,"127\.0\.0\.2"'),
+        # An Erlang string parses, but is no ip_address(): the listener cannot be opened.
+        ("-kernel inet_dist_use_interface '\"127.0.0.2\"'", r"register/listen error: badarg"),
+        # erlexec splits on blanks: the tuple arrives as "{127," and three stray arguments.
+        ("-kernel inet_dist_use_interface {127, 0, 0, 2}", r'bad_environment_value,"\{127,"'),
+    ],
+    ids=["bare-address", "shell-quoted-address", "erlang-string", "tuple-with-blanks"],
+)
+def test_wrong_forms_stop_the_vm(
+    spawn: ErlangProcessFactory, epmd_port: int, tmp_path: Path, node: NodePlan, zflags: str, error: str
+) -> None:
+    dist_port = free_dist_port()
+    broker = broker_vm(spawn, epmd_port, tmp_path, node.node_name, dist_port, zflags)
+    try:
+        returncode = broker.process.wait(timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"VM still running with ERL_ZFLAGS={zflags!r}:\n{broker.output()}")
+    output = broker.output()
+    assert returncode != 0, output
+    assert re.search(error, output), output
+    assert READY not in output
+    assert tcp_listeners(dist_port) == set()
+
+
+def test_control_without_zflags_listens_on_every_address(
+    spawn: ErlangProcessFactory, epmd_port: int, tmp_path: Path, node: NodePlan
+) -> None:
+    """Without the flag the same VM listens on 0.0.0.0: the proof above is not vacuous."""
+    dist_port = free_dist_port()
+    broker = broker_vm(spawn, epmd_port, tmp_path, node.node_name, dist_port, None)
+    assert broker.wait_for_line(rf"^{READY} (.*)$").group(1) == "undefined"
+    assert tcp_listeners(dist_port) == {"0.0.0.0"}, broker.output()
