@@ -1,8 +1,9 @@
 """EMQX 5 environment for one node: the whole per-node config, no `sed` on config files.
 
 EMQX maps `EMQX_` + config path with `.` -> `__` onto its HOCON config and parses each value
-as HOCON (hocon_tconf: the text is read as `key=<value>` and falls back to the raw string when
-that fails), so values containing `:` must be quoted. The public part is plain plan data; the two
+as HOCON (hocon_tconf:parse_env/3: the text is read as `fake_key=<value>` and falls back to the
+raw string only when that fails to parse). Values are quoted wherever HOCON could read them as
+something else (an object, a number, a comment): addresses, durations, the password. The public part is plain plan data; the two
 secrets are added by :func:`with_secrets`, which the Pulumi layer calls inside a secret output.
 """
 

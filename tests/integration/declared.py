@@ -58,6 +58,20 @@ class DeclaredResource:
                 return str(label.get("value"))
         return None
 
+    @property
+    def container_env(self) -> dict[str, str] | None:
+        """A container's environment (`envs`, "K=V" strings, as the provider passes them), else None."""
+        if self.type != CONTAINER or self.inputs.get("envs") is None:
+            return None
+        return dict(str(item).split("=", 1) for item in self.inputs["envs"])
+
+    def host_path_of(self, container_path: str) -> str | None:
+        """The host dir a container mounts on `container_path` (its `volumes`), else None."""
+        for volume in self.inputs.get("volumes") or []:
+            if volume.get("containerPath") == container_path:
+                return str(volume.get("hostPath"))
+        return None
+
 
 @dataclass(frozen=True)
 class DeclaredCommand:

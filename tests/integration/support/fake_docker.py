@@ -23,6 +23,18 @@ src/mria.erl), which that CLI calls:
 
 `emqx ctl` exits 0 after printing any of these (emqx_ctl only fails for a node that does not
 answer), which is why host scripts must parse the text, and why the fake keeps exit 0.
+
+Every container is an EMQX node configured by its environment, and the fake enforces what
+EMQX 5.8 enforces on it (rules and source citations in emqx58.py, next to this module):
+`EMQX_*` values are parsed as HOCON the way hocon_tconf does; a node boots only if its
+configuration is valid and none of its sockets (MQTT and dashboard listeners, distribution
+4370+N, RPC 5369 or 5370+N) collides with a running container's, as on one host network; a
+container that fails to boot is "restarting" (restart: always) and refuses `docker exec`;
+every `emqx ctl` / `emqx ping` first passes bin/emqx's checks (node name as written, RAW
+cookie vs the booted cookie), with the container's environment; the dashboard's default admin
+is stored on first boot only (no `mnesia/<node>` in the data dir yet), never validated.
+A container added without `env` gets `default_env(node)`: a valid environment whose only
+sockets are the distribution and stateless RPC ports of its node name.
 """
 
 from __future__ import annotations
@@ -42,6 +54,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+try:  # imported as tests.integration.support.fake_docker, or by bin/docker from this directory
+    from . import emqx58
+except ImportError:
+    import emqx58  # type: ignore[import-not-found,no-redef]
 
 STATE_ENV = "FAKE_DOCKER_STATE"
 BIN_DIR = Path(__file__).resolve().parent / "bin"
@@ -196,22 +213,9 @@ def node_is_running(state: Mapping[str, Any], node: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def _erl_atom_list(nodes: Sequence[str]) -> str:
-    return "[" + ",".join(f"'{n}'" for n in nodes) + "]"
-
-
 def erl_cluster_status(running: Sequence[str], stopped: Sequence[str]) -> str:
-    """`Cluster status: ~p` of the cluster_info() map.
-
-    io_lib_pretty wraps at 80 columns; this reproduces the one- and two-line layouts EMQX
-    prints for small clusters, not every wrapping rule.  Scripts should parse `--json`.
-    """
-    prefix = "Cluster status: "
-    one_line = f"#{{running_nodes => {_erl_atom_list(running)},stopped_nodes => {_erl_atom_list(stopped)}}}"
-    if len(prefix) + len(one_line) <= 80:
-        return prefix + one_line
-    pad = " " * (len(prefix) + 2)
-    return f"{prefix}#{{running_nodes => {_erl_atom_list(running)},\n{pad}stopped_nodes => {_erl_atom_list(stopped)}}}"
+    """`Cluster status: ~p` of the cluster_info() map (emqx58.cluster_status_text), no newline."""
+    return emqx58.cluster_status_text(running, stopped).rstrip("\n")
 
 
 def cluster_info(state: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -224,23 +228,87 @@ def cluster_info(state: Mapping[str, Any], container: Mapping[str, Any]) -> dict
 
 
 def json_cluster_status(info: Mapping[str, list[str]]) -> str:
-    """`cluster status --json`: best_effort_json/1 pretty-prints (jiffy `pretty`: 2-space)."""
-    return json.dumps(
-        {"running_nodes": info["running_nodes"], "stopped_nodes": info["stopped_nodes"]},
-        indent=2,
-    )
+    """`cluster status --json` (emqx58.cluster_status_json: jiffy pretty, " : "), no newline."""
+    return emqx58.cluster_status_json(info["running_nodes"], info["stopped_nodes"]).rstrip("\n")
 
 
-CLUSTER_USAGE = "\n".join(
-    f"{cmd:<48} # {desc}"
-    for cmd, desc in (
-        ("cluster join <Node>", "Join the cluster"),
-        ("cluster leave", "Leave the cluster"),
-        ("cluster force-leave <Node>", "Force the node leave from cluster"),
-        ("cluster status [--json]", "Cluster status"),
-        ("cluster discovery enable", "Enable and run automatic cluster discovery (if configured)"),
-    )
-)
+CLUSTER_USAGE = emqx58.CLUSTER_USAGE.rstrip("\n")
+
+
+# --------------------------------------------------------------------------------------------
+# EMQX node configuration: environment, boot, data dir.
+# --------------------------------------------------------------------------------------------
+
+# A valid cookie for containers added without an environment: a bare HOCON token that HOCON
+# keeps as it is, so bin/emqx's raw comparison passes (emqx58.cli_precheck).
+FAKE_COOKIE = "fakeDockerCookie0123456789"
+BROKER_DATA_DIR = "/opt/emqx/data"  # the image's node.data_dir (relative "data" under /opt/emqx)
+
+
+def default_env(node: str) -> dict[str, str]:
+    """A valid EMQX environment for `node` on a shared host: every default MQTT listener and the
+    dashboard off, stateless RPC; its only sockets are 4370+N and 5370+N (N from the name)."""
+    env = {
+        "EMQX_NODE__NAME": node,
+        "EMQX_NODE__COOKIE": FAKE_COOKIE,
+        "EMQX_RPC__PORT_DISCOVERY": "stateless",
+        "EMQX_DASHBOARD__LISTENERS__HTTP__BIND": "0",
+    }
+    for listener in emqx58.DEFAULT_LISTENER_BINDS:
+        env[f"EMQX_LISTENERS__{listener.upper()}__DEFAULT__ENABLE"] = "false"
+    return env
+
+
+def _node_config(c: Mapping[str, Any]) -> emqx58.NodeConfig:
+    return emqx58.resolve_node(emqx58.image_environment(c["env"]))
+
+
+def _admin_file(c: Mapping[str, Any], node: str) -> Path | None:
+    return Path(c["data_dir"]) / "mnesia" / node / "fake-emqx-dashboard-admin.json" if c.get("data_dir") else None
+
+
+def _boot(state: dict[str, Any], name: str) -> None:
+    """Start container `name`: EMQX boots, or the container keeps restarting (restart: always).
+
+    Sockets are checked against every other running container of this (one) host network.
+    On a successful first boot (no mnesia/<node> in the data dir) the default dashboard admin
+    is stored, as emqx_dashboard_admin:add_default_user/2 does (emqx58.default_admin).
+    """
+    c = state["containers"][name]
+    config = _node_config(c)
+    others = [_node_config(o) for n, o in state["containers"].items() if n != name and o["running"]]
+    errors = emqx58.boot_errors(config, others)
+    c["boot_error"] = "\n".join(errors) if errors else None
+    c["running"] = not errors
+    c["restarting"] = bool(errors)
+    if errors:
+        return
+    c["node"] = config.name
+    if _cluster_index(state, config.name) is None:
+        state["clusters"].append([config.name])
+    admin = emqx58.default_admin(config)
+    path = _admin_file(c, config.name)
+    if path is not None:
+        try:
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True)
+                path.write_text(json.dumps(admin))
+            return
+        except OSError:
+            pass  # data dir not writable by this user: keep the record in the state instead
+    c.setdefault("mnesia", {})
+    if config.name not in c["mnesia"]:
+        c["mnesia"][config.name] = admin
+
+
+def stored_admin(c: Mapping[str, Any]) -> list[str] | None:
+    """The dashboard admin (username, password) the node's data holds, None if none."""
+    path = _admin_file(c, c["node"])
+    if path is not None and path.exists():
+        value = json.loads(path.read_text())
+        return list(value) if value else None
+    value = c.get("mnesia", {}).get(c["node"])
+    return list(value) if value else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,11 +332,11 @@ class Result:
 
 
 def _emqx_ctl(state: dict[str, Any], c: dict[str, Any], args: list[str], res: Result) -> None:
-    """`emqx ctl <args>` inside container `c` (texts: emqx_mgmt_cli.erl, EMQX 5.8)."""
+    """`emqx ctl <args>` inside container `c` (texts: emqx_mgmt_cli.erl, emqx_ctl.erl, EMQX 5.8)."""
     node = c["node"]
     if not c.get("emqx_running", True):
-        # bin/emqx's ping check before any ctl command, exit 1.
-        res.out(f"Node '{node}' not responding to pings.")
+        # bin/emqx assert_node_alive: nodetool's ping fails, its message goes to stderr, exit 1.
+        res.err(emqx58.not_responding_text(node).rstrip("\n"))
         res.rc = 1
         return
 
@@ -277,8 +345,13 @@ def _emqx_ctl(state: dict[str, Any], c: dict[str, Any], args: list[str], res: Re
         res.out(erl_cluster_status(info["running_nodes"], info["stopped_nodes"]))
 
     match args:
+        case []:
+            # emqx_ctl:run_command([]) -> help(), ok: exit 0.
+            res.stdout += emqx58.ctl_help_text()
         case ["status"]:
-            res.out(f"Node '{node}' {c.get('version', DEFAULT_EMQX_VERSION)} is started")
+            res.stdout += emqx58.status_text(node, c.get("version", DEFAULT_EMQX_VERSION))
+        case ["status", *_]:
+            res.stdout += emqx58.STATUS_USAGE
         case ["cluster", "join", seed]:
             if seed == node:
                 res.out("Ignore.")
@@ -322,8 +395,57 @@ def _emqx_ctl(state: dict[str, Any], c: dict[str, Any], args: list[str], res: Re
             res.out(json_cluster_status(cluster_info(state, c)))
         case ["cluster", *_]:
             res.out(CLUSTER_USAGE)
+        case ["admins", "passwd", username, password]:
+            # emqx_dashboard_cli admins(["passwd", ...]) -> emqx_dashboard_admin:change_password/2:
+            # legal_password/1 first; errors print "Error: ~s~n" (exit 0, the command returned ok).
+            problem = emqx58.legal_password(password)
+            admin = stored_admin(c)
+            if problem is None and (admin is None or admin[0] != username):
+                problem = "username_not_found"  # update_pwd/2 aborts with this binary
+            if problem is not None:
+                res.out(f"Error: {problem}")
+            else:
+                _store_admin(c, [username, password])
+                res.out("ok")
+        case ["admins", *_]:
+            res.stdout += emqx58.ADMINS_USAGE
         case _:
-            res.out(f"Command not found: {' '.join(args[:1])}" if args else "Usage: emqx ctl")
+            # emqx_ctl:run_command/1: an unknown command prints help() and returns
+            # {error, cmd_not_found}; nodetool rpc_infinity halts with 1 on anything but ok.
+            res.stdout += emqx58.ctl_help_text()
+            res.rc = 1
+
+
+def _store_admin(c: dict[str, Any], admin: list[str]) -> None:
+    path = _admin_file(c, c["node"])
+    if path is not None and path.exists():
+        path.write_text(json.dumps(admin))
+    else:
+        c.setdefault("mnesia", {})[c["node"]] = admin
+
+
+def _exec_env(args: list[str]) -> dict[str, str]:
+    """`docker exec -e K=V` / `--env K=V` / `--env=K=V` options (added to the container's env)."""
+    env: dict[str, str] = {}
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        opt = args[i]
+        value = None
+        if opt in ("-e", "--env") and i + 1 < len(args):
+            value, i = args[i + 1], i + 2
+        elif opt.startswith("--env="):
+            value, i = opt.split("=", 1)[1], i + 1
+        elif opt in _EXEC_VALUE_OPTS:
+            i += 2
+        else:
+            i += 1
+        if value is not None:
+            key, sep, val = value.partition("=")
+            if sep:
+                env[key] = val
+            else:
+                env.setdefault(key, os.environ.get(key, ""))
+    return env
 
 
 _EXEC_VALUE_OPTS = {"-e", "--env", "--env-file", "-u", "--user", "-w", "--workdir", "--detach-keys"}
@@ -371,21 +493,34 @@ def _cmd_exec(state: dict[str, Any], args: list[str], res: Result) -> None:
         res.rc = 1
         return
     _, c = found
+    if c.get("restarting"):
+        # moby daemon/errors.go errContainerIsRestarting(ctr.ID): EMQX failed to boot and
+        # `restart: always` keeps restarting the container.
+        res.err(f"Error response from daemon: Container {c['id']} is restarting, wait until the container is running")
+        res.rc = 1
+        return
     if not c["running"]:
         # moby daemon/exec.go: errNotRunning(ctr.ID) -> the full id, not the name.
         res.err(f"Error response from daemon: container {c['id']} is not running")
         res.rc = 1
         return
     prog = os.path.basename(argv[0])
-    if prog == "emqx" and argv[1:2] == ["ctl"]:
-        _emqx_ctl(state, c, argv[2:], res)
-    elif prog == "emqx_ctl":
-        _emqx_ctl(state, c, argv[1:], res)
+    is_ctl = (prog == "emqx" and argv[1:2] == ["ctl"]) or prog == "emqx_ctl"
+    if is_ctl or (prog == "emqx" and argv[1:] == ["ping"]):
+        # bin/emqx checks the node name and the RAW cookie before talking to the node, with the
+        # exec'd process's environment: the container's plus `docker exec -e`.
+        failure = emqx58.cli_precheck({**c["env"], **_exec_env(args)}, _node_config(c))
+        if failure is not None:
+            res.stderr += failure.stderr
+            res.rc = failure.rc
+            return
+    if is_ctl:
+        _emqx_ctl(state, c, argv[2:] if prog == "emqx" else argv[1:], res)
     elif prog == "emqx" and argv[1:] == ["ping"]:
         if c.get("emqx_running", True):
-            res.out("pong")
+            res.out("pong")  # bin/nodetool ping
         else:
-            res.out(f"Node '{c['node']}' not responding to pings.")
+            res.err(emqx58.not_responding_text(c["node"]).rstrip("\n"))
             res.rc = 1
     else:
         res.err(
@@ -397,7 +532,13 @@ def _cmd_exec(state: dict[str, Any], args: list[str], res: Result) -> None:
 
 
 def _ps_status_text(c: Mapping[str, Any]) -> str:
+    if c.get("restarting"):
+        return "Restarting (1) Less than a second ago"
     return "Up 5 minutes" if c["running"] else "Exited (0) 1 minute ago"
+
+
+def _ps_state(c: Mapping[str, Any]) -> str:
+    return "restarting" if c.get("restarting") else "running" if c["running"] else "exited"
 
 
 def _cmd_ps(state: dict[str, Any], args: list[str], res: Result) -> None:
@@ -428,8 +569,8 @@ def _cmd_ps(state: dict[str, Any], args: list[str], res: Result) -> None:
     show_all = show_all or "status" in filters
     rows: list[tuple[str, dict[str, Any]]] = []
     for name, c in sorted(state["containers"].items()):
-        state_word = "running" if c["running"] else "exited"
-        if not show_all and not c["running"]:
+        state_word = _ps_state(c)
+        if not show_all and state_word != "running" and state_word != "restarting":
             continue
         if "status" in filters and state_word not in filters["status"]:
             continue
@@ -448,7 +589,7 @@ def _cmd_ps(state: dict[str, Any], args: list[str], res: Result) -> None:
                 .replace("{{.Names}}", name)
                 .replace("{{.Image}}", c["image"])
                 .replace("{{.Status}}", _ps_status_text(c))
-                .replace("{{.State}}", "running" if c["running"] else "exited")
+                .replace("{{.State}}", _ps_state(c))
                 .replace("\\t", "\t")
             )
     if not quiet and fmt is None:
@@ -496,8 +637,11 @@ def _cmd_start_stop(state: dict[str, Any], verb: str, args: list[str], res: Resu
             res.err(f"Error response from daemon: No such container: {ref}")
             res.rc = 1
             continue
-        _, c = found
-        c["running"] = verb != "stop"
+        name, c = found
+        if verb == "stop":
+            c["running"] = c["restarting"] = False
+        else:
+            _boot(state, name)
         res.out(ref)
 
 
@@ -661,28 +805,67 @@ class FakeDocker:
         name: str,
         node: str | None = None,
         *,
+        env: Mapping[str, str] | None = None,
+        data_dir: str | Path | None = None,
         running: bool = True,
         image: str = DEFAULT_IMAGE,
         version: str = DEFAULT_EMQX_VERSION,
         **knobs: Any,
     ) -> str:
-        """Add an EMQX container (default node `<name>@127.0.0.1`), alone in its cluster."""
-        node = node or f"{name}@127.0.0.1"
+        """Add an EMQX container, alone in its cluster; returns its node name.
+
+        `env` is the container's environment (default: default_env(node), node defaulting to
+        `<name>@127.0.0.1`); the node name is then what EMQX boots from it.  `data_dir` is the
+        host dir mounted on /opt/emqx/data (None: the data lives in the fake's state).  With
+        `running`, EMQX boots: if it cannot, the container is left restarting (boot_error()).
+        """
         _check_knobs(knobs)
+        if env is None:
+            env = default_env(node or f"{name}@127.0.0.1")
         with locked_state(self.state_path) as state:
             record: dict[str, Any] = {
                 "id": container_id(name),
-                "node": node,
-                "running": running,
+                "node": node or emqx58.resolve_node(env).name,
+                "running": False,
+                "restarting": False,
+                "boot_error": None,
                 "image": image,
                 "version": version,
+                "env": dict(env),
+                "data_dir": str(data_dir) if data_dir is not None else None,
             }
             record.update(json.loads(json.dumps(KNOB_DEFAULTS)))
             record.update(knobs)
             state["containers"][name] = record
-            if _cluster_index(state, node) is None:
-                state["clusters"].append([node])
-        return node
+            if running:
+                _boot(state, name)
+            if _cluster_index(state, record["node"]) is None:
+                state["clusters"].append([record["node"]])
+        return str(record["node"])
+
+    def recreate_container(
+        self,
+        name: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        image: str | None = None,
+        version: str | None = None,
+        **knobs: Any,
+    ) -> None:
+        """Replace container `name` (delete before create, same name and data dir) and start
+        the new one with `env` / `image` (unchanged when None); cluster membership stays."""
+        _check_knobs(knobs)
+        with locked_state(self.state_path) as state:
+            c = state["containers"][name]
+            c["running"] = c["restarting"] = False
+            if env is not None:
+                c["env"] = dict(env)
+            if image is not None:
+                c["image"] = image
+            if version is not None:
+                c["version"] = version
+            c.update(knobs)
+            _boot(state, name)
 
     def add_emqx_containers(self, count: int, *, prefix: str = "emqx", host: str = "127.0.0.1") -> list[str]:
         """Add `<prefix>1..N` with nodes `<prefix>i@<host>`; returns the node names."""
@@ -708,9 +891,14 @@ class FakeDocker:
             state["containers"][container].update(knobs)
 
     def set_running(self, container: str, running: bool) -> None:
-        """Start/stop a container (a stopped one stays in its cluster, as a stopped node)."""
+        """Start (EMQX boots, see add_container) or stop a container; a stopped one stays in its
+        cluster, as a stopped node."""
         with locked_state(self.state_path) as state:
-            state["containers"][container]["running"] = running
+            if running:
+                _boot(state, container)
+            else:
+                c = state["containers"][container]
+                c["running"] = c["restarting"] = False
 
     def set_node_running(self, node: str, running: bool) -> None:
         """Up/down for an external node added with add_node()."""
@@ -736,6 +924,28 @@ class FakeDocker:
     def container(self, name: str) -> dict[str, Any]:
         """Raw record of one container (knobs included, e.g. the remaining join failures)."""
         return dict(self.state()["containers"][name])
+
+    def boot_error(self, name: str) -> str | None:
+        """Why EMQX in container `name` failed to boot (it is restarting), None if it did not."""
+        error = self.state()["containers"][name].get("boot_error")
+        return str(error) if error else None
+
+    def health(self, name: str) -> str:
+        """What the broker image's health check (`emqx ctl status` prints "is started", run
+        in the container with its environment) makes of container `name`: healthy/unhealthy;
+        "starting" while it is restarting or EMQX does not answer yet; "exited" when stopped."""
+        c = self.container(name)
+        if c.get("restarting") or (c["running"] and not c.get("emqx_running", True)):
+            return "starting"
+        if not c["running"]:
+            return "exited"
+        failure = emqx58.cli_precheck(c["env"], _node_config(c))
+        return "healthy" if failure is None else "unhealthy"
+
+    def dashboard_admin(self, name: str) -> tuple[str, str] | None:
+        """The dashboard admin (username, password) stored in the node's data, None if none."""
+        admin = stored_admin(self.container(name))
+        return (admin[0], admin[1]) if admin else None
 
     def members(self, node: str) -> list[str]:
         """Sorted members of `node`'s cluster (true membership, ignoring status_hides)."""
