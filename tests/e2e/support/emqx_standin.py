@@ -1,0 +1,685 @@
+"""STAND-IN for EMQX 5.8 inside the e2e tests' `emqx/emqx:<version>` images. NOT EMQX.
+
+No registry is reachable on the test machines, so the official image cannot be pulled. This
+daemon keeps the contract the emqx-cluster program relies on, applying the EMQX 5.8 rules of
+tests/integration/support/emqx58.py (HOCON env values, raw cookie comparison, the dashboard's
+first-boot password, port derivation):
+
+- `emqx foreground` binds for real, like EMQX: Erlang distribution (4370 + N of the node name,
+  on the `-kernel inet_dist_use_interface` address of ERL_ZFLAGS, else 0.0.0.0), gen_rpc
+  (`rpc.listen_address`, 5370 + N with `stateless` port discovery, else 5369), every enabled
+  listener (`tcp`/`ssl`/`ws`/`wss` default) and the dashboard. A taken port fails the start.
+- The tcp listener is real MQTT: mosquitto on a container-private unix socket, behind the
+  integration tier's PROXY-protocol shim (tests/integration/proxy_shim.py) when
+  `proxy_protocol` is on.
+- The dashboard answers `GET /status` (200 "Node <name> is started\\nemqx is running") and
+  `POST /api/v5/login` (admin + the password fixed at the node's first boot).
+- Cluster membership lives in `data/mnesia/<node name>/` and is exchanged between nodes over
+  their distribution ports, authenticated with the cookie (HMAC challenge: equal iff the raw
+  cookies are equal, as Erlang's distribution handshake). `cluster status` pings members for
+  real, so a dead node is listed as stopped; a node restarting with peers in its membership
+  file re-announces itself to them.
+- `emqx ctl ...` (status, cluster join|leave|force-leave|status [--json]) talks to the local
+  node over the distribution port with the cookie from its own environment, as nodetool does.
+
+Runs on the image's Python 3 stdlib plus `proxy-protocol` (copied in at build time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.integration.support import emqx58
+
+VERSION = os.environ.get("EMQX_STANDIN_VERSION", "5.8.6")
+HOME = Path(os.environ.get("EMQX_STANDIN_HOME", "/opt/emqx"))
+RUN_DIR = Path(os.environ.get("EMQX_STANDIN_RUN_DIR", "/tmp/emqx-standin"))  # container-private
+CONNECT_TIMEOUT = 2.0
+CALL_TIMEOUT = 10.0
+MEMBERSHIP_FILE = "standin-cluster.json"
+ADMIN_FILE = "standin-admin.json"
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str  # emqx58.Socket.owner: "listener tcp:default", "dashboard http", "distribution", "rpc"
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What the node boots with: emqx58.resolve_node plus the few settings the stand-in serves."""
+
+    rules: emqx58.NodeConfig
+    sockets: tuple[Listener, ...]  # every socket EMQX would listen on, in boot order
+    proxy_protocol: dict[str, tuple[bool, float]]  # listener owner -> (on, header timeout s)
+    log_to_file: bool
+
+    @property
+    def node_name(self) -> str:
+        return self.rules.name
+
+    @property
+    def cookie(self) -> str:
+        return self.rules.cookie
+
+    @property
+    def mnesia_dir(self) -> Path:
+        return HOME / "data" / "mnesia" / self.node_name
+
+    def socket(self, owner: str) -> Listener | None:
+        return next((s for s in self.sockets if s.name == owner), None)
+
+
+def _env_setting(env: Mapping[str, str], name: str, default: Any) -> Any:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = emqx58.parse_env_value(raw).value
+    return default if value is None else value
+
+
+def _seconds(value: Any) -> float:
+    """An EMQX duration ("5s", "500ms", "1m", or a number of milliseconds) in seconds."""
+    text = str(value).strip()
+    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if text.endswith(suffix) and text[: -len(suffix)].strip().replace(".", "", 1).isdigit():
+            return float(text[: -len(suffix)]) * factor
+    return float(text) / 1000
+
+
+def load_config(env: Mapping[str, str]) -> NodeConfig:
+    """The node's config from its environment, by EMQX 5.8's rules (emqx58); ValueError if it cannot boot."""
+    env = emqx58.image_environment(env)
+    rules = emqx58.resolve_node(env)
+    if rules.errors:
+        raise ValueError("; ".join(rules.errors))
+    # Boot order: the VM opens distribution first, then gen_rpc, listeners, dashboard.
+    order = {"distribution": 0, "rpc": 1}
+    sockets = tuple(
+        Listener(s.owner, s.address, s.port)
+        for s in sorted(rules.sockets, key=lambda s: (order.get(s.owner, 2), s.owner.startswith("dashboard")))
+    )
+    proxy: dict[str, tuple[bool, float]] = {}
+    for sock in sockets:
+        if sock.name.startswith("listener tcp:"):
+            prefix = "EMQX_LISTENERS__TCP__" + sock.name.split(":", 1)[1].upper()
+            on = str(_env_setting(env, prefix + "__PROXY_PROTOCOL", False)).lower() == "true"
+            timeout = _seconds(_env_setting(env, prefix + "__PROXY_PROTOCOL_TIMEOUT", "3s"))
+            proxy[sock.name] = (on, timeout)
+    log_to_file = str(_env_setting(env, "EMQX_LOG__FILE__ENABLE", True)).lower() == "true"
+    return NodeConfig(rules=rules, sockets=sockets, proxy_protocol=proxy, log_to_file=log_to_file)
+
+
+def node_host(node_name: str) -> str:
+    return node_name.split("@", 1)[1] if "@" in node_name else "127.0.0.1"
+
+
+def distribution_port(node_name: str) -> int:
+    """Where `node_name` listens for distribution (ekka_dist: 4370 + the name's number)."""
+    rules = emqx58.resolve_node({"EMQX_NODE__NAME": node_name})
+    return next(s.port for s in rules.sockets if s.owner == "distribution")
+
+
+# --- logging ---------------------------------------------------------------------------------
+
+
+class Log:
+    def __init__(self, to_file: bool) -> None:
+        self.file: Any = None
+        if to_file:
+            with contextlib.suppress(OSError):
+                (HOME / "log").mkdir(parents=True, exist_ok=True)
+                self.file = (HOME / "log" / "emqx.log").open("a", encoding="utf-8")
+
+    def __call__(self, level: str, message: str) -> None:
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} [{level}] {message}"
+        print(line, flush=True)
+        if self.file is not None:
+            with contextlib.suppress(OSError):
+                self.file.write(line + "\n")
+                self.file.flush()
+
+
+# --- the cookie-authenticated wire protocol (JSON lines over the distribution port) ----------
+
+
+def _digest(cookie: str, challenge: str) -> str:
+    return hmac.new(cookie.encode(), challenge.encode(), hashlib.sha256).hexdigest()
+
+
+class CallError(Exception):
+    """A peer could not be reached, refused the cookie, or answered with an error."""
+
+
+async def call(node_name: str, port: int, cookie: str, request: dict[str, Any], host: str | None = None) -> Any:
+    """One request to `node_name`'s distribution port; returns the answer's `result`."""
+    address = host or node_host(node_name)
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        raise CallError(f"node_down: {exc}") from exc
+    try:
+        hello = json.loads(await asyncio.wait_for(reader.readline(), CALL_TIMEOUT) or b"null")
+        if not isinstance(hello, dict) or hello.get("node") != node_name:
+            raise CallError(f"node_down: {address}:{port} is not {node_name} ({hello!r})")
+        request = {**request, "digest": _digest(cookie, str(hello["challenge"]))}
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        answer = json.loads(await asyncio.wait_for(reader.readline(), CALL_TIMEOUT) or b"null")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise CallError(f"node_down: {exc}") from exc
+    finally:
+        writer.close()
+    if not isinstance(answer, dict) or "error" in answer:
+        raise CallError(str(answer.get("error") if isinstance(answer, dict) else answer))
+    return answer.get("result")
+
+
+# --- the node ----------------------------------------------------------------------------------
+
+
+class Node:
+    def __init__(self, config: NodeConfig, log: Log) -> None:
+        self.config = config
+        self.log = log
+        self.status = "starting"
+        self.members: set[str] = {config.node_name}
+        self.removed: set[str] = set()
+        self.servers: list[asyncio.AbstractServer] = []
+        self.mosquitto: subprocess.Popen[bytes] | None = None
+        self.stopping = asyncio.Event()
+
+    # membership -----------------------------------------------------------------------------
+
+    def load_membership(self) -> None:
+        path = self.config.mnesia_dir / MEMBERSHIP_FILE
+        if path.exists():
+            data = json.loads(path.read_text())
+            self.members = set(data.get("members", [])) | {self.config.node_name}
+            self.removed = set(data.get("removed", []))
+
+    def save_membership(self) -> None:
+        path = self.config.mnesia_dir / MEMBERSHIP_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"members": sorted(self.members), "removed": sorted(self.removed)}))
+        tmp.replace(path)
+
+    def peers(self) -> list[str]:
+        return sorted(self.members - {self.config.node_name})
+
+    async def call_peer(self, node: str, request: dict[str, Any]) -> Any:
+        return await call(node, distribution_port(node), self.config.cookie, request)
+
+    async def running_nodes(self) -> tuple[list[str], list[str]]:
+        async def alive(node: str) -> bool:
+            try:
+                result = await self.call_peer(node, {"op": "ping"})
+            except CallError:
+                return False
+            return isinstance(result, dict) and result.get("status") == "started"
+
+        peers = self.peers()
+        states = await asyncio.gather(*(alive(p) for p in peers))
+        running = sorted([self.config.node_name, *(p for p, up in zip(peers, states, strict=True) if up)])
+        stopped = sorted(p for p, up in zip(peers, states, strict=True) if not up)
+        return running, stopped
+
+    # ctl commands ---------------------------------------------------------------------------
+
+    async def ctl(self, args: list[str]) -> tuple[int, str]:
+        name = self.config.node_name
+        if args == ["status"]:
+            return 0, emqx58.status_text(name, VERSION, started=self.status == "started")
+        if args[:1] != ["cluster"]:
+            return 0, emqx58.ctl_help_text((emqx58.STATUS_USAGE, emqx58.CLUSTER_USAGE))
+        sub = args[1:]
+        if sub == ["status"]:
+            running, stopped = await self.running_nodes()
+            return 0, emqx58.cluster_status_text(running, stopped)
+        if sub == ["status", "--json"]:
+            running, stopped = await self.running_nodes()
+            return 0, emqx58.cluster_status_json(running, stopped)
+        if len(sub) == 2 and sub[0] == "join":
+            return await self.join(sub[1])
+        if sub == ["leave"]:
+            return await self.leave()
+        if len(sub) == 2 and sub[0] == "force-leave":
+            return await self.force_leave(sub[1])
+        return 0, emqx58.CLUSTER_USAGE
+
+    async def status_text(self) -> str:
+        return (await self.ctl(["cluster", "status"]))[1]
+
+    async def join(self, seed: str) -> tuple[int, str]:
+        name = self.config.node_name
+        if seed == name:
+            return 0, "Ignore.\n"
+        if seed in self.members:
+            return 0, f"Failed to join the cluster: {{already_in_cluster,{_atom(seed)}}}\n"
+        try:
+            result = await self.call_peer(seed, {"op": "join", "node": name})
+        except CallError as exc:
+            self.log("warning", f"join {seed} failed: {exc}")
+            return 0, f"Failed to join the cluster: {{node_down,{_atom(seed)}}}\n"
+        # ekka leaves the old cluster before joining the new one.
+        for peer in self.peers():
+            with contextlib.suppress(CallError):
+                await self.call_peer(peer, {"op": "remove", "node": name})
+        self.members = set(result["members"]) | {name, seed}
+        self.removed = set()
+        self.save_membership()
+        for peer in self.peers():
+            if peer != seed:
+                with contextlib.suppress(CallError):
+                    await self.call_peer(peer, {"op": "announce", "node": name})
+        self.log("info", f"joined the cluster of {seed}: {sorted(self.members)}")
+        return 0, "Join the cluster successfully.\n" + await self.status_text()
+
+    async def leave(self) -> tuple[int, str]:
+        name = self.config.node_name
+        if not self.peers():
+            return 0, "Failed to leave the cluster: node_not_in_cluster\n"
+        for peer in self.peers():
+            with contextlib.suppress(CallError):
+                await self.call_peer(peer, {"op": "remove", "node": name})
+        self.members = {name}
+        self.removed = set()
+        self.save_membership()
+        self.log("info", "left the cluster")
+        return 0, "Leave the cluster successfully.\n" + await self.status_text()
+
+    async def force_leave(self, node: str) -> tuple[int, str]:
+        if node == self.config.node_name:
+            return 0, "Ignore.\n"
+        if node not in self.members:
+            return 0, "Failed to remove the node from cluster: node_not_in_cluster\n"
+        self.members.discard(node)
+        self.removed.add(node)
+        self.save_membership()
+        for peer in [*self.peers(), node]:
+            with contextlib.suppress(CallError):
+                await self.call_peer(peer, {"op": "remove", "node": node})
+        self.log("info", f"forced {node} out of the cluster")
+        return 0, "Remove the node from cluster successfully.\n" + await self.status_text()
+
+    # distribution server --------------------------------------------------------------------
+
+    async def handle_distribution(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        challenge = secrets.token_hex(16)
+        try:
+            writer.write(json.dumps({"node": self.config.node_name, "challenge": challenge}).encode() + b"\n")
+            await writer.drain()
+            request = json.loads(await asyncio.wait_for(reader.readline(), CALL_TIMEOUT) or b"null")
+            if not isinstance(request, dict):
+                return
+            if not hmac.compare_digest(str(request.get("digest", "")), _digest(self.config.cookie, challenge)):
+                # Erlang logs this on the receiving node and drops the connection.
+                self.log("error", "Connection attempt from disallowed node (cookie mismatch)")
+                answer: dict[str, Any] = {"error": "bad_cookie"}
+            else:
+                answer = await self.dispatch(request)
+            writer.write(json.dumps(answer).encode() + b"\n")
+            await writer.drain()
+        except (OSError, TimeoutError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        name = self.config.node_name
+        node = str(request.get("node", ""))
+        if op == "ping":
+            return {"result": {"node": name, "status": self.status, "version": VERSION}}
+        if op == "ctl":
+            code, output = await self.ctl([str(a) for a in request.get("args", [])])
+            return {"result": {"code": code, "output": output}}
+        if self.status != "started":
+            return {"error": "not_started"}
+        if op == "join":
+            self.members.add(node)
+            self.removed.discard(node)
+            self.save_membership()
+            for peer in self.peers():
+                if peer != node:
+                    with contextlib.suppress(CallError):
+                        await self.call_peer(peer, {"op": "announce", "node": node})
+            self.log("info", f"{node} joined")
+            return {"result": {"members": sorted(self.members)}}
+        if op == "announce":
+            if node in self.removed:
+                return {"error": "removed"}
+            if node not in self.members:
+                self.members.add(node)
+                self.save_membership()
+                self.log("info", f"{node} announced itself")
+            return {"result": {"members": sorted(self.members)}}
+        if op == "remove":
+            if node == name:  # forced out by the others: standalone from now on
+                self.members = {name}
+            else:
+                self.members.discard(node)
+            self.save_membership()
+            self.log("info", f"{node} removed from the cluster")
+            return {"result": "ok"}
+        return {"error": f"unknown op {op!r}"}
+
+    async def reannounce(self) -> None:
+        """Tell the peers of the membership file that this node is back (retrying a while)."""
+        pending = set(self.peers())
+        deadline = time.monotonic() + 60
+        while pending and time.monotonic() < deadline and not self.stopping.is_set():
+            for peer in sorted(pending):
+                try:
+                    await self.call_peer(peer, {"op": "announce", "node": self.config.node_name})
+                    pending.discard(peer)
+                except CallError as exc:
+                    if "removed" in str(exc):  # forced out while down: standalone now
+                        self.log("warning", f"{peer} says this node was removed from the cluster")
+                        self.members.discard(peer)
+                        self.save_membership()
+                        pending.discard(peer)
+            await asyncio.sleep(1)
+
+    # other listeners ------------------------------------------------------------------------
+
+    async def handle_dashboard(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            lines = head.decode("latin-1").split("\r\n")
+            method, path = [*lines[0].split(" "), "", ""][:2]
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+            body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+            code, content_type, text = self.http(method, path.split("?")[0], body)
+            payload = text.encode()
+            reason = {200: "OK", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}.get(code, "")
+            writer.write(
+                f"HTTP/1.1 {code} {reason}\r\ncontent-type: {content_type}\r\n"
+                f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n".encode()
+                + payload
+            )
+            await writer.drain()
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    def http(self, method: str, path: str, body: bytes) -> tuple[int, str, str]:
+        name = self.config.node_name
+        if method == "GET" and path in ("/status", "/api/v5/status"):
+            running = "running" if self.status == "started" else "not_running"
+            code = 200 if self.status == "started" else 503
+            return code, "text/plain", f"Node {name} is {self.status}\nemqx is {running}"
+        if method == "POST" and path == "/api/v5/login":
+            try:
+                credentials = json.loads(body or b"{}")
+            except ValueError:
+                credentials = {}
+            admin_file = self.config.mnesia_dir / ADMIN_FILE
+            if not admin_file.exists():
+                return 401, "application/json", json.dumps({"code": "BAD_USERNAME_OR_PWD", "message": "Auth failed"})
+            admin = json.loads(admin_file.read_text())
+            given = str(credentials.get("password", ""))
+            if credentials.get("username") == admin["username"] and hmac.compare_digest(
+                _password_hash(given, admin["salt"]), admin["hash"]
+            ):
+                token = secrets.token_hex(16)
+                return 200, "application/json", json.dumps({"token": token, "version": VERSION, "license": {}})
+            return 401, "application/json", json.dumps({"code": "BAD_USERNAME_OR_PWD", "message": "Auth failed"})
+        return 404, "application/json", json.dumps({"code": "NOT_FOUND", "message": "stand-in: not implemented"})
+
+    async def accept_and_close(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    async def bind(self, listener: Listener, handler: Callable[..., Awaitable[None]]) -> None:
+        try:
+            server = await asyncio.start_server(handler, listener.host, listener.port, reuse_address=True)
+        except OSError as exc:
+            if listener.name == "distribution":  # ekka_dist:do_listen/4
+                raise StartError(f'distribution: {{error,"port {listener.port} is in use"}} ({exc})') from exc
+            reason = "eaddrinuse" if exc.errno == errno.EADDRINUSE else f"{exc.strerror}"
+            raise StartError(f"Failed to start {listener.name} on {listener}: {reason}") from exc
+        self.servers.append(server)
+        self.log("info", f"{listener.name} started on {listener}")
+
+    def first_boot(self) -> None:
+        """Create the node's mnesia dir; the dashboard password is fixed when the admin is created."""
+        try:
+            self.config.mnesia_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.config.mnesia_dir / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise StartError(f"cannot write the data dir {self.config.mnesia_dir}: {exc}") from exc
+        admin_file = self.config.mnesia_dir / ADMIN_FILE
+        admin = emqx58.default_admin(self.config.rules)
+        if admin_file.exists():
+            self.log("info", "dashboard admin exists: default_password is ignored (first boot only)")
+        elif admin is not None:
+            salt = secrets.token_hex(8)
+            data = {"username": admin[0], "salt": salt, "hash": _password_hash(admin[1], salt)}
+            admin_file.write_text(json.dumps(data))
+            self.log("info", f"dashboard user {admin[0]} created with the configured default password")
+
+    async def start_mosquitto(self) -> str:
+        """mosquitto on a container-private unix socket (started once); returns the socket path."""
+        sock_path = RUN_DIR / "mosquitto.sock"
+        if self.mosquitto is not None:
+            return str(sock_path)
+        sock_path.unlink(missing_ok=True)
+        conf = RUN_DIR / "mosquitto.conf"
+        conf.write_text(
+            f"listener 0 {sock_path}\nallow_anonymous true\npersistence false\n"
+            "log_dest stderr\nlog_type error\nlog_type warning\n"
+        )
+        self.mosquitto = subprocess.Popen(["mosquitto", "-c", str(conf)], stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not sock_path.exists():
+            if self.mosquitto.poll() is not None or time.monotonic() > deadline:
+                raise StartError("the MQTT engine (mosquitto) did not start")
+            await asyncio.sleep(0.05)
+        return str(sock_path)
+
+    async def mqtt_handler(self, listener: Listener) -> Callable[..., Awaitable[None]]:
+        sock_path = await self.start_mosquitto()
+        proxy_protocol, header_timeout = self.config.proxy_protocol.get(listener.name, (False, 3.0))
+        if proxy_protocol:
+            return self._proxied_handler(listener, sock_path, header_timeout)
+        return self._plain_handler(sock_path)
+
+    def _proxied_handler(
+        self, listener: Listener, sock_path: str, header_timeout: float
+    ) -> Callable[..., Awaitable[None]]:
+        from tests.integration.proxy_shim import Shim  # needs proxy-protocol, copied into the image
+
+        class UnixShim(Shim):
+            """The integration tier's shim, relaying to mosquitto's unix socket (any source)."""
+
+            def source_address(self, result: Any) -> str:
+                return self.host
+
+            async def open_upstream(self, source: str) -> socket.socket:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    sock.setblocking(False)
+                    await asyncio.get_running_loop().sock_connect(sock, sock_path)
+                except BaseException:
+                    sock.close()
+                    raise
+                return sock
+
+        events = (RUN_DIR / "proxy-events.jsonl").open("a", encoding="utf-8")
+        return UnixShim(listener.host, 0, events, header_timeout).handle
+
+    def _plain_handler(self, sock_path: str) -> Callable[..., Awaitable[None]]:
+        from tests.integration.proxy_shim import Shim
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                up_reader, up_writer = await asyncio.open_unix_connection(sock_path)
+            except OSError:
+                writer.close()
+                return
+            await asyncio.gather(Shim.pump(reader, up_writer, writer), Shim.pump(up_reader, writer, up_writer))
+
+        return handle
+
+    def write_booted(self, distribution: Listener) -> None:
+        """What bin/emqx reads off the node's `ps` line (name, -setcookie), for `emqx ctl`."""
+        data = {
+            "pid": os.getpid(),
+            "name": self.config.node_name,
+            "cookie": self.config.cookie,
+            "host": distribution.host,
+            "port": distribution.port,
+        }
+        path = RUN_DIR / "booted.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        config = self.config
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        (RUN_DIR / "booted.json").unlink(missing_ok=True)
+        self.log("info", f"EMQX {VERSION} STAND-IN (emqx-cluster e2e tests, not EMQX) starting as {config.node_name}")
+        if config.cookie == emqx58.DEFAULT_COOKIE:
+            self.log("warning", "node.cookie is EMQX's public default")
+        try:
+            for listener in config.sockets:
+                if listener.name == "distribution":
+                    await self.bind(listener, self.handle_distribution)
+                    self.write_booted(listener)
+                    # The VM is up: mria opens the data dir, the dashboard app adds its admin.
+                    self.first_boot()
+                    self.load_membership()
+                elif listener.name.startswith("listener tcp:"):
+                    await self.bind(listener, await self.mqtt_handler(listener))
+                elif listener.name == "dashboard http":
+                    await self.bind(listener, self.handle_dashboard)
+                else:  # gen_rpc, ssl/ws/wss listeners, dashboard https: bound, not served
+                    await self.bind(listener, self.accept_and_close)
+        except StartError as exc:
+            self.log("error", str(exc))
+            self.shutdown()
+            return 1
+        self.status = "started"
+        self.log("info", f"EMQX {VERSION} is running now! (stand-in) members: {sorted(self.members)}")
+        announcing = asyncio.create_task(self.reannounce())
+        stop = asyncio.create_task(self.stopping.wait())
+        watch = asyncio.create_task(self.watch_mosquitto())
+        done, _ = await asyncio.wait({stop, watch}, return_when=asyncio.FIRST_COMPLETED)
+        announcing.cancel()
+        code = 0 if stop in done else 1
+        self.log("info" if code == 0 else "error", "stopping" if code == 0 else "the MQTT engine died")
+        self.shutdown()
+        return code
+
+    async def watch_mosquitto(self) -> None:
+        while self.mosquitto is None or self.mosquitto.poll() is None:
+            await asyncio.sleep(1)
+
+    def shutdown(self) -> None:
+        for server in self.servers:
+            server.close()
+        if self.mosquitto is not None and self.mosquitto.poll() is None:
+            self.mosquitto.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.mosquitto.wait(5)
+
+
+class StartError(Exception):
+    pass
+
+
+def _password_hash(password: str, salt: str) -> str:
+    return hashlib.sha256((salt + password).encode()).hexdigest()
+
+
+def _atom(node: str) -> str:
+    return f"'{node}'"
+
+
+# --- entry points ------------------------------------------------------------------------------
+
+
+def foreground() -> int:
+    try:
+        config = load_config(os.environ)
+    except ValueError as exc:
+        print(f"ERROR: the node cannot boot: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return asyncio.run(Node(config, Log(config.log_to_file)).run())
+
+
+def ctl(args: list[str]) -> int:
+    """`emqx ctl ...`: bin/emqx's checks (emqx58.cli_precheck), then the local node over distribution."""
+    env = dict(os.environ)
+    try:
+        booted = json.loads((RUN_DIR / "booted.json").read_text())
+        os.kill(int(booted["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        name = env.get("EMQX_NODE__NAME") or env.get("EMQX_NODE_NAME") or emqx58.DEFAULT_NODE_NAME
+        sys.stderr.write(f"ERROR: Node {name} is not running?\n")
+        return 1
+    node = emqx58.NodeConfig(
+        name=booted["name"], cookie=booted["cookie"], dashboard_username="", dashboard_password="", sockets=()
+    )
+    failure = emqx58.cli_precheck(env, node)
+    if failure is not None:
+        sys.stderr.write(failure.stderr)
+        return failure.rc
+    host = booted["host"] if booted["host"] not in ("0.0.0.0", "::") else node_host(node.name)
+    try:
+        result = asyncio.run(call(node.name, int(booted["port"]), node.cookie, {"op": "ctl", "args": args}, host))
+    except CallError:
+        sys.stderr.write(emqx58.not_responding_text(node.name))
+        return 1
+    sys.stdout.write(str(result["output"]))
+    return int(result["code"])
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["foreground"]:
+        return foreground()
+    if argv[:1] == ["ctl"]:
+        return ctl(argv[1:])
+    if argv[:1] == ["ping"]:
+        code = ctl(["status"])
+        return code
+    if argv[:1] == ["version"]:
+        print(VERSION)
+        return 0
+    print("usage: emqx foreground | ctl <command> | ping | version  (EMQX stand-in for the e2e tests)", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,221 @@
+"""The real Pulumi CLI, run the way users run it, on a snapshot of this project.
+
+Each :class:`PulumiProject` is a throwaway project directory holding the program's files (the
+working tree, or any commit via `git archive`), the repo's `.venv`, its own `PULUMI_HOME`, a
+`file://` state backend and a passphrase secrets provider: no network, no cloud account.
+Commands may run inside an e2e host's network namespace (`nsenter --net`), so the program's
+local host commands see that host's loopback, ports and `net.*` sysctls.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+TOOLCHAIN_SCRIPT = REPO / "scripts" / "e2e-toolchain"
+NAMESPACE = "emqx-cluster"
+# What a Pulumi project of this program consists of (tests, scripts and docs are not needed).
+PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "components", "docker")
+PASSPHRASE = "e2e-only-passphrase"
+
+
+class PulumiError(RuntimeError):
+    """A pulumi command failed; the message carries its output."""
+
+
+def toolchain_bin() -> Path | None:
+    """The built toolchain's bin dir, or None when the cache is cold (nothing is built here)."""
+    override = os.environ.get("EMQX_E2E_TOOLCHAIN_BIN")
+    if override:
+        return Path(override)
+    probe = subprocess.run(
+        [str(TOOLCHAIN_SCRIPT), "--print-dir"], capture_output=True, text=True, check=False, timeout=60
+    )
+    if probe.returncode != 0:
+        return None
+    return Path(probe.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class Result:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@dataclass
+class PulumiProject:
+    """One project dir with one stack; `netns` (a path under /var/run/netns) confines commands."""
+
+    directory: Path
+    bin_dir: Path
+    stack: str = "e2e"
+    netns: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    log: list[Result] = field(default_factory=list)
+
+    # ------------------------------------------------------------------------- set-up
+    @classmethod
+    def create(cls, directory: Path, bin_dir: Path, *, commit: str | None = None, **options: Any) -> PulumiProject:
+        """A project dir with the program as in the working tree, or as in `commit`."""
+        directory.mkdir(parents=True, exist_ok=True)
+        if commit is None:
+            for name in PROJECT_FILES:
+                source = REPO / name
+                if source.is_dir():
+                    shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    shutil.copy2(source, directory / name)
+        else:
+            archive = subprocess.run(
+                ["git", "-C", str(REPO), "archive", "--format=tar", commit, *PROJECT_FILES],
+                capture_output=True,
+                check=True,
+            ).stdout
+            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+                tar.extractall(directory, filter="data")
+        # The language host uses Pulumi.yaml's `virtualenv: .venv`: the repo's, already installed.
+        (directory / ".venv").symlink_to(REPO / ".venv")
+        for sub in ("state", "home"):
+            (directory / sub).mkdir(exist_ok=True)
+        return cls(directory=directory, bin_dir=bin_dir, **options)
+
+    def switch_to(self, commit: str | None) -> None:
+        """Replace the program's files with the working tree's or `commit`'s; state and stack stay."""
+        for name in PROJECT_FILES:
+            target = self.directory / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        fresh = PulumiProject.create(self.directory / ".switch", self.bin_dir, commit=commit)
+        for name in PROJECT_FILES:
+            (fresh.directory / name).rename(self.directory / name)
+        shutil.rmtree(fresh.directory)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PULUMI_HOME": str(self.directory / "home"),
+            "PULUMI_BACKEND_URL": f"file://{self.directory / 'state'}",
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_SKIP_CONFIRMATIONS": "true",
+            "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+            "NO_COLOR": "1",
+            **self.extra_env,
+        }
+        env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
+        return env
+
+    # ------------------------------------------------------------------------- running
+    def run(self, *args: str, check: bool = True, timeout: float = 900, stdin: str | None = None) -> Result:
+        argv = [str(self.bin_dir / "pulumi"), *args, "--non-interactive", "--color", "never"]
+        if self.netns is not None:
+            argv = ["nsenter", f"--net={self.netns}", *argv]
+        started = time.monotonic()
+        done = subprocess.run(
+            argv,
+            cwd=self.directory,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        result = Result(argv, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+        self.log.append(result)
+        if check and done.returncode != 0:
+            raise PulumiError(f"`pulumi {' '.join(args)}` exited {done.returncode}:\n{result.output[-12000:]}")
+        return result
+
+    def init_stack(self, config: Mapping[str, Any], secrets: Mapping[str, str] | None = None) -> None:
+        """Create the stack with `config` (keys without namespace) and `secrets` (set --secret)."""
+        self.run("login", f"file://{self.directory / 'state'}")
+        self.run("stack", "init", self.stack, "--secrets-provider", "passphrase")
+        self.set_config(config)
+        for key, value in (secrets or {}).items():
+            self.run("config", "set", "--stack", self.stack, "--secret", f"{NAMESPACE}:{key}", stdin=value)
+
+    def set_config(self, config: Mapping[str, Any]) -> None:
+        """Write plain keys into Pulumi.<stack>.yaml (keeps the encryption salt and secrets)."""
+        path = self.directory / f"Pulumi.{self.stack}.yaml"
+        document = yaml.safe_load(path.read_text()) if path.exists() else {}
+        document = document or {}
+        values = document.setdefault("config", {})
+        for key, value in config.items():
+            name = f"{NAMESPACE}:{key}"
+            if value is None:
+                values.pop(name, None)
+            else:
+                values[name] = value
+        path.write_text(yaml.safe_dump(document, sort_keys=True))
+
+    def preview(self, *extra: str) -> dict[str, Any]:
+        """`pulumi preview --json`: steps and change summary."""
+        result = self.run("preview", "--stack", self.stack, "--json", *extra)
+        return dict(json.loads(result.stdout))
+
+    def up(self, *extra: str, timeout: float = 1800) -> Result:
+        return self.run("up", "--stack", self.stack, "--yes", "--skip-preview", *extra, timeout=timeout)
+
+    def destroy(self, *extra: str) -> Result:
+        return self.run("destroy", "--stack", self.stack, "--yes", "--skip-preview", *extra, timeout=1800)
+
+    def outputs(self) -> dict[str, Any]:
+        result = self.run("stack", "output", "--stack", self.stack, "--json", "--show-secrets")
+        return dict(json.loads(result.stdout))
+
+    def export(self) -> dict[str, Any]:
+        return dict(json.loads(self.run("stack", "export", "--stack", self.stack).stdout))
+
+    def resources(self) -> list[dict[str, Any]]:
+        return list(self.export()["deployment"].get("resources", []))
+
+    def resource(self, name: str, type_: str | None = None) -> dict[str, Any]:
+        matches = [
+            r
+            for r in self.resources()
+            if r["urn"].rsplit("::", 1)[-1] == name and (type_ is None or r["type"] == type_)
+        ]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources named {name!r}")
+        return matches[0]
+
+
+def step_ops(preview: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Resource name -> every op `pulumi preview --json` plans for it (same, update, replace, ...)."""
+    ops: dict[str, list[str]] = {}
+    for step in preview.get("steps", []):
+        name = str(step["urn"]).rsplit("::", 1)[-1]
+        ops.setdefault(name, []).append(str(step["op"]))
+    return ops
+
+
+def changed(preview: Mapping[str, Any], ignore: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Names whose steps are anything but `same` (and not in `ignore`)."""
+    return {
+        name: ops for name, ops in step_ops(preview).items() if name not in ignore and any(op != "same" for op in ops)
+    }

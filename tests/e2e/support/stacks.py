@@ -1,0 +1,95 @@
+"""Stack configs for the e2e host: the dev and prod stacks as users set them, fitted to these machines.
+
+Fitted, not changed: `fs.*` sysctls are global (not per network namespace), so they are left
+alone (`null`); the machine's hard nofile limit is 20000, so the containers' limits stay below
+it; data dir and sysctl drop-in live in the test's temp dir, because the host shares the
+machine's filesystem.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.support.host import E2eHost
+from tests.integration.lb_stack import mqtt_connect_packet, recv_up_to
+
+BROKER_NOFILE = 16384
+LB_WORKER_CONNECTIONS = 4096  # nofile 2 x 4096 + 1024 = 9216
+CONNACK_OK = b"\x20\x02\x00\x00"
+GLOBAL_SYSCTLS_LEFT_ALONE = {"fs.file-max": None, "fs.nr_open": None}
+
+
+def host_paths(root: Path) -> dict[str, Any]:
+    return {
+        "dataDir": str(root / "data"),
+        "sysctlDropIn": str(root / "sysctl.d" / "60-emqx-cluster.conf"),
+        "sysctls": GLOBAL_SYSCTLS_LEFT_ALONE,
+        "brokerNofileLimit": BROKER_NOFILE,
+        "lbWorkerConnections": LB_WORKER_CONNECTIONS,
+        # Short grace periods keep the suite fast; the value reaching Docker is what is tested.
+        "brokerStopGraceSeconds": 10,
+        "lbStopGraceSeconds": 5,
+        "joinTimeoutSeconds": 120,
+    }
+
+
+def dev_like(host: E2eHost, root: Path, **overrides: Any) -> dict[str, Any]:
+    """Pulumi.dev.yaml on the e2e host: local engine socket, commands run in its namespace."""
+    return {
+        "nodes": 3,
+        "waves": 2,
+        "emqxRepository": "emqx/emqx",
+        "emqxVersion": "5.8.6",
+        "dockerHost": host.docker_host,
+        "advertiseAddress": "127.0.0.1",
+        "lbPort": 8884,
+        # The dev stack listens on 127.0.0.1; here clients come from the machine over the veth.
+        "lbListenAddress": "0.0.0.0",
+        "publicHostname": host.address,
+        "tlsMode": "self-signed",
+        "tlsDnsNames": ["localhost"],
+        **host_paths(root),
+        **overrides,
+    }
+
+
+def prod_like(host: E2eHost, root: Path, **overrides: Any) -> dict[str, Any]:
+    """Pulumi.prod.yaml on the e2e host: Docker over ssh://, commands over SSH with sudo -n."""
+    assert host.ssh is not None
+    return {
+        "nodes": 2,
+        "waves": 2,
+        "emqxRepository": "emqx/emqx",
+        "emqxVersion": "5.8.6",
+        "dockerHost": host.ssh_docker_host,
+        "sshHost": host.address,
+        "sshPort": host.ssh.port,
+        "sshUser": host.ssh.user,
+        "sshHostKey": host.host_public_key,
+        "hostUseSudo": True,
+        "advertiseAddress": host.address,
+        "lbPort": 8883,
+        "lbListenAddress": host.address,
+        "publicHostname": "mqtt.e2e.internal",
+        "tlsMode": "provided",
+        "purgeData": True,
+        **host_paths(root),
+        **overrides,
+    }
+
+
+def lb_answers(address: str, port: int, context: ssl.SSLContext, server_name: str) -> bool:
+    """One TLS connection through Nginx gets an accepting CONNACK from some live node."""
+    try:
+        with (
+            socket.create_connection((address, port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=server_name) as tls,
+        ):
+            tls.settimeout(5)
+            tls.sendall(mqtt_connect_packet("e2e-probe"))
+            return bool(recv_up_to(tls, 4) == CONNACK_OK)
+    except (OSError, ssl.SSLError):
+        return False

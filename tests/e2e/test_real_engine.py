@@ -1,0 +1,296 @@
+"""The first real `pulumi up`: the real engine and providers against a real Docker engine.
+
+One dev-like stack lives through the module in the order a user's stack would (new stack,
+deploy, no-op, scale up, upgrade, a crash, scale down, a port conflict, destroy), then a
+prod-like stack goes over SSH. The Pulumi CLI of the dev stack runs inside the e2e host's
+network namespace, like a deployer on the Docker host itself; the prod stack's deployer is the
+machine, reaching the host over SSH. Assertions come from `pulumi stack export`,
+`pulumi preview --json`, `docker inspect` and MQTT clients.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import trustme
+
+from tests.e2e.support.cluster_probe import (
+    RolloutWatch,
+    client_context,
+    cluster_status,
+    container_names,
+    health,
+    most_allowed_down,
+    proxied_sources,
+    round_trip,
+    wait_until,
+)
+from tests.e2e.support.host import E2eHost
+from tests.e2e.support.images import StandInImages, ensure_images
+from tests.e2e.support.pulumi_cli import PulumiProject, changed, step_ops, toolchain_bin
+from tests.e2e.support.stacks import dev_like, lb_answers, prod_like
+
+pytestmark = pytest.mark.e2e
+
+WATCHED_SYSCTLS = ("net.core.somaxconn", "net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports")
+
+
+@pytest.fixture(scope="module")
+def bin_dir() -> Path:
+    found = toolchain_bin()
+    if found is None:
+        pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def dev(
+    bin_dir: Path, e2e_host_session: E2eHost, standin_images: StandInImages, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PulumiProject]:
+    root = tmp_path_factory.mktemp("dev-stack")
+    project = PulumiProject.create(root / "project", bin_dir, stack="dev", netns=e2e_host_session.netns_path)
+    project.init_stack(dev_like(e2e_host_session, root))
+    yield project
+    if project.resources():
+        project.destroy()
+
+
+def sysctls(host: E2eHost) -> dict[str, str]:
+    script = "; ".join(f"cat /proc/sys/{key.replace('.', '/')}" for key in WATCHED_SYSCTLS)
+    lines = host.run_in_ns(script).stdout.splitlines()
+    return dict(zip(WATCHED_SYSCTLS, (" ".join(line.split()) for line in lines), strict=True))
+
+
+def container_ids(host: E2eHost, names: list[str]) -> dict[str, str]:
+    out = host.docker("inspect", "--format", "{{.Name}} {{.Id}}", *names).stdout
+    return {name.lstrip("/"): cid for name, cid in (line.split() for line in out.splitlines())}
+
+
+def nodes_of(count: int) -> list[str]:
+    return [f"emqx{i}" for i in range(1, count + 1)]
+
+
+def node_names(count: int, address: str = "127.0.0.1") -> list[str]:
+    return [f"emqx{i}@{address}" for i in range(1, count + 1)]
+
+
+class State:
+    """What earlier steps of the module learnt, for later ones."""
+
+    sysctls_before: ClassVar[dict[str, str]] = {}
+    ids_at_three: ClassVar[dict[str, str]] = {}
+
+
+def test_1_preview_of_a_new_stack_plans_every_resource(dev: PulumiProject, e2e_host_session: E2eHost) -> None:
+    State.sysctls_before = sysctls(e2e_host_session)
+    preview = dev.preview()
+    ops = step_ops(preview)
+    assert all(op == ["create"] for op in ops.values()), ops
+    for name in ("emqx1", "emqx2", "emqx3", "emqx-lb", "emqx-broker-image-build", "emqx-host-sysctls"):
+        assert name in ops, sorted(ops)
+    assert preview["changeSummary"]["create"] == len(ops)
+
+
+def test_2_up_deploys_a_healthy_cluster_behind_nginx(dev: PulumiProject, e2e_host_session: E2eHost) -> None:
+    host = e2e_host_session
+    result = dev.up()
+    print(f"pulumi up (3 nodes, 2 waves): {result.seconds:.1f}s")
+    assert health(host, *nodes_of(3), "emqx-lb") == dict.fromkeys([*nodes_of(3), "emqx-lb"], "healthy") | {
+        "emqx-lb": "running"
+    }
+    assert cluster_status(host, "emqx1") == {"running_nodes": node_names(3), "stopped_nodes": []}
+    outputs = dev.outputs()
+    assert outputs["endpoint"] == f"{host.address}:8884"
+    context = client_context(outputs["tlsCertificate"])
+    round_trip(host.address, 8884, context)
+    # Nginx passes the client's own address in the PROXY header: the machine's end of the veth.
+    sources = {source for node in nodes_of(3) for source in proxied_sources(host, node)}
+    assert sources == {host.gateway}, sources
+    # The dashboard password is a secret in state, the cookie never leaves it in plain text.
+    text = str(dev.export())
+    assert outputs["dashboardPassword"] not in text
+    State.ids_at_three = container_ids(host, nodes_of(3))
+
+
+def test_3_up_again_changes_nothing(dev: PulumiProject) -> None:
+    """No perpetual diff: every resource reads back as declared."""
+    preview = dev.preview("--diff")
+    assert changed(preview) == {}, changed(preview)
+    result = dev.up("--expect-no-changes")
+    print(f"no-op pulumi up: {result.seconds:.1f}s")
+
+
+def test_4_scale_up_adds_a_node_and_touches_no_existing_container(
+    dev: PulumiProject, e2e_host_session: E2eHost
+) -> None:
+    host = e2e_host_session
+    dev.set_config({"nodes": 4})
+    preview = dev.preview()
+    diff = changed(preview)
+    # What the README promises: the new node's dirs, container and membership; the LB (its
+    # upstream list); the host tuning and preflight (new ports); the gates re-check.
+    assert {name for name, ops in diff.items() if ops == ["create"]} == {"emqx4", "emqx4-dirs", "emqx4-membership"}
+    for name in nodes_of(3):
+        assert name not in diff, diff
+    dev.up()
+    assert container_ids(host, nodes_of(3)) == State.ids_at_three
+    assert cluster_status(host, "emqx1") == {"running_nodes": node_names(4), "stopped_nodes": []}
+
+
+def test_5_upgrade_replaces_nodes_wave_by_wave(dev: PulumiProject, e2e_host_session: E2eHost) -> None:
+    host = e2e_host_session
+    context = client_context(dev.outputs()["tlsCertificate"])
+    dev.set_config({"emqxVersion": "5.8.7"})
+    with RolloutWatch(host, nodes_of(4), lambda: lb_answers(host.address, 8884, context, host.address)) as watch:
+        result = dev.up()
+    print(f"rolling upgrade of 4 nodes in 2 waves: {result.seconds:.1f}s, {len(watch.samples)} samples")
+    assert len(watch.samples) > 10
+    assert 0 < watch.most_down_at_once <= most_allowed_down(4, 2), watch.samples
+    assert watch.lb_failures == 0
+    for name, cid in container_ids(host, nodes_of(3)).items():
+        assert cid != State.ids_at_three[name]
+    versions = {node: host.docker("exec", node, "/opt/emqx/bin/emqx", "ctl", "status").stdout for node in nodes_of(4)}
+    assert all("5.8.7 is started" in text for text in versions.values()), versions
+    assert cluster_status(host, "emqx1") == {"running_nodes": node_names(4), "stopped_nodes": []}
+
+
+def test_6_a_killed_node_is_restarted_by_docker_and_rejoins(dev: PulumiProject, e2e_host_session: E2eHost) -> None:
+    host = e2e_host_session
+    before = host.docker("inspect", "--format", "{{.RestartCount}}", "emqx3").stdout.strip()
+    host.docker("kill", "emqx3")
+    wait_until(
+        lambda: host.docker("inspect", "--format", "{{.RestartCount}}", "emqx3").stdout.strip() != before,
+        "docker to restart emqx3",
+    )
+    wait_until(lambda: health(host, "emqx3")["emqx3"] == "healthy", "emqx3 healthy again")
+    wait_until(
+        lambda: cluster_status(host, "emqx1") == {"running_nodes": node_names(4), "stopped_nodes": []},
+        "emqx3 back in the cluster",
+    )
+
+
+def test_7_scale_down_leaves_the_cluster_before_the_container_goes(
+    dev: PulumiProject, e2e_host_session: E2eHost
+) -> None:
+    host = e2e_host_session
+    dev.set_config({"nodes": 3})
+    result = dev.up()
+    assert "emqx4" not in container_names(host)
+    assert cluster_status(host, "emqx1") == {"running_nodes": node_names(3), "stopped_nodes": []}
+    # The membership's delete ran `cluster leave` (its output is in the update's log) while the
+    # container still answered: a stopped node would have been listed as stopped, not gone.
+    assert "emqx4@127.0.0.1 left the cluster" in result.output, result.output
+
+
+def test_10_a_taken_port_fails_preflight_with_its_message(dev: PulumiProject, e2e_host_session: E2eHost) -> None:
+    host = e2e_host_session
+    port = 61004  # node 4's MQTT port (mqttPortBase + 3)
+    holder = subprocess.Popen(
+        host.nsenter_argv(
+            sys.executable,
+            "-c",
+            f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); time.sleep(300)",
+        )
+    )
+    try:
+        wait_until(lambda: host.run_in_ns(f"grep -qi ':{port:04X} ' /proc/net/tcp").returncode == 0, "port held")
+        dev.set_config({"nodes": 4})
+        failed = dev.run("up", "--stack", dev.stack, "--yes", "--skip-preview", check=False, timeout=900)
+    finally:
+        holder.kill()
+        holder.wait()
+        dev.set_config({"nodes": 3})
+    assert failed.returncode != 0
+    assert f"port {port} (mqtt of emqx4) is already in use on this host" in failed.output, failed.output
+    assert "emqx4" not in container_names(host)
+
+
+def test_9_destroy_removes_containers_and_image_restores_sysctls_keeps_data(
+    dev: PulumiProject, e2e_host_session: E2eHost, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    host = e2e_host_session
+    dev.up()  # back to the 3-node state after the refused scale-up
+    result = dev.destroy()
+    assert container_names(host) == []
+    assert container_names(host, "io.emqx-cluster.role") == []
+    assert host.docker("image", "inspect", "emqx-cluster/emqx:5.8.7", check=False).returncode != 0
+    assert sysctls(host) == State.sysctls_before
+    data_dir = Path(dev.directory.parent / "data")
+    for node in nodes_of(3):
+        assert (data_dir / node / "data").is_dir(), f"{node}'s data dir must survive destroy (purgeData false)"
+    assert "kept" in result.output
+    assert dev.resources() == []
+
+
+# --------------------------------------------------------------------------- prod over SSH
+
+
+@pytest.fixture(scope="module")
+def ssh_client_bin(e2e_host_session: E2eHost, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An `ssh` first on PATH that uses the deploy key and the host's known key, as a user's
+    ~/.ssh/config would: the docker provider runs `ssh ... docker system dial-stdio`."""
+    assert e2e_host_session.ssh is not None
+    directory = tmp_path_factory.mktemp("ssh-bin")
+    wrapper = directory / "ssh"
+    ssh = shutil.which("ssh") or "/usr/bin/ssh"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"exec {ssh} -i {e2e_host_session.ssh.key_file} -o IdentitiesOnly=yes "
+        f"-o UserKnownHostsFile={e2e_host_session.ssh.known_hosts_file} -o StrictHostKeyChecking=yes "
+        '-o BatchMode=yes "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return directory
+
+
+def test_8_prod_like_stack_over_ssh_up_update_destroy(
+    bin_dir: Path,
+    e2e_host_session: E2eHost,
+    ssh_client_bin: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    host = e2e_host_session
+    assert host.ssh is not None
+    ensure_images(host)  # the dev stack's destroy removed the nginx image it pulled "from the registry"
+    root = tmp_path_factory.mktemp("prod-stack")
+    authority = trustme.CA()
+    issued = authority.issue_cert("mqtt.e2e.internal")
+    secrets: dict[str, Any] = {
+        "tlsCertificate": "".join(blob.bytes().decode() for blob in issued.cert_chain_pems),
+        "tlsPrivateKey": issued.private_key_pem.bytes().decode(),
+        "sshPrivateKey": host.ssh.private_key_pem,
+    }
+    prod = PulumiProject.create(
+        root / "project",
+        bin_dir,
+        stack="prod",
+        extra_env={"PATH": f"{ssh_client_bin}:{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
+    prod.init_stack(prod_like(host, root), secrets)
+    try:
+        prod.up()
+        assert health(host, "emqx1", "emqx2") == {"emqx1": "healthy", "emqx2": "healthy"}
+        address = host.address
+        assert cluster_status(host, "emqx1") == {"running_nodes": node_names(2, address), "stopped_nodes": []}
+        context = client_context(authority.cert_pem.bytes().decode())
+        assert lb_answers(address, 8883, context, "mqtt.e2e.internal")
+        text = str(prod.export())
+        for secret in secrets.values():
+            assert secret not in text
+        # An update: a load-balancer setting replaces Nginx only.
+        prod.set_config({"lbMaxFails": 3})
+        diff = changed(prod.preview())
+        assert set(diff) <= {"emqx-lb", "emqx-lb-image"}, diff
+        prod.up()
+        assert lb_answers(address, 8883, context, "mqtt.e2e.internal")
+    finally:
+        prod.destroy()
+    assert container_names(host) == []
+    for node in ("emqx1", "emqx2"):
+        assert not (root / "data" / node).exists(), f"purgeData: true must remove {node}'s dirs"
