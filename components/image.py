@@ -1,25 +1,43 @@
-"""BrokerImage: the EMQX broker image, built locally from docker/emqx and never pushed."""
+"""BrokerImage: the EMQX broker image, built locally from docker/emqx and never pushed.
+
+`docker.RemoteImage` with a `build` block (the Terraform docker provider's `docker_image`):
+the provider builds it with the engine's own builder, reads it back by name, and on delete
+removes that name unless `keep_locally` (terraform-provider-docker v4.5.0,
+resource_docker_image_funcs.go: resourceDockerImageCreate -> buildImage, removeImage). The tag
+carries a digest of the build context, so an edited file under docker/emqx makes a new image
+with a new name (`name` is ForceNew): the nodes roll onto it wave by wave, and the old image is
+removed once the update has moved every node off it (replacements delete after they create).
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
 
-from components.hostexec import HostAccess
-from components.render.host_scripts import image_removal_script
-
 BUILD_CONTEXT = "docker/emqx"  # relative to the project dir, Pulumi's working directory
+CONTEXT_DIGEST_LENGTH = 12
+
+
+def context_digest(context: Path) -> str:
+    """A digest of every file's relative path, mode and bytes under `context` (build inputs)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(context).as_posix()}\0{path.stat().st_mode & 0o777:o}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:CONTEXT_DIGEST_LENGTH]
 
 
 @dataclass(frozen=True)
 class BrokerImageArgs:
     base_image: str  # official EMQX image, e.g. emqx/emqx:5.8.6
+    repository: str  # local repository, e.g. emqx-cluster/emqx
+    version: str  # EMQX version, the first part of the tag
     platform: str  # the Docker host's, e.g. linux/amd64
-    image_name: str  # local tag, e.g. emqx-cluster/emqx:5.8.6
     keep_image: bool
-    host: HostAccess
     provider: docker.Provider
 
 
@@ -30,36 +48,21 @@ class BrokerImage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BrokerImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("emqx-cluster:index:BrokerImage", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        image = docker.Image(
+        self.image_name = f"{args.repository}:{args.version}-{context_digest(Path(BUILD_CONTEXT))}"
+        image = docker.RemoteImage(
             f"{name}-build",
-            image_name=args.image_name,
-            build=docker.DockerBuildArgs(
+            name=self.image_name,
+            build=docker.RemoteImageBuildArgs(
                 context=BUILD_CONTEXT,
-                dockerfile=f"{BUILD_CONTEXT}/Dockerfile",
-                args={"EMQX_BASE_IMAGE": args.base_image},
-                # Without it the build takes the deployer's architecture (pulumi-docker's
-                # DockerBuild.platform defaults to GOOS/GOARCH): an arm64 laptop would build arm64
-                # images for an amd64 host.
+                dockerfile="Dockerfile",  # relative to the context
+                build_args={"EMQX_BASE_IMAGE": args.base_image},
+                # Without it the build takes the deployer's architecture (GOOS/GOARCH): an
+                # arm64 laptop would build arm64 images for an amd64 host.
                 platform=args.platform,
             ),
-            # Local only: no registry is involved. The provider hashes the build context, so
-            # an edited file under docker/emqx triggers a rebuild.
-            skip_push=True,
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(provider=args.provider)),
+            keep_locally=args.keep_image,
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
         )
-        # For a local image repo_digest is the image ID (sha256:...), unique per build: using it
-        # as the containers' image makes a rebuild roll the nodes, a plain tag would not.
-        self.image_id = image.repo_digest
-        # docker.Image never deletes the tag it built; this command does, on destroy and when a
-        # rebuild makes the old ID unused (the old command is deleted after the nodes moved on).
-        args.host.command(
-            f"{name}-removal",
-            create=self.image_id.apply(lambda image_id: f"echo 'broker image {args.image_name} is {image_id}'\n"),
-            delete=self.image_id.apply(
-                lambda image_id: image_removal_script(image_id, args.image_name, args.keep_image)
-            ),
-            triggers=[self.image_id],
-            opts=child,
-        )
-        self.register_outputs({"imageId": self.image_id})
+        # The image ID (sha256:...): the containers reference it, so a rebuild rolls the nodes.
+        self.image_id = image.image_id
+        self.register_outputs({"imageName": self.image_name, "imageId": self.image_id})

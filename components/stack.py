@@ -92,10 +92,10 @@ class EmqxCluster(pulumi.ComponentResource):
             f"{name}-broker-image",
             BrokerImageArgs(
                 base_image=config.broker_image_base,
+                repository=f"emqx-cluster/{config.emqx_repository.split('/')[-1]}",
+                version=config.emqx_version,
                 platform=config.image_platform,
-                image_name=f"emqx-cluster/{config.emqx_repository.split('/')[-1]}:{config.emqx_version}",
                 keep_image=config.keep_image,
-                host=host,
                 provider=provider,
             ),
             opts=child,
@@ -130,8 +130,8 @@ class EmqxCluster(pulumi.ComponentResource):
         # registrations have completed, so `depends_on` alone orders the steps; the image of a
         # later wave is additionally derived from the previous gate's ID (stable across
         # updates), so its new value cannot even exist before that gate has run.
-        # The image component too: on destroy its removal command then runs after the containers
-        # are gone (deletes go in reverse dependency order), so `docker image rm` can succeed.
+        # The image component too: deletes go in reverse dependency order, so on destroy the
+        # image is removed after the containers that use it.
         gate_deps: list[pulumi.Resource] = [*tuning_deps, preflight, image]
         wave_image: pulumi.Output[str] = image.image_id
         cluster: ClusterFormation | None = None

@@ -211,14 +211,3 @@ def node_dirs_delete_script(host_dir: str, node_name: str, purge: bool, containe
         "Set emqx-cluster:purgeData true before destroy to remove it."
     )
     return f"echo {shlex.quote(message)}\n"
-
-
-def image_removal_script(image_id: str, image_name: str, keep: bool) -> str:
-    """Remove a built broker image once nothing uses it (on destroy, or when a rebuild replaces it)."""
-    if keep:
-        return f"echo {shlex.quote(f'kept image {image_name} ({image_id}): keepImage is true')}\n"
-    return (
-        f"if docker image rm {shlex.quote(image_id)} >/dev/null 2>&1; then "
-        f"echo {shlex.quote(f'removed image {image_name} ({image_id})')}; "
-        f"else echo {shlex.quote(f'image {image_name} ({image_id}) not removed: still in use or already gone')}; fi\n"
-    )

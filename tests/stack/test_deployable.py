@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections import Counter
+from pathlib import Path
 
 import pulumi
 import pytest
 
 from components.broker import HEALTHCHECK
 from components.config import NAMESPACE, ConfigError
-from components.image import BUILD_CONTEXT
+from components.image import BUILD_CONTEXT, context_digest
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
 from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, erlang_address, hocon_string
 from components.render.host_scripts import as_root, preflight_script, sysctl_apply_script
@@ -19,7 +21,7 @@ from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_ng
 from components.stack import host_sysctls, nofile_claims, port_claims
 from tests.stack.conftest import Deployments, ProdSecrets, StackCase
 from tests.stack.dag import RolloutGraph
-from tests.stack.harness import PROJECT_DIR, ProgramRun, run_program
+from tests.stack.harness import PROJECT_DIR, ProgramRun, Recorded, run_program
 from tests.stack.views import (
     CONTAINER,
     LB_CONTAINER,
@@ -55,7 +57,6 @@ def host_command_names(case: StackCase) -> set[str]:
     return {
         "emqx-host-sysctls",
         "emqx-preflight-check",
-        "emqx-broker-image-removal",
         *(f"emqx{i}-dirs" for i in range(1, nodes + 1)),
         *(f"emqx{i}-membership" for i in range(2, nodes + 1)),
         *(f"wave{k}-verify" for k in range(1, wave_count(case) + 1)),
@@ -72,11 +73,10 @@ def test_resource_types_and_counts(any_run: ProgramRun, case: StackCase) -> None
     expected = Counter(
         {
             "pulumi:providers:docker": 1,
-            "docker:index/image:Image": 1,
             CONTAINER: nodes + 1,  # the brokers and the load balancer
-            "docker:index/remoteImage:RemoteImage": 1,
-            # host tuning, preflight, image removal, N dirs, N-1 memberships, one verify per wave
-            command_type(case.stack): 3 + nodes + (nodes - 1) + 2,
+            "docker:index/remoteImage:RemoteImage": 2,  # the built broker image and nginx
+            # host tuning, preflight, N dirs, N-1 memberships, one verify per wave
+            command_type(case.stack): 2 + nodes + (nodes - 1) + 2,
             "random:index/randomPassword:RandomPassword": 2,  # cookie and dashboard password
             **{f"emqx-cluster:index:{component}": 1 for component in COMPONENTS},
         }
@@ -103,27 +103,44 @@ def test_every_docker_resource_uses_the_configured_host(any_run: ProgramRun, cas
     assert {r.name: r.provider for r in docker_resources} == {r.name: provider.urn for r in docker_resources}
 
 
+def broker_image(run: ProgramRun) -> Recorded:
+    return run.named("emqx-broker-image-build")
+
+
 def test_broker_image_is_built_locally_from_the_official_base(any_run: ProgramRun, case: StackCase) -> None:
-    (image,) = any_run.of_type("docker:index/image:Image")
+    image = broker_image(any_run)
+    assert image.type == "docker:index/remoteImage:RemoteImage"
     base = f"{case.setting('emqxRepository')}:{case.setting('emqxVersion')}"
-    assert image.inputs["skipPush"] is True
     assert image.inputs["build"]["context"] == BUILD_CONTEXT == "docker/emqx"
-    assert image.inputs["build"]["args"] == {"EMQX_BASE_IMAGE": base}
-    assert image.inputs["imageName"].endswith(f":{case.setting('emqxVersion')}")
+    assert image.inputs["build"]["buildArgs"] == {"EMQX_BASE_IMAGE": base}
+    # The tag names the version and the build context's digest: an edited file is a new image.
+    assert (
+        image.inputs["name"]
+        == f"emqx-cluster/emqx:{case.setting('emqxVersion')}-{context_digest(PROJECT_DIR / BUILD_CONTEXT)}"
+    )
+    assert image.inputs["keepLocally"] is case.parsed().keep_image
     # Pulumi runs the program in the project dir: the context and Dockerfile must be there, and
     # the Dockerfile must build FROM the build arg, or the configured version would be ignored.
-    dockerfile = PROJECT_DIR / image.inputs["build"]["dockerfile"]
-    assert (PROJECT_DIR / BUILD_CONTEXT).is_dir() and dockerfile.is_file()
+    dockerfile = PROJECT_DIR / BUILD_CONTEXT / image.inputs["build"]["dockerfile"]
+    assert dockerfile.is_file()
     text = dockerfile.read_text()
     assert re.search(r"^ARG EMQX_BASE_IMAGE\b", text, re.M)
     assert re.search(r"^FROM \$\{EMQX_BASE_IMAGE\}\s*$", text, re.M)
 
 
+def test_an_edited_build_context_file_names_a_new_image(tmp_path: Path) -> None:
+    context = tmp_path / "emqx"
+    shutil.copytree(PROJECT_DIR / BUILD_CONTEXT, context)
+    before = context_digest(context)
+    assert before == context_digest(PROJECT_DIR / BUILD_CONTEXT)
+    (context / "emqx-cluster-healthcheck").write_text((context / "emqx-cluster-healthcheck").read_text() + "\n")
+    assert context_digest(context) != before
+
+
 def test_broker_image_is_built_for_the_configured_platform(deployments: Deployments, case: StackCase) -> None:
     """Not the deployer's: an arm64 laptop must still build amd64 images for an amd64 host."""
-    (image,) = deployments.run(case).of_type("docker:index/image:Image")
-    assert image.inputs["build"]["platform"] == "linux/amd64"
-    (arm,) = deployments.run(case.with_config(imagePlatform="linux/arm64")).of_type("docker:index/image:Image")
+    assert broker_image(deployments.run(case)).inputs["build"]["platform"] == "linux/amd64"
+    arm = broker_image(deployments.run(case.with_config(imagePlatform="linux/arm64")))
     assert arm.inputs["build"]["platform"] == "linux/arm64"
 
 
@@ -195,7 +212,7 @@ def test_host_commands_run_where_the_stack_says(any_run: ProgramRun, case: Stack
     # hostUseSudo: every script runs through `sudo -n` (in preview, scripts holding a not yet
     # known image or container ID are unknown).
     scripts = {c.name: c.inputs["create"] for c in commands if isinstance(c.inputs["create"], str)}
-    pinned = {"emqx-broker-image-removal"} | {c.name for c in commands if c.name.endswith(("-membership", "-verify"))}
+    pinned = {c.name for c in commands if c.name.endswith(("-membership", "-verify"))}
     assert set(scripts) >= {c.name for c in commands} - pinned
     assert all(script.startswith("sudo -n sh -c ") for script in scripts.values()), scripts.keys()
 

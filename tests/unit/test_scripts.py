@@ -22,7 +22,6 @@ from components.render.cluster_scripts import join_script, leave_script, verify_
 from components.render.host_scripts import (
     PortClaim,
     as_root,
-    image_removal_script,
     node_dirs_delete_script,
     node_dirs_script,
     preflight_script,
@@ -76,8 +75,6 @@ def all_scripts(config: StackConfig, plan: ClusterPlan) -> dict[str, str]:
         "node-dirs": node_dirs_script(node.host_dir),
         "node-dirs-delete-keep": node_dirs_delete_script(node.host_dir, node.node_name, False, node.container_name),
         "node-dirs-delete-purge": node_dirs_delete_script(node.host_dir, node.node_name, True, node.container_name),
-        "image-removal": image_removal_script("sha256:" + "a" * 64, "emqx-cluster/emqx:5.8.6", keep=False),
-        "image-keep": image_removal_script("sha256:" + "a" * 64, "emqx-cluster/emqx:5.8.6", keep=True),
         "join": join_script(node.container_name, node.node_name, seed.node_name, config.join_timeout_seconds),
         "leave": leave_script(node.container_name, node.node_name, seed.container_name),
         "verify": verify_script(seed.container_name, names, config.join_timeout_seconds, "wave 1"),

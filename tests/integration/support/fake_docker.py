@@ -103,8 +103,6 @@ def empty_state() -> dict[str, Any]:
         "containers": {},
         "external_nodes": {},
         "clusters": [],
-        "images": None,
-        "removed_images": [],
         "calls": [],
     }
 
@@ -601,34 +599,6 @@ def _cmd_ps(state: dict[str, Any], args: list[str], res: Result) -> None:
             )
 
 
-def _cmd_image_rm(state: dict[str, Any], args: list[str], res: Result) -> None:
-    force = "-f" in args or "--force" in args
-    refs = [a for a in args if not a.startswith("-")]
-    if not refs:
-        res.err('"docker image rm" requires at least 1 argument.')
-        res.rc = 1
-        return
-    images: list[str] | None = state.get("images")
-    for ref in refs:
-        if images is not None:
-            if ref not in images:
-                res.err(f"Error response from daemon: No such image: {ref}")
-                res.rc = 1
-                continue
-            users = [c for c in state["containers"].values() if c["image"] == ref]
-            if users and not force:
-                res.err(
-                    f'Error response from daemon: conflict: unable to remove repository reference "{ref}" '
-                    f"(must force) - container {users[0]['id'][:12]} is using its referenced image "
-                    f"{hashlib.sha256(ref.encode()).hexdigest()[:12]}"
-                )
-                res.rc = 1
-                continue
-            images.remove(ref)
-        state["removed_images"].append(ref)
-        res.out(f"Untagged: {ref}")
-
-
 def _cmd_start_stop(state: dict[str, Any], verb: str, args: list[str], res: Result) -> None:
     refs = [a for a in args if not a.startswith("-")]
     for ref in refs:
@@ -678,8 +648,6 @@ def dispatch(state: dict[str, Any], argv: list[str], res: Result) -> None:
         _cmd_ps(state, rest, res)
     elif cmd == "info":
         _cmd_info(rest, res)
-    elif cmd == "rmi" or (cmd == "image" and rest[:1] in (["rm"], ["remove"])):
-        _cmd_image_rm(state, rest if cmd == "rmi" else rest[1:], res)
     elif cmd in ("start", "stop", "restart"):
         _cmd_start_stop(state, cmd, rest, res)
     else:
@@ -910,11 +878,6 @@ class FakeDocker:
         with locked_state(self.state_path) as state:
             state["daemon_down"] = down
 
-    def track_images(self, refs: Sequence[str]) -> None:
-        """Enable image bookkeeping: `image rm` of anything else then fails with No such image."""
-        with locked_state(self.state_path) as state:
-            state["images"] = list(refs)
-
     # -- inspection ----------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
@@ -962,10 +925,6 @@ class FakeDocker:
     def ctl_calls(self, container: str | None = None) -> list[Call]:
         """`emqx ctl` invocations, optionally only those into `container`."""
         return [c for c in self.calls() if c.ctl_args and (container is None or c.exec_container == container)]
-
-    def removed_images(self) -> list[str]:
-        """Refs passed to a successful `docker image rm`/`rmi`, in order."""
-        return list(self.state()["removed_images"])
 
     def clear_calls(self) -> None:
         """Forget the call log (e.g. after arranging a scenario through the CLI)."""
