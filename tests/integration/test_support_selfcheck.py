@@ -167,7 +167,7 @@ def test_fake_docker_ps_info_and_system_python(cluster3: FakeDocker) -> None:
         text=True,
     )
     assert via_system.stdout == "Node 'emqx1@127.0.0.1' 5.8.6 is started\n", via_system.stderr
-    assert [c.argv[0] for c in cluster3.calls()] == ["ps", "ps", "info", "image", "info", "exec"]
+    assert [c.argv[0] for c in cluster3.calls()] == ["ps", "ps", "info", "info", "exec"]
 
 
 # ----------------------------------------------------------------------------------- sshd
