@@ -59,6 +59,14 @@ class BrokerImage(pulumi.ComponentResource):
                 # Without it the build takes the deployer's architecture (GOOS/GOARCH): an
                 # arm64 laptop would build arm64 images for an amd64 host.
                 platform=args.platform,
+                # The buildx path builds through a Docker CLI initialised from the deployer's
+                # environment (DOCKER_HOST or /var/run/docker.sock), not the provider's host
+                # (terraform-provider-docker v4.5.0, docker_cli.go createAndInitDockerCli,
+                # docker_buildx_build.go): with an ssh:// or non-default socket it builds on the
+                # wrong engine, or fails ("Cannot connect to the Docker daemon", seen with the
+                # real provider in tests/e2e). The legacy path calls ImageBuild on the provider's
+                # own client (BuildKit session included where the engine supports it).
+                use_legacy_builder=True,
             ),
             keep_locally=args.keep_image,
             opts=pulumi.ResourceOptions(parent=self, provider=args.provider),

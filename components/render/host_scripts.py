@@ -39,12 +39,21 @@ def sysctl_apply_script(settings: Mapping[str, str], drop_in: str) -> str:
         f"drop_in={shlex.quote(drop_in)}",
         f"saved={shlex.quote(saved)}",
         # Refuse, before saving or writing anything, keys this kernel does not have (e.g. a
-        # conntrack key without its module): restore could not put them back either.
+        # conntrack key without its module) and keys it will not let us write (global keys such
+        # as net.core.rmem_default are read-only in a network namespace other than the initial
+        # one, e.g. a container host; found by the e2e tier): nothing is half applied.
         "missing=''",
-        *(f'[ -e {shlex.quote(_proc_path(key))} ] || missing="$missing {key}"' for key in settings),
-        'if [ -n "$missing" ]; then',
-        '  echo "sysctl keys not available on this host:$missing (load the module, or set them to null in'
-        ' emqx-cluster:sysctls)" >&2',
+        "readonly=''",
+        *(
+            f'if [ ! -e {path} ]; then missing="$missing {key}"; '
+            f'elif [ ! -w {path} ]; then readonly="$readonly {key}"; fi'
+            for key, path in ((key, shlex.quote(_proc_path(key))) for key in settings)
+        ),
+        'if [ -n "$missing$readonly" ]; then',
+        '  [ -z "$missing" ] || echo "sysctl keys not available on this host:$missing (load the module, or set'
+        ' them to null in emqx-cluster:sysctls)" >&2',
+        '  [ -z "$readonly" ] || echo "sysctl keys read-only on this host:$readonly (not settable from this'
+        ' network namespace: set them to null in emqx-cluster:sysctls)" >&2',
         "  exit 1",
         "fi",
         'mkdir -p "$(dirname "$drop_in")"',

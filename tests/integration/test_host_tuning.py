@@ -215,6 +215,28 @@ def test_a_key_this_kernel_lacks_is_refused_before_anything_is_saved(
     assert netns.sysctl("net.core.somaxconn") == somaxconn
 
 
+def test_keys_read_only_in_this_namespace_are_refused_before_anything_is_saved(
+    netns: NetNamespace, sysctl_scope: SysctlScope, tmp_path: Path
+) -> None:
+    """The default drop-in in a namespace whose global keys are read-only (a container host):
+    refused by name, nothing saved, nothing written (found by the real engine in tests/e2e)."""
+    read_only = sorted(key for key, why in sysctl_scope.host_global.items() if why.startswith("read-only"))
+    if not read_only:
+        pytest.skip("no EMQX tuning key is read-only in a network namespace on this kernel")
+    absent = [key for key, why in sysctl_scope.host_global.items() if not why.startswith("read-only")]
+    stack = declare(throwaway_config(tmp_path, nodes=3, sysctls=dict.fromkeys(absent)))
+    drop_in = Path(stack.stack_config().sysctl_drop_in)
+    somaxconn = netns.sysctl("net.core.somaxconn")
+
+    result = netns.run(stack.commands["emqx-host-sysctls"].script("create"))
+
+    assert result.returncode == 1
+    assert "sysctl keys read-only on this host:" in result.stderr
+    assert all(key in result.stderr for key in read_only), result.stderr
+    assert not drop_in.exists() and not drop_in.with_name(drop_in.name + ".before").exists()
+    assert netns.sysctl("net.core.somaxconn") == somaxconn
+
+
 def test_default_settings_including_host_global_keys_run_against_a_stand_in_proc_sys(tmp_path: Path) -> None:
     """The full default drop-in, run for real, but with /proc/sys replaced in a private mount namespace.
 

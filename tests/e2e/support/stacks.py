@@ -1,7 +1,6 @@
 """Stack configs for the e2e host: the dev and prod stacks as users set them, fitted to these machines.
 
-Fitted, not changed: `fs.*` sysctls are global (not per network namespace), so they are left
-alone (`null`); the machine's hard nofile limit is 20000, so the containers' limits stay below
+Fitted, not changed: sysctls that are not per network namespace are left alone (`null`); the machine's hard nofile limit is 20000, so the containers' limits stay below
 it; data dir and sysctl drop-in live in the test's temp dir, because the host shares the
 machine's filesystem.
 """
@@ -19,7 +18,20 @@ from tests.integration.lb_stack import mqtt_connect_packet, recv_up_to
 BROKER_NOFILE = 16384
 LB_WORKER_CONNECTIONS = 4096  # nofile 2 x 4096 + 1024 = 9216
 CONNACK_OK = b"\x20\x02\x00\x00"
-GLOBAL_SYSCTLS_LEFT_ALONE = {"fs.file-max": None, "fs.nr_open": None}
+# Global, not per network namespace: fs.*, net.core.netdev_max_backlog (absent in a namespace
+# other than the initial one) and the net.core socket buffer limits (read-only there). The
+# program's apply refuses each by name; a user on such a host sets them to null, as here.
+GLOBAL_SYSCTLS_LEFT_ALONE = dict.fromkeys(
+    (
+        "fs.file-max",
+        "fs.nr_open",
+        "net.core.netdev_max_backlog",
+        "net.core.rmem_default",
+        "net.core.wmem_default",
+        "net.core.rmem_max",
+        "net.core.wmem_max",
+    )
+)
 
 
 def host_paths(root: Path) -> dict[str, Any]:
