@@ -88,8 +88,11 @@ def sysctl_restore_script(drop_in: str) -> str:
                 "    key=${line%%=*}",
                 "    value=${line#*=}",
                 '    path="/proc/sys/$(printf %s "$key" | tr . /)"',
-                '    if [ -e "$path" ]; then printf \'%s\\n\' "$value" > "$path"; '
-                'else echo "skipped $key: not on this host any more" >&2; fi',
+                # Absent or read-only here (e.g. saved by an apply that then refused it): we can
+                # never have changed it, so there is nothing to put back.
+                '    if [ ! -e "$path" ]; then echo "skipped $key: not on this host any more" >&2; '
+                'elif [ ! -w "$path" ]; then echo "skipped $key: read-only on this host" >&2; '
+                'else printf \'%s\\n\' "$value" > "$path"; fi',
                 '  done < "$saved"',
                 "fi",
                 'rm -f "$drop_in" "$drop_in.tmp" "$saved"',
