@@ -8,12 +8,10 @@ path, files in a temp dir), so the tests run the very text the container gets.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
-import jinja2
 
 from components.config import StackConfig
 from components.plan import ClusterPlan
+from components.render.templating import render
 
 # Mozilla "intermediate" TLS 1.2 suites without DHE; TLS 1.3 suites are OpenSSL's defaults.
 MODERN_CIPHERS = ":".join(
@@ -38,14 +36,6 @@ BALANCING_DIRECTIVES = {
     "random": "random two least_conn",
     "hash_client_address": "hash $remote_addr consistent",
 }
-
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
 
 
 @dataclass(frozen=True)
@@ -139,4 +129,4 @@ def nginx_settings(config: StackConfig, plan: ClusterPlan) -> NginxSettings:
 
 def render_nginx_conf(settings: NginxSettings, runtime: NginxRuntime = CONTAINER_RUNTIME) -> str:
     """Render nginx.conf text: one `stream` server terminating TLS, PROXY protocol upstream."""
-    return _TEMPLATES.get_template("nginx.conf.j2").render(settings=settings, runtime=runtime)
+    return render("nginx.conf.j2", settings=settings, runtime=runtime)

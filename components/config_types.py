@@ -1,0 +1,351 @@
+"""The kinds of value an `emqx-cluster:*` key can hold, each defined once with its check.
+
+In the style of data-safe-haven's `types/annotated_types.py`: a pydantic v2 `Annotated` type per
+kind of value (a port, a unicast IPv4 address, an nginx duration, a PEM key, ...), so the model in
+:mod:`components.config` only annotates its fields and a check is never written twice.
+
+Every check raises ``ValueError("allowed: ...")``: ``config._describe`` prints that text after
+``emqx-cluster:<key> = <value>: `` (secrets: ``(hidden: secret)``), so the text says what is
+allowed and never repeats a secret value. Pure Python: no Pulumi import.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
+
+
+def is_ipv4(value: str) -> bool:
+    """Whether `value` is a dotted-quad IPv4 address (host names and IPv6 are not)."""
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------- numbers
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _port_range(value: str) -> str:
+    parts = value.split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValueError("allowed: two port numbers 'LOW HIGH', e.g. '1024 60999'")
+    low, high = (int(p) for p in parts)
+    if not 1024 <= low < high <= 65535:
+        raise ValueError("allowed: 1024 <= LOW < HIGH <= 65535")
+    return f"{low} {high}"
+
+
+# `net.ipv4.ip_local_port_range` as the kernel writes it: 'LOW HIGH', normalised to one space.
+PortRange = Annotated[str, AfterValidator(_port_range)]
+
+
+# ------------------------------------------------------------------------ names, addresses
+
+HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def _hostname_or_ipv4(allowed: str) -> AfterValidator:
+    """One check for 'a DNS name or an IPv4 address'; `allowed` words it for the key's use."""
+
+    def check(value: str) -> str:
+        if not (is_ipv4(value) or HOSTNAME.match(value)):
+            raise ValueError(f"allowed: {allowed}")
+        return value
+
+    return AfterValidator(check)
+
+
+# A host the deployer reaches (SSH).
+Hostname = Annotated[str, _hostname_or_ipv4("an IPv4 address or a DNS name")]
+# The host name clients put in their connection string.
+PublicHostname = Annotated[str, _hostname_or_ipv4("the DNS name or IPv4 address clients connect to")]
+
+
+def _dns_names(value: list[str]) -> list[str]:
+    # One check over the whole list, so the refusal shows the list as the user wrote it.
+    if not value or any(not HOSTNAME.match(name) for name in value):
+        raise ValueError("allowed: a non-empty list of DNS names for the self-signed certificate")
+    return value
+
+
+DnsNames = Annotated[list[str], AfterValidator(_dns_names)]
+
+
+def _unicast_ipv4(value: str) -> str:
+    # EMQX node names must be long names (name@IP or name@FQDN), and every node also binds
+    # its listeners to this address as `ip:port`, which EMQX only takes with an IP: so an
+    # IPv4 address of this host, never a wildcard (clients could then bypass Nginx).
+    if is_ipv4(value):
+        address = ipaddress.IPv4Address(value)
+        if not (address.is_unspecified or address.is_multicast or value == "255.255.255.255"):
+            return value
+    raise ValueError("allowed: a unicast IPv4 address of the Docker host (nodes bind and advertise it)")
+
+
+UnicastIPv4 = Annotated[str, AfterValidator(_unicast_ipv4)]
+
+
+def _ipv4_listen_address(value: str) -> str:
+    if not is_ipv4(value):
+        raise ValueError("allowed: an IPv4 address to listen on, e.g. 0.0.0.0")
+    return value
+
+
+IPv4ListenAddress = Annotated[str, AfterValidator(_ipv4_listen_address)]
+
+
+def _posix_user(value: str) -> str:
+    if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", value):
+        raise ValueError("allowed: a POSIX user name (lower case letters, digits, _ and -)")
+    return value
+
+
+PosixUser = Annotated[str, AfterValidator(_posix_user)]
+
+SSH_DOCKER_HOST = re.compile(r"^ssh://([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+def _docker_host(value: str) -> str:
+    if value.startswith("unix:///") or SSH_DOCKER_HOST.match(value):
+        return value
+    raise ValueError("allowed: unix:///path/to/docker.sock or ssh://user@host[:port]")
+
+
+# The Docker engine: a local socket, or `ssh://` (the docker provider then uses the ssh client).
+DockerHost = Annotated[str, AfterValidator(_docker_host)]
+
+
+# ------------------------------------------------------------------------------- paths
+
+
+def _absolute_path(value: str) -> str:
+    if not re.match(r"^/[A-Za-z0-9._/-]*$", value) or "/../" in f"{value}/" or value.strip("/") == "":
+        raise ValueError("allowed: an absolute path of letters, digits, '.', '_', '-' and '/' (not '/', no '..')")
+    return value.rstrip("/")
+
+
+# A host directory the stack creates and may delete: never `/`, never climbing out with `..`.
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+
+
+def _sysctl_drop_in(value: str) -> str:
+    # The script replaces this file and destroy deletes it, as root: only a drop-in of ours.
+    if not re.match(r"^(/[A-Za-z0-9._-]+)+/[0-9]{2}-[A-Za-z0-9._-]+\.conf$", value) or "/../" in value:
+        raise ValueError("allowed: an absolute path to a sysctl.d drop-in named NN-name.conf")
+    return value
+
+
+SysctlDropInPath = Annotated[str, AfterValidator(_sysctl_drop_in)]
+
+
+# ------------------------------------------------------------------------------ images
+
+DOCKER_REF_PART = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
+DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# Docker platforms the broker image can be built for (`docker build --platform`).
+IMAGE_PLATFORM = re.compile(r"^linux/(amd64|arm64|arm/v7|arm/v6|386|ppc64le|s390x|riscv64)$")
+
+
+def _docker_repository(value: str) -> str:
+    if value not in ("emqx/emqx", "emqx/emqx-enterprise") and not DOCKER_REF_PART.match(value):
+        raise ValueError("allowed: an image repository such as emqx/emqx or emqx/emqx-enterprise")
+    return value
+
+
+DockerRepository = Annotated[str, AfterValidator(_docker_repository)]
+
+
+def _docker_tag(value: str) -> str:
+    if not DOCKER_TAG.match(value):
+        raise ValueError("allowed: a Docker image tag such as 1.27 or 1.27-alpine")
+    return value
+
+
+DockerTag = Annotated[str, AfterValidator(_docker_tag)]
+
+
+def _emqx_version(value: str) -> str:
+    if not re.match(r"^5\.\d+(\.\d+)?([-.][A-Za-z0-9.]+)?$", value):
+        raise ValueError("allowed: an EMQX 5.x image tag such as 5.8.6 (this program configures EMQX 5)")
+    return value
+
+
+# A tag of the EMQX image; only 5.x, whose config and CLI this program writes.
+EmqxVersion = Annotated[str, AfterValidator(_emqx_version)]
+
+
+def _image_platform(value: str) -> str:
+    if not IMAGE_PLATFORM.match(value):
+        raise ValueError("allowed: the Docker host's platform, e.g. linux/amd64 or linux/arm64")
+    return value
+
+
+ImagePlatform = Annotated[str, AfterValidator(_image_platform)]
+
+
+# ------------------------------------------------------------------------------- nginx
+
+NGINX_DURATION = re.compile(r"^\d+(ms|s|m|h)?$")
+LOAD_BALANCING = ("round_robin", "least_conn", "random", "hash_client_address")
+
+
+def _nginx_duration(value: str) -> str:
+    if not NGINX_DURATION.match(value) or int(re.sub(r"\D", "", value)) == 0:
+        raise ValueError("allowed: a positive nginx duration such as 500ms, 10s, 1m")
+    return value
+
+
+NginxDuration = Annotated[str, AfterValidator(_nginx_duration)]
+
+
+def _balancing_method(value: str) -> str:
+    if value not in LOAD_BALANCING:
+        raise ValueError(f"allowed: one of {', '.join(LOAD_BALANCING)}")
+    return value
+
+
+# A string check, not a Literal, so the refusal lists the methods in the README's words.
+BalancingMethod = Annotated[str, AfterValidator(_balancing_method)]
+
+
+# --------------------------------------------------------------------------------- TLS
+
+TlsMode = Literal["self-signed", "provided"]
+
+
+def _pem_certificate(value: SecretStr) -> SecretStr:
+    if "-----BEGIN CERTIFICATE-----" not in value.get_secret_value():
+        raise ValueError("allowed: a PEM certificate chain (-----BEGIN CERTIFICATE-----); value not shown")
+    return value
+
+
+PemCertificate = Annotated[SecretStr, AfterValidator(_pem_certificate)]
+
+
+def _pem_private_key(value: SecretStr) -> SecretStr:
+    if not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", value.get_secret_value()):
+        raise ValueError("allowed: a PEM private key (-----BEGIN ... PRIVATE KEY-----); value not shown")
+    return value
+
+
+# The TLS key of Nginx and the SSH key of the deployer alike.
+PemPrivateKey = Annotated[SecretStr, AfterValidator(_pem_private_key)]
+
+
+# ----------------------------------------------------------------------------- sysctls
+
+SYSCTL_KEY = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$")
+SYSCTL_VALUE = re.compile(r"^[0-9A-Za-z ._:,/-]*$")
+# Keys the port plan owns: set from `ipLocalPortRange` and the plan's reserved ports.
+PLAN_OWNED_SYSCTLS = ("net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports")
+
+
+def _sysctl_numbers(value: Any) -> Any:
+    # YAML `net.core.somaxconn: 32768` reaches us as a JSON number: take it as its text.
+    if isinstance(value, Mapping):
+        return {
+            key: str(setting) if isinstance(setting, int | float) and not isinstance(setting, bool) else setting
+            for key, setting in value.items()
+        }
+    return value
+
+
+def _sysctl_map(value: dict[str, str | None]) -> dict[str, str | None]:
+    # Keys and values are written into a script run as root: a strict alphabet, no shell syntax.
+    for key, setting in value.items():
+        if not SYSCTL_KEY.match(key):
+            raise ValueError(f"key {key!r}: allowed: a sysctl name such as net.core.somaxconn")
+        if key in PLAN_OWNED_SYSCTLS:
+            raise ValueError(
+                f"key {key!r}: allowed: any sysctl except {', '.join(PLAN_OWNED_SYSCTLS)}, "
+                "which the port plan sets (use emqx-cluster:ipLocalPortRange)"
+            )
+        if setting is not None and (not SYSCTL_VALUE.match(str(setting)) or str(setting).strip() == ""):
+            raise ValueError(
+                f"key {key!r} value {setting!r}: allowed: digits, letters, spaces and . _ : , / - "
+                "(or null to leave the key alone)"
+            )
+    return {key: None if setting is None else str(setting) for key, setting in value.items()}
+
+
+# `key: value` overrides of the tuning values; `key: null` leaves that key alone.
+SysctlMap = Annotated[dict[str, str | None], BeforeValidator(_sysctl_numbers), AfterValidator(_sysctl_map)]
+
+
+# ----------------------------------------------------------------------------- secrets
+
+# The cookie goes into EMQX_NODE__COOKIE as a bare HOCON token. bin/emqx (v5.8.6, "Resolve Erlang
+# cookie") compares that variable RAW with the cookie the running node booted with, which it
+# reads back from the HOCON-parsed config with the double quotes stripped; any difference makes
+# every `emqx ctl` (health check, join, leave, verify) die with "EMQX_NODE__COOKIE is different
+# from the cookie used by <node>". So only values HOCON keeps unchanged as an unquoted string:
+# a leading letter (a leading digit is lexed as a number) and no quote, `#`, `:`, `$` or space.
+ERLANG_COOKIE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{15,254}$")
+EMQX_DEFAULT_COOKIE = "emqxsecretcookie"  # bin/emqx EMQX_DEFAULT_ERLANG_COOKIE
+
+
+def _erlang_cookie(value: SecretStr) -> SecretStr:
+    cookie = value.get_secret_value()
+    if cookie == EMQX_DEFAULT_COOKIE:
+        raise ValueError(f"allowed: any cookie but EMQX's public default {EMQX_DEFAULT_COOKIE!r}; value not shown")
+    if not ERLANG_COOKIE.match(cookie):
+        raise ValueError(
+            "allowed: 16 to 255 characters from A-Z a-z 0-9 _ -, starting with a letter "
+            "(EMQX compares the cookie as written with its HOCON-parsed value); value not shown"
+        )
+    return value
+
+
+ErlangCookie = Annotated[SecretStr, AfterValidator(_erlang_cookie)]
+
+# The dashboard password rule of EMQX 5.8 (apps/emqx_dashboard/src/emqx_dashboard_admin.erl,
+# legal_password/2 and is_mixed_password/3): 8 to 64 ASCII characters from at least two of the
+# groups letters, digits, specials. EMQX 5.8.6 does not apply it to `dashboard.default_password`
+# at first boot (add_default_user/2 calls do_add_user/4 directly), but every later change
+# (`emqx ctl admins passwd`, the API, the dashboard) must pass it: the stack's password meets the
+# rule an operator will be held to, and is never one EMQX itself would refuse.
+DASHBOARD_PASSWORD_GROUPS = (
+    "0123456789",
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "!@#$%^&*()_+-=[]{}\"|;':,./<>?`~ ",
+)
+
+
+def _dashboard_password(value: SecretStr) -> SecretStr:
+    password = value.get_secret_value()
+    if not 8 <= len(password) <= 64 or not password.isascii():
+        raise ValueError("allowed: 8 to 64 ASCII characters (EMQX's dashboard password rule); value not shown")
+    if sum(any(char in group for char in password) for group in DASHBOARD_PASSWORD_GROUPS) < 2:
+        raise ValueError(
+            "allowed: at least two kinds of characters from letters, digits and specials "
+            "(EMQX's dashboard password rule); value not shown"
+        )
+    return value
+
+
+DashboardPassword = Annotated[SecretStr, AfterValidator(_dashboard_password)]
+
+
+# ---------------------------------------------------------------------- docker logging
+
+SIZE = re.compile(r"^\d+[kmg]$")
+
+
+def _size(value: str) -> str:
+    if not SIZE.match(value) or int(value[:-1]) == 0:
+        raise ValueError("allowed: a positive size with unit k, m or g, e.g. 50m")
+    return value
+
+
+# A Docker log-driver size such as `50m` (json-file `max-size`).
+Size = Annotated[str, AfterValidator(_size)]
