@@ -3,11 +3,11 @@
 import pulumi
 
 from components.config import ConfigError
-from components.stack import EmqxCluster
-from components.stack_config import load_stack_config
+from components.config_loader import load_stack_config
+from components.emqx_cluster import EmqxCluster
 
 try:
-    cluster = EmqxCluster("emqx", load_stack_config())
+    cluster = EmqxCluster(load_stack_config())
 except ConfigError as error:
     # RunError: the engine prints the message alone, with "a clean exit rather than the usual
     # verbose unhandled error logic" (pulumi/errors.py), not a Python traceback.

@@ -28,7 +28,13 @@ class HostAccess:
     docker_host: str
 
     @classmethod
-    def from_config(cls, config: StackConfig) -> HostAccess:
+    def from_config(cls, config: StackConfig, warn_on: pulumi.Resource | None = None) -> HostAccess:
+        if config.runs_remotely and config.ssh_host_key is None:
+            pulumi.log.warn(
+                "emqx-cluster:sshHostKey is unset: host commands will not verify the SSH host key; "
+                "set it (e.g. from `ssh-keyscan`) to rule out a man in the middle",
+                warn_on,
+            )
         connection = None
         if config.ssh_host is not None:
             key = config.ssh_private_key

@@ -1,4 +1,9 @@
-"""LoadBalancer: the official nginx image on the host network, with the rendered stream config."""
+"""LoadBalancer: the official nginx image on the host network, with the rendered stream config.
+
+Creates `emqx-lb-image` (the nginx image; an image already on the host is used as is, never
+pulled: terraform-provider-docker v4.5.0 resource_docker_image_funcs.go findImage looks locally
+first) and `emqx-lb` (the container, with nginx.conf, certificate and key as uploads).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components.plan import LB_CONTAINER_NAME
+from components import names
 from components.render.nginx import CONTAINER_RUNTIME
 
 
@@ -34,18 +39,30 @@ class LoadBalancer(pulumi.ComponentResource):
     """
 
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("emqx-cluster:index:LoadBalancer", name, None, opts)
+        # First deployed under the container's own name (emqx-lb): the alias keeps its URN and,
+        # through it, its children's.
+        super().__init__(
+            "emqx-cluster:index:LoadBalancer",
+            name,
+            None,
+            pulumi.ResourceOptions.merge(
+                opts,
+                pulumi.ResourceOptions(
+                    aliases=[pulumi.Alias(name=names.LB_CONTAINER, parent=opts.parent if opts else None)]
+                ),
+            ),
+        )
         child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(args.after))
         image = docker.RemoteImage(
-            f"{name}-image",
+            f"{names.LB_CONTAINER}-image",
             name=args.image,
             keep_locally=args.keep_image,
             opts=child,
         )
         runtime = CONTAINER_RUNTIME
         self.container = docker.Container(
-            name,
-            name=LB_CONTAINER_NAME,
+            names.LB_CONTAINER,
+            name=names.LB_CONTAINER,
             image=image.image_id,
             network_mode="host",
             restart="always",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from components import names
 from components.config import NAMESPACE, ConfigError, StackConfig
 
 # Erlang distribution and cluster RPC ports: 4370 + N and 5370 + N, N = trailing digits of the
@@ -21,7 +22,6 @@ RPC_PORT_BASE = 5370
 
 BROKER_DATA_DIR = "/opt/emqx/data"
 BROKER_LOG_DIR = "/opt/emqx/log"
-LB_CONTAINER_NAME = "emqx-lb"
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,8 @@ def plan_cluster(config: StackConfig) -> ClusterPlan:
     nodes = tuple(
         NodePlan(
             index=index,
-            short_name=f"emqx{index}",
-            node_name=f"emqx{index}@{config.advertise_address}",
+            short_name=names.node_short_name(index),
+            node_name=names.node_name(index, config.advertise_address),
             address=config.advertise_address,
             ports=NodePorts(
                 mqtt=config.mqtt_port_base + index - 1,
@@ -120,7 +120,7 @@ def plan_cluster(config: StackConfig) -> ClusterPlan:
                 distribution=DISTRIBUTION_PORT_BASE + index,
                 rpc=RPC_PORT_BASE + index,
             ),
-            host_dir=f"{config.data_dir}/emqx{index}",
+            host_dir=f"{config.data_dir}/{names.node_short_name(index)}",
             # Round-robin waves (odd/even for two): each wave is spread over the index range, so
             # the seed's wave never holds more than ceil(N / waves) nodes.
             wave=(index - 1) % wave_count + 1,

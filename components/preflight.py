@@ -1,4 +1,9 @@
-"""Preflight: fail before any broker exists when the host cannot take the deployment."""
+"""Preflight: fail before any broker exists when the host cannot take the deployment.
+
+Creates one host command, `<name>-check`, run on create and on every update (the plan may
+have changed): Docker answers, every planned port is free (or held by its own container), the
+containers' nofile limits fit the Docker daemon's, the data dir is writable.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,32 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components import names
+from components.config import NAMESPACE, StackConfig
 from components.hostexec import HostAccess
+from components.plan import ClusterPlan
 from components.render.host_scripts import NofileClaim, PortClaim, preflight_script
+from components.render.nginx import nginx_settings
+
+
+def port_claims(plan: ClusterPlan) -> list[PortClaim]:
+    claims = [
+        PortClaim(port=port, owner=node.container_name, role=role)
+        for node in plan.nodes
+        for role, port in node.ports.as_dict().items()
+    ]
+    return [*claims, PortClaim(port=plan.lb_port, owner=names.LB_CONTAINER, role="TLS listener")]
+
+
+def nofile_claims(config: StackConfig, plan: ClusterPlan) -> list[NofileClaim]:
+    return [
+        NofileClaim(config.broker_nofile_limit, "the brokers", f"{NAMESPACE}:brokerNofileLimit"),
+        NofileClaim(
+            nginx_settings(config, plan).worker_rlimit_nofile,
+            "the load balancer (2 x lbWorkerConnections + 1024)",
+            f"{NAMESPACE}:lbWorkerConnections",
+        ),
+    ]
 
 
 @dataclass(frozen=True)
@@ -20,7 +49,7 @@ class PreflightArgs:
 
 
 class Preflight(pulumi.ComponentResource):
-    """Checks Docker, every planned port, the containers' nofile limits and the data dir; runs again whenever the plan changes."""
+    """Checks Docker, every planned port, the containers' nofile limits and the data dir."""
 
     def __init__(self, name: str, args: PreflightArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("emqx-cluster:index:Preflight", name, None, opts)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from google.protobuf import json_format
 from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.sync_await import _sync_await
@@ -72,6 +73,7 @@ class Recorded:
     replace_on_changes: list[str]
     ignore_changes: list[str]
     additional_secret_outputs: list[str]
+    aliases: list[dict[str, Any]]  # alias specs as sent (the engine resolves them against state)
 
 
 @dataclass
@@ -182,6 +184,7 @@ class _RecordingMonitor(mocks.MockMonitor):
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     replace_on_changes=list(request.replaceOnChanges),
                     ignore_changes=list(request.ignoreChanges),
+                    aliases=[json_format.MessageToDict(alias) for alias in request.aliases],
                 )
             )
         return response

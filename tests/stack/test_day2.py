@@ -158,3 +158,21 @@ def test_gates_are_updated_in_place_so_later_waves_keep_their_image(any_run: Pro
             assert gate.inputs["update"] == gate.inputs["create"]
         assert not gate.inputs.get("delete")
         assert "connection" not in gate.ignore_changes
+
+
+# --------------------------------------------------------------------------- the first layout's URNs
+
+
+def test_moved_and_renamed_components_carry_aliases_to_their_first_urns(any_run: ProgramRun) -> None:
+    """Stacks deployed with the first layout (BrokerNodes and ClusterFormation side by side, the
+    load balancer named like its container) keep every URN: the engine follows these aliases,
+    and children inherit their parent's (proven with the real engine in tests/e2e)."""
+    top = any_run.named("emqx")
+    brokers = any_run.named("emqx-brokers")
+    formation = any_run.named("emqx-cluster")
+    load_balancer = next(r for r in any_run.resources if r.type == "emqx-cluster:index:LoadBalancer")
+    assert brokers.aliases == [{"spec": {"type": "emqx-cluster:index:BrokerNodes", "parentUrn": top.urn}}]
+    assert formation.parent == brokers.urn
+    assert formation.aliases == [{"spec": {"parentUrn": top.urn}}]
+    assert load_balancer.name == "emqx-load-balancer"
+    assert load_balancer.aliases == [{"spec": {"name": "emqx-lb", "parentUrn": top.urn}}]

@@ -11,14 +11,15 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from components.broker import HEALTHCHECK
+from components.broker_cluster import HEALTHCHECK
+from components.broker_image import BUILD_CONTEXT, context_digest
 from components.config import NAMESPACE, ConfigError
-from components.image import BUILD_CONTEXT, context_digest
+from components.host_tuning import host_sysctls
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
+from components.preflight import nofile_claims, port_claims
 from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, erlang_address, hocon_string
 from components.render.host_scripts import as_root, preflight_script, sysctl_apply_script
 from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
-from components.stack import host_sysctls, nofile_claims, port_claims
 from tests.stack.conftest import Deployments, ProdSecrets, StackCase
 from tests.stack.dag import RolloutGraph
 from tests.stack.harness import PROJECT_DIR, ProgramRun, Recorded, run_program
@@ -41,7 +42,7 @@ COMPONENTS = (
     "HostTuning",
     "Preflight",
     "BrokerImage",
-    "BrokerNodes",
+    "BrokerCluster",
     "ClusterFormation",
     "LoadBalancer",
 )

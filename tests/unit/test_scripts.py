@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from components.config import StackConfig
-from components.plan import LB_CONTAINER_NAME, ClusterPlan
+from components.names import LB_CONTAINER
+from components.plan import ClusterPlan
 from components.render.cluster_scripts import join_script, leave_script, verify_script
 from components.render.host_scripts import (
     PortClaim,
@@ -33,7 +34,8 @@ from tests.unit.stackfiles import stack_raw, validate
 with warnings.catch_warnings():
     # pulumi_command warns about its own deprecated CopyFile resource on import; not ours.
     warnings.simplefilter("ignore", DeprecationWarning)
-    from components.stack import host_sysctls, port_claims
+    from components.host_tuning import host_sysctls
+    from components.preflight import port_claims
 
 SH = "/bin/sh"
 
@@ -156,7 +158,7 @@ def test_preflight_checks_every_planned_port_with_its_owner(dev: tuple[StackConf
         for role, port in node.ports.as_dict().items():
             assert f"if listening {port} && ! running {node.container_name}; then" in script
             assert f"port {port} ({role} of {node.container_name})" in script
-    assert f"if listening {plan.lb_port} && ! running {LB_CONTAINER_NAME}; then" in script
+    assert f"if listening {plan.lb_port} && ! running {LB_CONTAINER}; then" in script
     assert script.count("if listening ") == len(plan.all_ports())
     assert config.data_dir in script
 

@@ -1,4 +1,4 @@
-"""Reads the `emqx-cluster:*` stack config from Pulumi and validates it (the only Pulumi-aware step)."""
+"""Reads the `emqx-cluster:*` stack config from Pulumi and validates it (the only Pulumi-aware config step)."""
 
 from __future__ import annotations
 

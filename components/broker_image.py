@@ -18,6 +18,8 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
+from components import names
+
 BUILD_CONTEXT = "docker/emqx"  # relative to the project dir, Pulumi's working directory
 CONTEXT_DIGEST_LENGTH = 12
 
@@ -34,7 +36,7 @@ def context_digest(context: Path) -> str:
 @dataclass(frozen=True)
 class BrokerImageArgs:
     base_image: str  # official EMQX image, e.g. emqx/emqx:5.8.6
-    repository: str  # local repository, e.g. emqx-cluster/emqx
+    emqx_repository: str  # the official repository, e.g. emqx/emqx
     version: str  # EMQX version, the first part of the tag
     platform: str  # the Docker host's, e.g. linux/amd64
     keep_image: bool
@@ -48,7 +50,9 @@ class BrokerImage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BrokerImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("emqx-cluster:index:BrokerImage", name, None, opts)
-        self.image_name = f"{args.repository}:{args.version}-{context_digest(Path(BUILD_CONTEXT))}"
+        self.image_name = names.broker_image_tag(
+            args.emqx_repository, args.version, context_digest(Path(BUILD_CONTEXT))
+        )
         image = docker.RemoteImage(
             f"{name}-build",
             name=self.image_name,

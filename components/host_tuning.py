@@ -1,4 +1,8 @@
-"""HostTuning: kernel settings on the Docker host, as a sysctl.d drop-in applied at once."""
+"""HostTuning: kernel settings on the Docker host, as a sysctl.d drop-in applied at once.
+
+Creates one host command, `<name>-sysctls`: apply (saving the values found first) on create and
+update, restore those values and remove the drop-in on delete.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,20 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components import names
+from components.config import StackConfig
 from components.hostexec import HostAccess
+from components.plan import ClusterPlan
 from components.render.host_scripts import sysctl_apply_script, sysctl_restore_script
+
+
+def host_sysctls(config: StackConfig, plan: ClusterPlan) -> dict[str, str]:
+    """EMQX's tuning values, the user's overrides, and the plan's ephemeral-port settings."""
+    settings = config.sysctl_settings()
+    settings["net.ipv4.ip_local_port_range"] = plan.port_range_sysctl
+    if plan.reserved_ports:
+        settings["net.ipv4.ip_local_reserved_ports"] = plan.reserved_ports_sysctl
+    return settings
 
 
 @dataclass(frozen=True)
@@ -34,3 +50,11 @@ class HostTuning(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         self.register_outputs({"dropIn": args.drop_in, "settings": dict(args.settings)})
+
+
+def host_tuning(config: StackConfig, plan: ClusterPlan, host: HostAccess, parent: pulumi.Resource) -> list[HostTuning]:
+    """The stack's host tuning, or none when `manageSysctls` is false."""
+    if not config.manage_sysctls:
+        return []
+    args = HostTuningArgs(settings=host_sysctls(config, plan), drop_in=config.sysctl_drop_in, host=host)
+    return [HostTuning(names.resource("host"), args, opts=pulumi.ResourceOptions(parent=parent))]

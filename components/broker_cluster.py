@@ -1,0 +1,245 @@
+"""BrokerCluster: the N EMQX nodes, wave by wave, formed into one verified cluster.
+
+Creates, all inside `__init__`:
+- per node: `<node>-dirs` (host dirs, owned by the image's user), `<node>` (the container on the
+  host network), and, for every node but the seed, `<node>-membership` (join the seed on create
+  and update, `cluster leave` on delete);
+- per wave: `wave<k>-verify`, the gate: every node so far is running in the cluster.
+Memberships and gates are grouped under a `ClusterFormation` child, as they were first deployed.
+
+The rollout order is explicit: the dirs and containers of wave k+1 depend on the gate of wave
+k, so on an upgrade wave k+1 is replaced only once wave k is healthy and verified back in the
+cluster. No `triggers` on memberships and gates: pulumi-command replaces a command whose
+triggers change (its SDK sets replace_on_changes=["triggers[*]"]), and a replaced membership
+would run `cluster leave` on a node that stays. The container IDs are written into the script
+text instead, so a replaced container makes an in-place *update* that re-runs the idempotent
+join (or check).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components import names
+from components.hostexec import HostAccess, HostCommand
+from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR, ClusterPlan, NodePlan
+from components.render.cluster_scripts import join_script, leave_script, verify_script
+from components.render.host_scripts import node_dirs_delete_script, node_dirs_script
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    """The node's Docker health check, declared on the container and baked into docker/emqx."""
+
+    test: tuple[str, ...]
+    interval: str
+    timeout: str
+    retries: int
+    start_period: str
+
+    def args(self) -> docker.ContainerHealthcheckArgs:
+        return docker.ContainerHealthcheckArgs(
+            tests=list(self.test),
+            interval=self.interval,
+            timeout=self.timeout,
+            retries=self.retries,
+            start_period=self.start_period,
+        )
+
+    def label(self) -> str:
+        """The whole check as text. The docker provider neither replaces a container whose
+        `healthcheck` changed nor applies it on update (terraform-provider-docker v4.5.0,
+        resource_docker_container.go: `healthcheck` is Optional+Computed, not ForceNew, and
+        resourceDockerContainerUpdate never sends it); labels are ForceNew, so a label carrying
+        the check makes a changed check replace the container."""
+        return (
+            f"{' '.join(self.test)} interval={self.interval} timeout={self.timeout} "
+            f"retries={self.retries} start_period={self.start_period}"
+        )
+
+
+# EMQX CI's cadence (.ci/docker-compose-file/docker-compose-emqx-cluster.yaml: 5s interval, 25s
+# timeout, 5 retries); docker/emqx/Dockerfile's HEALTHCHECK repeats these values.
+HEALTHCHECK = Healthcheck(
+    test=("CMD", "/opt/emqx/bin/emqx-cluster-healthcheck"), interval="5s", timeout="25s", retries=5, start_period="30s"
+)
+
+
+@dataclass(frozen=True)
+class BrokerClusterArgs:
+    plan: ClusterPlan
+    image_id: pulumi.Input[str]  # the built broker image
+    environments: Mapping[str, pulumi.Output[dict[str, str]]]  # node short name -> env (secret)
+    log_opts: Mapping[str, str]  # json-file rotation, bounded
+    purge_data: bool
+    join_timeout_seconds: int  # health waits, joins and gates
+    nofile_limit: int
+    stop_grace_seconds: int
+    host: HostAccess
+    provider: docker.Provider
+    after: Sequence[pulumi.Resource]  # host tuning, preflight, image: before any node
+
+
+@dataclass(frozen=True)
+class StartedNode:
+    plan: NodePlan
+    container: docker.Container
+    dirs: HostCommand
+
+
+class ClusterFormation(pulumi.ComponentResource):
+    """Groups the memberships and wave gates that BrokerCluster declares."""
+
+    def __init__(self, name: str, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("emqx-cluster:index:ClusterFormation", name, None, opts)
+
+
+class BrokerCluster(pulumi.ComponentResource):
+    """Every node's dirs and container, every membership and gate, in rollout order."""
+
+    def __init__(self, name: str, args: BrokerClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # First deployed as BrokerNodes (dirs, containers) beside ClusterFormation (memberships,
+        # gates), both children of the top component; the aliases keep every URN (children
+        # inherit their parent's), so an existing stack sees no replacement and no deletion.
+        top = opts.parent if opts is not None else None
+        super().__init__(
+            "emqx-cluster:index:BrokerCluster",
+            name,
+            None,
+            pulumi.ResourceOptions.merge(
+                opts,
+                pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="emqx-cluster:index:BrokerNodes", parent=top)]),
+            ),
+        )
+        self._args = args
+        formation = ClusterFormation(
+            names.resource("cluster"),
+            pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=top)] if top is not None else []),
+        )
+        seed: StartedNode | None = None
+        verified: list[StartedNode] = []
+        gate_of_previous_wave: list[pulumi.Resource] = []
+        for wave_number, wave in enumerate(args.plan.waves, start=1):
+            started = [self._node(node, after=gate_of_previous_wave or list(args.after)) for node in wave]
+            seed = seed or started[0]
+            joins = [self._membership(formation, node, seed) for node in started if node is not seed]
+            verified.extend(started)
+            gate_of_previous_wave = [self._gate(formation, wave_number, tuple(verified), joins, started)]
+        formation.register_outputs({"verifiedNodes": [node.plan.node_name for node in verified]})
+        self.nodes = sorted(verified, key=lambda node: node.plan.index)
+        self.register_outputs({"containers": [node.container.name for node in self.nodes]})
+
+    def _node(self, node: NodePlan, after: Sequence[pulumi.Resource]) -> StartedNode:
+        args = self._args
+        child = pulumi.ResourceOptions(parent=self)
+        dirs = args.host.command(
+            names.node_dirs(node.short_name),
+            create=node_dirs_script(node.host_dir),
+            delete=node_dirs_delete_script(node.host_dir, node.node_name, args.purge_data, node.container_name),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(after))),
+        )
+        envs = args.environments[node.short_name].apply(
+            lambda env: [f"{key}={value}" for key, value in sorted(env.items())]
+        )
+        container = docker.Container(
+            node.short_name,
+            name=node.container_name,
+            image=args.image_id,
+            network_mode="host",  # no `ports`: with host networking the provider would lose them
+            restart="always",
+            must_run=True,
+            envs=envs,
+            ulimits=[docker.ContainerUlimitArgs(name="nofile", soft=args.nofile_limit, hard=args.nofile_limit)],
+            volumes=[
+                docker.ContainerVolumeArgs(host_path=node.data_dir, container_path=BROKER_DATA_DIR),
+                docker.ContainerVolumeArgs(host_path=node.log_dir, container_path=BROKER_LOG_DIR),
+            ],
+            healthcheck=HEALTHCHECK.args(),
+            wait=True,  # `pulumi up` moves on only once the node reports healthy
+            wait_timeout=args.join_timeout_seconds,
+            log_driver="json-file",
+            log_opts=dict(args.log_opts),
+            labels=[
+                docker.ContainerLabelArgs(label="io.emqx-cluster.node", value=node.node_name),
+                docker.ContainerLabelArgs(label="io.emqx-cluster.healthcheck", value=HEALTHCHECK.label()),
+            ],
+            # EMQX stops cleanly on SIGTERM, handing sessions over. The provider's delete (every
+            # replace and destroy) stops with a timeout of 0, i.e. SIGKILL, unless
+            # destroy_grace_seconds > 0 (terraform-provider-docker v4.5.0,
+            # resource_docker_container_funcs.go, resourceDockerContainerDelete); stop_timeout
+            # covers Docker's own stops (`docker stop`, daemon shutdown).
+            destroy_grace_seconds=args.stop_grace_seconds,
+            stop_timeout=args.stop_grace_seconds,
+            opts=pulumi.ResourceOptions.merge(
+                child,
+                pulumi.ResourceOptions(
+                    provider=args.provider,
+                    depends_on=[dirs, *after],
+                    # Fixed name and fixed host ports: the old container must go first, or the
+                    # new one cannot bind them.
+                    delete_before_replace=True,
+                    additional_secret_outputs=["envs"],
+                ),
+            ),
+        )
+        return StartedNode(plan=node, container=container, dirs=dirs)
+
+    def _membership(self, formation: ClusterFormation, node: StartedNode, seed: StartedNode) -> HostCommand:
+        """Join the seed once the node's container (and the seed's) is up; leave when removed."""
+        args = self._args
+        join = _pinned_to(
+            [node],
+            join_script(node.plan.container_name, node.plan.node_name, seed.plan.node_name, args.join_timeout_seconds),
+        )
+        return args.host.command(
+            names.node_membership(node.plan.short_name),
+            create=join,
+            update=join,
+            delete=leave_script(node.plan.container_name, node.plan.node_name, seed.plan.container_name),
+            # Its own container and the seed's only: the critical path does not grow with N.
+            opts=pulumi.ResourceOptions(parent=formation, depends_on=[node.container, seed.container]),
+        )
+
+    def _gate(
+        self,
+        formation: ClusterFormation,
+        wave: int,
+        verified: Sequence[StartedNode],
+        joins: Sequence[HostCommand],
+        started: Sequence[StartedNode],
+    ) -> HostCommand:
+        """Every node so far is running in the cluster; pinned to all of them, so the last gate
+        re-verifies the whole cluster after any change."""
+        args = self._args
+        check = _pinned_to(
+            verified,
+            verify_script(
+                args.plan.seed.container_name,
+                [node.plan.node_name for node in verified],
+                args.join_timeout_seconds,
+                f"wave {wave}",
+            ),
+        )
+        return args.host.command(
+            names.wave_gate(wave),
+            create=check,
+            update=check,
+            opts=pulumi.ResourceOptions(parent=formation, depends_on=[*joins, *(node.container for node in started)]),
+        )
+
+
+def _pinned_to(nodes: Sequence[StartedNode], script: str) -> pulumi.Output[str]:
+    """Prefix `script` with the nodes' container IDs, so a replaced container changes its text."""
+    ids = pulumi.Output.all(*(node.container.id for node in nodes))
+    return ids.apply(
+        lambda values: (
+            "".join(
+                f"# {node.plan.container_name} container {value}\n" for node, value in zip(nodes, values, strict=True)
+            )
+            + script
+        )
+    )
