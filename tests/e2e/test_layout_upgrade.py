@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.support.cluster_probe import cluster_status
 from tests.e2e.support.host import E2eHost
-from tests.e2e.support.images import StandInImages
+from tests.e2e.support.images import StandInImages, ensure_images
 from tests.e2e.support.pulumi_cli import PulumiProject, step_ops, toolchain_bin
 from tests.e2e.support.stacks import dev_like
 
@@ -29,6 +29,7 @@ FIRST_LAYOUT = "f79e218c73cbede6172a908138feb03b229736f0"
 def first_layout_stack(
     e2e_host_session: E2eHost, standin_images: StandInImages, tmp_path: Path
 ) -> Iterator[PulumiProject]:
+    ensure_images(e2e_host_session)  # an earlier stack's destroy removed the nginx image, as on a real host
     bin_dir = toolchain_bin()
     if bin_dir is None:
         pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")

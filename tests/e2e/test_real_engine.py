@@ -55,6 +55,7 @@ def bin_dir() -> Path:
 def dev(
     bin_dir: Path, e2e_host_session: E2eHost, standin_images: StandInImages, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PulumiProject]:
+    ensure_images(e2e_host_session)  # an earlier stack's destroy removed the nginx image, as on a real host
     root = tmp_path_factory.mktemp("dev-stack")
     project = PulumiProject.create(root / "project", bin_dir, stack="dev", netns=e2e_host_session.netns_path)
     project.init_stack(dev_like(e2e_host_session, root))

@@ -1,0 +1,356 @@
+// A minimal Pulumi language host for Python programs, used only by the
+// end-to-end toolchain (scripts/e2e-toolchain). The upstream host module
+// (github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3) is not
+// served by the module proxy this project can reach, so this small host is
+// built instead on the published SDK module: it resolves the virtualenv with
+// the SDK's own python/toolchain package and runs the SDK's
+// pulumi-language-python-exec script, which is copied next to this binary.
+//
+// Supported: Handshake, Run, InstallDependencies, GetRequiredPackages (empty:
+// providers are then loaded on demand from PATH), GetPluginInfo, About,
+// GetProgramDependencies, RuntimeOptionsPrompts, Cancel.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/util/cmdutil"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
+	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
+	"github.com/pulumi/pulumi/sdk/v3/python/toolchain"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+var version = "0.0.0-dev"
+
+// Exit code the exec script uses after it has shown the user a message.
+const userActionableExit = 32
+
+type host struct {
+	pulumirpc.UnimplementedLanguageRuntimeServer
+	exec          string
+	engineAddress string
+	tracing       string
+	cancelCtx     context.Context
+	cancel        context.CancelFunc
+}
+
+func main() {
+	tracing := flag.String("tracing", "", "tracing endpoint")
+	showVersion := flag.Bool("version", false, "print the version and exit")
+	givenExec := flag.String("use-executor", "", "use this program as the executor")
+	flag.Parse()
+	if *showVersion {
+		fmt.Println(version)
+		return
+	}
+
+	execPath := *givenExec
+	if execPath == "" {
+		self, err := os.Executable()
+		if err != nil {
+			cmdutil.Exit(err)
+		}
+		execPath = filepath.Join(filepath.Dir(self), "pulumi-language-python-exec")
+		if _, err := os.Stat(execPath); err != nil {
+			cmdutil.Exit(fmt.Errorf("missing executor %s: %w", execPath, err))
+		}
+	}
+
+	var engineAddress string
+	if args := flag.Args(); len(args) > 0 {
+		engineAddress = args[0]
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	cancelChannel := make(chan bool)
+	go func() {
+		<-ctx.Done()
+		stop()
+		close(cancelChannel)
+	}()
+	if engineAddress != "" {
+		if err := rpcutil.Healthcheck(ctx, engineAddress, 5*time.Minute, stop); err != nil {
+			cmdutil.Exit(fmt.Errorf("could not start health check: %w", err))
+		}
+	}
+
+	runCtx, runCancel := context.WithCancel(context.Background())
+	h := &host{exec: execPath, engineAddress: engineAddress, tracing: *tracing,
+		cancelCtx: runCtx, cancel: runCancel}
+	handle, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
+		Cancel: cancelChannel,
+		Init: func(srv *grpc.Server) error {
+			pulumirpc.RegisterLanguageRuntimeServer(srv, h)
+			return nil
+		},
+	})
+	if err != nil {
+		cmdutil.Exit(fmt.Errorf("could not start language host RPC server: %w", err))
+	}
+	fmt.Printf("%d\n", handle.Port)
+	if err := <-handle.Done; err != nil {
+		cmdutil.Exit(fmt.Errorf("language host RPC stopped serving: %w", err))
+	}
+}
+
+func options(info *pulumirpc.ProgramInfo, isPlugin bool) (toolchain.PythonOptions, error) {
+	o := toolchain.PythonOptions{Root: info.GetRootDirectory(), ProgramDir: info.GetProgramDirectory()}
+	m := map[string]any{}
+	if info.GetOptions() != nil {
+		m = info.GetOptions().AsMap()
+	}
+	if v, ok := m["virtualenv"]; ok {
+		s, ok := v.(string)
+		if !ok {
+			return o, errors.New("virtualenv option must be a string")
+		}
+		o.Virtualenv = s
+	}
+	if v, ok := m["toolchain"]; ok {
+		switch v {
+		case "pip":
+			o.Toolchain = toolchain.Pip
+		case "poetry":
+			o.Toolchain = toolchain.Poetry
+		case "uv":
+			o.Toolchain = toolchain.Uv
+		default:
+			return o, fmt.Errorf("unsupported toolchain option: %v", v)
+		}
+	}
+	if v, ok := m["typechecker"]; ok && v != nil && v != "" {
+		return o, fmt.Errorf("the e2e language host does not run typecheckers (typechecker: %v)", v)
+	}
+	if isPlugin && o.Virtualenv == "" && (o.Toolchain == toolchain.Pip || o.Toolchain == toolchain.Auto) {
+		o.Virtualenv = "venv"
+	}
+	return o, nil
+}
+
+func (h *host) Handshake(ctx context.Context, req *pulumirpc.LanguageHandshakeRequest,
+) (*pulumirpc.LanguageHandshakeResponse, error) {
+	h.engineAddress = req.GetEngineAddress()
+	hctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	if err := rpcutil.Healthcheck(hctx, h.engineAddress, 5*time.Minute, stop); err != nil {
+		return nil, fmt.Errorf("could not start health check: %w", err)
+	}
+	return &pulumirpc.LanguageHandshakeResponse{}, nil
+}
+
+func (h *host) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
+	return &pulumirpc.PluginInfo{Version: version}, nil
+}
+
+func (h *host) GetRequiredPackages(ctx context.Context, req *pulumirpc.GetRequiredPackagesRequest,
+) (*pulumirpc.GetRequiredPackagesResponse, error) {
+	o, err := options(req.GetInfo(), false)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := toolchain.ResolveToolchain(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := tc.EnsureVenv(ctx, o.ProgramDir, false, true, os.Stderr, os.Stderr); err != nil {
+		return nil, err
+	}
+	return &pulumirpc.GetRequiredPackagesResponse{}, nil
+}
+
+func (h *host) GetRequiredPlugins(context.Context, *pulumirpc.GetRequiredPluginsRequest,
+) (*pulumirpc.GetRequiredPluginsResponse, error) {
+	return &pulumirpc.GetRequiredPluginsResponse{}, nil
+}
+
+func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.RunResponse, error) {
+	if h.engineAddress == "" {
+		return nil, errors.New("Handshake must be called before Run")
+	}
+	o, err := options(req.GetInfo(), false)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetAttachDebugger() {
+		return &pulumirpc.RunResponse{Error: "the e2e language host does not support debugging"}, nil
+	}
+
+	args := []string{h.exec}
+	add := func(k, v string) {
+		if v != "" {
+			args = append(args, "--"+k, v)
+		}
+	}
+	add("monitor", req.GetMonitorAddress())
+	add("engine", h.engineAddress)
+	add("project", req.GetProject())
+	add("root_directory", req.GetInfo().GetRootDirectory())
+	add("stack", req.GetStack())
+	add("pwd", req.GetPwd())
+	add("dry_run", strconv.FormatBool(req.GetDryRun()))
+	add("parallel", strconv.Itoa(int(req.GetParallel())))
+	add("tracing", h.tracing)
+	add("organization", req.GetOrganization())
+	args = append(args, req.GetInfo().GetEntryPoint())
+	args = append(args, req.GetArgs()...)
+
+	config, err := json.Marshal(req.GetConfig())
+	if err != nil {
+		return nil, err
+	}
+	secretKeys := req.GetConfigSecretKeys()
+	if secretKeys == nil {
+		secretKeys = []string{}
+	}
+	secretJSON, err := json.Marshal(secretKeys)
+	if err != nil {
+		return nil, err
+	}
+
+	tc, err := toolchain.ResolveToolchain(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := tc.ValidateVenv(ctx); err != nil {
+		return nil, err
+	}
+	runCtx, runCancel := context.WithCancel(h.cancelCtx)
+	defer runCancel()
+	context.AfterFunc(ctx, runCancel)
+	cmd, err := tc.Command(runCtx, args...)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Cancel = func() error {
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			return cmd.Process.Kill()
+		}
+		return nil
+	}
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	env := cmd.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	if req.GetConfig() != nil {
+		env = append(env, "PULUMI_CONFIG="+string(config))
+	}
+	env = append(env, "PULUMI_CONFIG_SECRET_KEYS="+string(secretJSON))
+	cmd.Env = env
+
+	if err := cmd.Run(); err != nil {
+		_ = os.Stdout.Sync()
+		_ = os.Stderr.Sync()
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			if st, ok := exitErr.Sys().(syscall.WaitStatus); ok {
+				switch st.ExitStatus() {
+				case userActionableExit:
+					return &pulumirpc.RunResponse{Bail: true}, nil
+				case 0:
+					err = fmt.Errorf("program exited unexpectedly: %w", exitErr)
+				default:
+					err = fmt.Errorf("program exited with non-zero exit code: %d", st.ExitStatus())
+				}
+			} else {
+				err = fmt.Errorf("program exited unexpectedly: %w", exitErr)
+			}
+		} else {
+			err = fmt.Errorf("problem executing program (could not run language executor): %w", err)
+		}
+		return &pulumirpc.RunResponse{Error: err.Error()}, nil
+	}
+	return &pulumirpc.RunResponse{}, nil
+}
+
+func (h *host) InstallDependencies(req *pulumirpc.InstallDependenciesRequest,
+	server pulumirpc.LanguageRuntime_InstallDependenciesServer,
+) error {
+	o, err := options(req.GetInfo(), req.GetIsPlugin())
+	if err != nil {
+		return err
+	}
+	closer, stdout, stderr, err := rpcutil.MakeInstallDependenciesStreams(server, req.GetIsTerminal())
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	tc, err := toolchain.ResolveToolchain(o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Installing dependencies...\n\n")
+	if err := tc.InstallDependencies(server.Context(), o.ProgramDir, req.GetUseLanguageVersionTools(),
+		true, stdout, stderr); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Finished installing dependencies\n\n")
+	return closer.Close()
+}
+
+func (h *host) About(ctx context.Context, req *pulumirpc.AboutRequest) (*pulumirpc.AboutResponse, error) {
+	o := toolchain.PythonOptions{Toolchain: toolchain.Pip}
+	if req.GetInfo() != nil {
+		var err error
+		if o, err = options(req.GetInfo(), false); err != nil {
+			return nil, err
+		}
+	}
+	tc, err := toolchain.ResolveToolchain(o)
+	if err != nil {
+		return nil, err
+	}
+	info, err := tc.About(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.AboutResponse{
+		Executable: info.PythonExecutable,
+		Version:    info.PythonVersion.String(),
+		Metadata:   map[string]string{"toolchain": toolchain.Name(o.Toolchain)},
+	}, nil
+}
+
+func (h *host) GetProgramDependencies(ctx context.Context, req *pulumirpc.GetProgramDependenciesRequest,
+) (*pulumirpc.GetProgramDependenciesResponse, error) {
+	o, err := options(req.GetInfo(), false)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := toolchain.ResolveToolchain(o)
+	if err != nil {
+		return nil, err
+	}
+	deps, err := tc.ListPackages(ctx, req.GetTransitiveDependencies())
+	if err != nil {
+		return nil, fmt.Errorf("failed to get python dependencies: %w", err)
+	}
+	out := make([]*pulumirpc.DependencyInfo, len(deps))
+	for i, d := range deps {
+		out[i] = &pulumirpc.DependencyInfo{Name: d.Name, Version: d.Version}
+	}
+	return &pulumirpc.GetProgramDependenciesResponse{Dependencies: out}, nil
+}
+
+func (h *host) RuntimeOptionsPrompts(context.Context, *pulumirpc.RuntimeOptionsRequest,
+) (*pulumirpc.RuntimeOptionsResponse, error) {
+	return &pulumirpc.RuntimeOptionsResponse{}, nil
+}
+
+func (h *host) Cancel(context.Context, *emptypb.Empty) (*emptypb.Empty, error) {
+	h.cancel()
+	return &emptypb.Empty{}, nil
+}
