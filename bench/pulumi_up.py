@@ -12,6 +12,7 @@ asserts nothing, and the figures depend on the machine.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 from pathlib import Path
@@ -46,7 +47,7 @@ def main() -> int:
     if missing or bin_dir is None:
         print("cannot run:", "; ".join(missing) or "build the toolchain with scripts/e2e-toolchain")
         return 1
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
     print(f"{'nodes':>5} {'waves':>5} {'pulumi up':>10} {'no-op up':>9} {'destroy':>8}   (seconds)")
     for nodes in args.nodes:
         figures = measure(nodes, args.waves, bin_dir)
