@@ -88,7 +88,6 @@ class BrokerClusterArgs:
 class StartedNode:
     plan: NodePlan
     container: docker.Container
-    dirs: HostCommand
 
 
 class ClusterFormation(pulumi.ComponentResource):
@@ -186,7 +185,7 @@ class BrokerCluster(pulumi.ComponentResource):
                 ),
             ),
         )
-        return StartedNode(plan=node, container=container, dirs=dirs)
+        return StartedNode(plan=node, container=container)
 
     def _membership(self, formation: ClusterFormation, node: StartedNode, seed: StartedNode) -> HostCommand:
         """Join the seed once the node's container (and the seed's) is up; leave when removed."""

@@ -4,9 +4,11 @@
 the provider builds it with the engine's own builder, reads it back by name, and on delete
 removes that name unless `keep_locally` (terraform-provider-docker v4.5.0,
 resource_docker_image_funcs.go: resourceDockerImageCreate -> buildImage, removeImage). The tag
-carries a digest of the build context, so an edited file under docker/emqx makes a new image
-with a new name (`name` is ForceNew): the nodes roll onto it wave by wave, and the old image is
-removed once the update has moved every node off it (replacements delete after they create).
+carries a digest of every build input (the files under docker/emqx, the base image, the
+platform), so any new build gets a new name (`name` is ForceNew): the nodes roll onto it wave
+by wave, and the old image is removed once the update has moved every node off it
+(replacements delete after they create). A new build under the old name would instead take the
+name over, and the old resource's delete would try to remove the image the nodes now run.
 """
 
 from __future__ import annotations
@@ -21,16 +23,20 @@ import pulumi_docker as docker
 from components import names
 
 BUILD_CONTEXT = "docker/emqx"  # relative to the project dir, Pulumi's working directory
-CONTEXT_DIGEST_LENGTH = 12
+DIGEST_LENGTH = 12
 
 
-def context_digest(context: Path) -> str:
-    """A digest of every file's relative path, mode and bytes under `context` (build inputs)."""
+def build_digest(context: Path, *inputs: str) -> str:
+    """A digest of what a build depends on: each file's relative path, executable bit and bytes
+    under `context` (not the rest of its mode, which follows the checkout's umask), and `inputs`."""
     digest = hashlib.sha256()
     for path in sorted(p for p in context.rglob("*") if p.is_file()):
-        digest.update(f"{path.relative_to(context).as_posix()}\0{path.stat().st_mode & 0o777:o}\0".encode())
+        executable = "x" if path.stat().st_mode & 0o111 else "-"
+        digest.update(f"{path.relative_to(context).as_posix()}\0{executable}\0".encode())
         digest.update(path.read_bytes())
-    return digest.hexdigest()[:CONTEXT_DIGEST_LENGTH]
+    for value in inputs:
+        digest.update(f"\0{value}".encode())
+    return digest.hexdigest()[:DIGEST_LENGTH]
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,7 @@ class BrokerImageArgs:
     base_image: str  # official EMQX image, e.g. emqx/emqx:5.8.6
     emqx_repository: str  # the official repository, e.g. emqx/emqx
     version: str  # EMQX version, the first part of the tag
-    platform: str  # the Docker host's, e.g. linux/amd64
+    platform: str | None  # None: the Docker host's own
     keep_image: bool
     provider: docker.Provider
 
@@ -50,26 +56,28 @@ class BrokerImage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BrokerImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("emqx-cluster:index:BrokerImage", name, None, opts)
-        self.image_name = names.broker_image_tag(
-            args.emqx_repository, args.version, context_digest(Path(BUILD_CONTEXT))
-        )
+        digest = build_digest(Path(BUILD_CONTEXT), args.base_image, args.platform or "")
+        self.image_name = names.broker_image_tag(args.emqx_repository, args.version, digest)
         image = docker.RemoteImage(
             f"{name}-build",
             name=self.image_name,
             build=docker.RemoteImageBuildArgs(
                 context=BUILD_CONTEXT,
-                dockerfile="Dockerfile",  # relative to the context
+                # Resolved against the working directory (the project dir) on the legacy path
+                # (docker/cli GetContextFromLocalDir), not against the context.
+                dockerfile=f"{BUILD_CONTEXT}/Dockerfile",
                 build_args={"EMQX_BASE_IMAGE": args.base_image},
-                # Without it the build takes the deployer's architecture (GOOS/GOARCH): an
-                # arm64 laptop would build arm64 images for an amd64 host.
+                # Unset, the engine builds for its own platform (the legacy path passes this
+                # through to ImageBuild; resource_docker_registry_image_funcs.go
+                # createImageBuildOptions): set only to force another one.
                 platform=args.platform,
-                # The buildx path builds through a Docker CLI initialised from the deployer's
-                # environment (DOCKER_HOST or /var/run/docker.sock), not the provider's host
-                # (terraform-provider-docker v4.5.0, docker_cli.go createAndInitDockerCli,
-                # docker_buildx_build.go): with an ssh:// or non-default socket it builds on the
-                # wrong engine, or fails ("Cannot connect to the Docker daemon", seen with the
-                # real provider in tests/e2e). The legacy path calls ImageBuild on the provider's
-                # own client (BuildKit session included where the engine supports it).
+                # The buildx path resolves its builder from the deployer's Docker context
+                # (DOCKER_HOST or /var/run/docker.sock), not from the provider's host
+                # (terraform-provider-docker v4.5.0, docker_buildx_build.go: dockerCli.CurrentContext
+                # and builder.New): with an ssh:// or non-default socket it builds on the wrong
+                # engine, or fails ("Cannot connect to the Docker daemon", seen with the real
+                # provider in tests/e2e). The legacy path calls ImageBuild on the provider's own
+                # client (with a BuildKit session where the engine supports one).
                 use_legacy_builder=True,
             ),
             keep_locally=args.keep_image,

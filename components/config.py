@@ -96,7 +96,7 @@ class StackConfig(BaseModel):
     waves: int = Field(2, ge=1)
     emqx_repository: DockerRepository = "emqx/emqx"
     emqx_version: EmqxVersion = "5.8.6"
-    image_platform: ImagePlatform = "linux/amd64"
+    image_platform: ImagePlatform | None = None
     keep_image: bool = False
     # Open-files limit of each broker container; must not exceed the Docker daemon's own hard
     # limit (rootless Docker and some sandboxes cannot raise it): preflight compares them.

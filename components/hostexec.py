@@ -6,9 +6,7 @@ both modes, wrapped once by `as_root` (sudo for a non-root SSH user).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_command as command
@@ -55,7 +53,6 @@ class HostAccess:
         create: pulumi.Input[str],
         delete: pulumi.Input[str] | None = None,
         update: pulumi.Input[str] | None = None,
-        triggers: Sequence[Any] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> HostCommand:
         """Declare a command on the host; every script runs as root (directly or via sudo).
@@ -78,7 +75,6 @@ class HostAccess:
                 create=wrap(create),
                 update=wrap(update),
                 delete=wrap(delete),
-                triggers=triggers,
                 # The Docker CLI in the scripts talks to the same engine as the docker provider.
                 environment={"DOCKER_HOST": self.docker_host},
                 add_previous_output_in_env=False,
@@ -90,7 +86,6 @@ class HostAccess:
             create=wrap(create),
             update=wrap(update),
             delete=wrap(delete),
-            triggers=triggers,
             # Default true: every update/delete would send PULUMI_COMMAND_STDOUT/STDERR by SSH
             # Setenv, which sshd refuses without AcceptEnv (a warning on every run;
             # provider/pkg/provider/remote/commandOutputs.go). The scripts never read them.

@@ -22,14 +22,16 @@ SELF_SIGNED_EARLY_RENEWAL_HOURS = 24 * 30
 
 @dataclass(frozen=True)
 class TlsMaterial:
-    certificate_pem: pulumi.Output[str]  # public: clients of a self-signed stack trust it
+    # Public when self-signed (clients must trust it); a configured chain stays the secret it
+    # was set as (`pulumi stack output --show-secrets tlsCertificate`).
+    certificate_pem: pulumi.Output[str]
     private_key_pem: pulumi.Output[str]  # secret
 
 
 def tls_material(config: StackConfig, parent: pulumi.Resource) -> TlsMaterial:
     if config.tls_certificate is not None and config.tls_private_key is not None:
         return TlsMaterial(
-            pulumi.Output.from_input(config.tls_certificate.get_secret_value()),
+            pulumi.Output.secret(config.tls_certificate.get_secret_value()),
             pulumi.Output.secret(config.tls_private_key.get_secret_value()),
         )
     child = pulumi.ResourceOptions(parent=parent)

@@ -47,12 +47,14 @@ def broker_environment(node: NodePlan, plan: ClusterPlan, config: StackConfig) -
         # "listen_address" field and the `socket_ip` translation via inet:parse_address).
         "EMQX_RPC__LISTEN_ADDRESS": hocon_string(node.address),
         # EMQX 5.8 has no key for the distribution listener's address (node.dist_bind_address
-        # arrives in 6.2). erlexec appends ERL_ZFLAGS to the command line of every VM it starts
+        # arrives in 6.2). erlexec prepends ERL_AFLAGS to the command line of every VM it starts
         # (OTP `erl` docs, "Environment variables"), bin/emqx boots through erlexec, and the
         # kernel parameter inet_dist_use_interface binds inet_tcp_dist's listener (which ekka's
-        # static-port distribution uses) to that address. tests/integration/test_erlang_dist_bind.py
-        # proves this exact form on a real VM.
-        "ERL_ZFLAGS": f"-kernel inet_dist_use_interface {erlang_address(node.address)}",
+        # static-port distribution uses) to that address. Prepended, not appended (ERL_ZFLAGS):
+        # bin/emqx reads the data dir of a running node off its `ps` line as everything after
+        # `-emqx_data_dir`, which it puts last (v5.8.6 bin/emqx, `tmp_datadir`).
+        # tests/integration/test_erlang_dist_bind.py proves both on a real VM.
+        "ERL_AFLAGS": f"-kernel inet_dist_use_interface {erlang_address(node.address)}",
         # Client listener: node address only (never 0.0.0.0), so nobody bypasses Nginx and
         # forges a PROXY header; proxy_protocol matches what Nginx sends (plan.proxy_protocol).
         "EMQX_LISTENERS__TCP__DEFAULT__BIND": hocon_string(node.mqtt_endpoint),

@@ -1,14 +1,20 @@
-"""A stack deployed with the first layout upgrades to the current one with no replacement and
-no deletion: the real engine resolves the aliases of moved and renamed components.
+"""A stack deployed with the first layout upgrades to the current one with no deletion and no
+replacement of anything the layout moved: the real engine resolves the aliases of moved and
+renamed components (without them, every moved resource would be created anew and its old URN
+deleted).
 
 The first layout is the commit before the restructure (BrokerNodes and ClusterFormation side by
 side under the top component, the load balancer component named like its container). It is
-deployed with the real engine, then the project's files are swapped for the working tree's and
-`pulumi preview` must plan nothing but `same` (and in-place updates).
+deployed with the real engine, then the project's files are swapped for the working tree's.
+The one thing allowed to be replaced is a new broker image and, rolling wave by wave onto it,
+the broker containers: the image's tag names a digest of its build inputs, and that digest was
+refined after the restructure (it now covers the base image and platform). At the restructure
+itself (commit RESTRUCTURE) the preview planned `same` for every resource.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +29,9 @@ from tests.e2e.support.stacks import dev_like
 pytestmark = pytest.mark.e2e
 
 FIRST_LAYOUT = "f79e218c73cbede6172a908138feb03b229736f0"
+RESTRUCTURE = "f34b96f"
+# A new image name replaces the image and rolls the brokers onto it (by design, wave by wave).
+FOLLOWS_A_NEW_IMAGE = re.compile(r"^(emqx-broker-image-build|emqx\d+)$")
 
 
 @pytest.fixture
@@ -50,8 +59,9 @@ def test_first_layout_upgrades_without_replacing_or_deleting_anything(
     project.switch_to(None)
 
     ops = step_ops(project.preview())
-    planned = {op for name_ops in ops.values() for op in name_ops}
-    assert planned <= {"same", "update"}, {name: op for name, op in ops.items() if set(op) - {"same"}}
+    moved_or_kept = {name: op for name, op in ops.items() if not FOLLOWS_A_NEW_IMAGE.match(name)}
+    assert {name: op for name, op in moved_or_kept.items() if set(op) - {"same", "update"}} == {}
+    assert not [name for name, op in ops.items() if "delete" in op or "create" in op]
     project.up()
     # Same resources, now under their new URNs (the old ones were aliases).
     assert len({r["urn"] for r in project.resources()}) == len(urns_before)

@@ -1,4 +1,4 @@
-"""Issue 8, defect 3: the ERL_ZFLAGS the program ships binds Erlang distribution to one address.
+"""Issue 8, defect 3: the ERL_AFLAGS the program ships binds Erlang distribution to one address.
 
 EMQX 5.8 has no config key for the distribution listener's address (`node.dist_bind_address`
 only arrives in 6.2), so each node gets the OTP Kernel parameter `inet_dist_use_interface`
@@ -6,10 +6,13 @@ through the container environment:
 
 - `bin/emqx` boots the VM as `erlexec ... -args_file vm.args` and `emqx ctl` runs the
   `nodetool` escript, which goes through erlexec as well (emqx v5.8.6 bin/emqx, `relx_nodetool`
-  and the `foreground` branch); neither touches ERL_ZFLAGS;
-- erlexec adds ERL_ZFLAGS (and ERL_FLAGS) to the end of the command line of every VM it starts
-  (OTP docs, erts `erl` command, "Environment Variables": "ERL_ZFLAGS and ERL_FLAGS - The
-  content of these variables are added to the end of the command line for erl");
+  and the `foreground` branch); neither touches ERL_AFLAGS;
+- erlexec adds ERL_AFLAGS to the beginning of the command line of every VM it starts (OTP docs,
+  erts `erl` command, "Environment Variables": "ERL_AFLAGS - The content of this variable is
+  added to the beginning of the command line for erl"). The beginning, not the end (ERL_ZFLAGS):
+  bin/emqx reads the node's data dir off its `ps` line as everything after `-emqx_data_dir`, which
+  it puts last (v5.8.6 bin/emqx, "order matters!" before `exec`, and the `tmp_datadir` parse);
+  a flag appended after it would become part of that path for every `emqx ctl`;
 - `-Application Par Val` sets an application parameter (same page), and Kernel's
   `inet_dist_use_interface = ip_address()`: "If the host of an Erlang node has many network
   interfaces, this parameter specifies which one to listen on" (OTP docs, kernel app).
@@ -64,7 +67,7 @@ START_TIMEOUT = 30.0
 READY = "dist-ready"
 
 # Taken out of the environment the VMs inherit: each test sets exactly the flags it is about.
-ERL_ENV_FLAGS = ("ERL_AFLAGS", "ERL_FLAGS", "ERL_ZFLAGS")
+ERL_ENV_FLAGS = ("ERL_AFLAGS", "ERL_FLAGS", "ERL_AFLAGS")
 
 
 # ------------------------------------------------------------------------------ what is shipped
@@ -84,17 +87,17 @@ def node(cluster: tuple[StackConfig, ClusterPlan]) -> NodePlan:
 
 
 @pytest.fixture(scope="module")
-def shipped_zflags(cluster: tuple[StackConfig, ClusterPlan], node: NodePlan) -> str:
-    """ERL_ZFLAGS exactly as the program puts it into the container environment of node 1."""
+def shipped_aflags(cluster: tuple[StackConfig, ClusterPlan], node: NodePlan) -> str:
+    """ERL_AFLAGS exactly as the program puts it into the container environment of node 1."""
     config, plan = cluster
     env = broker_environment(node, plan, config)
-    assert "ERL_ZFLAGS" in env, "broker_environment does not set ERL_ZFLAGS: distribution listens on 0.0.0.0"
-    return env["ERL_ZFLAGS"]
+    assert "ERL_AFLAGS" in env, "broker_environment does not set ERL_AFLAGS: distribution listens on 0.0.0.0"
+    return env["ERL_AFLAGS"]
 
 
-def test_shipped_form_is_the_one_proven_here(shipped_zflags: str, node: NodePlan) -> None:
+def test_shipped_form_is_the_one_proven_here(shipped_aflags: str, node: NodePlan) -> None:
     assert node.address == NODE_ADDRESS
-    assert shipped_zflags == SHIPPED_FORM
+    assert shipped_aflags == SHIPPED_FORM
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -226,7 +229,13 @@ def epmd_port(tmp_path: Path) -> Iterator[int]:
 
 
 def broker_vm(
-    spawn: ErlangProcessFactory, epmd_port: int, home: Path, node_name: str, dist_port: int, zflags: str | None
+    spawn: ErlangProcessFactory,
+    epmd_port: int,
+    home: Path,
+    node_name: str,
+    dist_port: int,
+    aflags: str | None,
+    flag_var: str = "ERL_AFLAGS",
 ) -> ErlangProcess:
     """An `emqx foreground` stand-in: long name, cookie, static distribution port, no shell.
 
@@ -242,8 +251,10 @@ def broker_vm(
         "-setcookie", COOKIE,
         "-kernel", "inet_dist_listen_min", str(dist_port), "inet_dist_listen_max", str(dist_port),
         "-eval", f'io:format("{READY} ~p~n", [application:get_env(kernel, inet_dist_use_interface)])',
+        # What bin/emqx puts last, for `emqx ctl` to read back off the `ps` line.
+        "--", "-emqx_data_dir", EMQX_DATA_DIR,
     ]  # fmt: skip
-    flags = {} if zflags is None else {"ERL_ZFLAGS": zflags}
+    flags = {} if aflags is None else {flag_var: aflags}
     return spawn(argv, erl_environment(epmd_port, home, **flags), node_name.split("@")[0])
 
 
@@ -266,31 +277,66 @@ main([Target]) ->
 
 # ------------------------------------------------------------------------------ the proof
 
+EMQX_DATA_DIR = "/opt/emqx/data"
+
+
+def data_dir_as_emqx_ctl_reads_it(pid: int) -> str:
+    """bin/emqx (v5.8.6, `tmp_datadir`): everything after `-emqx_data_dir` on the `ps` line,
+    minus a trailing ` --`."""
+    ps_line = " ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0")).strip()
+    after = ps_line[ps_line.index("-emqx_data_dir") :]
+    return re.sub(r"[ \t]--$", "", re.sub(r".+emqx_data_dir[ \t]", "", after))
+
+
+@pytest.mark.parametrize(("flag_var", "readable"), [("ERL_AFLAGS", True), ("ERL_ZFLAGS", False)])
+def test_emqx_ctl_still_reads_the_data_dir_off_the_node_command_line(
+    spawn: ErlangProcessFactory,
+    epmd_port: int,
+    tmp_path: Path,
+    shipped_aflags: str,
+    node: NodePlan,
+    flag_var: str,
+    readable: bool,
+) -> None:
+    """Prepended (ERL_AFLAGS), the flag leaves `-emqx_data_dir <dir>` last on the command line;
+    appended (ERL_ZFLAGS), it would turn into part of the data dir every `emqx ctl` uses."""
+    broker = broker_vm(spawn, epmd_port, tmp_path, node.node_name, free_dist_port(), shipped_aflags, flag_var)
+    broker.wait_for_line(rf"^{READY} ")
+    beam = [pid for pid in _descendants(broker.process.pid) if "beam" in Path(f"/proc/{pid}/comm").read_text()]
+    (pid,) = beam or [broker.process.pid]
+    assert (data_dir_as_emqx_ctl_reads_it(pid) == EMQX_DATA_DIR) is readable
+
+
+def _descendants(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [int(child) for child in children.read_text().split()] if children.exists() else []
+    return [pid, *(grandchild for child in found for grandchild in _descendants(child))]
+
 
 def test_shipped_flags_bind_distribution_to_the_node_address_only(
-    spawn: ErlangProcessFactory, epmd_port: int, tmp_path: Path, shipped_zflags: str, node: NodePlan
+    spawn: ErlangProcessFactory, epmd_port: int, tmp_path: Path, shipped_aflags: str, node: NodePlan
 ) -> None:
     dist_port = free_dist_port()
-    broker = broker_vm(spawn, epmd_port, tmp_path, node.node_name, dist_port, shipped_zflags)
+    broker = broker_vm(spawn, epmd_port, tmp_path, node.node_name, dist_port, shipped_aflags)
     ready = broker.wait_for_line(rf"^{READY} (.*)$")
     assert ready.group(1) == "{ok,{127,0,0,2}}"
     assert tcp_listeners(dist_port) == {NODE_ADDRESS}, broker.output()
 
 
 def test_ctl_path_still_reaches_the_node(
-    spawn: ErlangProcessFactory, epmd_port: int, tmp_path: Path, shipped_zflags: str, node: NodePlan
+    spawn: ErlangProcessFactory, epmd_port: int, tmp_path: Path, shipped_aflags: str, node: NodePlan
 ) -> None:
-    """`docker exec <node> emqx ctl ...` inherits the container env, ERL_ZFLAGS included."""
+    """`docker exec <node> emqx ctl ...` inherits the container env, ERL_AFLAGS included."""
     assert ESCRIPT is not None
     dist_port = free_dist_port()
-    broker = broker_vm(spawn, epmd_port, tmp_path, node.node_name, dist_port, shipped_zflags)
+    broker = broker_vm(spawn, epmd_port, tmp_path, node.node_name, dist_port, shipped_aflags)
     broker.wait_for_line(rf"^{READY} ")
 
     script = tmp_path / "nodetool"
     script.write_text("#!/usr/bin/env escript\n" + NODETOOL_STANDIN)
-    # relx_nodetool passes EPMD_ARGS and the cookie in ERL_FLAGS; ERL_ZFLAGS is the container's.
+    # relx_nodetool passes EPMD_ARGS and the cookie in ERL_FLAGS; ERL_AFLAGS is the container's.
     env = erl_environment(
-        epmd_port, tmp_path, ERL_FLAGS=f"-start_epmd false -setcookie {COOKIE}", ERL_ZFLAGS=shipped_zflags
+        epmd_port, tmp_path, ERL_FLAGS=f"-start_epmd false -setcookie {COOKIE}", ERL_AFLAGS=shipped_aflags
     )
     ctl = spawn([ESCRIPT, str(script), node.node_name], env, "nodetool")
     assert ctl.wait_for_line(r"^interface (.*)$").group(1) == "{ok,{127,0,0,2}}"
@@ -302,7 +348,7 @@ def test_ctl_path_still_reaches_the_node(
 
 
 @pytest.mark.parametrize(
-    ("zflags", "error"),
+    ("aflags", "error"),
     [
         # A bare dotted quad is not an Erlang term.
         ("-kernel inet_dist_use_interface 127.0.0.2", r'bad_environment_value,"127\.0\.0\.2"'),
@@ -316,14 +362,14 @@ def test_ctl_path_still_reaches_the_node(
     ids=["bare-address", "shell-quoted-address", "erlang-string", "tuple-with-blanks"],
 )
 def test_wrong_forms_stop_the_vm(
-    spawn: ErlangProcessFactory, epmd_port: int, tmp_path: Path, node: NodePlan, zflags: str, error: str
+    spawn: ErlangProcessFactory, epmd_port: int, tmp_path: Path, node: NodePlan, aflags: str, error: str
 ) -> None:
     dist_port = free_dist_port()
-    broker = broker_vm(spawn, epmd_port, tmp_path, node.node_name, dist_port, zflags)
+    broker = broker_vm(spawn, epmd_port, tmp_path, node.node_name, dist_port, aflags)
     try:
         returncode = broker.process.wait(timeout=START_TIMEOUT)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"VM still running with ERL_ZFLAGS={zflags!r}:\n{broker.output()}")
+        pytest.fail(f"VM still running with ERL_AFLAGS={aflags!r}:\n{broker.output()}")
     output = broker.output()
     assert returncode != 0, output
     assert re.search(error, output), output
@@ -331,7 +377,7 @@ def test_wrong_forms_stop_the_vm(
     assert tcp_listeners(dist_port) == set()
 
 
-def test_control_without_zflags_listens_on_every_address(
+def test_control_without_the_flags_listens_on_every_address(
     spawn: ErlangProcessFactory, epmd_port: int, tmp_path: Path, node: NodePlan
 ) -> None:
     """Without the flag the same VM listens on 0.0.0.0: the proof above is not vacuous."""

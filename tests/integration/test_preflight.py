@@ -103,7 +103,7 @@ def test_preflight_passes_when_docker_answers_and_every_port_is_free(fake_docker
     assert result.stdout == f"preflight passed: docker answers, {CLAIMED_PORTS} ports free, {data_dir} writable\n"
     assert result.stderr == ""
     assert Path(data_dir).is_dir() and list(Path(data_dir).iterdir()) == []  # the probe file is gone
-    assert [call.argv[0] for call in fake_docker.calls()] == ["info"]  # no port listened: no `ps`
+    assert [call.argv[0] for call in fake_docker.calls()] == ["info", "info"]  # no port listened: no `ps`
 
 
 @pytest.mark.parametrize(
@@ -279,3 +279,16 @@ def test_nofile_limits_above_the_docker_daemons_hard_limit_are_reported(
     within = preflight_stack(tmp_path / "within", brokerNofileLimit=19000, lbWorkerConnections=8192)
     accepted = run_preflight(within, fake_docker.env())
     assert accepted.returncode == 0, accepted.stderr
+
+
+def test_an_engine_storing_images_in_containerd_is_reported(fake_docker: FakeDocker, tmp_path: Path) -> None:
+    """The provider's image build needs the classic store: say so before anything is built."""
+    stack = preflight_stack(tmp_path)
+    assert run_preflight(stack, fake_docker.env()).returncode == 0
+    fake_docker.set_image_store("containerd")
+    refused = run_preflight(stack, fake_docker.env())
+    assert refused.returncode == 1
+    assert problems(refused.stderr) == [
+        "docker: the engine stores images in containerd, where the broker image cannot be built: "
+        'set "features": {"containerd-snapshotter": false} in daemon.json'
+    ]

@@ -12,7 +12,7 @@ import pulumi
 import pytest
 
 from components.broker_cluster import HEALTHCHECK
-from components.broker_image import BUILD_CONTEXT, context_digest
+from components.broker_image import BUILD_CONTEXT, build_digest
 from components.config import NAMESPACE, ConfigError
 from components.host_tuning import host_sysctls
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
@@ -114,35 +114,45 @@ def test_broker_image_is_built_locally_from_the_official_base(any_run: ProgramRu
     base = f"{case.setting('emqxRepository')}:{case.setting('emqxVersion')}"
     assert image.inputs["build"]["context"] == BUILD_CONTEXT == "docker/emqx"
     assert image.inputs["build"]["buildArgs"] == {"EMQX_BASE_IMAGE": base}
-    # The tag names the version and the build context's digest: an edited file is a new image.
-    assert (
-        image.inputs["name"]
-        == f"emqx-cluster/emqx:{case.setting('emqxVersion')}-{context_digest(PROJECT_DIR / BUILD_CONTEXT)}"
-    )
+    # The tag names the version and a digest of every build input: any new build is a new name.
+    digest = build_digest(PROJECT_DIR / BUILD_CONTEXT, base, "")
+    assert image.inputs["name"] == f"emqx-cluster/emqx:{case.setting('emqxVersion')}-{digest}"
     assert image.inputs["keepLocally"] is case.parsed().keep_image
     # Pulumi runs the program in the project dir: the context and Dockerfile must be there, and
     # the Dockerfile must build FROM the build arg, or the configured version would be ignored.
-    dockerfile = PROJECT_DIR / BUILD_CONTEXT / image.inputs["build"]["dockerfile"]
+    dockerfile = PROJECT_DIR / image.inputs["build"]["dockerfile"]
     assert dockerfile.is_file()
     text = dockerfile.read_text()
     assert re.search(r"^ARG EMQX_BASE_IMAGE\b", text, re.M)
     assert re.search(r"^FROM \$\{EMQX_BASE_IMAGE\}\s*$", text, re.M)
 
 
-def test_an_edited_build_context_file_names_a_new_image(tmp_path: Path) -> None:
+def test_every_build_input_names_a_new_image(tmp_path: Path) -> None:
+    """A new build under the old tag would take the name over, and the old image's delete would
+    then try to remove the image the nodes run: every input must change the tag."""
     context = tmp_path / "emqx"
     shutil.copytree(PROJECT_DIR / BUILD_CONTEXT, context)
-    before = context_digest(context)
-    assert before == context_digest(PROJECT_DIR / BUILD_CONTEXT)
-    (context / "emqx-cluster-healthcheck").write_text((context / "emqx-cluster-healthcheck").read_text() + "\n")
-    assert context_digest(context) != before
+    base = ("emqx/emqx:5.8.6", "")
+    before = build_digest(context, *base)
+    assert before == build_digest(PROJECT_DIR / BUILD_CONTEXT, *base)
+    assert build_digest(context, "mirror/emqx:5.8.6", "") != before
+    assert build_digest(context, "emqx/emqx:5.8.6", "linux/arm64") != before
+    check = context / "emqx-cluster-healthcheck"
+    check.chmod(0o775)  # another umask: same build
+    assert build_digest(context, *base) == before
+    check.chmod(0o664)  # not executable any more: another build
+    assert build_digest(context, *base) != before
+    check.chmod(0o755)
+    check.write_text(check.read_text() + "\n")
+    assert build_digest(context, *base) != before
 
 
-def test_broker_image_is_built_for_the_configured_platform(deployments: Deployments, case: StackCase) -> None:
-    """Not the deployer's: an arm64 laptop must still build amd64 images for an amd64 host."""
-    assert broker_image(deployments.run(case)).inputs["build"]["platform"] == "linux/amd64"
+def test_broker_image_platform_is_the_hosts_unless_configured(deployments: Deployments, case: StackCase) -> None:
+    """The legacy builder runs on the Docker host: unset builds for the host's own platform."""
+    assert broker_image(deployments.run(case)).inputs["build"].get("platform") is None
     arm = broker_image(deployments.run(case.with_config(imagePlatform="linux/arm64")))
     assert arm.inputs["build"]["platform"] == "linux/arm64"
+    assert arm.inputs["name"] != broker_image(deployments.run(case)).inputs["name"]
 
 
 def test_healthcheck_timings_match_the_baked_in_check() -> None:
@@ -305,7 +315,7 @@ def test_broker_environment_configures_each_node(deployed: ProgramRun, case: Sta
         # bin/emqx compares the variable RAW with the booted cookie: a bare token, never quoted.
         assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{15,254}", env[COOKIE_VARIABLE])
         assert env["EMQX_RPC__LISTEN_ADDRESS"] == f'"{node.address}"'
-        assert env["ERL_ZFLAGS"] == f"-kernel inet_dist_use_interface {erlang_address(node.address)}"
+        assert env["ERL_AFLAGS"] == f"-kernel inet_dist_use_interface {erlang_address(node.address)}"
         # HOCON-quoted, so EMQX reads `#`, `"` or `${` in a password literally.
         assert env[DASHBOARD_PASSWORD_VARIABLE] == hocon_string(deployed.outputs["dashboardPassword"])
         cookies.add(env[COOKIE_VARIABLE])
@@ -425,6 +435,14 @@ def test_dev_certificate_output_is_public(deployments: Deployments, stacks: dict
     assert "tlsCertificate" not in run.secret_outputs
     assert run.outputs["tlsCertificate"].startswith("-----BEGIN CERTIFICATE-----")
     assert run.secret_outputs == {"dashboardPassword"}
+
+
+def test_a_configured_certificate_stays_secret_in_outputs(
+    deployments: Deployments, stacks: dict[str, StackCase]
+) -> None:
+    """tlsCertificate is set with --secret (SECRET_KEYS): the output must not reveal it in plain text."""
+    run = deployments.run(stacks["prod"])
+    assert run.secret_outputs == {"dashboardPassword", "tlsCertificate"}
 
 
 def test_no_output_holds_secret_material(deployed: ProgramRun, case: StackCase) -> None:

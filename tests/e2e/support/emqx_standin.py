@@ -6,7 +6,7 @@ tests/integration/support/emqx58.py (HOCON env values, raw cookie comparison, th
 first-boot password, port derivation):
 
 - `emqx foreground` binds for real, like EMQX: Erlang distribution (4370 + N of the node name,
-  on the `-kernel inet_dist_use_interface` address of ERL_ZFLAGS, else 0.0.0.0), gen_rpc
+  on the `-kernel inet_dist_use_interface` address of ERL_AFLAGS, else 0.0.0.0), gen_rpc
   (`rpc.listen_address`, 5370 + N with `stateless` port discovery, else 5369), every enabled
   listener (`tcp`/`ssl`/`ws`/`wss` default) and the dashboard. A taken port fails the start.
 - The tcp listener is real MQTT: mosquitto on a container-private unix socket, behind the

@@ -615,8 +615,18 @@ def _cmd_start_stop(state: dict[str, Any], verb: str, args: list[str], res: Resu
         res.out(ref)
 
 
-def _cmd_info(args: list[str], res: Result) -> None:
+def _cmd_info(state: dict[str, Any], args: list[str], res: Result) -> None:
     if "--format" in args or any(a.startswith("--format=") for a in args):
+        # `{{json .DriverStatus}}` as Docker prints it for the classic overlay2 store, or for
+        # the containerd image store (`image_store: containerd`).
+        if any("DriverStatus" in a for a in args):
+            containerd = state.get("image_store") == "containerd"
+            res.out(
+                '[["driver-type","io.containerd.snapshotter.v1"]]'
+                if containerd
+                else '[["Backing Filesystem","extfs"],["Supports d_type","true"],["Using metacopy","false"]]'
+            )
+            return
         res.out(FAKE_SERVER_VERSION)
         return
     res.out("Client:\n Version:    " + FAKE_SERVER_VERSION + "\n Context:    default\n")
@@ -647,7 +657,7 @@ def dispatch(state: dict[str, Any], argv: list[str], res: Result) -> None:
     elif cmd == "ps":
         _cmd_ps(state, rest, res)
     elif cmd == "info":
-        _cmd_info(rest, res)
+        _cmd_info(state, rest, res)
     elif cmd in ("start", "stop", "restart"):
         _cmd_start_stop(state, cmd, rest, res)
     else:
@@ -872,6 +882,11 @@ class FakeDocker:
         """Up/down for an external node added with add_node()."""
         with locked_state(self.state_path) as state:
             state["external_nodes"][node]["running"] = running
+
+    def set_image_store(self, store: str) -> None:
+        """`overlay2` (classic) or `containerd` (the containerd image store), as `docker info` reports it."""
+        with locked_state(self.state_path) as state:
+            state["image_store"] = store
 
     def set_daemon_down(self, down: bool = True) -> None:
         """Every command then fails like docker without a reachable daemon."""
