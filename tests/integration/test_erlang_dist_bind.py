@@ -44,8 +44,8 @@ import pytest
 from components.config import StackConfig
 from components.plan import ClusterPlan, NodePlan
 from components.render.broker_env import broker_environment
-from tests.integration.support.ports import free_port, wait_for_port
-from tests.unit.stackfiles import stack_raw, validate
+from tests.support.ports import free_port, wait_for_port
+from tests.support.stackfiles import stack_raw, validate
 
 ERL = shutil.which("erl")
 EPMD = shutil.which("epmd")

@@ -11,9 +11,9 @@ mount namespace and hides the cgroup mounts ("Devices cgroup isn't mounted").
 
 Every step of `host_up` is recorded in a state file (`/run/emqxe2e/<name>/state.json`) before
 it runs, so `host_down` undoes exactly what exists, idempotently, from the same process (a
-pytest fixture) or another one (`python -m tests.e2e.support.host down`).
+pytest fixture) or another one (`python -m tests.support.e2e.host down`).
 
-CLI: `python -m tests.e2e.support.host up [--name N] [--keep-data-root]` prints the host as
+CLI: `python -m tests.support.e2e.host up [--name N] [--keep-data-root]` prints the host as
 JSON (and writes `<state dir>/env` for shells); `down [NAME ...|--all]` tears hosts down.
 """
 
@@ -38,9 +38,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.integration.support.netns import NetNamespace
-from tests.integration.support.ports import port_is_open
-from tests.integration.support.sshd import SSHD, SshEndpoint, _keygen, _sshd_config, ensure_user
+from tests.support.netns import NetNamespace
+from tests.support.ports import port_is_open
+from tests.support.sshd import SSHD, SshEndpoint, _keygen, _sshd_config, ensure_user
 
 STATE_ROOT = Path("/run/emqxe2e")
 NETNS_DIR = Path("/var/run/netns")
@@ -357,7 +357,7 @@ def host_up(
 
 
 def shared_root() -> Path:
-    from tests.e2e.support.rootfs import cache_dir
+    from tests.support.e2e.rootfs import cache_dir
 
     return cache_dir() / "docker-data-root"
 
@@ -382,7 +382,7 @@ def _release_shared_root(name: str) -> None:
 
 def _clean_engine(host: E2eHost) -> None:
     """A reused data root starts like a fresh engine, except for the cached stand-in images."""
-    from tests.e2e.support.images import CONTEXT_LABEL
+    from tests.support.e2e.images import CONTEXT_LABEL
 
     containers = host.docker("ps", "-aq").stdout.split()
     if containers:
@@ -664,7 +664,7 @@ def running_hosts() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.e2e.support.host", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.support.e2e.host", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log the steps' timings")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="bring a host up and print it as JSON")
@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         env_file = host.state_dir / "env"
         env_file.write_text("".join(f"export {k}={json.dumps(v)}\n" for k, v in host.env().items()))
         if args.images:
-            from tests.e2e.support.images import ensure_images
+            from tests.support.e2e.images import ensure_images
 
             started = time.monotonic()
             images = ensure_images(host)

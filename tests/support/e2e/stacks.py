@@ -12,8 +12,8 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.support.host import E2eHost
-from tests.integration.lb_stack import mqtt_connect_packet, recv_up_to
+from tests.support.e2e.host import E2eHost
+from tests.support.lb_stack import mqtt_connect_packet, recv_up_to
 
 BROKER_NOFILE = 16384
 LB_WORKER_CONNECTIONS = 4096  # nofile 2 x 4096 + 1024 = 9216

@@ -22,13 +22,12 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import trustme
@@ -42,14 +41,13 @@ from components.render.nginx import (
     render_nginx_conf,
     standalone_runtime,
 )
-
-T = TypeVar("T")
+from tests.support.ports import free_port, wait_until
 
 LOOPBACK = "127.0.0.1"
 STREAM_MODULE_PATH = DEBIAN_STREAM_MODULE
 NGINX_BIN = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 MOSQUITTO_BIN = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
-SHIM_SCRIPT = Path(__file__).with_name("proxy_shim.py")
+SHIM_SCRIPT = Path(__file__).parent / "emqx" / "proxy_shim.py"
 
 MQTT_V311 = MQTTProtocolVersion.MQTTv311
 MQTT_V5 = MQTTProtocolVersion.MQTTv5
@@ -76,25 +74,6 @@ def source_address(index: int) -> str:
 
 
 # --------------------------------------------------------------------------- waiting, ports
-
-
-def wait_until(predicate: Callable[[], T | None], *, what: str, timeout: float = 10.0) -> T:
-    """Poll until `predicate` returns something truthy; the timeout only bounds a hung setup."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A currently unused TCP port (private helper: the shared ports module may not exist yet)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

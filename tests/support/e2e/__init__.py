@@ -4,7 +4,7 @@
   (unix socket for the docker provider), `ssh` (SshEndpoint: host, port, user, key_file,
   known_hosts_file; `host_public_key` for sshHostKey), `ssh_docker_host` (ssh:// dockerHost),
   `name` (the netns), `nsenter_argv`, `docker`, `run_in_ns`. CLI: `python -m
-  tests.e2e.support.host up|down|list` (or scripts/e2e-host).
+  tests.support.e2e.host up|down|list` (or scripts/e2e-host).
 - rootfs.py: the cached debootstrap minbase rootfs the images start from.
 - images.py: `ensure_images(host)` -> `StandInImages` (`nginx:1.27`, `emqx/emqx:5.8.6`,
   `emqx/emqx:5.8.7`), built with the classic builder from images/.
