@@ -42,6 +42,7 @@ from components.render.nginx import (
     standalone_runtime,
 )
 from tests.support.ports import free_port, wait_until
+from tests.support.processes import stop_process
 
 LOOPBACK = "127.0.0.1"
 STREAM_MODULE_PATH = DEBIAN_STREAM_MODULE
@@ -121,22 +122,6 @@ def wait_for_listener(host: str, port: int, process: subprocess.Popen[bytes], na
         return is_listening(host, port)
 
     wait_until(ready, what=f"{name} to listen on {host}:{port}")
-
-
-def stop_process(process: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTERM, grace: float = 5.0) -> None:
-    """Signal, wait, then SIGKILL; then sweep the process group it leads (nginx's workers)."""
-    if process.poll() is None:
-        try:
-            process.send_signal(first)
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(grace)
-        except ProcessLookupError:
-            pass
-    # Started with start_new_session=True, so the group id is this PID and holds only its children.
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 def start_process(argv: Sequence[str], output: Path) -> subprocess.Popen[bytes]:
@@ -230,11 +215,11 @@ class ChildProcess:
     def kill(self) -> None:
         """Crash it: SIGKILL, no goodbye to clients."""
         if self.process is not None:
-            stop_process(self.process, signal.SIGKILL)
+            stop_process(self.process, signal.SIGKILL, group=True)
 
     def stop(self) -> None:
         if self.process is not None:
-            stop_process(self.process)
+            stop_process(self.process, group=True)
 
     @property
     def running(self) -> bool:
@@ -526,7 +511,7 @@ class Nginx:
     def stop(self) -> None:
         """SIGTERM (fast shutdown): SIGQUIT would wait for open MQTT sessions up to proxy_timeout."""
         if self.process is not None:
-            stop_process(self.process)
+            stop_process(self.process, group=True)
 
     def __enter__(self) -> Nginx:
         self.start()
