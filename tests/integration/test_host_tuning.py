@@ -1,6 +1,6 @@
 """Issue 4, host side: the declared sysctl, node-dir and preflight commands, run for real.
 
-Every script is taken from the mocked program (tests/support/declared.py), never copied:
+Every script is taken from the mocked program (tests/support/program.py), never copied:
 - sysctls run inside a throwaway network namespace, restricted to the keys that really are
   per namespace on this kernel (probed below); host-global keys are only ever applied to a
   stand-in /proc/sys bind-mounted in a private mount namespace;

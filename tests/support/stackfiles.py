@@ -1,7 +1,7 @@
 """Stack files and stack config as the Pulumi program sees them.
 
 `stack_config` reads the `config:` block of Pulumi.<stack>.yaml (namespaced keys, YAML values:
-what the harness hands `run_program`); `stack_raw` / `parse_config` turn such values into what
+what the stack tests hand `run_program`); `stack_raw` / `parse_config` turn such values into what
 `pulumi.Config.get` returns (namespace stripped, values as strings) and `validate` /
 `parse_config` run the program's own parser over them.  `throwaway_config` is a stack whose
 host paths live under a temporary dir; `StackCase` one stack as the stack tier varies it.
