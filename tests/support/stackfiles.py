@@ -63,21 +63,27 @@ def parse_config(config: Mapping[str, Any], secrets: Mapping[str, str] | None = 
     return parse_stack_config(raw)
 
 
+def throwaway_settings(root: Path) -> dict[str, Any]:
+    """Every host path under `root` (data dir, sysctl drop-in) and limits these machines allow.
+
+    The limits stay within the hard nofile limit of these machines (20000), which any Docker
+    daemon running here (the e2e tier's) inherits: preflight would rightly refuse the
+    production defaults (LB: nofile 2 x 4096 + 1024 = 9216).  Keys are camelCase, no namespace.
+    """
+    return {
+        "dataDir": str(root / "data"),
+        "sysctlDropIn": str(root / "sysctl.d" / "60-emqx-cluster.conf"),
+        "brokerNofileLimit": 16384,
+        "lbWorkerConnections": 4096,
+    }
+
+
 def throwaway_config(root: Path, *, base: str = "dev", **overrides: Any) -> dict[str, Any]:
-    """`base`'s stack config with every host path under `root` (data dir, sysctl drop-in).
+    """`base`'s stack config with `throwaway_settings(root)`.
 
     `overrides` are camelCase keys without namespace, e.g. `nodes=5, joinTimeoutSeconds=5`.
     """
-    config = dict(stack_config(base))
-    config[namespaced("dataDir")] = str(root / "data")
-    config[namespaced("sysctlDropIn")] = str(root / "sysctl.d" / "60-emqx-cluster.conf")
-    # Within the hard nofile limit of these machines (20000), which any Docker daemon running
-    # here (the e2e tier's) inherits: preflight would rightly refuse the production defaults.
-    config[namespaced("brokerNofileLimit")] = 16384
-    config[namespaced("lbWorkerConnections")] = 4096
-    for key, value in overrides.items():
-        config[namespaced(key)] = value
-    return config
+    return with_changes(stack_config(base), **{**throwaway_settings(root), **overrides})
 
 
 def with_changes(config: Mapping[str, Any], **changes: Any) -> dict[str, Any]:

@@ -33,13 +33,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tests.support.netns import NetNamespace, run_script
-from tests.support.ports import port_is_open
+from tests.support.ports import WaitTimeoutError, port_is_open, wait_until
 from tests.support.processes import run_captured
 from tests.support.sshd import SSHD, SshEndpoint, ensure_user, ssh_endpoint, ssh_keys, sshd_config
 
@@ -260,15 +260,14 @@ def _global_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _wait(predicate: Any, timeout: float, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            tail = ""
-            if log is not None and log.exists():
-                tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-            raise HostError(f"{what} not ready after {timeout}s{tail}")
-        time.sleep(0.1)
+def _wait(predicate: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
+    try:
+        wait_until(predicate, what, timeout=timeout, interval=0.1)
+    except WaitTimeoutError:
+        tail = ""
+        if log is not None and log.exists():
+            tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise HostError(f"{what} not ready after {timeout}s{tail}") from None
 
 
 def host_up(
