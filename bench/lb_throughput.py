@@ -1,6 +1,6 @@
 """What the Nginx TLS load balancer costs: MQTT publish throughput and connection-setup rate.
 
-Starts the stack the integration tests prove (tests/integration/lb_stack.py: Nginx from our
+Starts the stack the integration tests prove (tests/support/lb_stack.py: Nginx from our
 renderer, mosquitto brokers behind the PROXY shim) and measures the same workload along:
 
   direct TCP        one mosquitto's plain listener (the baseline)
@@ -14,7 +14,9 @@ Connects: N threads open fresh connections (TCP [+TLS] + CONNECT/CONNACK + DISCO
 A benchmark, not a test: numbers depend on the machine; the clients are Python and share
 its cores with the brokers, so read the ratios, not the absolute figures.
 
-    python bench/lb_throughput.py --clients 8 --messages 500 --qos 1 --brokers 3
+    .venv/bin/python -m bench.lb_throughput --clients 8 --messages 500 --qos 1 --brokers 3
+
+(from the project root: the stack is imported as the package `tests.support.lb_stack`)
 """
 
 from __future__ import annotations
@@ -34,14 +36,10 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-# The project root must be on sys.path first: this file runs as a script.
-from tests.integration.lb_stack import (
+from tests.support.lb_stack import (
     CONNACK_ACCEPTED,
     LOOPBACK,
     Nginx,
-    free_port,
     lb_settings,
     make_pki,
     missing_prerequisites,
@@ -51,6 +49,7 @@ from tests.integration.lb_stack import (
     recv_up_to,
     running_backends,
 )
+from tests.support.ports import free_port
 
 PINGREQ, PINGRESP, DISCONNECT = b"\xc0\x00", b"\xd0\x00", b"\xe0\x00"
 PUBACK_TYPE = 0x40

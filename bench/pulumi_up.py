@@ -17,10 +17,10 @@ import platform
 import tempfile
 from pathlib import Path
 
-from tests.e2e.support.host import e2e_host, missing_requirements
-from tests.e2e.support.images import ensure_images
-from tests.e2e.support.pulumi_cli import PulumiProject, toolchain_bin
-from tests.e2e.support.stacks import dev_like
+from tests.support.e2e.host import e2e_host, missing_requirements
+from tests.support.e2e.images import ensure_images
+from tests.support.e2e.pulumi_cli import PulumiProject, toolchain_bin
+from tests.support.e2e.stacks import dev_like
 
 
 def measure(nodes: int, waves: int, bin_dir: Path) -> dict[str, float]:

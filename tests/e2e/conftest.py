@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.support.host import E2eHost, e2e_host, missing_requirements
-from tests.e2e.support.images import StandInImages, ensure_images
+from tests.support.e2e.host import E2eHost, e2e_host, missing_requirements
+from tests.support.e2e.images import StandInImages, ensure_images
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,9 @@ import signal
 import socket
 import ssl
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import trustme
@@ -31,10 +29,11 @@ from components.config import StackConfig
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR, ClusterPlan, NodePlan
 from components.render.broker_env import broker_environment, with_secrets
 from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
-from tests.e2e.support.host import E2eHost
-from tests.e2e.support.images import StandInImages
-from tests.integration.lb_stack import mqtt_connect_packet, recv_up_to
-from tests.unit.stackfiles import PROJECT_DIR, stack_raw, validate
+from tests.support.e2e.host import E2eHost
+from tests.support.e2e.images import StandInImages
+from tests.support.lb_stack import CONNACK_ACCEPTED, mqtt_connect_packet, recv_up_to
+from tests.support.ports import wait_until
+from tests.support.stackfiles import PROJECT_DIR, stack_raw, validate
 
 pytestmark = pytest.mark.e2e
 
@@ -42,20 +41,6 @@ COOKIE = "E2e_Cookie_0123456789abcdef"
 DASHBOARD_PASSWORD = "E2e-Dashboard-Pa55word!"
 NOFILE = 16384  # the machine's hard nofile limit is 20000: the program's defaults cannot start here
 BROKER_IMAGE = "emqx-cluster/emqx:5.8.6"
-CONNACK_OK = b"\x20\x02\x00\x00"
-
-T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T | None], what: str, timeout: float = 60) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.3)
 
 
 @dataclass
@@ -109,7 +94,12 @@ class Cluster:
         return self.host.docker("inspect", "--format", template, container).stdout.strip()
 
     def wait_healthy(self, container: str) -> None:
-        wait_until(lambda: self.inspect(container, "{{.State.Health.Status}}") == "healthy", f"{container} healthy")
+        wait_until(
+            lambda: self.inspect(container, "{{.State.Health.Status}}") == "healthy",
+            f"{container} healthy",
+            timeout=60,
+            interval=0.3,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -206,11 +196,11 @@ def test_nginx_standin_terminates_tls_and_proxies_to_the_broker(cluster: Cluster
             return None
 
     try:
-        answer = wait_until(handshake, f"a CONNACK through nginx on {host.address}:{lb_port}", timeout=30)
+        answer = wait_until(handshake, f"a CONNACK through nginx on {host.address}:{lb_port}", timeout=30, interval=0.3)
     except AssertionError as exc:
         logs = host.docker("logs", "--tail", "30", name, check=False)
         raise AssertionError(f"{exc}; client errors: {errors[-3:]}; nginx log:\n{logs.stdout}{logs.stderr}") from None
-    assert answer == CONNACK_OK, answer
+    assert answer == CONNACK_ACCEPTED, answer
 
 
 def test_cluster_join_stop_crash_rejoin(cluster: Cluster) -> None:
@@ -230,13 +220,28 @@ def test_cluster_join_stop_crash_rejoin(cluster: Cluster) -> None:
     cluster.host.docker("stop", c2)
     assert cluster.status(c1) == {"running_nodes": [n1.node_name], "stopped_nodes": [n2.node_name]}
     cluster.host.docker("start", c2)
-    wait_until(lambda: cluster.status(c1) == {"running_nodes": both, "stopped_nodes": []}, "node 2 running again")
+    wait_until(
+        lambda: cluster.status(c1) == {"running_nodes": both, "stopped_nodes": []},
+        "node 2 running again",
+        timeout=60,
+        interval=0.3,
+    )
 
     # A crash (SIGKILL of the node process): Docker restarts it (restart=always) and it rejoins.
     restarts = int(cluster.inspect(c2, "{{.RestartCount}}"))
     os.kill(int(cluster.inspect(c2, "{{.State.Pid}}")), signal.SIGKILL)
-    wait_until(lambda: int(cluster.inspect(c2, "{{.RestartCount}}")) > restarts, "docker restarting node 2")
-    wait_until(lambda: cluster.status(c2) == {"running_nodes": both, "stopped_nodes": []}, "node 2 back in the cluster")
+    wait_until(
+        lambda: int(cluster.inspect(c2, "{{.RestartCount}}")) > restarts,
+        "docker restarting node 2",
+        timeout=60,
+        interval=0.3,
+    )
+    wait_until(
+        lambda: cluster.status(c2) == {"running_nodes": both, "stopped_nodes": []},
+        "node 2 back in the cluster",
+        timeout=60,
+        interval=0.3,
+    )
     cluster.wait_healthy(c2)
 
 
@@ -244,7 +249,9 @@ def test_taken_port_fails_the_start_and_a_wrong_cookie_fails_ctl(cluster: Cluste
     n1, n2 = cluster.node(1), cluster.node(2)
     # Node 2's identity again while node 2 runs: its distribution port is taken.
     twin = cluster.run_node(n2, tmp_path, name="emqx2-twin", restart="no")
-    wait_until(lambda: cluster.inspect(twin, "{{.State.Status}}") == "exited", "the twin to exit")
+    wait_until(
+        lambda: cluster.inspect(twin, "{{.State.Status}}") == "exited", "the twin to exit", timeout=60, interval=0.3
+    )
     assert cluster.inspect(twin, "{{.State.ExitCode}}") != "0"
     assert f"port {n2.ports.distribution} is in use" in cluster.host.docker("logs", twin).stdout
 
@@ -254,7 +261,12 @@ def test_taken_port_fails_the_start_and_a_wrong_cookie_fails_ctl(cluster: Cluste
         plan3.nodes[2], tmp_path, name="emqx3-clash", restart="no",
         EMQX_LISTENERS__TCP__DEFAULT__BIND=f'"{n1.mqtt_endpoint}"',
     )  # fmt: skip
-    wait_until(lambda: cluster.inspect(clash, "{{.State.Status}}") == "exited", "the clashing node to exit")
+    wait_until(
+        lambda: cluster.inspect(clash, "{{.State.Status}}") == "exited",
+        "the clashing node to exit",
+        timeout=60,
+        interval=0.3,
+    )
     logs = cluster.host.docker("logs", clash)
     assert f"listener tcp:default on {n1.mqtt_endpoint}: eaddrinuse" in logs.stdout + logs.stderr
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support.cluster_probe import cluster_status
-from tests.e2e.support.host import E2eHost
-from tests.e2e.support.images import StandInImages, ensure_images
-from tests.e2e.support.pulumi_cli import PulumiProject, step_ops, toolchain_bin
-from tests.e2e.support.stacks import dev_like
+from tests.support.e2e.cluster_probe import cluster_status
+from tests.support.e2e.host import E2eHost
+from tests.support.e2e.images import StandInImages, ensure_images
+from tests.support.e2e.pulumi_cli import PulumiProject, step_ops, toolchain_bin
+from tests.support.e2e.stacks import dev_like
 
 pytestmark = pytest.mark.e2e
 

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import pytest
 import trustme
 
-from tests.e2e.support.cluster_probe import (
+from tests.support.e2e.cluster_probe import (
     RolloutWatch,
     client_context,
     cluster_status,
@@ -33,12 +33,12 @@ from tests.e2e.support.cluster_probe import (
     most_allowed_down,
     proxied_sources,
     round_trip,
-    wait_until,
 )
-from tests.e2e.support.host import E2eHost
-from tests.e2e.support.images import StandInImages, ensure_images
-from tests.e2e.support.pulumi_cli import PulumiProject, changed, step_ops, toolchain_bin
-from tests.e2e.support.stacks import dev_like, lb_answers, prod_like
+from tests.support.e2e.host import E2eHost
+from tests.support.e2e.images import StandInImages, ensure_images
+from tests.support.e2e.pulumi_cli import PulumiProject, changed, step_ops, toolchain_bin
+from tests.support.e2e.stacks import dev_like, lb_answers, prod_like
+from tests.support.ports import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -201,11 +201,15 @@ def test_6_a_crashed_node_is_restarted_by_docker_and_rejoins(dev: PulumiProject,
     wait_until(
         lambda: host.docker("inspect", "--format", "{{.RestartCount}}", "emqx3").stdout.strip() != before,
         "docker to restart emqx3",
+        timeout=120,
+        interval=0.5,
     )
-    wait_until(lambda: health(host, "emqx3")["emqx3"] == "healthy", "emqx3 healthy again")
+    wait_until(lambda: health(host, "emqx3")["emqx3"] == "healthy", "emqx3 healthy again", timeout=120, interval=0.5)
     wait_until(
         lambda: cluster_status(host, "emqx1") == {"running_nodes": node_names(4), "stopped_nodes": []},
         "emqx3 back in the cluster",
+        timeout=120,
+        interval=0.5,
     )
     # From its own data dir, without a Pulumi run: the stack has nothing to do.
     assert changed(dev.preview()) == {}
@@ -234,7 +238,12 @@ def test_10_a_taken_port_fails_preflight_with_its_message(dev: PulumiProject, e2
         )
     )
     try:
-        wait_until(lambda: host.run_in_ns(f"grep -qi ':{port:04X} ' /proc/net/tcp").returncode == 0, "port held")
+        wait_until(
+            lambda: host.run_in_ns(f"grep -qi ':{port:04X} ' /proc/net/tcp").returncode == 0,
+            "port held",
+            timeout=120,
+            interval=0.5,
+        )
         dev.set_config({"nodes": 4})
         failed = dev.run("up", "--stack", dev.stack, "--yes", "--skip-preview", check=False, timeout=900)
     finally:

@@ -17,8 +17,9 @@ import subprocess
 
 import pytest
 
-from tests.integration.declared import DeclaredCommand, Operation, declare, throwaway_config
-from tests.integration.support.fake_docker import Call, FakeDocker
+from tests.support.emqx.fake_docker import Call, FakeDocker
+from tests.support.program import Operation, Recorded, run_program
+from tests.support.stackfiles import throwaway_config
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +29,9 @@ PERMANENT = "{cannot_join_to_replicant,'emqx1@127.0.0.1'}"
 
 
 @pytest.fixture(scope="module")
-def commands(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DeclaredCommand]:
+def commands(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Recorded]:
     root = tmp_path_factory.mktemp("formation")
-    stack = declare(throwaway_config(root, nodes=3, waves=1, joinTimeoutSeconds=JOIN_TIMEOUT))
+    stack = run_program(throwaway_config(root, nodes=3, waves=1, joinTimeoutSeconds=JOIN_TIMEOUT))
     return stack.commands
 
 
@@ -41,7 +42,7 @@ def fake(fake_docker: FakeDocker) -> FakeDocker:
     return fake_docker
 
 
-def run(command: DeclaredCommand, operation: Operation, fake: FakeDocker) -> subprocess.CompletedProcess[str]:
+def run(command: Recorded, operation: Operation, fake: FakeDocker) -> subprocess.CompletedProcess[str]:
     return command.run_local(operation, fake.env(), timeout=60)
 
 
@@ -52,7 +53,7 @@ def joins(fake: FakeDocker, container: str) -> list[Call]:
 # ------------------------------------------------------------------------------------ join
 
 
-def test_join_succeeds_on_the_first_attempt(commands: dict[str, DeclaredCommand], fake: FakeDocker) -> None:
+def test_join_succeeds_on_the_first_attempt(commands: dict[str, Recorded], fake: FakeDocker) -> None:
     result = run(commands["emqx2-membership"], "create", fake)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{N2} joined {N1} (attempt 1)\n"
@@ -60,9 +61,7 @@ def test_join_succeeds_on_the_first_attempt(commands: dict[str, DeclaredCommand]
     assert fake.members(N1) == [N1, N2]
 
 
-def test_transient_node_down_is_retried_with_growing_backoff(
-    commands: dict[str, DeclaredCommand], fake: FakeDocker
-) -> None:
+def test_transient_node_down_is_retried_with_growing_backoff(commands: dict[str, Recorded], fake: FakeDocker) -> None:
     transient = 2
     fake.set_knobs("emqx2", join_failures_before_success=transient)
     result = run(commands["emqx2-membership"], "create", fake)
@@ -82,7 +81,7 @@ def test_transient_node_down_is_retried_with_growing_backoff(
     assert fake.members(N1) == [N1, N2]
 
 
-def test_already_in_cluster_counts_as_success(commands: dict[str, DeclaredCommand], fake: FakeDocker) -> None:
+def test_already_in_cluster_counts_as_success(commands: dict[str, Recorded], fake: FakeDocker) -> None:
     fake.form_cluster(N1, N2)
     result = run(commands["emqx2-membership"], "create", fake)
     assert result.returncode == 0, result.stderr
@@ -92,7 +91,7 @@ def test_already_in_cluster_counts_as_success(commands: dict[str, DeclaredComman
     assert fake.members(N1) == [N1, N2]
 
 
-def test_update_is_the_same_idempotent_join(commands: dict[str, DeclaredCommand], fake: FakeDocker) -> None:
+def test_update_is_the_same_idempotent_join(commands: dict[str, Recorded], fake: FakeDocker) -> None:
     """A replaced container re-runs the join as an update; it must not leave or fail."""
     membership = commands["emqx2-membership"]
     assert membership.update == membership.create
@@ -103,7 +102,7 @@ def test_update_is_the_same_idempotent_join(commands: dict[str, DeclaredCommand]
 
 
 def test_permanent_join_failure_gives_up_at_the_deadline_naming_node_and_error(
-    commands: dict[str, DeclaredCommand], fake: FakeDocker
+    commands: dict[str, Recorded], fake: FakeDocker
 ) -> None:
     fake.set_knobs("emqx3", join_permanent_error=PERMANENT)
     result = run(commands["emqx3-membership"], "create", fake)
@@ -124,9 +123,7 @@ def test_permanent_join_failure_gives_up_at_the_deadline_naming_node_and_error(
 # ------------------------------------------------------------------------------ verify gate
 
 
-def test_gate_fails_listing_the_node_that_is_not_running(
-    commands: dict[str, DeclaredCommand], fake: FakeDocker
-) -> None:
+def test_gate_fails_listing_the_node_that_is_not_running(commands: dict[str, Recorded], fake: FakeDocker) -> None:
     fake.form_cluster(N1, N2, N3)
     fake.set_knobs("emqx1", status_hides=[N3])  # the seed sees emqx3 as stopped
     result = run(commands["wave1-verify"], "create", fake)
@@ -140,9 +137,7 @@ def test_gate_fails_listing_the_node_that_is_not_running(
     assert statuses[-2].mono - statuses[0].mono < JOIN_TIMEOUT + 1
 
 
-def test_gate_passes_when_every_expected_node_is_running(
-    commands: dict[str, DeclaredCommand], fake: FakeDocker
-) -> None:
+def test_gate_passes_when_every_expected_node_is_running(commands: dict[str, Recorded], fake: FakeDocker) -> None:
     fake.form_cluster(N1, N2, N3)
     result = run(commands["wave1-verify"], "create", fake)
     assert result.returncode == 0, result.stderr
@@ -153,7 +148,7 @@ def test_gate_passes_when_every_expected_node_is_running(
 # ------------------------------------------------------------------------------------ leave
 
 
-def test_delete_makes_the_node_leave_the_cluster(commands: dict[str, DeclaredCommand], fake: FakeDocker) -> None:
+def test_delete_makes_the_node_leave_the_cluster(commands: dict[str, Recorded], fake: FakeDocker) -> None:
     fake.form_cluster(N1, N2, N3)
     result = run(commands["emqx2-membership"], "delete", fake)
     assert result.returncode == 0, result.stderr
@@ -163,14 +158,14 @@ def test_delete_makes_the_node_leave_the_cluster(commands: dict[str, DeclaredCom
     assert fake.members(N2) == [N2]
 
 
-def test_delete_of_a_node_not_in_a_cluster_succeeds(commands: dict[str, DeclaredCommand], fake: FakeDocker) -> None:
+def test_delete_of_a_node_not_in_a_cluster_succeeds(commands: dict[str, Recorded], fake: FakeDocker) -> None:
     result = run(commands["emqx2-membership"], "delete", fake)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{N2} was not in a cluster\n"
 
 
 def test_delete_of_a_stopped_node_force_leaves_it_from_the_seed(
-    commands: dict[str, DeclaredCommand], fake: FakeDocker
+    commands: dict[str, Recorded], fake: FakeDocker
 ) -> None:
     fake.form_cluster(N1, N2, N3)
     fake.set_running("emqx2", False)
@@ -183,9 +178,7 @@ def test_delete_of_a_stopped_node_force_leaves_it_from_the_seed(
     assert fake.members(N1) == [N1, N3]
 
 
-def test_delete_fails_when_neither_leave_nor_force_leave_works(
-    commands: dict[str, DeclaredCommand], fake: FakeDocker
-) -> None:
+def test_delete_fails_when_neither_leave_nor_force_leave_works(commands: dict[str, Recorded], fake: FakeDocker) -> None:
     fake.form_cluster(N1, N2, N3)
     fake.set_running("emqx2", False)
     fake.set_knobs("emqx1", force_leave_permanent_error="timeout")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.support import emqx58
-from tests.integration.support.emqx58 import HoconError, parse_env_value, parse_hocon
+from tests.support.emqx import emqx58
+from tests.support.emqx.emqx58 import HoconError, parse_env_value, parse_hocon
 
 
 @pytest.mark.parametrize(

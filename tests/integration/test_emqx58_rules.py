@@ -17,9 +17,10 @@ import pytest
 from components.config import parse_stack_config
 from components.plan import plan_cluster
 from components.render.broker_env import broker_environment, hocon_string, with_secrets
-from tests.integration.declared import DeclaredStack, declare, throwaway_config
-from tests.integration.support import emqx58
-from tests.integration.support.fake_docker import BROKER_DATA_DIR, FakeDocker
+from tests.support.emqx import emqx58
+from tests.support.emqx.fake_docker import BROKER_DATA_DIR, FakeDocker
+from tests.support.program import ProgramRun, run_program
+from tests.support.stackfiles import throwaway_config
 
 pytestmark = pytest.mark.integration
 
@@ -111,11 +112,11 @@ def test_a_quoted_node_name_is_not_found_by_bin_emqx(fake_docker: FakeDocker) ->
 
 
 @pytest.fixture(scope="module")
-def declared(tmp_path_factory: pytest.TempPathFactory) -> DeclaredStack:
-    return declare(throwaway_config(tmp_path_factory.mktemp("emqx58"), nodes=3, waves=1, joinTimeoutSeconds=5))
+def declared(tmp_path_factory: pytest.TempPathFactory) -> ProgramRun:
+    return run_program(throwaway_config(tmp_path_factory.mktemp("emqx58"), nodes=3, waves=1, joinTimeoutSeconds=5))
 
 
-def test_the_programs_environment_boots_healthy_and_clusters(fake_docker: FakeDocker, declared: DeclaredStack) -> None:
+def test_the_programs_environment_boots_healthy_and_clusters(fake_docker: FakeDocker, declared: ProgramRun) -> None:
     cookie = (declared.named("emqx1").container_env or {})["EMQX_NODE__COOKIE"]
     for container in ("emqx1", "emqx2", "emqx3"):
         res = declared.named(container)

@@ -47,8 +47,9 @@ import pytest
 from components.config import StackConfig
 from components.plan import ClusterPlan, NodePlan
 from components.render.broker_env import broker_environment
-from tests.integration.support.ports import free_port, wait_for_port
-from tests.unit.stackfiles import stack_raw, validate
+from tests.support.ports import free_port, wait_for_port
+from tests.support.processes import stop_process
+from tests.support.stackfiles import stack_raw, validate
 
 ERL = shutil.which("erl")
 EPMD = shutil.which("epmd")
@@ -164,13 +165,7 @@ class ErlangProcess:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # SIGTERM = init:stop() in the VM
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process, grace=15, kill_grace=5)  # SIGTERM = init:stop() in the VM
 
 
 class ErlangProcessFactory(Protocol):
@@ -220,12 +215,7 @@ def epmd_port(tmp_path: Path) -> Iterator[int]:
             pytest.fail(f"epmd did not listen on {NODE_ADDRESS}:{port}:\n{log.read_text()}")
         yield port
     finally:
-        epmd.terminate()
-        try:
-            epmd.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            epmd.kill()
-            epmd.wait(timeout=5)
+        stop_process(epmd, grace=10, kill_grace=5)
 
 
 def broker_vm(

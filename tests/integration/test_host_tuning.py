@@ -1,6 +1,6 @@
 """Issue 4, host side: the declared sysctl, node-dir and preflight commands, run for real.
 
-Every script is taken from the mocked program (tests/integration/declared.py), never copied:
+Every script is taken from the mocked program (tests/support/program.py), never copied:
 - sysctls run inside a throwaway network namespace, restricted to the keys that really are
   per namespace on this kernel (probed below); host-global keys are only ever applied to a
   stand-in /proc/sys bind-mounted in a private mount namespace;
@@ -25,10 +25,11 @@ import pytest
 
 from components.config import EMQX_TUNING_SYSCTLS
 from components.render.host_scripts import EMQX_UID
-from tests.integration.declared import REMOTE_COMMAND, DeclaredStack, declare, throwaway_config
-from tests.integration.support.netns import NetNamespace, host_sysctl, scratch_namespace
-from tests.integration.support.ports import listening_socket
-from tests.integration.support.sshd import SshEndpoint
+from tests.support.netns import NetNamespace, host_sysctl, scratch_namespace
+from tests.support.ports import listening_socket
+from tests.support.program import REMOTE_COMMAND, ProgramRun, run_program
+from tests.support.sshd import SshEndpoint
+from tests.support.stackfiles import throwaway_config
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +134,7 @@ def netns_only_config(root: Path, scope: SysctlScope, **overrides: Any) -> dict[
     return throwaway_config(root, nodes=3, sysctls={key: None for key in scope.host_global}, **overrides)
 
 
-def expected_settings(stack: DeclaredStack, keys: frozenset[str] | set[str]) -> dict[str, str]:
+def expected_settings(stack: ProgramRun, keys: frozenset[str] | set[str]) -> dict[str, str]:
     """The tuning values for `keys` plus the plan's port range and reserved ports (from components.plan)."""
     plan = stack.plan()
     assert plan.reserved_ports, "the test config must reserve ports, or the reserved-ports key is not set"
@@ -150,7 +151,7 @@ def expected_settings(stack: DeclaredStack, keys: frozenset[str] | set[str]) -> 
 def test_sysctls_apply_idempotently_and_restore_in_a_network_namespace(
     netns: NetNamespace, sysctl_scope: SysctlScope, tmp_path: Path
 ) -> None:
-    stack = declare(netns_only_config(tmp_path, sysctl_scope))
+    stack = run_program(netns_only_config(tmp_path, sysctl_scope))
     command = stack.commands["emqx-host-sysctls"]
     expected = expected_settings(stack, sysctl_scope.per_netns)
     plan = stack.plan()
@@ -203,7 +204,7 @@ def test_a_key_this_kernel_lacks_is_refused_before_anything_is_saved(
     restore could never put it back, and `pulumi destroy` would be stuck."""
     missing_key = "net.ipv4.emqx_cluster_no_such_key"
     overrides = {**{key: None for key in sysctl_scope.host_global}, missing_key: "1"}
-    stack = declare(throwaway_config(tmp_path, nodes=3, sysctls=overrides))
+    stack = run_program(throwaway_config(tmp_path, nodes=3, sysctls=overrides))
     drop_in = Path(stack.stack_config().sysctl_drop_in)
     somaxconn = netns.sysctl("net.core.somaxconn")
 
@@ -224,7 +225,7 @@ def test_keys_read_only_in_this_namespace_are_refused_before_anything_is_saved(
     if not read_only:
         pytest.skip("no EMQX tuning key is read-only in a network namespace on this kernel")
     absent = [key for key, why in sysctl_scope.host_global.items() if not why.startswith("read-only")]
-    stack = declare(throwaway_config(tmp_path, nodes=3, sysctls=dict.fromkeys(absent)))
+    stack = run_program(throwaway_config(tmp_path, nodes=3, sysctls=dict.fromkeys(absent)))
     drop_in = Path(stack.stack_config().sysctl_drop_in)
     somaxconn = netns.sysctl("net.core.somaxconn")
 
@@ -245,7 +246,7 @@ def test_restore_skips_a_saved_key_that_is_read_only_here(
     read_only = sorted(key for key, why in sysctl_scope.host_global.items() if why.startswith("read-only"))
     if not read_only:
         pytest.skip("no EMQX tuning key is read-only in a network namespace on this kernel")
-    stack = declare(throwaway_config(tmp_path, nodes=3))
+    stack = run_program(throwaway_config(tmp_path, nodes=3))
     drop_in = Path(stack.stack_config().sysctl_drop_in)
     drop_in.parent.mkdir(parents=True)
     somaxconn = netns.sysctl("net.core.somaxconn")
@@ -270,7 +271,7 @@ def test_default_settings_including_host_global_keys_run_against_a_stand_in_proc
     """
     if shutil.which("unshare") is None:
         pytest.skip("util-linux `unshare` is not installed: host-global keys are not executed anywhere")
-    stack = declare(throwaway_config(tmp_path, nodes=3))
+    stack = run_program(throwaway_config(tmp_path, nodes=3))
     command = stack.commands["emqx-host-sysctls"]
     expected = expected_settings(stack, set(EMQX_TUNING_SYSCTLS))
     drop_in = Path(stack.stack_config().sysctl_drop_in)
@@ -345,7 +346,7 @@ def host_key(endpoint: SshEndpoint) -> str:
     return " ".join(endpoint.known_hosts_line.split()[1:3])
 
 
-def ssh_stack(endpoint: SshEndpoint, root: Path, *, use_sudo: bool = True, **overrides: Any) -> DeclaredStack:
+def ssh_stack(endpoint: SshEndpoint, root: Path, *, use_sudo: bool = True, **overrides: Any) -> ProgramRun:
     """The prod stack pointed at the test sshd, its key given as a secret, paths under `root`."""
     config = throwaway_config(
         root,
@@ -359,7 +360,7 @@ def ssh_stack(endpoint: SshEndpoint, root: Path, *, use_sudo: bool = True, **ove
         tlsMode="self-signed",  # the prod stack's certificate secrets are not what is tested here
         **overrides,
     )
-    return declare(config, secrets={"sshPrivateKey": endpoint.private_key_pem})
+    return run_program(config, secrets={"sshPrivateKey": endpoint.private_key_pem})
 
 
 def test_every_host_command_is_a_remote_command_on_the_ssh_endpoint(sshd_server: SshEndpoint, ssh_root: Path) -> None:
@@ -377,7 +378,7 @@ def test_every_host_command_is_a_remote_command_on_the_ssh_endpoint(sshd_server:
         ), name
         assert connection["privateKey"] == sshd_server.private_key_pem
         assert connection["hostKey"] == host_key(sshd_server)
-        assert "connection" in stack.program.named(name).secret_inputs, name
+        assert "connection" in stack.named(name).secret_inputs, name
         assert command.environment is None, name  # SSH Setenv would need AcceptEnv on the host
         assert command.script("create").startswith("sudo -n sh -c "), name
 

@@ -25,7 +25,7 @@ import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from components.render.nginx import MODERN_CIPHERS, NginxSettings
-from tests.integration.lb_stack import (
+from tests.support.lb_stack import (
     CONNACK_ACCEPTED,
     LOOPBACK,
     MOSQUITTO_PROTOCOL_CODES,
@@ -36,7 +36,6 @@ from tests.integration.lb_stack import (
     Nginx,
     Pki,
     connect_mqtt,
-    free_port,
     lb_settings,
     make_pki,
     missing_prerequisites,
@@ -47,8 +46,8 @@ from tests.integration.lb_stack import (
     running_backends,
     source_address,
     wait_backend_of,
-    wait_until,
 )
+from tests.support.ports import free_port, wait_until
 
 MISSING = missing_prerequisites()
 pytestmark = [

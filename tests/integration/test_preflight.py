@@ -18,15 +18,11 @@ from typing import Any
 import pytest
 
 from components.plan import DISTRIBUTION_PORT_BASE, RPC_PORT_BASE
-from tests.integration.declared import (
-    DeclaredStack,
-    busy_ports,
-    declare,
-    free_port_block,
-    throwaway_config,
-)
-from tests.integration.support.fake_docker import FakeDocker
-from tests.integration.support.ports import free_port, listening_socket
+from tests.support.emqx.fake_docker import FakeDocker
+from tests.support.graph import RolloutGraph
+from tests.support.ports import busy_ports, free_port, free_port_block, listening_socket
+from tests.support.program import ProgramRun, run_program
+from tests.support.stackfiles import throwaway_config
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +40,7 @@ def require_fixed_ports_free() -> None:
         pytest.skip(f"ports {taken} are in use on this host, so the preflight would (rightly) report them")
 
 
-def preflight_stack(root: Path, *, held: set[int] | None = None, **overrides: Any) -> DeclaredStack:
+def preflight_stack(root: Path, *, held: set[int] | None = None, **overrides: Any) -> ProgramRun:
     """A 2-node stack on free ports (except those given in `overrides`), data dir under `root`."""
     require_fixed_ports_free()
     avoid = set(held or ())
@@ -56,10 +52,10 @@ def preflight_stack(root: Path, *, held: set[int] | None = None, **overrides: An
     while lb in avoid:
         lb = free_port()
     ports["lbPort"] = lb
-    return declare(throwaway_config(root, nodes=NODES, waves=1, **{**ports, **overrides}))
+    return run_program(throwaway_config(root, nodes=NODES, waves=1, **{**ports, **overrides}))
 
 
-def run_preflight(stack: DeclaredStack, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_preflight(stack: ProgramRun, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return stack.commands[PREFLIGHT].run_local("create", env)
 
 
@@ -72,10 +68,10 @@ def problems(stderr: str) -> list[str]:
 
 
 def test_preflight_is_declared_before_every_broker_resource(tmp_path: Path) -> None:
-    stack = declare(throwaway_config(tmp_path, nodes=5, waves=2))
+    stack = run_program(throwaway_config(tmp_path, nodes=5, waves=2))
     broker_side = [
         res.name
-        for res in stack.resources.values()
+        for res in stack.resources
         if res.custom
         and (
             res.node_name is not None
@@ -84,10 +80,11 @@ def test_preflight_is_declared_before_every_broker_resource(tmp_path: Path) -> N
         )
     ]
     assert len(broker_side) == 5 + 5 + 4 + 2  # containers, dirs, memberships, gates
+    graph = RolloutGraph(stack)
     for name in broker_side:
-        assert stack.waits_for(name, PREFLIGHT), f"{name} does not wait for the preflight"
+        assert graph.is_after(name, PREFLIGHT), f"{name} does not wait for the preflight"
     preflight = stack.named(PREFLIGHT)
-    assert not {stack.named(name).urn for name in broker_side} & stack.ancestors(preflight.urn)
+    assert not {stack.named(name).urn for name in broker_side} & graph.ancestors(preflight.urn)
     # Re-checked on every plan change, not only on first creation.
     assert stack.commands[PREFLIGHT].update == stack.commands[PREFLIGHT].create
 

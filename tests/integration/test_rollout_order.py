@@ -1,15 +1,8 @@
 """Issue 5, rollout in waves: the declared resources executed in the engine's order against a fake docker.
 
-A tiny engine walks the mocked program's resources in dependency order, as `pulumi up` would:
-a broker `docker.Container` is created (or replaced) in the fake docker world with its declared
-environment and data dir, so EMQX 5.8's rules apply to it (tests/integration/support/emqx58.py),
-and with `wait: true` the step fails unless the node turns healthy (as the docker provider
-waits for the health check); a command runs
-its real `create` / `update` string, anything else is only recorded.  It stops at the first
-failure, like `pulumi up`; deletions (removed resources, and the old copy of a replaced
-create-before-delete command) run at the end in reverse dependency order, like the engine's.
-A command with an `update` string whose inputs (e.g. `triggers`) changed is updated in place;
-without one it is replaced (create the new, later delete the old), as pulumi-command does.
+The engine (tests/support/engine.py) walks the mocked program's resources in dependency order,
+as `pulumi up` would, creating broker containers in the fake docker world (EMQX 5.8's rules
+apply) and running every command's real `create` / `update` / `delete` string.
 
 Stacks use manageSysctls: false (the sysctl script is exercised in test_host_tuning.py, inside
 a network namespace) and ports outside ipLocalPortRange, so the real preflight runs too.
@@ -19,28 +12,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.plan import DISTRIBUTION_PORT_BASE, RPC_PORT_BASE
-from tests.integration.declared import (
-    CONTAINER,
-    LOCAL_COMMAND,
-    DeclaredResource,
-    DeclaredStack,
-    Operation,
-    busy_ports,
-    declare,
-    free_port_block,
-    throwaway_config,
-)
-from tests.integration.support.fake_docker import BROKER_DATA_DIR, FakeDocker, locked_state
-from tests.integration.support.ports import free_port
+from tests.support.emqx.fake_docker import FakeDocker
+from tests.support.engine import Engine, RolloutFailedError, Step
+from tests.support.ports import busy_ports, free_port, free_port_block
+from tests.support.program import ProgramRun, run_program
+from tests.support.stackfiles import throwaway_config, with_changes
 
 pytestmark = pytest.mark.integration
 
@@ -54,124 +36,6 @@ PERMANENT = "{cannot_join_to_replicant,'emqx1@127.0.0.1'}"
 
 def node(container: str) -> str:
     return f"{container}@127.0.0.1"
-
-
-# ------------------------------------------------------------------------------------ engine
-
-
-@dataclass(frozen=True)
-class Step:
-    """One thing the engine did; `calls` is the fake docker call-log slice it produced."""
-
-    op: str  # create | update | replace | delete
-    name: str
-    type: str
-    calls: tuple[int, int] = (0, 0)
-    result: subprocess.CompletedProcess[str] | None = None
-
-
-class RolloutFailedError(Exception):
-    def __init__(self, step: Step, steps: list[Step]) -> None:
-        assert step.result is not None
-        super().__init__(f"{step.name} {step.op} failed (exit {step.result.returncode}): {step.result.stderr}")
-        self.step = step
-        self.steps = steps
-
-
-@dataclass
-class Engine:
-    """Executes declared stacks against one fake docker world, keeping the 'state' between runs."""
-
-    fake: FakeDocker
-    # Knobs for a broker container whenever this engine creates or replaces it.
-    knobs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    steps: list[Step] = field(default_factory=list)
-
-    def up(self, new: DeclaredStack, old: DeclaredStack | None = None) -> list[Step]:
-        """`pulumi up` from `old` (None: empty stack) to `new`; returns this run's steps."""
-        start = len(self.steps)
-        previous = old.resources if old is not None else {}
-        deferred: list[DeclaredResource] = []  # old copies of create-before-delete replacements
-        for res in new.topological_order():
-            if not res.custom:
-                continue
-            before = previous.get(res.urn)
-            if before is None:
-                self._create(res)
-            elif dict(before.inputs) != dict(res.inputs):
-                if res.type == LOCAL_COMMAND and res.inputs.get("update") is not None:
-                    self._command(res, "update", "update")
-                elif res.type == CONTAINER:
-                    self._replace_container(res)
-                else:
-                    self._create(res, op="replace")
-                    deferred.append(before)
-        if old is not None:
-            removed = [r for r in old.resources.values() if r.custom and r.urn not in new.resources]
-            doomed = {r.urn for r in [*removed, *deferred]}
-            for res in reversed(old.topological_order()):
-                if res.urn in doomed:
-                    self._delete(res)
-        return self.steps[start:]
-
-    # -- steps -------------------------------------------------------------------------------
-
-    def _record(self, step: Step) -> Step:
-        self.steps.append(step)
-        if step.result is not None and step.result.returncode != 0:
-            raise RolloutFailedError(step, self.steps)
-        return step
-
-    def _create(self, res: DeclaredResource, op: str = "create") -> None:
-        if res.type == LOCAL_COMMAND:
-            self._command(res, "create", op)
-        elif res.node_name is not None:
-            self.fake.add_container(
-                res.name,
-                res.node_name,
-                env=res.container_env,
-                data_dir=res.host_path_of(BROKER_DATA_DIR),
-                **self.knobs.get(res.name, {}),
-            )
-            self._record(Step(op, res.name, res.type, result=self._waited(res)))
-        else:
-            self._record(Step(op, res.name, res.type))  # images, passwords, the LB...: nothing to run
-
-    def _replace_container(self, res: DeclaredResource) -> None:
-        result = None
-        if res.node_name is not None:  # delete_before_replace: the old one stops, the new one starts
-            self.fake.recreate_container(res.name, env=res.container_env, **self.knobs.get(res.name, {}))
-            result = self._waited(res)
-        self._record(Step("replace", res.name, res.type, result=result))
-
-    def _waited(self, res: DeclaredResource) -> subprocess.CompletedProcess[str] | None:
-        """The provider's `wait`: a container that is not healthy fails its create/replace."""
-        if not res.inputs.get("wait"):
-            return None
-        health = self.fake.health(res.name)
-        detail = self.fake.boot_error(res.name) or f"health: {health}"
-        failed = health != "healthy"
-        return subprocess.CompletedProcess(["wait", res.name], int(failed), "", f"{detail}\n" if failed else "")
-
-    def _delete(self, res: DeclaredResource) -> None:
-        if res.type == LOCAL_COMMAND:
-            if res.inputs.get("delete") is not None:
-                self._command(res, "delete", "delete")
-            return
-        if res.node_name is not None:
-            with locked_state(self.fake.state_path) as state:
-                del state["containers"][res.name]
-        self._record(Step("delete", res.name, res.type))
-
-    def _command(self, res: DeclaredResource, operation: Operation, op: str) -> None:
-        script = res.inputs[operation]
-        assert isinstance(script, str)
-        env: Mapping[str, str] = {**self.fake.env(), **(res.inputs.get("environment") or {})}
-        first = len(self.fake.calls())
-        result = subprocess.run(
-            ["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
-        )
-        self._record(Step(op, res.name, res.type, (first, len(self.fake.calls())), result))
 
 
 # ------------------------------------------------------------------------------------ stacks
@@ -204,14 +68,14 @@ def base_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def v1(base_config: dict[str, Any]) -> DeclaredStack:
-    return declare(base_config)
+def v1(base_config: dict[str, Any]) -> ProgramRun:
+    return run_program(base_config)
 
 
 @pytest.fixture(scope="module")
-def v2(base_config: dict[str, Any]) -> DeclaredStack:
+def v2(base_config: dict[str, Any]) -> ProgramRun:
     """The same stack one EMQX patch release later."""
-    return declare(with_changes(base_config, emqxVersion="5.8.7"))
+    return run_program(with_changes(base_config, emqxVersion="5.8.7"))
 
 
 @pytest.fixture
@@ -220,10 +84,6 @@ def root(base_config: dict[str, Any]) -> Path:
     data = Path(base_config["emqx-cluster:dataDir"])
     shutil.rmtree(data, ignore_errors=True)
     return data
-
-
-def with_changes(config: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
-    return {**config, **{f"emqx-cluster:{key}": value for key, value in changes.items()}}
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -261,9 +121,7 @@ def assert_wave2_starts_after_wave1_gate_passed(fake: FakeDocker, steps: list[St
 # ------------------------------------------------------------------------------------- tests
 
 
-def test_five_nodes_in_two_waves_form_one_verified_cluster(
-    fake_docker: FakeDocker, v1: DeclaredStack, root: Path
-) -> None:
+def test_five_nodes_in_two_waves_form_one_verified_cluster(fake_docker: FakeDocker, v1: ProgramRun, root: Path) -> None:
     engine = Engine(fake_docker)
     steps = engine.up(v1)
 
@@ -288,7 +146,7 @@ def test_five_nodes_in_two_waves_form_one_verified_cluster(
 
 
 def test_upgrade_replaces_wave_by_wave_and_updates_memberships_without_leaving(
-    fake_docker: FakeDocker, v1: DeclaredStack, v2: DeclaredStack, root: Path
+    fake_docker: FakeDocker, v1: ProgramRun, v2: ProgramRun, root: Path
 ) -> None:
     engine = Engine(fake_docker)
     engine.up(v1)
@@ -323,7 +181,7 @@ def test_upgrade_replaces_wave_by_wave_and_updates_memberships_without_leaving(
 
 
 def test_a_node_failing_to_join_stops_the_rollout_at_wave_1(
-    fake_docker: FakeDocker, v1: DeclaredStack, root: Path
+    fake_docker: FakeDocker, v1: ProgramRun, root: Path
 ) -> None:
     engine = Engine(fake_docker, knobs={"emqx3": {"join_permanent_error": PERMANENT}})
     with pytest.raises(RolloutFailedError) as failed:
@@ -343,7 +201,7 @@ def test_a_node_failing_to_join_stops_the_rollout_at_wave_1(
 
 
 def test_a_node_not_coming_back_during_an_upgrade_leaves_wave_2_untouched(
-    fake_docker: FakeDocker, v1: DeclaredStack, v2: DeclaredStack, root: Path
+    fake_docker: FakeDocker, v1: ProgramRun, v2: ProgramRun, root: Path
 ) -> None:
     engine = Engine(fake_docker)
     engine.up(v1)
@@ -368,12 +226,12 @@ def test_a_node_not_coming_back_during_an_upgrade_leaves_wave_2_untouched(
 
 
 def test_scale_down_makes_the_removed_nodes_leave(
-    fake_docker: FakeDocker, v1: DeclaredStack, base_config: dict[str, Any], root: Path
+    fake_docker: FakeDocker, v1: ProgramRun, base_config: dict[str, Any], root: Path
 ) -> None:
     engine = Engine(fake_docker)
     engine.up(v1)
     fake_docker.clear_calls()
-    smaller = declare(with_changes(base_config, nodes=3))
+    smaller = run_program(with_changes(base_config, nodes=3))
 
     steps = engine.up(smaller, v1)
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.support.fake_docker import DOCKER_SCRIPT, FakeDocker, container_id
-from tests.integration.support.netns import NetNamespace, host_sysctl
-from tests.integration.support.ports import free_port, listening_socket, wait_for_port
-from tests.integration.support.sshd import SshEndpoint
+from tests.support.emqx.fake_docker import DOCKER_SCRIPT, FakeDocker, container_id
+from tests.support.netns import NetNamespace, host_sysctl
+from tests.support.ports import free_port, listening_socket, wait_for_port
+from tests.support.sshd import SshEndpoint
 
 pytestmark = pytest.mark.integration
 

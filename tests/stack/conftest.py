@@ -2,83 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from components.config import NAMESPACE, StackConfig, parse_stack_config
-from components.plan import ClusterPlan, plan_cluster
-from tests.stack.harness import ProgramRun, run_program, stack_config
+from tests.support.program import Deployments, ProgramRun
+from tests.support.stackfiles import ProdSecrets, StackCase, stack_config
 
 STACKS = ("dev", "prod")
-
-
-@dataclass(frozen=True)
-class ProdSecrets:
-    certificate_pem: str
-    private_key_pem: str
-    ssh_private_key: str
-
-    def as_config(self) -> dict[str, str]:
-        return {
-            "tlsCertificate": self.certificate_pem,
-            "tlsPrivateKey": self.private_key_pem,
-            "sshPrivateKey": self.ssh_private_key,
-        }
-
-
-@dataclass(frozen=True)
-class StackCase:
-    """One stack's config as Pulumi would hand it to the program (plain values and secrets)."""
-
-    stack: str
-    config: Mapping[str, Any]  # `emqx-cluster:*` keys from Pulumi.<stack>.yaml (+ overrides)
-    secrets: Mapping[str, str] = field(default_factory=dict)  # keys without namespace, set as secrets
-
-    def with_config(self, **overrides: Any) -> StackCase:
-        """The same stack with some keys (camelCase, no namespace) changed, as `pulumi config set` would."""
-        return replace(self, config={**self.config, **{f"{NAMESPACE}:{k}": v for k, v in overrides.items()}})
-
-    def setting(self, key: str) -> Any:
-        return self.config[f"{NAMESPACE}:{key}"]
-
-    @property
-    def nodes(self) -> int:
-        return int(self.setting("nodes"))
-
-    def parsed(self) -> StackConfig:
-        """The validated config, through the program's own parser (for expected values)."""
-        raw = {key.split(":", 1)[1]: _as_text(value) for key, value in self.config.items()}
-        return parse_stack_config({**raw, **self.secrets})
-
-    def plan(self) -> ClusterPlan:
-        return plan_cluster(self.parsed())
-
-    def key(self, preview: bool) -> str:
-        return json.dumps([self.stack, dict(self.config), dict(self.secrets), preview], sort_keys=True)
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-class Deployments:
-    """Runs the program under mocks, once per distinct (config, secrets, mode)."""
-
-    def __init__(self) -> None:
-        self._runs: dict[str, ProgramRun] = {}
-
-    def run(self, case: StackCase, *, preview: bool = False) -> ProgramRun:
-        key = case.key(preview)
-        if key not in self._runs:
-            self._runs[key] = run_program(case.config, secrets=case.secrets, preview=preview, stack=case.stack)
-        return self._runs[key]
 
 
 @pytest.fixture(scope="session")

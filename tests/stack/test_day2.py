@@ -8,10 +8,10 @@ resource IDs from the inputs, so a rebuild or replacement shows up downstream as
 from __future__ import annotations
 
 from components.plan import plan_cluster
-from tests.stack.conftest import Deployments, StackCase
-from tests.stack.dag import RolloutGraph
-from tests.stack.harness import ProgramRun
-from tests.stack.views import brokers, changed_inputs, command_type
+from tests.support.graph import RolloutGraph
+from tests.support.program import Deployments, ProgramRun
+from tests.support.stackfiles import StackCase
+from tests.support.views import brokers, changed_inputs, command_type
 
 # --------------------------------------------------------------------------- upgrade
 

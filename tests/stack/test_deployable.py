@@ -20,11 +20,10 @@ from components.preflight import nofile_claims, port_claims
 from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, erlang_address, hocon_string
 from components.render.host_scripts import as_root, preflight_script, sysctl_apply_script
 from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
-from tests.stack.conftest import Deployments, ProdSecrets, StackCase
-from tests.stack.dag import RolloutGraph
-from tests.stack.harness import PROJECT_DIR, ProgramRun, Recorded, run_program
-from tests.stack.views import (
-    CONTAINER,
+from tests.support.graph import RolloutGraph
+from tests.support.program import CONTAINER, Deployments, ProgramRun, Recorded, run_program
+from tests.support.stackfiles import PROJECT_DIR, ProdSecrets, StackCase
+from tests.support.views import (
     LB_CONTAINER,
     broker_names,
     brokers,

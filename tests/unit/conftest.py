@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import trustme
 
-from tests.unit.stackfiles import TlsMaterial
+from tests.support.stackfiles import TlsMaterial
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from components.render.broker_env import (
     broker_environment,
     hocon_string,
 )
-from tests.unit.stackfiles import stack_raw, validate
+from tests.support.stackfiles import stack_raw, validate
 
 COOKIE = "Cookie_0123456789abcdefXYZ"
 PASSWORD = "Dashboard-Pa55word!"

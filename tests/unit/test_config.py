@@ -20,7 +20,7 @@ from components.config import (
     parse_stack_config,
 )
 from components.plan import plan_cluster
-from tests.unit.stackfiles import TlsMaterial, stack_raw, validate
+from tests.support.stackfiles import TlsMaterial, stack_raw, validate
 
 FAKE_CERT = "-----BEGIN CERTIFICATE-----\nMIIBfakeCERTbody\n-----END CERTIFICATE-----\n"
 FAKE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIBfakeKEYbody\n-----END PRIVATE KEY-----\n"

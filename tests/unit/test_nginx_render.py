@@ -27,7 +27,7 @@ from components.render.nginx import (
     render_nginx_conf,
     standalone_runtime,
 )
-from tests.unit.stackfiles import TlsMaterial, stack_raw, validate
+from tests.support.stackfiles import TlsMaterial, stack_raw, validate
 
 NGINX = "/usr/sbin/nginx"
 STREAM_MODULE = DEBIAN_STREAM_MODULE

@@ -29,7 +29,8 @@ from components.render.host_scripts import (
     sysctl_apply_script,
     sysctl_restore_script,
 )
-from tests.unit.stackfiles import stack_raw, validate
+from tests.support.ports import free_port
+from tests.support.stackfiles import stack_raw, validate
 
 with warnings.catch_warnings():
     # pulumi_command warns about its own deprecated CopyFile resource on import; not ours.
@@ -169,13 +170,6 @@ def busy_port() -> Iterator[int]:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         yield listener.getsockname()[1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def test_preflight_fails_on_a_port_held_by_a_stranger(busy_port: int, fake_bin: dict[str, str], tmp_path: Path) -> None:

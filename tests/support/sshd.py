@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from .ports import free_port, port_is_open
+from tests.support.ports import free_port, port_is_open
+from tests.support.processes import run_captured, stop_process
 
 SSHD = Path("/usr/sbin/sshd")
 DEPLOY_USER = "emqxdeploy"
@@ -77,15 +78,7 @@ class SshEndpoint:
 
         Exit code 255 is ssh's own failure (connect/auth), anything else the command's.
         """
-        return subprocess.run(
-            self.ssh_argv(command),
-            input=stdin,
-            stdin=subprocess.DEVNULL if stdin is None else None,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return run_captured(self.ssh_argv(command), input=stdin, timeout=timeout)
 
 
 def ensure_user(user: str = DEPLOY_USER) -> pwd.struct_passwd:
@@ -122,19 +115,29 @@ def passwordless_sudo(user: str = DEPLOY_USER) -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
-def _keygen(path: Path, comment: str) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
+def ssh_keys(directory: Path, comment: str) -> str:
+    """A host key and a client key in `directory` (kept if there), the client's authorized.
+
+    Returns the host public key as `<type> <base64>` (for known_hosts).
+    """
+    for key, role in (("ssh_host_ed25519_key", "host"), ("client_ed25519", "client")):
+        if not (directory / key).exists():
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{comment}-{role}", "-f", str(directory / key)],
+                check=True,
+                stdin=subprocess.DEVNULL,
+            )
+    (directory / "authorized_keys").write_text((directory / "client_ed25519.pub").read_text())
+    (directory / "authorized_keys").chmod(0o644)
+    return " ".join((directory / "ssh_host_ed25519_key.pub").read_text().split()[:2])
 
 
-def _sshd_config(workdir: Path, port: int, user: str) -> str:
+def sshd_config(workdir: Path, port: int, user: str, listen: str = LOOPBACK) -> str:
+    """An sshd_config for `ssh_keys(workdir)`: public-key login for `user` only, on (listen, port)."""
     return "\n".join(
         [
             f"Port {port}",
-            f"ListenAddress {LOOPBACK}",
+            f"ListenAddress {listen}",
             f"HostKey {workdir / 'ssh_host_ed25519_key'}",
             f"PidFile {workdir / 'sshd.pid'}",
             f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
@@ -157,6 +160,22 @@ def _sshd_config(workdir: Path, port: int, user: str) -> str:
     )
 
 
+def ssh_endpoint(directory: Path, host: str, port: int, user: str, host_pub: str, log_file: Path) -> SshEndpoint:
+    """How to log in to the sshd of `ssh_keys(directory)` on (host, port); writes its known_hosts."""
+    known = f"{host} {host_pub}" if port == 22 else f"[{host}]:{port} {host_pub}"
+    (directory / "known_hosts").write_text(known + "\n")
+    return SshEndpoint(
+        host=host,
+        port=port,
+        user=user,
+        private_key_pem=(directory / "client_ed25519").read_text(),
+        known_hosts_line=known,
+        key_file=directory / "client_ed25519",
+        known_hosts_file=directory / "known_hosts",
+        log_file=log_file,
+    )
+
+
 @contextlib.contextmanager
 def running_sshd(user: str = DEPLOY_USER, attempts: int = 5) -> Iterator[SshEndpoint]:
     """Start sshd in the foreground for `user` (created if needed, given sudo); stop it after.
@@ -170,19 +189,14 @@ def running_sshd(user: str = DEPLOY_USER, attempts: int = 5) -> Iterator[SshEndp
     workdir.chmod(0o755)
     proc: subprocess.Popen[bytes] | None = None
     try:
-        _keygen(workdir / "ssh_host_ed25519_key", "emqx-test-host")
-        _keygen(workdir / "client_ed25519", "emqx-test-client")
-        client_pub = (workdir / "client_ed25519.pub").read_text()
-        (workdir / "authorized_keys").write_text(client_pub)
-        (workdir / "authorized_keys").chmod(0o644)
-        host_pub = " ".join((workdir / "ssh_host_ed25519_key.pub").read_text().split()[:2])
+        host_pub = ssh_keys(workdir, "emqx-test")
         log_file = workdir / "sshd.log"
 
         with passwordless_sudo(user):
             for _ in range(attempts):
                 port = free_port(LOOPBACK)
                 cfg = workdir / "sshd_config"
-                cfg.write_text(_sshd_config(workdir, port, user))
+                cfg.write_text(sshd_config(workdir, port, user))
                 subprocess.run([str(SSHD), "-t", "-f", str(cfg)], check=True)
                 with log_file.open("ab") as log:
                     proc = subprocess.Popen(
@@ -198,38 +212,16 @@ def running_sshd(user: str = DEPLOY_USER, attempts: int = 5) -> Iterator[SshEndp
                     time.sleep(0.05)
                 if proc.poll() is None and port_is_open(LOOPBACK, port):
                     break
-                _stop(proc)
+                stop_process(proc, grace=10)
                 proc = None  # most likely lost the port race: try another port
             if proc is None:
                 raise RuntimeError(f"sshd did not start; log:\n{log_file.read_text()}")
 
-            known_hosts_line = f"[{LOOPBACK}]:{port} {host_pub}"
-            (workdir / "known_hosts").write_text(known_hosts_line + "\n")
-            yield SshEndpoint(
-                host=LOOPBACK,
-                port=port,
-                user=user,
-                private_key_pem=(workdir / "client_ed25519").read_text(),
-                known_hosts_line=known_hosts_line,
-                key_file=workdir / "client_ed25519",
-                known_hosts_file=workdir / "known_hosts",
-                log_file=log_file,
-            )
+            yield ssh_endpoint(workdir, LOOPBACK, port, user, host_pub, log_file)
     finally:
         if proc is not None:
-            _stop(proc)
+            stop_process(proc, grace=10)
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the sshd we started, by its PID (SIGTERM, then SIGKILL)."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

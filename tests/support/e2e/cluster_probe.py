@@ -10,25 +10,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from tests.e2e.support.host import E2eHost
-from tests.integration.lb_stack import connect_mqtt
+from tests.support.e2e.host import E2eHost
+from tests.support.lb_stack import connect_mqtt
 
 EMQX = "/opt/emqx/bin/emqx"
 PROXY_EVENTS = "/tmp/emqx-standin/proxy-events.jsonl"  # the stand-in's PROXY listener log
-T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T | None], what: str, timeout: float = 120) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def inspect(host: E2eHost, *names: str) -> dict[str, dict[str, Any]]:

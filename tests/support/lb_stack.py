@@ -22,13 +22,12 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import trustme
@@ -42,14 +41,14 @@ from components.render.nginx import (
     render_nginx_conf,
     standalone_runtime,
 )
-
-T = TypeVar("T")
+from tests.support.ports import free_port, wait_until
+from tests.support.processes import stop_process
 
 LOOPBACK = "127.0.0.1"
 STREAM_MODULE_PATH = DEBIAN_STREAM_MODULE
 NGINX_BIN = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
 MOSQUITTO_BIN = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/sbin")
-SHIM_SCRIPT = Path(__file__).with_name("proxy_shim.py")
+SHIM_SCRIPT = Path(__file__).parent / "emqx" / "proxy_shim.py"
 
 MQTT_V311 = MQTTProtocolVersion.MQTTv311
 MQTT_V5 = MQTTProtocolVersion.MQTTv5
@@ -76,25 +75,6 @@ def source_address(index: int) -> str:
 
 
 # --------------------------------------------------------------------------- waiting, ports
-
-
-def wait_until(predicate: Callable[[], T | None], *, what: str, timeout: float = 10.0) -> T:
-    """Poll until `predicate` returns something truthy; the timeout only bounds a hung setup."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A currently unused TCP port (private helper: the shared ports module may not exist yet)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -142,22 +122,6 @@ def wait_for_listener(host: str, port: int, process: subprocess.Popen[bytes], na
         return is_listening(host, port)
 
     wait_until(ready, what=f"{name} to listen on {host}:{port}")
-
-
-def stop_process(process: subprocess.Popen[bytes], first: signal.Signals = signal.SIGTERM, grace: float = 5.0) -> None:
-    """Signal, wait, then SIGKILL; then sweep the process group it leads (nginx's workers)."""
-    if process.poll() is None:
-        try:
-            process.send_signal(first)
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(grace)
-        except ProcessLookupError:
-            pass
-    # Started with start_new_session=True, so the group id is this PID and holds only its children.
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 def start_process(argv: Sequence[str], output: Path) -> subprocess.Popen[bytes]:
@@ -251,11 +215,11 @@ class ChildProcess:
     def kill(self) -> None:
         """Crash it: SIGKILL, no goodbye to clients."""
         if self.process is not None:
-            stop_process(self.process, signal.SIGKILL)
+            stop_process(self.process, signal.SIGKILL, group=True)
 
     def stop(self) -> None:
         if self.process is not None:
-            stop_process(self.process)
+            stop_process(self.process, group=True)
 
     @property
     def running(self) -> bool:
@@ -547,7 +511,7 @@ class Nginx:
     def stop(self) -> None:
         """SIGTERM (fast shutdown): SIGQUIT would wait for open MQTT sessions up to proxy_timeout."""
         if self.process is not None:
-            stop_process(self.process)
+            stop_process(self.process, group=True)
 
     def __enter__(self) -> Nginx:
         self.start()

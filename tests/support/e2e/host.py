@@ -11,9 +11,9 @@ mount namespace and hides the cgroup mounts ("Devices cgroup isn't mounted").
 
 Every step of `host_up` is recorded in a state file (`/run/emqxe2e/<name>/state.json`) before
 it runs, so `host_down` undoes exactly what exists, idempotently, from the same process (a
-pytest fixture) or another one (`python -m tests.e2e.support.host down`).
+pytest fixture) or another one (`python -m tests.support.e2e.host down`).
 
-CLI: `python -m tests.e2e.support.host up [--name N] [--keep-data-root]` prints the host as
+CLI: `python -m tests.support.e2e.host up [--name N] [--keep-data-root]` prints the host as
 JSON (and writes `<state dir>/env` for shells); `down [NAME ...|--all]` tears hosts down.
 """
 
@@ -33,14 +33,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.integration.support.netns import NetNamespace
-from tests.integration.support.ports import port_is_open
-from tests.integration.support.sshd import SSHD, SshEndpoint, _keygen, _sshd_config, ensure_user
+from tests.support.netns import NetNamespace, run_script
+from tests.support.ports import WaitTimeoutError, port_is_open, wait_until
+from tests.support.processes import run_captured
+from tests.support.sshd import SSHD, SshEndpoint, ensure_user, ssh_endpoint, ssh_keys, sshd_config
 
 STATE_ROOT = Path("/run/emqxe2e")
 NETNS_DIR = Path("/var/run/netns")
@@ -111,29 +112,14 @@ class E2eHost:
         self, *argv: str, check: bool = True, input: str | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run the docker CLI against this host's engine; raises with stderr when `check` fails."""
-        proc = subprocess.run(
-            self.docker_argv(*argv),
-            input=input,
-            stdin=subprocess.DEVNULL if input is None else None,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        proc = run_captured(self.docker_argv(*argv), input=input, timeout=timeout)
         if check and proc.returncode != 0:
             raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
         return proc
 
     def run_in_ns(self, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """`sh -c script` inside the namespace via nsenter; never raises on exit code."""
-        return subprocess.run(
-            self.nsenter_argv("sh", "-c", script),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return run_script(self.nsenter_argv(), script, timeout)
 
     def env(self) -> dict[str, str]:
         """Shell variables describing the host (written to `<state_dir>/env` by the CLI)."""
@@ -274,15 +260,14 @@ def _global_lock() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _wait(predicate: Any, timeout: float, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            tail = ""
-            if log is not None and log.exists():
-                tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-            raise HostError(f"{what} not ready after {timeout}s{tail}")
-        time.sleep(0.1)
+def _wait(predicate: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
+    try:
+        wait_until(predicate, what, timeout=timeout, interval=0.1)
+    except WaitTimeoutError:
+        tail = ""
+        if log is not None and log.exists():
+            tail = "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise HostError(f"{what} not ready after {timeout}s{tail}") from None
 
 
 def host_up(
@@ -357,7 +342,7 @@ def host_up(
 
 
 def shared_root() -> Path:
-    from tests.e2e.support.rootfs import cache_dir
+    from tests.support.e2e.rootfs import cache_dir
 
     return cache_dir() / "docker-data-root"
 
@@ -382,7 +367,7 @@ def _release_shared_root(name: str) -> None:
 
 def _clean_engine(host: E2eHost) -> None:
     """A reused data root starts like a fresh engine, except for the cached stand-in images."""
-    from tests.e2e.support.images import CONTEXT_LABEL
+    from tests.support.e2e.images import CONTEXT_LABEL
 
     containers = host.docker("ps", "-aq").stdout.split()
     if containers:
@@ -463,15 +448,10 @@ def _sshd_up(host: E2eHost, user: str, port: int) -> E2eHost:
     ssh_dir = host.state_dir / "ssh"
     ssh_dir.mkdir(mode=0o755, exist_ok=True)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
-    for key, comment in (("ssh_host_ed25519_key", "emqx-e2e-host"), ("client_ed25519", "emqx-e2e-client")):
-        if not (ssh_dir / key).exists():
-            _keygen(ssh_dir / key, comment)
-    (ssh_dir / "authorized_keys").write_text((ssh_dir / "client_ed25519.pub").read_text())
-    (ssh_dir / "authorized_keys").chmod(0o644)
-    host_pub = " ".join((ssh_dir / "ssh_host_ed25519_key.pub").read_text().split()[:2])
+    host_pub = ssh_keys(ssh_dir, "emqx-e2e")
     # The integration tier's sshd config, listening on the veth address, with DOCKER_HOST set
     # for every session (remote.Command and the docker provider's `ssh ... docker system dial-stdio`).
-    config = _sshd_config(ssh_dir, port, user).replace("ListenAddress 127.0.0.1", f"ListenAddress {host.address}")
+    config = sshd_config(ssh_dir, port, user, listen=host.address)
     config += f"SetEnv DOCKER_HOST={host.docker_host}\n"
     (ssh_dir / "sshd_config").write_text(config)
     _run([str(SSHD), "-t", "-f", str(ssh_dir / "sshd_config")], "sshd -t")
@@ -484,18 +464,7 @@ def _sshd_up(host: E2eHost, user: str, port: int) -> E2eHost:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    known = f"{host.address} {host_pub}" if port == 22 else f"[{host.address}]:{port} {host_pub}"
-    (ssh_dir / "known_hosts").write_text(known + "\n")
-    endpoint = SshEndpoint(
-        host=host.address,
-        port=port,
-        user=user,
-        private_key_pem=(ssh_dir / "client_ed25519").read_text(),
-        known_hosts_line=known,
-        key_file=ssh_dir / "client_ed25519",
-        known_hosts_file=ssh_dir / "known_hosts",
-        log_file=log,
-    )
+    endpoint = ssh_endpoint(ssh_dir, host.address, port, user, host_pub, log)
     host = _replace(host, sshd_pid=proc.pid, ssh=endpoint, host_public_key=host_pub)
     host.save()
 
@@ -664,7 +633,7 @@ def running_hosts() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.e2e.support.host", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.support.e2e.host", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log the steps' timings")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="bring a host up and print it as JSON")
@@ -692,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
         env_file = host.state_dir / "env"
         env_file.write_text("".join(f"export {k}={json.dumps(v)}\n" for k, v in host.env().items()))
         if args.images:
-            from tests.e2e.support.images import ensure_images
+            from tests.support.e2e.images import ensure_images
 
             started = time.monotonic()
             images = ensure_images(host)

@@ -12,12 +12,10 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.support.host import E2eHost
-from tests.integration.lb_stack import mqtt_connect_packet, recv_up_to
+from tests.support.e2e.host import E2eHost
+from tests.support.lb_stack import CONNACK_ACCEPTED, mqtt_connect_packet, recv_up_to
+from tests.support.stackfiles import throwaway_settings
 
-BROKER_NOFILE = 16384
-LB_WORKER_CONNECTIONS = 4096  # nofile 2 x 4096 + 1024 = 9216
-CONNACK_OK = b"\x20\x02\x00\x00"
 # Global, not per network namespace: fs.*, net.core.netdev_max_backlog (absent in a namespace
 # other than the initial one) and the net.core socket buffer limits (read-only there). The
 # program's apply refuses each by name; a user on such a host sets them to null, as here.
@@ -36,11 +34,8 @@ GLOBAL_SYSCTLS_LEFT_ALONE = dict.fromkeys(
 
 def host_paths(root: Path) -> dict[str, Any]:
     return {
-        "dataDir": str(root / "data"),
-        "sysctlDropIn": str(root / "sysctl.d" / "60-emqx-cluster.conf"),
+        **throwaway_settings(root),
         "sysctls": GLOBAL_SYSCTLS_LEFT_ALONE,
-        "brokerNofileLimit": BROKER_NOFILE,
-        "lbWorkerConnections": LB_WORKER_CONNECTIONS,
         # Short grace periods keep the suite fast; the value reaching Docker is what is tested.
         "brokerStopGraceSeconds": 10,
         "lbStopGraceSeconds": 5,
@@ -102,6 +97,6 @@ def lb_answers(address: str, port: int, context: ssl.SSLContext, server_name: st
         ):
             tls.settimeout(5)
             tls.sendall(mqtt_connect_packet("e2e-probe"))
-            return bool(recv_up_to(tls, 4) == CONNACK_OK)
+            return bool(recv_up_to(tls, 4) == CONNACK_ACCEPTED)
     except (OSError, ssl.SSLError):
         return False

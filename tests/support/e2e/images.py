@@ -1,6 +1,6 @@
 """Stand-in images built into an e2e host's dockerd, with no registry.
 
-- base: the cached debootstrap rootfs (tests/e2e/support/rootfs.py), `docker import`-ed;
+- base: the cached debootstrap rootfs (tests/support/e2e/rootfs.py), `docker import`-ed;
 - `nginx:<nginxVersion>`: Debian nginx + stream module, tagged as the stack references the
   official image (images/nginx/Dockerfile);
 - `emqx/emqx:<version>` for each version: the EMQX stand-in (images/emqx/Dockerfile,
@@ -24,8 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e.support.host import E2eHost
-from tests.e2e.support.rootfs import ensure_rootfs
+from tests.support.e2e.host import E2eHost
+from tests.support.e2e.rootfs import ensure_rootfs
 
 REPO = Path(__file__).resolve().parents[3]
 IMAGES_DIR = Path(__file__).parent / "images"
@@ -38,16 +38,15 @@ DEFAULT_EMQX_REPOSITORY = "emqx/emqx"
 # Files of this repository copied into the EMQX stand-in, at the same package paths, so the
 # daemon imports them exactly as the tests do (PYTHONPATH=/opt/emqx/standin in the image).
 STANDIN_SOURCES: tuple[str, ...] = (
-    "tests/e2e/support/emqx_standin.py",
-    "tests/integration/support/emqx58.py",
-    "tests/integration/proxy_shim.py",
+    "tests/support/e2e/emqx_standin.py",
+    "tests/support/emqx/emqx58.py",
+    "tests/support/emqx/proxy_shim.py",
 )
 STANDIN_PACKAGES: tuple[str, ...] = (
     "tests",
-    "tests/e2e",
-    "tests/e2e/support",
-    "tests/integration",
-    "tests/integration/support",
+    "tests/support",
+    "tests/support/e2e",
+    "tests/support/emqx",
 )
 
 

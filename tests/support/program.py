@@ -1,5 +1,10 @@
 """Runs the whole Pulumi program under `pulumi.runtime.set_mocks` and records what it declares.
 
+One record type for every tier: the stack tests read a `ProgramRun`'s `Recorded` resources, and
+the integration tests execute them for real (a command's exact `create` / `update` / `delete`
+string through `Recorded.run_local`, a container through the fake docker, tests/support/engine.py)
+in the order tests/support/graph.py computes.
+
 Each run happens in a fresh `contextvars.Context`, because the SDK keeps its settings and root
 stack in ContextVars; a run therefore never sees the previous one's resources.
 """
@@ -9,21 +14,31 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import os
 import runpy
+import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
-import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.sync_await import _sync_await
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-PROJECT = "emqx-cluster"
+from components.config import StackConfig
+from components.plan import ClusterPlan, plan_cluster
+from tests.support.stackfiles import PROJECT, PROJECT_DIR, StackCase, parse_config
+
+Operation = Literal["create", "update", "delete"]
+
+LOCAL_COMMAND = "command:local:Command"
+REMOTE_COMMAND = "command:remote:Command"
+CONTAINER = "docker:index/container:Container"
+NODE_LABEL = "io.emqx-cluster.node"  # the label BrokerNodes puts on every broker container
+LOCAL_INTERPRETER = ("/bin/sh", "-c")  # pulumi-command's local.Command default interpreter on Linux
 SECRET_SIG = rpc._special_sig_key
 SECRET_VALUE = rpc._special_secret_sig
 
@@ -75,12 +90,94 @@ class Recorded:
     additional_secret_outputs: list[str]
     aliases: list[dict[str, Any]]  # alias specs as sent (the engine resolves them against state)
 
+    # -- a broker container ------------------------------------------------------------------
+
+    @property
+    def node_name(self) -> str | None:
+        """The EMQX node name of a broker container (from its label), else None."""
+        if self.type != CONTAINER:
+            return None
+        for label in self.inputs.get("labels") or []:
+            if label.get("label") == NODE_LABEL:
+                return str(label.get("value"))
+        return None
+
+    @property
+    def container_env(self) -> dict[str, str] | None:
+        """A container's environment (`envs`, "K=V" strings, as the provider passes them), else None."""
+        if self.type != CONTAINER or self.inputs.get("envs") is None:
+            return None
+        return dict(str(item).split("=", 1) for item in self.inputs["envs"])
+
+    def host_path_of(self, container_path: str) -> str | None:
+        """The host dir a container mounts on `container_path` (its `volumes`), else None."""
+        for volume in self.inputs.get("volumes") or []:
+            if volume.get("containerPath") == container_path:
+                return str(volume.get("hostPath"))
+        return None
+
+    # -- a pulumi-command resource -----------------------------------------------------------
+
+    @property
+    def create(self) -> str | None:
+        return self.inputs.get("create")
+
+    @property
+    def update(self) -> str | None:
+        return self.inputs.get("update")
+
+    @property
+    def delete(self) -> str | None:
+        return self.inputs.get("delete")
+
+    @property
+    def connection(self) -> Mapping[str, Any] | None:
+        return self.inputs.get("connection")
+
+    @property
+    def environment(self) -> Mapping[str, str] | None:
+        return self.inputs.get("environment")
+
+    def script(self, operation: Operation) -> str:
+        text: str | None = self.inputs.get(operation)
+        if text is None:
+            raise AssertionError(f"{self.name} declares no {operation} command")
+        return text
+
+    def run_local(
+        self,
+        operation: Operation,
+        env: Mapping[str, str] | None = None,
+        *,
+        timeout: float = 60,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `operation` like local.Command: `/bin/sh -c <string>`, `env` + the declared environment.
+
+        Never raises on the exit code (a failed command is a result, as for the engine).
+        """
+        full_env = {**(os.environ if env is None else env), **(self.environment or {})}
+        return subprocess.run(
+            [*LOCAL_INTERPRETER, self.script(operation)],
+            env=full_env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
 
 @dataclass
 class ProgramRun:
+    """One mocked `pulumi preview` / `up`: what was registered, in order, and the config it ran with."""
+
     resources: list[Recorded] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    config: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == type_]
@@ -93,6 +190,18 @@ class ProgramRun:
 
     def by_urn(self) -> dict[str, Recorded]:
         return {r.urn: r for r in self.resources}
+
+    @property
+    def commands(self) -> dict[str, Recorded]:
+        """Every pulumi-command resource by name."""
+        return {r.name: r for r in self.resources if r.type in (LOCAL_COMMAND, REMOTE_COMMAND)}
+
+    def stack_config(self) -> StackConfig:
+        """The StackConfig the program built from this run's config."""
+        return parse_config(self.config, self.secrets)
+
+    def plan(self) -> ClusterPlan:
+        return plan_cluster(self.stack_config())
 
 
 def _unwrap(value: Any) -> tuple[Any, bool]:
@@ -190,12 +299,6 @@ class _RecordingMonitor(mocks.MockMonitor):
         return response
 
 
-def stack_config(stack: str) -> dict[str, Any]:
-    """The `config:` block of Pulumi.<stack>.yaml, keys with namespace."""
-    document = yaml.safe_load((PROJECT_DIR / f"Pulumi.{stack}.yaml").read_text())
-    return dict(document["config"])
-
-
 def run_program(
     config: Mapping[str, Any],
     *,
@@ -209,6 +312,7 @@ def run_program(
     Pass `into` to keep what was registered even when the program raises.
     """
     run = into if into is not None else ProgramRun()
+    run.config, run.secrets = dict(config), dict(secrets or {})
     values = {**config, **(secrets or {})}
     as_strings = {
         (key if ":" in key else f"{PROJECT}:{key}"): value if isinstance(value, str) else json.dumps(value)
@@ -235,3 +339,16 @@ def run_program(
 
     contextvars.Context().run(execute)
     return run
+
+
+class Deployments:
+    """Runs the program under mocks, once per distinct (config, secrets, mode)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, ProgramRun] = {}
+
+    def run(self, case: StackCase, *, preview: bool = False) -> ProgramRun:
+        key = case.key(preview)
+        if key not in self._runs:
+            self._runs[key] = run_program(case.config, secrets=case.secrets, preview=preview, stack=case.stack)
+        return self._runs[key]

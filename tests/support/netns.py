@@ -10,10 +10,17 @@ import contextlib
 import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
+
+from tests.support.processes import run_captured
+
+
+def run_script(prefix: Sequence[str], script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`<prefix> sh -c script` (prefix: `ip netns exec NAME`, `nsenter --net=PATH`); never raises on exit code."""
+    return run_captured([*prefix, "sh", "-c", script], timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -28,14 +35,7 @@ class NetNamespace:
 
     def run(self, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run a `sh -c` script inside the namespace; never raises on exit code."""
-        return subprocess.run(
-            self.exec_argv("sh", "-c", script),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return run_script(self.exec_argv(), script, timeout)
 
     def sysctl(self, key: str) -> str:
         """`sysctl -n key` inside the namespace, stripped (multi-value keys stay tab-separated)."""

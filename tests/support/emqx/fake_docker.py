@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-try:  # imported as tests.integration.support.fake_docker, or by bin/docker from this directory
+try:  # imported as tests.support.emqx.fake_docker, or by bin/docker from this directory
     from . import emqx58
 except ImportError:
     import emqx58  # type: ignore[import-not-found,no-redef]

@@ -1,5 +1,8 @@
 """The rollout order a recorded program implies, computed from what the SDK sent the engine.
 
+One graph for every tier: the stack tests ask it what completes before what and for the critical
+path; the integration tier's engine (tests/support/engine.py) walks `topological_order()`.
+
 Edges come from two places:
 
 * `dependencies` (explicit `depends_on` plus property dependencies). The SDK already expands a
@@ -16,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from functools import cache
 
-from tests.stack.harness import ProgramRun, Recorded
+from tests.support.program import ProgramRun, Recorded
 
 
 class RolloutGraph:
@@ -64,6 +67,10 @@ class RolloutGraph:
         """Names of every resource that completes before `name` is created or updated."""
         return {self._by_urn[urn].name for urn in self._done_before(self.urn(name))}
 
+    def ancestors(self, urn: str) -> frozenset[str]:
+        """URNs of everything `urn` transitively waits for."""
+        return self._done_before(urn)
+
     def is_after(self, name: str, other: str) -> bool:
         """`name` waits for `other`; for a component `other`, for every custom resource in it."""
         required = self._customs(self.urn(other))
@@ -86,6 +93,25 @@ class RolloutGraph:
             if len(chain) > len(longest):
                 longest = chain
         return [self._by_urn[urn].name for urn in longest]
+
+    def topological_order(self) -> list[Recorded]:
+        """A schedule the engine could follow: every resource after what it waits for.
+
+        Ties are broken by registration order, so the order is deterministic.
+        """
+        position = {urn: index for index, urn in enumerate(self.edges)}
+        waiting = {urn: set(before) for urn, before in self.edges.items()}
+        done: list[Recorded] = []
+        while waiting:
+            ready = sorted((urn for urn, before in waiting.items() if not before), key=position.__getitem__)
+            if not ready:
+                raise AssertionError(f"dependency cycle among {sorted(waiting)}")
+            urn = ready[0]
+            done.append(self._by_urn[urn])
+            del waiting[urn]
+            for before in waiting.values():
+                before.discard(urn)
+        return done
 
 
 def custom_resources(run: ProgramRun) -> list[Recorded]:

@@ -2,7 +2,7 @@
 
 No registry is reachable on the test machines, so the official image cannot be pulled. This
 daemon keeps the contract the emqx-cluster program relies on, applying the EMQX 5.8 rules of
-tests/integration/support/emqx58.py (HOCON env values, raw cookie comparison, the dashboard's
+tests/support/emqx/emqx58.py (HOCON env values, raw cookie comparison, the dashboard's
 first-boot password, port derivation):
 
 - `emqx foreground` binds for real, like EMQX: Erlang distribution (4370 + N of the node name,
@@ -10,7 +10,7 @@ first-boot password, port derivation):
   (`rpc.listen_address`, 5370 + N with `stateless` port discovery, else 5369), every enabled
   listener (`tcp`/`ssl`/`ws`/`wss` default) and the dashboard. A taken port fails the start.
 - The tcp listener is real MQTT: mosquitto on a container-private unix socket, behind the
-  integration tier's PROXY-protocol shim (tests/integration/proxy_shim.py) when
+  integration tier's PROXY-protocol shim (tests/support/emqx/proxy_shim.py) when
   `proxy_protocol` is on.
 - The dashboard answers `GET /status` (200 "Node <name> is started\\nemqx is running") and
   `POST /api/v5/login` (admin + the password fixed at the node's first boot).
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.integration.support import emqx58
+from tests.support.emqx import emqx58
 
 VERSION = os.environ.get("EMQX_STANDIN_VERSION", "5.8.6")
 HOME = Path(os.environ.get("EMQX_STANDIN_HOME", "/opt/emqx"))
@@ -513,7 +513,7 @@ class Node:
     def _proxied_handler(
         self, listener: Listener, sock_path: str, header_timeout: float
     ) -> Callable[..., Awaitable[None]]:
-        from tests.integration.proxy_shim import Shim  # needs proxy-protocol, copied into the image
+        from tests.support.emqx.proxy_shim import Shim  # needs proxy-protocol, copied into the image
 
         class UnixShim(Shim):
             """The integration tier's shim, relaying to mosquitto's unix socket (any source)."""
@@ -535,7 +535,7 @@ class Node:
         return UnixShim(listener.host, 0, events, header_timeout).handle
 
     def _plain_handler(self, sock_path: str) -> Callable[..., Awaitable[None]]:
-        from tests.integration.proxy_shim import Shim
+        from tests.support.emqx.proxy_shim import Shim
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:

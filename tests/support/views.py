@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.stack.harness import ProgramRun, Recorded, SecretPath
+from tests.support.program import CONTAINER, ProgramRun, Recorded, SecretPath
 
-CONTAINER = "docker:index/container:Container"
 LB_CONTAINER = "emqx-lb"
 
 

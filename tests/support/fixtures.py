@@ -1,6 +1,6 @@
 """pytest plugin exposing the support fixtures: fake_docker, sshd_server, netns.
 
-Loaded from tests/integration/conftest.py (`pytest_plugins`), so every integration test can
+Imported by tests/integration/conftest.py, so every integration test can
 request these fixtures by name.
 """
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .fake_docker import FakeDocker
-from .netns import netns
-from .sshd import sshd_server
+from tests.support.emqx.fake_docker import FakeDocker
+from tests.support.netns import netns
+from tests.support.sshd import sshd_server
 
 __all__ = ["fake_docker", "netns", "sshd_server"]
 
