@@ -219,8 +219,8 @@ def test_rpc_listen_address_decides_a_manual_port_collision(
     assert (fake_docker.boot_error("emqx2") is not None) == collide
 
 
-@pytest.mark.parametrize(("zflags", "collide"), [(True, False), (False, True)])
-def test_distribution_interface_from_erl_zflags(fake_docker: FakeDocker, zflags: bool, collide: bool) -> None:
+@pytest.mark.parametrize(("flag", "collide"), [(True, False), (False, True)])
+def test_distribution_interface_from_erl_aflags(fake_docker: FakeDocker, flag: bool, collide: bool) -> None:
     """Same node number on two addresses: 4371 twice, apart only with inet_dist_use_interface."""
     for container, address in (("a", "127.0.0.1"), ("b", "127.0.0.2")):
         env = program_env(1)
@@ -228,10 +228,10 @@ def test_distribution_interface_from_erl_zflags(fake_docker: FakeDocker, zflags:
         env["EMQX_RPC__LISTEN_ADDRESS"] = hocon_string(address)
         env["EMQX_LISTENERS__TCP__DEFAULT__BIND"] = hocon_string(f"{address}:61001")
         env["EMQX_DASHBOARD__LISTENERS__HTTP__BIND"] = hocon_string(f"{address}:62001")
-        if zflags:
-            env["ERL_ZFLAGS"] = "-kernel inet_dist_use_interface {" + address.replace(".", ",") + "}"
+        if flag:
+            env["ERL_AFLAGS"] = "-kernel inet_dist_use_interface {" + address.replace(".", ",") + "}"
         else:
-            env.pop("ERL_ZFLAGS", None)
+            env.pop("ERL_AFLAGS", None)
         fake_docker.add_container(container, env=env)
     error = fake_docker.boot_error("b")
     assert (error is not None) == collide

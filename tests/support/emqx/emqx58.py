@@ -688,8 +688,8 @@ _DIST_INTERFACE = re.compile(r"-kernel\s+inet_dist_use_interface\s+(\{[^}]*\})")
 
 def _dist_interface(env: Mapping[str, str]) -> str:
     """The distribution listener's address: OTP kernel `inet_dist_use_interface` (lib/kernel/src/
-    inet_tcp_dist.erl listen/2 binds it; unset = every interface), from the ERL_ZFLAGS (or
-    ERL_FLAGS / ERL_AFLAGS) that erlexec appends to the VM's command line."""
+    inet_tcp_dist.erl listen/2 binds it; unset = every interface), from ERL_AFLAGS (or
+    ERL_FLAGS / ERL_ZFLAGS) that erlexec adds to the VM's command line."""
     address = "0.0.0.0"
     for var in ("ERL_AFLAGS", "ERL_FLAGS", "ERL_ZFLAGS"):  # later ones win, as erl applies them
         for m in _DIST_INTERFACE.finditer(env.get(var, "")):
