@@ -30,6 +30,19 @@ def is_ipv4(value: str) -> bool:
 
 # ------------------------------------------------------------------------------- numbers
 
+
+def matching(pattern: str, allowed: str) -> AfterValidator:
+    """A check that the whole value matches `pattern`, refusing it with "allowed: <allowed>"."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"allowed: {allowed}")
+        return value
+
+    return AfterValidator(check)
+
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -104,13 +117,9 @@ def _ipv4_listen_address(value: str) -> str:
 IPv4ListenAddress = Annotated[str, AfterValidator(_ipv4_listen_address)]
 
 
-def _posix_user(value: str) -> str:
-    if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", value):
-        raise ValueError("allowed: a POSIX user name (lower case letters, digits, _ and -)")
-    return value
-
-
-PosixUser = Annotated[str, AfterValidator(_posix_user)]
+PosixUser = Annotated[
+    str, matching(r"[a-z_][a-z0-9_-]{0,31}", "a POSIX user name (lower case letters, digits, _ and -)")
+]
 
 SSH_DOCKER_HOST = re.compile(r"^ssh://([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+(:\d{1,5})?$")
 
@@ -151,9 +160,7 @@ SysctlDropInPath = Annotated[str, AfterValidator(_sysctl_drop_in)]
 # ------------------------------------------------------------------------------ images
 
 DOCKER_REF_PART = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
-DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 # Docker platforms the broker image can be built for (`docker build --platform`).
-IMAGE_PLATFORM = re.compile(r"^linux/(amd64|arm64|arm/v7|arm/v6|386|ppc64le|s390x|riscv64)$")
 
 
 def _docker_repository(value: str) -> str:
@@ -165,32 +172,27 @@ def _docker_repository(value: str) -> str:
 DockerRepository = Annotated[str, AfterValidator(_docker_repository)]
 
 
-def _docker_tag(value: str) -> str:
-    if not DOCKER_TAG.match(value):
-        raise ValueError("allowed: a Docker image tag such as 1.27 or 1.27-alpine")
-    return value
-
-
-DockerTag = Annotated[str, AfterValidator(_docker_tag)]
-
-
-def _emqx_version(value: str) -> str:
-    if not re.match(r"^5\.\d+(\.\d+)?([-.][A-Za-z0-9.]+)?$", value):
-        raise ValueError("allowed: an EMQX 5.x image tag such as 5.8.6 (this program configures EMQX 5)")
-    return value
+DockerTag = Annotated[
+    str, matching(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "a Docker image tag such as 1.27 or 1.27-alpine")
+]
 
 
 # A tag of the EMQX image; only 5.x, whose config and CLI this program writes.
-EmqxVersion = Annotated[str, AfterValidator(_emqx_version)]
+EmqxVersion = Annotated[
+    str,
+    matching(
+        r"5\.\d+(\.\d+)?([-.][A-Za-z0-9.]+)?", "an EMQX 5.x image tag such as 5.8.6 (this program configures EMQX 5)"
+    ),
+]
 
 
-def _image_platform(value: str) -> str:
-    if not IMAGE_PLATFORM.match(value):
-        raise ValueError("allowed: the Docker host's platform, e.g. linux/amd64 or linux/arm64")
-    return value
-
-
-ImagePlatform = Annotated[str, AfterValidator(_image_platform)]
+ImagePlatform = Annotated[
+    str,
+    matching(
+        r"linux/(amd64|arm64|arm/v7|arm/v6|386|ppc64le|s390x|riscv64)",
+        "the Docker host's platform, e.g. linux/amd64 or linux/arm64",
+    ),
+]
 
 
 # ------------------------------------------------------------------------------- nginx
