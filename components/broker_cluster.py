@@ -33,7 +33,7 @@ from components.render.host_scripts import node_dirs_delete_script, node_dirs_sc
 
 @dataclass(frozen=True)
 class Healthcheck:
-    """The node's Docker health check, declared on the container and baked into docker/emqx."""
+    """The node's Docker health check, declared on each container (the script is baked into docker/emqx)."""
 
     test: tuple[str, ...]
     interval: str
@@ -63,7 +63,7 @@ class Healthcheck:
 
 
 # EMQX CI's cadence (.ci/docker-compose-file/docker-compose-emqx-cluster.yaml: 5s interval, 25s
-# timeout, 5 retries); docker/emqx/Dockerfile's HEALTHCHECK repeats these values.
+# timeout, 5 retries), written here only: the image declares none.
 HEALTHCHECK = Healthcheck(
     test=("CMD", "/opt/emqx/bin/emqx-cluster-healthcheck"), interval="5s", timeout="25s", retries=5, start_period="30s"
 )

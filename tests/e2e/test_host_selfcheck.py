@@ -5,7 +5,8 @@
   provider's uploads are, terminate TLS on the host address; a client on the machine side gets
   an MQTT CONNACK through Nginx -> PROXY protocol -> the EMQX stand-in;
 - EMQX stand-in: two nodes from the program's broker image (docker/emqx, built FROM the
-  stand-in, so the baked health check runs unchanged) with the program's rendered environment
+  stand-in, so the baked health check script runs unchanged, with the program's timings)
+  with the program's rendered environment
   join, see a stopped node, rejoin after `docker start` and after a crash restarted by Docker;
   a taken port fails a node's start; a wrong cookie fails `emqx ctl`.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from components.broker_cluster import HEALTHCHECK
 from components.config import StackConfig
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR, ClusterPlan, NodePlan
 from components.render.broker_env import broker_environment, with_secrets
@@ -73,6 +75,10 @@ class Cluster:
         self.host.docker(
             "run", "--detach", "--name", name, "--network", "host", "--restart", restart,
             "--ulimit", f"nofile={NOFILE}:{NOFILE}",
+            # The program's check, as the docker provider declares it on each node.
+            "--health-cmd", " ".join(HEALTHCHECK.test[1:]),
+            "--health-interval", HEALTHCHECK.interval, "--health-timeout", HEALTHCHECK.timeout,
+            "--health-retries", str(HEALTHCHECK.retries), "--health-start-period", HEALTHCHECK.start_period,
             "--env-file", str(self.env_file(node, directory, **env)),
             "--volume", f"{data}:{BROKER_DATA_DIR}", "--volume", f"{log}:{BROKER_LOG_DIR}",
             BROKER_IMAGE,
