@@ -94,6 +94,6 @@ def node_dirs_delete_script(host_dir: str, node_name: str, purge: bool, containe
     """On delete, keep the data dir (the node's identity and sessions) unless purging was asked for.
 
     Even then, never while the node's container exists: a delete that is part of a replacement
-    (say, a new SSH connection) must not wipe a running node.
+    (`pulumi up --replace`) must not wipe a running node.
     """
     return render("node-dirs-delete.sh.j2", host_dir=host_dir, node_name=node_name, purge=purge, container=container)

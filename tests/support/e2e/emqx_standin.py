@@ -40,7 +40,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,6 +231,12 @@ class Node:
     async def call_peer(self, node: str, request: dict[str, Any]) -> Any:
         return await call(node, distribution_port(node), self.config.cookie, request)
 
+    async def tell(self, nodes: Iterable[str], request: dict[str, Any]) -> None:
+        """Send `request` to each of `nodes`; one that does not answer learns on its next start."""
+        for node in nodes:
+            with contextlib.suppress(CallError):
+                await self.call_peer(node, request)
+
     async def running_nodes(self) -> tuple[list[str], list[str]]:
         async def alive(node: str) -> bool:
             try:
@@ -283,16 +289,11 @@ class Node:
             self.log("warning", f"join {seed} failed: {exc}")
             return 0, f"Failed to join the cluster: {{node_down,{_atom(seed)}}}\n"
         # ekka leaves the old cluster before joining the new one.
-        for peer in self.peers():
-            with contextlib.suppress(CallError):
-                await self.call_peer(peer, {"op": "remove", "node": name})
+        await self.tell(self.peers(), {"op": "remove", "node": name})
         self.members = set(result["members"]) | {name, seed}
         self.removed = set()
         self.save_membership()
-        for peer in self.peers():
-            if peer != seed:
-                with contextlib.suppress(CallError):
-                    await self.call_peer(peer, {"op": "announce", "node": name})
+        await self.tell([peer for peer in self.peers() if peer != seed], {"op": "announce", "node": name})
         self.log("info", f"joined the cluster of {seed}: {sorted(self.members)}")
         return 0, "Join the cluster successfully.\n" + await self.status_text()
 
@@ -300,9 +301,7 @@ class Node:
         name = self.config.node_name
         if not self.peers():
             return 0, "Failed to leave the cluster: node_not_in_cluster\n"
-        for peer in self.peers():
-            with contextlib.suppress(CallError):
-                await self.call_peer(peer, {"op": "remove", "node": name})
+        await self.tell(self.peers(), {"op": "remove", "node": name})
         self.members = {name}
         self.removed = set()
         self.save_membership()
@@ -317,9 +316,7 @@ class Node:
         self.members.discard(node)
         self.removed.add(node)
         self.save_membership()
-        for peer in [*self.peers(), node]:
-            with contextlib.suppress(CallError):
-                await self.call_peer(peer, {"op": "remove", "node": node})
+        await self.tell([*self.peers(), node], {"op": "remove", "node": node})
         self.log("info", f"forced {node} out of the cluster")
         return 0, "Remove the node from cluster successfully.\n" + await self.status_text()
 
@@ -361,10 +358,7 @@ class Node:
             self.members.add(node)
             self.removed.discard(node)
             self.save_membership()
-            for peer in self.peers():
-                if peer != node:
-                    with contextlib.suppress(CallError):
-                        await self.call_peer(peer, {"op": "announce", "node": node})
+            await self.tell([peer for peer in self.peers() if peer != node], {"op": "announce", "node": node})
             self.log("info", f"{node} joined")
             return {"result": {"members": sorted(self.members)}}
         if op == "announce":

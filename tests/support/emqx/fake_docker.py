@@ -479,16 +479,23 @@ def _lookup(state: Mapping[str, Any], ref: str) -> tuple[str, dict[str, Any]] | 
     return None
 
 
+def _lookup_or_report(state: Mapping[str, Any], ref: str, res: Result) -> tuple[str, dict[str, Any]] | None:
+    """`_lookup`, answering the daemon's "No such container" (exit 1) when there is none."""
+    found = _lookup(state, ref)
+    if found is None:
+        res.err(f"Error response from daemon: No such container: {ref}")
+        res.rc = 1
+    return found
+
+
 def _cmd_exec(state: dict[str, Any], args: list[str], res: Result) -> None:
     ref, argv = _split_exec_args(args)
     if ref is None or not argv:
         res.err('"docker exec" requires at least 2 arguments.')
         res.rc = 1
         return
-    found = _lookup(state, ref)
+    found = _lookup_or_report(state, ref, res)
     if found is None:
-        res.err(f"Error response from daemon: No such container: {ref}")
-        res.rc = 1
         return
     _, c = found
     if c.get("restarting"):
@@ -602,10 +609,8 @@ def _cmd_ps(state: dict[str, Any], args: list[str], res: Result) -> None:
 def _cmd_start_stop(state: dict[str, Any], verb: str, args: list[str], res: Result) -> None:
     refs = [a for a in args if not a.startswith("-")]
     for ref in refs:
-        found = _lookup(state, ref)
+        found = _lookup_or_report(state, ref, res)
         if found is None:
-            res.err(f"Error response from daemon: No such container: {ref}")
-            res.rc = 1
             continue
         name, c = found
         if verb == "stop":
