@@ -1,9 +1,10 @@
-"""BrokerCluster: the N EMQX nodes, wave by wave, formed into one verified cluster.
+"""BrokerCluster: the N EMQX nodes, wave by wave, on their hosts, formed into one verified cluster.
 
 Creates, all inside `__init__`:
-- per node: `<node>-dirs` (host dirs, owned by the image's user), `<node>` (the container on the
-  host network), and, for every node but the seed, `<node>-membership` (join the seed on create
-  and update, `cluster leave` on delete);
+- per node, on its host: `<node>-dirs` (host dirs, owned by the image's user), with cluster TLS
+  `<node>-tls-files` (its certificate, key and the cluster CA, written from stdin), `<node>` (the
+  container on the host network), and, for every node but the seed, `<node>-membership` (join
+  the seed on create and update, `cluster leave` on delete);
 - per wave: `wave<k>-verify`, the gate: every node so far is running in the cluster.
 Memberships and gates are grouped under a `ClusterFormation` child, as they were first deployed.
 
@@ -25,10 +26,16 @@ import pulumi
 import pulumi_docker as docker
 
 from components import names
+from components.cluster_tls import CONTAINER_TLS_DIR, NodeTls
 from components.hostexec import HostAccess, HostCommand
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR, ClusterPlan, NodePlan
 from components.render.cluster_scripts import join_script, leave_script, verify_script
-from components.render.host_scripts import node_dirs_delete_script, node_dirs_script
+from components.render.host_scripts import (
+    node_dirs_delete_script,
+    node_dirs_script,
+    node_tls_delete_script,
+    node_tls_script,
+)
 
 
 @dataclass(frozen=True)
@@ -70,18 +77,27 @@ HEALTHCHECK = Healthcheck(
 
 
 @dataclass(frozen=True)
+class NodeSite:
+    """Where one host's nodes run: its shell, its Docker engine, the image built there, and what
+    must be in place on it before any of its nodes starts (tuning, preflight, firewall, image)."""
+
+    access: HostAccess
+    provider: docker.Provider
+    image_id: pulumi.Input[str]
+    after: Sequence[pulumi.Resource]
+
+
+@dataclass(frozen=True)
 class BrokerClusterArgs:
     plan: ClusterPlan
-    image_id: pulumi.Input[str]  # the built broker image
+    sites: Mapping[str, NodeSite]  # host label -> its site
     environments: Mapping[str, pulumi.Output[dict[str, str]]]  # node short name -> env (secret)
+    tls: Mapping[str, NodeTls]  # node short name -> its TLS files; empty without cluster TLS
     log_opts: Mapping[str, str]  # json-file rotation, bounded
     purge_data: bool
     join_timeout_seconds: int  # health waits, joins and gates
     nofile_limit: int
     stop_grace_seconds: int
-    host: HostAccess
-    provider: docker.Provider
-    after: Sequence[pulumi.Resource]  # host tuning, preflight, image: before any node
 
 
 @dataclass(frozen=True)
@@ -123,7 +139,8 @@ class BrokerCluster(pulumi.ComponentResource):
         verified: list[StartedNode] = []
         gate_of_previous_wave: list[pulumi.Resource] = []
         for wave_number, wave in enumerate(args.plan.waves, start=1):
-            started = [self._node(node, after=gate_of_previous_wave or list(args.after)) for node in wave]
+            # A node waits for its own host to be ready and, after wave 1, for the previous gate.
+            started = [self._node(node, after=[*gate_of_previous_wave, *args.sites[node.host].after]) for node in wave]
             seed = seed or started[0]
             joins = [self._membership(formation, node, seed) for node in started if node is not seed]
             verified.extend(started)
@@ -134,38 +151,61 @@ class BrokerCluster(pulumi.ComponentResource):
 
     def _node(self, node: NodePlan, after: Sequence[pulumi.Resource]) -> StartedNode:
         args = self._args
+        site = args.sites[node.host]
         child = pulumi.ResourceOptions(parent=self)
-        dirs = args.host.command(
+        dirs = site.access.command(
             names.node_dirs(node.short_name),
             create=node_dirs_script(node.host_dir),
             delete=node_dirs_delete_script(node.host_dir, node.node_name, args.purge_data, node.container_name),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(after))),
         )
+        ready: list[pulumi.Resource] = [dirs]
+        volumes = [
+            docker.ContainerVolumeArgs(host_path=node.data_dir, container_path=BROKER_DATA_DIR),
+            docker.ContainerVolumeArgs(host_path=node.log_dir, container_path=BROKER_LOG_DIR),
+        ]
+        labels = [
+            docker.ContainerLabelArgs(label="io.emqx-cluster.node", value=node.node_name),
+            docker.ContainerLabelArgs(label="io.emqx-cluster.healthcheck", value=HEALTHCHECK.label()),
+        ]
+        tls = args.tls.get(node.short_name)
+        if tls is not None:
+            script = node_tls_script(node.tls_dir)
+            ready.append(
+                site.access.command(
+                    names.node_certificate(node.short_name, "files"),
+                    create=script,
+                    update=script,
+                    delete=node_tls_delete_script(node.tls_dir, node.container_name),
+                    stdin=tls.bundle,
+                    opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[dirs])),
+                )
+            )
+            volumes.append(
+                docker.ContainerVolumeArgs(host_path=node.tls_dir, container_path=CONTAINER_TLS_DIR, read_only=True)
+            )
+            # EMQX reads the files at boot only: a renewed certificate (a new fingerprint; labels
+            # are ForceNew) replaces the container, wave by wave like any other change.
+            labels.append(docker.ContainerLabelArgs(label="io.emqx-cluster.certificate", value=tls.fingerprint))
         envs = args.environments[node.short_name].apply(
             lambda env: [f"{key}={value}" for key, value in sorted(env.items())]
         )
         container = docker.Container(
             node.short_name,
             name=node.container_name,
-            image=args.image_id,
+            image=site.image_id,
             network_mode="host",  # no `ports`: with host networking the provider would lose them
             restart="always",
             must_run=True,
             envs=envs,
             ulimits=[docker.ContainerUlimitArgs(name="nofile", soft=args.nofile_limit, hard=args.nofile_limit)],
-            volumes=[
-                docker.ContainerVolumeArgs(host_path=node.data_dir, container_path=BROKER_DATA_DIR),
-                docker.ContainerVolumeArgs(host_path=node.log_dir, container_path=BROKER_LOG_DIR),
-            ],
+            volumes=volumes,
             healthcheck=HEALTHCHECK.args(),
             wait=True,  # `pulumi up` moves on only once the node reports healthy
             wait_timeout=args.join_timeout_seconds,
             log_driver="json-file",
             log_opts=dict(args.log_opts),
-            labels=[
-                docker.ContainerLabelArgs(label="io.emqx-cluster.node", value=node.node_name),
-                docker.ContainerLabelArgs(label="io.emqx-cluster.healthcheck", value=HEALTHCHECK.label()),
-            ],
+            labels=labels,
             # EMQX stops cleanly on SIGTERM, handing sessions over. The provider's delete (every
             # replace and destroy) stops with a timeout of 0, i.e. SIGKILL, unless
             # destroy_grace_seconds > 0 (terraform-provider-docker v4.5.0,
@@ -176,8 +216,8 @@ class BrokerCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(
                 child,
                 pulumi.ResourceOptions(
-                    provider=args.provider,
-                    depends_on=[dirs, *after],
+                    provider=site.provider,
+                    depends_on=[*ready, *after],
                     # Fixed name and fixed host ports: the old container must go first, or the
                     # new one cannot bind them.
                     delete_before_replace=True,
@@ -194,11 +234,16 @@ class BrokerCluster(pulumi.ComponentResource):
             [node],
             join_script(node.plan.container_name, node.plan.node_name, seed.plan.node_name, args.join_timeout_seconds),
         )
-        return args.host.command(
+        # A node that cannot leave by itself is forced out by a peer on its own host: the seed
+        # when it is there, else any node of the cluster running on that host.
+        same_host = node.plan.host == seed.plan.host
+        return args.sites[node.plan.host].access.command(
             names.node_membership(node.plan.short_name),
             create=join,
             update=join,
-            delete=leave_script(node.plan.container_name, node.plan.node_name, seed.plan.container_name),
+            delete=leave_script(
+                node.plan.container_name, node.plan.node_name, seed.plan.container_name if same_host else None
+            ),
             # Its own container and the seed's only: the critical path does not grow with N.
             opts=pulumi.ResourceOptions(parent=formation, depends_on=[node.container, seed.container]),
         )
@@ -223,7 +268,8 @@ class BrokerCluster(pulumi.ComponentResource):
                 f"wave {wave}",
             ),
         )
-        return args.host.command(
+        # On the seed's host: `cluster status` there lists every node of every host.
+        return args.sites[args.plan.seed.host].access.command(
             names.wave_gate(wave),
             create=check,
             update=check,

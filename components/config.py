@@ -17,6 +17,7 @@ from typing import Any, Self
 
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel, to_snake
+from pydantic.fields import FieldInfo
 
 # Re-exported: other modules and the tests know these from here.
 from components.config_types import ERLANG_COOKIE as ERLANG_COOKIE
@@ -31,6 +32,7 @@ from components.config_types import (
     DockerTag,
     EmqxVersion,
     ErlangCookie,
+    HostLabel,
     Hostname,
     ImagePlatform,
     IPv4ListenAddress,
@@ -81,15 +83,52 @@ class ConfigError(ValueError):
     """Raised for any invalid `emqx-cluster:*` key; the message lists every problem found."""
 
 
+_MODEL_CONFIG = ConfigDict(
+    alias_generator=AliasGenerator(validation_alias=to_camel),
+    extra="forbid",
+    frozen=True,
+    populate_by_name=True,
+)
+
+# The keys that describe the one Docker host of a single-host stack; a `hosts` list says the
+# same per host, so a stack sets one or the other.
+SINGLE_HOST_KEYS = ("advertiseAddress", "dockerHost", "sshHost", "sshPort", "sshUser", "sshHostKey", "hostUseSudo")
+
+
+class HostConfig(BaseModel):
+    """One Docker host of a several-host stack (an entry of `emqx-cluster:hosts`).
+
+    Reached over SSH for its shell (host tuning, firewall, data dirs, cluster commands) with the
+    stack's `sshPrivateKey` (or the agent); its Docker engine by `dockerHost`, by default the
+    same SSH login.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    name: HostLabel
+    address: UnicastIPv4  # its nodes bind and advertise it: `emqx<i>@<address>`
+    nodes: int | None = Field(None, ge=1, le=MAX_NODES)  # unset when `placement` places the nodes
+    docker_host: DockerHost | None = None
+    ssh_host: Hostname | None = None
+    ssh_port: Port = 22
+    ssh_user: PosixUser = "root"
+    ssh_host_key: str | None = None
+    use_sudo: bool = False
+
+    @property
+    def ssh_target(self) -> str:
+        return self.ssh_host or self.address
+
+    @property
+    def engine(self) -> str:
+        """The Docker engine's address: as configured, or the host's SSH login."""
+        return self.docker_host or f"ssh://{self.ssh_user}@{self.ssh_target}:{self.ssh_port}"
+
+
 class StackConfig(BaseModel):
     """Validated `emqx-cluster:*` configuration of one stack (see the README for every key)."""
 
-    model_config = ConfigDict(
-        alias_generator=AliasGenerator(validation_alias=to_camel),
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-    )
+    model_config = _MODEL_CONFIG
 
     # --- cluster shape -------------------------------------------------------------------
     nodes: int = Field(3, ge=1, le=MAX_NODES)
@@ -107,6 +146,16 @@ class StackConfig(BaseModel):
     lb_stop_grace_seconds: int = Field(10, ge=1, le=3600)
 
     # --- where things run ----------------------------------------------------------------
+    # Several Docker hosts (each with its nodes and its own load balancer); unset: the one host
+    # the single-host keys below describe.
+    hosts: list[HostConfig] | None = Field(None, min_length=1)
+    # Node short name -> host name, to place each node explicitly (instead of `nodes` per host).
+    placement: dict[str, str] | None = None
+    # Erlang distribution over TLS and gen_rpc over SSL with a cluster CA; default: on with
+    # several hosts (cluster traffic crosses the network), off on one (it stays on the host).
+    cluster_tls: bool | None = None
+    # With several hosts: open the distribution and RPC ports to the cluster's hosts only.
+    manage_firewall: bool = True
     docker_host: DockerHost = "unix:///var/run/docker.sock"
     ssh_host: Hostname | None = None
     ssh_port: Port = 22
@@ -162,10 +211,10 @@ class StackConfig(BaseModel):
     # ------------------------------------------------------------------ cross-key checks
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
-        problems: list[str] = []
-        if "waves" in self.model_fields_set and self.waves > self.nodes:
+        problems: list[str] = self._host_problems()
+        if "waves" in self.model_fields_set and self.waves > self.node_count:
             problems.append(
-                f"{NAMESPACE}:waves = {self.waves}: allowed: 1 to nodes ({self.nodes}); "
+                f"{NAMESPACE}:waves = {self.waves}: allowed: 1 to nodes ({self.node_count}); "
                 "a wave is a non-empty group of nodes replaced together"
             )
         if self.docker_host.startswith("ssh://") and self.ssh_host is None:
@@ -174,7 +223,7 @@ class StackConfig(BaseModel):
                 f"dockerHost = {self.docker_host!r} is remote and host tuning, data dirs and cluster "
                 "commands must run on that host"
             )
-        if self.ssh_host is None and self.ssh_private_key is not None:
+        if self.ssh_host is None and self.hosts is None and self.ssh_private_key is not None:
             problems.append(
                 f"{NAMESPACE}:sshPrivateKey is set but sshHost = (unset): allowed: set sshHost too, or drop the key"
             )
@@ -206,20 +255,103 @@ class StackConfig(BaseModel):
             raise ValueError("\n".join(problems))
         return self
 
+    def _host_problems(self) -> list[str]:
+        """What makes `hosts` and `placement` unusable, each line naming the key and value."""
+        if self.hosts is None:
+            if self.placement is None:
+                return []
+            return [f"{NAMESPACE}:placement is set but hosts = (unset): allowed: a hosts list to place nodes on"]
+        problems = [
+            f"{NAMESPACE}:{key} = {getattr(self, to_snake(key))!r}: allowed: unset when hosts is set "
+            f"(set it per host: hosts[].{_HOST_KEY_OF.get(key, key)})"
+            for key in SINGLE_HOST_KEYS
+            if to_snake(key) in self.model_fields_set
+        ]
+        for field, label in (("name", "names"), ("address", "addresses")):
+            values = [getattr(host, field) for host in self.hosts]
+            problems.extend(
+                f"{NAMESPACE}:hosts[{position}].{field} = {value!r}: allowed: {label} used once; "
+                f"hosts[{values.index(value)}] has it already"
+                for position, value in enumerate(values)
+                if values.index(value) != position
+            )
+        if self.placement is None:
+            problems.extend(
+                f"{NAMESPACE}:hosts[{position}].nodes = (unset): allowed: a node count of 1 or more for "
+                f"host {host.name!r}, or a placement map that puts nodes on it; a host with no nodes has nothing to run"
+                for position, host in enumerate(self.hosts)
+                if host.nodes is None
+            )
+        else:
+            problems.extend(self._placement_problems(self.placement, self.hosts))
+        if "nodes" in self.model_fields_set and self.nodes != self.node_count:
+            problems.append(
+                f"{NAMESPACE}:nodes = {self.nodes}: allowed: unset with hosts (or {self.node_count}, the nodes "
+                "the hosts list places)"
+            )
+        if len(self.hosts) > 1 and self.lb_balancing in ("random", "hash_client_address"):
+            problems.append(
+                f"{NAMESPACE}:lbBalancing = {self.lb_balancing!r}: allowed with several hosts: round_robin or "
+                "least_conn; each load balancer lists the other hosts' nodes as `backup`, which nginx's hash "
+                "and random methods do not take (ngx_stream_upstream_module, `server ... backup`)"
+            )
+        return problems
+
+    @staticmethod
+    def _placement_problems(placement: Mapping[str, str], hosts: list[HostConfig]) -> list[str]:
+        known = [host.name for host in hosts]
+        problems = [
+            f"{NAMESPACE}:hosts[{position}].nodes = {host.nodes}: allowed: unset when placement is set "
+            "(placement says which nodes each host runs)"
+            for position, host in enumerate(hosts)
+            if host.nodes is not None
+        ]
+        problems.extend(
+            f"{NAMESPACE}:placement.{node} = {host!r}: allowed: one of the hosts' names ({', '.join(known)})"
+            for node, host in placement.items()
+            if host not in known
+        )
+        expected = [f"emqx{index}" for index in range(1, len(placement) + 1)]
+        if sorted(placement, key=_node_number) != expected:
+            problems.append(
+                f"{NAMESPACE}:placement = {sorted(placement, key=_node_number)}: allowed: node names emqx1 to "
+                f"emqx{len(placement)}, each once (node names and ports derive from these numbers)"
+            )
+        problems.extend(
+            f"{NAMESPACE}:placement: no node on host {name!r}: allowed: at least one node per host "
+            "(or remove the host from hosts)"
+            for name in known
+            if name not in placement.values()
+        )
+        return problems
+
     # ------------------------------------------------------------------ derived values
+    @property
+    def node_count(self) -> int:
+        """The cluster's size: `nodes` on one host, the placed nodes over several."""
+        if self.hosts is None:
+            return self.nodes
+        if self.placement is not None:
+            return len(self.placement)
+        return sum(host.nodes or 0 for host in self.hosts)
+
+    @property
+    def several_hosts(self) -> bool:
+        return self.hosts is not None and len(self.hosts) > 1
+
+    @property
+    def encrypts_cluster_traffic(self) -> bool:
+        return self.several_hosts if self.cluster_tls is None else self.cluster_tls
+
     @property
     def effective_waves(self) -> int:
         """Waves actually used: the default of 2 shrinks to 1 for a single-node stack."""
-        return min(self.waves, self.nodes)
+        return min(self.waves, self.node_count)
 
     @property
     def port_range(self) -> tuple[int, int]:
         low, high = (int(part) for part in self.ip_local_port_range.split())
         return low, high
-
-    @property
-    def runs_remotely(self) -> bool:
-        return self.ssh_host is not None
 
     @property
     def client_hostname(self) -> str:
@@ -252,8 +384,17 @@ class StackConfig(BaseModel):
         return {key: value for key, value in merged.items() if value is not None}
 
 
+# A single-host key's name inside a `hosts` entry.
+_HOST_KEY_OF = {"advertiseAddress": "address", "hostUseSudo": "useSudo"}
+
+
+def _node_number(short_name: str) -> int:
+    digits = short_name.removeprefix("emqx")
+    return int(digits) if short_name.startswith("emqx") and digits.isdigit() else 0
+
+
 # Fields whose stack-config value is structured (YAML object/list, JSON in PULUMI_CONFIG).
-_STRUCTURED = {"sysctls", "tls_dns_names"}
+_STRUCTURED = {"sysctls", "tls_dns_names", "hosts", "placement"}
 SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "erlangCookie", "dashboardPassword")
 
 
@@ -295,13 +436,17 @@ def _describe(error: ValidationError) -> list[str]:
             lines.extend(message.split("\n"))
             continue
         key = location[0]
+        field = StackConfig.model_fields.get(to_snake(key))
+        if key == "hosts" and len(location) > 2:  # hosts[<i>].<field>, its own value shown
+            field = HostConfig.model_fields.get(to_snake(location[2]))
+            key, location = f"hosts[{location[1]}].{location[2]}", location[2:]
         shown = "(hidden: secret)" if key in SECRET_KEYS else repr(item.get("input"))
         if item["type"] == "extra_forbidden":
             close = ", ".join(config_keys())
             lines.append(f"{NAMESPACE}:{key} = {shown}: unknown key; allowed keys: {close}")
             continue
         if item["type"] in ("greater_than_equal", "less_than_equal", "int_parsing", "int_type", "bool_parsing"):
-            allowed = _range_text(key)
+            allowed = _range_text(field)
             message = f"allowed: {allowed}" if allowed else message
         elif item["type"] == "literal_error":
             message = f"allowed: {item.get('ctx', {}).get('expected', message)}"
@@ -320,8 +465,7 @@ _TYPE_TEXT = {
 }
 
 
-def _range_text(key: str) -> str:
-    field = StackConfig.model_fields.get(to_snake(key))
+def _range_text(field: FieldInfo | None) -> str:
     if field is None:
         return ""
     if field.annotation is bool:

@@ -117,6 +117,13 @@ def _ipv4_listen_address(value: str) -> str:
 IPv4ListenAddress = Annotated[str, AfterValidator(_ipv4_listen_address)]
 
 
+# A host's name in `hosts`: it names the host's Pulumi resources (`emqx-<name>-...`), so a DNS
+# label kept short and lower case.
+HostLabel = Annotated[
+    str, matching(r"[a-z][a-z0-9-]{0,23}", "a short name: a lower-case letter, then a-z 0-9 - (24 at most)")
+]
+
+
 PosixUser = Annotated[
     str, matching(r"[a-z_][a-z0-9_-]{0,31}", "a POSIX user name (lower case letters, digits, _ and -)")
 ]

@@ -14,16 +14,16 @@ import pulumi
 from components import names
 from components.config import StackConfig
 from components.hostexec import HostAccess
-from components.plan import ClusterPlan
+from components.plan import ClusterPlan, HostPlan
 from components.render.host_scripts import sysctl_apply_script, sysctl_restore_script
 
 
-def host_sysctls(config: StackConfig, plan: ClusterPlan) -> dict[str, str]:
-    """EMQX's tuning values, the user's overrides, and the plan's ephemeral-port settings."""
+def host_sysctls(config: StackConfig, plan: ClusterPlan, host: HostPlan) -> dict[str, str]:
+    """EMQX's tuning values, the user's overrides, and the host's ephemeral-port settings."""
     settings = config.sysctl_settings()
     settings["net.ipv4.ip_local_port_range"] = plan.port_range_sysctl
-    if plan.reserved_ports:
-        settings["net.ipv4.ip_local_reserved_ports"] = plan.reserved_ports_sysctl
+    if host.reserved_ports:
+        settings["net.ipv4.ip_local_reserved_ports"] = host.reserved_ports_sysctl
     return settings
 
 
@@ -52,9 +52,11 @@ class HostTuning(pulumi.ComponentResource):
         self.register_outputs({"dropIn": args.drop_in, "settings": dict(args.settings)})
 
 
-def host_tuning(config: StackConfig, plan: ClusterPlan, host: HostAccess, parent: pulumi.Resource) -> list[HostTuning]:
-    """The stack's host tuning, or none when `manageSysctls` is false."""
+def host_tuning(
+    config: StackConfig, plan: ClusterPlan, host: HostPlan, access: HostAccess, opts: pulumi.ResourceOptions
+) -> list[HostTuning]:
+    """The host's tuning, or none when `manageSysctls` is false."""
     if not config.manage_sysctls:
         return []
-    args = HostTuningArgs(settings=host_sysctls(config, plan), drop_in=config.sysctl_drop_in, host=host)
-    return [HostTuning(names.resource("host"), args, opts=pulumi.ResourceOptions(parent=parent))]
+    args = HostTuningArgs(settings=host_sysctls(config, plan, host), drop_in=config.sysctl_drop_in, host=access)
+    return [HostTuning(names.host_resource(host.name, "host"), args, opts=opts)]

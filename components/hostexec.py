@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_command as command
+from pydantic import SecretStr
 
-from components.config import StackConfig
+from components.plan import HostPlan
 from components.render.host_scripts import as_root
 
 HostCommand = command.local.Command | command.remote.Command
@@ -26,25 +27,28 @@ class HostAccess:
     docker_host: str
 
     @classmethod
-    def from_config(cls, config: StackConfig, warn_on: pulumi.Resource | None = None) -> HostAccess:
-        if config.runs_remotely and config.ssh_host_key is None:
-            pulumi.log.warn(
-                "emqx-cluster:sshHostKey is unset: host commands will not verify the SSH host key; "
-                "set it (e.g. from `ssh-keyscan`) to rule out a man in the middle",
-                warn_on,
-            )
+    def to(cls, host: HostPlan, private_key: SecretStr | None, warn_on: pulumi.Resource | None = None) -> HostAccess:
+        """Access to `host`: over SSH with the stack's key (or the agent), or local commands."""
         connection = None
-        if config.ssh_host is not None:
-            key = config.ssh_private_key
+        if host.ssh is not None:
+            if host.ssh.host_key is None:
+                where = (
+                    "emqx-cluster:sshHostKey" if host.name is None else f"emqx-cluster:hosts[{host.name}].sshHostKey"
+                )
+                pulumi.log.warn(
+                    f"{where} is unset: host commands will not verify the SSH host key of {host.ssh.host}; "
+                    "set it (e.g. from `ssh-keyscan`) to rule out a man in the middle",
+                    warn_on,
+                )
             connection = command.remote.ConnectionArgs(
-                host=config.ssh_host,
-                port=config.ssh_port,
-                user=config.ssh_user,
+                host=host.ssh.host,
+                port=host.ssh.port,
+                user=host.ssh.user,
                 # Secret end to end; without it the SSH agent (SSH_AUTH_SOCK) is used.
-                private_key=pulumi.Output.secret(key.get_secret_value()) if key else None,
-                host_key=config.ssh_host_key,
+                private_key=pulumi.Output.secret(private_key.get_secret_value()) if private_key else None,
+                host_key=host.ssh.host_key,
             )
-        return cls(connection=connection, use_sudo=config.host_use_sudo, docker_host=config.docker_host)
+        return cls(connection=connection, use_sudo=host.use_sudo, docker_host=host.docker_host)
 
     def command(
         self,
@@ -53,6 +57,7 @@ class HostAccess:
         create: pulumi.Input[str],
         delete: pulumi.Input[str] | None = None,
         update: pulumi.Input[str] | None = None,
+        stdin: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> HostCommand:
         """Declare a command on the host; every script runs as root (directly or via sudo).
@@ -75,6 +80,7 @@ class HostAccess:
                 create=wrap(create),
                 update=wrap(update),
                 delete=wrap(delete),
+                stdin=stdin,
                 # The Docker CLI in the scripts talks to the same engine as the docker provider.
                 environment={"DOCKER_HOST": self.docker_host},
                 add_previous_output_in_env=False,
@@ -86,6 +92,7 @@ class HostAccess:
             create=wrap(create),
             update=wrap(update),
             delete=wrap(delete),
+            stdin=stdin,
             # Default true: every update/delete would send PULUMI_COMMAND_STDOUT/STDERR by SSH
             # Setenv, which sshd refuses without AcceptEnv (a warning on every run;
             # provider/pkg/provider/remote/commandOutputs.go). The scripts never read them.

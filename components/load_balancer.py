@@ -19,6 +19,7 @@ from components.render.nginx import CONTAINER_RUNTIME
 
 @dataclass(frozen=True)
 class LoadBalancerArgs:
+    host: str | None  # the host's name over several hosts (names its resources), None on one
     image: str  # nginx:<tag>; the official image has the stream module built in
     nginx_conf: str
     certificate_pem: pulumi.Input[str]
@@ -50,18 +51,21 @@ class LoadBalancer(pulumi.ComponentResource):
                 pulumi.ResourceOptions(
                     aliases=[pulumi.Alias(name=names.LB_CONTAINER, parent=opts.parent if opts else None)]
                 ),
-            ),
+            )
+            if args.host is None
+            else opts,
         )
         child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(args.after))
+        container_name = names.lb_container(args.host)
         image = docker.RemoteImage(
-            f"{names.LB_CONTAINER}-image",
+            f"{container_name}-image",
             name=args.image,
             keep_locally=args.keep_image,
             opts=child,
         )
         runtime = CONTAINER_RUNTIME
         self.container = docker.Container(
-            names.LB_CONTAINER,
+            container_name,
             name=names.LB_CONTAINER,
             image=image.image_id,
             network_mode="host",

@@ -5,9 +5,9 @@ container by its name, Pulumi keys state by resource name (the URN). None of the
 an existing stack, which is why they derive from the node index and the config only, and why a
 renamed Pulumi resource carries an alias to its old name.
 
-Resource names follow one rule: the top component's name (`emqx`) as prefix, a node's resources
-prefixed by its short name (`emqx1-dirs`), a wave's gate by its wave (`wave1-verify`, as first
-deployed).
+Resource names follow one rule: the top component's name (`emqx`) as prefix, then the host's
+name for a host's resources over several hosts (`emqx-b-preflight`), a node's resources prefixed
+by its short name (`emqx1-dirs`), a wave's gate by its wave (`wave1-verify`, as first deployed).
 """
 
 from __future__ import annotations
@@ -41,6 +41,27 @@ def broker_image_tag(emqx_repository: str, version: str, context_digest: str) ->
 def resource(what: str) -> str:
     """A resource of the stack as a whole: `emqx-<what>`."""
     return f"{TOP}-{what}"
+
+
+def host_resource(host: str | None, what: str) -> str:
+    """A resource of one host: `emqx-<host>-<what>`; the one host of a single-host stack (None)
+    keeps the stack-wide name it was first deployed with, `emqx-<what>`."""
+    return resource(what if host is None else f"{host}-{what}")
+
+
+def single_host_name(name: str, host: str) -> str:
+    """The name a resource of `host` had when the stack ran on that host alone: growing a
+    single-host stack to several hosts hands its resources to the first host (an alias)."""
+    return name.replace(f"{TOP}-{host}-", f"{TOP}-", 1)
+
+
+def node_certificate(short_name: str, what: str) -> str:
+    return f"{short_name}-tls-{what}"
+
+
+def lb_container(host: str | None) -> str:
+    """The load balancer's Pulumi name; its Docker name is LB_CONTAINER on every host."""
+    return LB_CONTAINER if host is None else host_resource(host, "lb")
 
 
 def node_dirs(short_name: str) -> str:

@@ -1,16 +1,18 @@
-"""The cluster plan: nodes, names, ports, reserved ports and waves, derived from the config.
+"""The cluster plan: hosts, nodes, names, ports, reserved ports and waves, derived from the config.
 
 Pure Python. Every port a node owns comes from its index alone, so adding node N+1 never moves
-the ports of nodes 1..N (the containers of existing nodes stay untouched on scale-up).
+the ports of nodes 1..N (the containers of existing nodes stay untouched on scale-up), and a
+node keeps its ports when it moves to another host.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from components import names
-from components.config import NAMESPACE, ConfigError, StackConfig
+from components.config import NAMESPACE, ConfigError, HostConfig, StackConfig
 
 # Erlang distribution and cluster RPC ports: 4370 + N and 5370 + N, N = trailing digits of the
 # node's short name (ekka's static-port distribution; rpc.port_discovery = stateless). Keys exist
@@ -44,6 +46,7 @@ class NodePlan:
     index: int
     short_name: str
     node_name: str
+    host: str  # the name of the HostPlan it runs on
     address: str
     ports: NodePorts
     host_dir: str
@@ -62,6 +65,11 @@ class NodePlan:
         return f"{self.host_dir}/log"
 
     @property
+    def tls_dir(self) -> str:
+        """Its cluster TLS files (certificate, key, cluster CA), with cluster TLS on."""
+        return f"{self.host_dir}/tls"
+
+    @property
     def mqtt_endpoint(self) -> str:
         return f"{self.address}:{self.ports.mqtt}"
 
@@ -71,13 +79,53 @@ class NodePlan:
 
 
 @dataclass(frozen=True)
-class ClusterPlan:
-    """What will exist: the nodes, their waves, the LB port and the kernel port settings."""
+class SshTarget:
+    """Where the deployer logs in to run host commands (the key is the stack's sshPrivateKey)."""
 
+    host: str
+    port: int
+    user: str
+    host_key: str | None
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """One Docker host: how to reach it, its nodes, and the ports it must keep out of the ephemeral range."""
+
+    # None for the one host of a single-host stack: its resources keep the names they were first
+    # deployed with (`emqx-docker`, `emqx-lb`, ...); a named host's are `emqx-<name>-...`.
+    name: str | None
+    address: str
+    docker_host: str
+    ssh: SshTarget | None  # None: the deployer's own machine (local commands)
+    use_sudo: bool
     nodes: tuple[NodePlan, ...]
     lb_port: int
-    port_range: tuple[int, int]
     reserved_ports: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        """How outputs and messages name the host."""
+        return self.name or self.address
+
+    @property
+    def reserved_ports_sysctl(self) -> str:
+        """`net.ipv4.ip_local_reserved_ports` value: the reserved ports as comma-joined ranges."""
+        return compress_ports(self.reserved_ports)
+
+    def all_ports(self) -> tuple[int, ...]:
+        """Every port the host's containers listen on: its nodes' and its load balancer's."""
+        return (*(port for node in self.nodes for port in node.ports.as_dict().values()), self.lb_port)
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """What will exist: the hosts and their nodes, the waves, the LB port and the kernel port range."""
+
+    hosts: tuple[HostPlan, ...]
+    nodes: tuple[NodePlan, ...]  # every host's, by index
+    lb_port: int
+    port_range: tuple[int, int]
     # One source of truth for both ends: Nginx sends a PROXY header iff the brokers' listeners
     # expect one (a mismatch breaks every client, or floods EMQX with `Parse failed`).
     proxy_protocol: bool = True
@@ -93,43 +141,145 @@ class ClusterPlan:
         return tuple(tuple(n for n in self.nodes if n.wave == wave) for wave in range(1, count + 1))
 
     @property
-    def reserved_ports_sysctl(self) -> str:
-        """`net.ipv4.ip_local_reserved_ports` value: the reserved ports as comma-joined ranges."""
-        return compress_ports(self.reserved_ports)
-
-    @property
     def port_range_sysctl(self) -> str:
         return f"{self.port_range[0]} {self.port_range[1]}"
 
-    def all_ports(self) -> tuple[int, ...]:
-        return _all_ports(self.nodes, self.lb_port)
+    def host(self, name: str) -> HostPlan:
+        return next(host for host in self.hosts if host.label == name)
 
 
 def plan_cluster(config: StackConfig) -> ClusterPlan:
     """Derive the plan, or raise ConfigError naming the keys whose ports collide or cannot be reserved."""
-    wave_count = config.effective_waves
-    nodes = tuple(
-        NodePlan(
-            index=index,
-            short_name=names.node_short_name(index),
-            node_name=names.node_name(index, config.advertise_address),
-            address=config.advertise_address,
-            ports=NodePorts(
-                mqtt=config.mqtt_port_base + index - 1,
-                dashboard=config.dashboard_port_base + index - 1,
-                distribution=DISTRIBUTION_PORT_BASE + index,
-                rpc=RPC_PORT_BASE + index,
-            ),
-            host_dir=f"{config.data_dir}/{names.node_short_name(index)}",
-            # Round-robin waves (odd/even for two): each wave is spread over the index range, so
-            # the seed's wave never holds more than ceil(N / waves) nodes.
-            wave=(index - 1) % wave_count + 1,
+    placed = _placement(config)
+    waves = _waves([site.indexes for site in placed], config.effective_waves)
+    host_nodes = [
+        tuple(_node(config, index, site.label, site.spec.address, waves[index]) for index in site.indexes)
+        for site in placed
+    ]
+    problems = [problem for hosted in host_nodes for problem in _port_problems(config, hosted)]
+    if config.several_hosts:
+        problems.extend(_wave_problems(config, placed, waves))
+    if problems:
+        raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(dict.fromkeys(problems)))
+    hosts = tuple(
+        HostPlan(
+            name=site.spec.name if config.hosts is not None else None,
+            address=site.spec.address,
+            docker_host=site.spec.engine,
+            ssh=_ssh_target(config, site.spec),
+            use_sudo=site.spec.use_sudo,
+            nodes=hosted,
+            lb_port=config.lb_port,
+            reserved_ports=_reserved(config, hosted),
         )
-        for index in range(1, config.nodes + 1)
+        for site, hosted in zip(placed, host_nodes, strict=True)
     )
-    _check_ports(config, nodes)
+    nodes = tuple(sorted((node for hosted in host_nodes for node in hosted), key=lambda node: node.index))
+    return ClusterPlan(hosts=hosts, nodes=nodes, lb_port=config.lb_port, port_range=config.port_range)
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """A host's config, the label its nodes and messages use, and the indexes of its nodes."""
+
+    spec: HostConfig
+    label: str
+    indexes: tuple[int, ...]
+
+
+def _placement(config: StackConfig) -> list[_Placed]:
+    """Each host's nodes, in config order: counts numbered host after host, or the placement map."""
+    if config.hosts is None:
+        # The one host the single-host keys describe, as a `hosts` entry would.
+        spec = HostConfig(
+            name="local",
+            address=config.advertise_address,
+            nodes=config.nodes,
+            docker_host=config.docker_host,
+            ssh_host=config.ssh_host,
+            ssh_port=config.ssh_port,
+            ssh_user=config.ssh_user,
+            ssh_host_key=config.ssh_host_key,
+            use_sudo=config.host_use_sudo,
+        )
+        return [_Placed(spec, config.advertise_address, tuple(range(1, config.nodes + 1)))]
+    if config.placement is not None:
+        placement = config.placement
+        return [
+            _Placed(
+                spec,
+                spec.name,
+                tuple(sorted(int(node.removeprefix("emqx")) for node, host in placement.items() if host == spec.name)),
+            )
+            for spec in config.hosts
+        ]
+    placed, first = [], 1
+    for spec in config.hosts:
+        count = spec.nodes or 0
+        placed.append(_Placed(spec, spec.name, tuple(range(first, first + count))))
+        first += count
+    return placed
+
+
+def _ssh_target(config: StackConfig, spec: HostConfig) -> SshTarget | None:
+    if config.hosts is None and config.ssh_host is None:
+        return None  # a single-host stack on the deployer's machine
+    return SshTarget(host=spec.ssh_target, port=spec.ssh_port, user=spec.ssh_user, host_key=spec.ssh_host_key)
+
+
+def _waves(host_indexes: Sequence[tuple[int, ...]], wave_count: int) -> dict[int, int]:
+    """Node index -> wave: round-robin over the nodes host by host, starting with the seed's host.
+
+    On one host this is index order (odd/even for two waves). Over several, each host's nodes are
+    spread over consecutive waves, so no wave holds more than ceil(n / waves) of a host's n nodes,
+    nor more than ceil(N / waves) in total; the seed (node 1) comes first, so it is in wave 1.
+    """
+    seed_host = next(position for position, indexes in enumerate(host_indexes) if 1 in indexes)
+    ordered = [*host_indexes[seed_host:], *host_indexes[:seed_host]]
+    sequence = [index for indexes in ordered for index in sorted(indexes)]
+    return {index: position % wave_count + 1 for position, index in enumerate(sequence)}
+
+
+def _wave_problems(config: StackConfig, placed: Sequence[_Placed], waves: dict[int, int]) -> list[str]:
+    """With several hosts, a wave may restart at most half of any host's nodes (one, on a host with
+    one or two), so every host's load balancer keeps local nodes to send clients to."""
+    problems = []
+    for site in placed:
+        allowed = max(1, len(site.indexes) // 2)
+        worst = max(sum(1 for index in site.indexes if waves[index] == wave) for wave in set(waves.values()))
+        if worst > allowed:
+            problems.append(
+                f"{NAMESPACE}:waves = {config.effective_waves}: allowed: {math.ceil(len(site.indexes) / allowed)} "
+                f"or more, because host {site.label!r} runs {len(site.indexes)} nodes and one wave would restart "
+                f"{worst} of them; a wave may restart at most {allowed} (never a majority of a host's nodes)"
+            )
+    return problems
+
+
+def _node(config: StackConfig, index: int, host: str, address: str, wave: int) -> NodePlan:
+    short_name = names.node_short_name(index)
+    return NodePlan(
+        index=index,
+        short_name=short_name,
+        node_name=names.node_name(index, address),
+        host=host,
+        address=address,
+        ports=NodePorts(
+            mqtt=config.mqtt_port_base + index - 1,
+            dashboard=config.dashboard_port_base + index - 1,
+            distribution=DISTRIBUTION_PORT_BASE + index,
+            rpc=RPC_PORT_BASE + index,
+        ),
+        host_dir=f"{config.data_dir}/{short_name}",
+        wave=wave,
+    )
+
+
+def _reserved(config: StackConfig, nodes: tuple[NodePlan, ...]) -> tuple[int, ...]:
+    """The host's planned ports inside the ephemeral range, or ConfigError when they cannot be reserved."""
     low, high = config.port_range
-    reserved = tuple(sorted({port for port in _all_ports(nodes, config.lb_port) if low <= port <= high}))
+    ports = (*(port for node in nodes for port in node.ports.as_dict().values()), config.lb_port)
+    reserved = tuple(sorted({port for port in ports if low <= port <= high}))
     if reserved and not config.manage_sysctls:
         raise ConfigError(
             f"invalid stack configuration:\n  {NAMESPACE}:manageSysctls = false while planned ports "
@@ -143,15 +293,11 @@ def plan_cluster(config: StackConfig) -> ClusterPlan:
             f"allowed: a range in which the {len(reserved)} reserved ports take at most half, so outgoing "
             "connections still find ephemeral ports"
         )
-    return ClusterPlan(nodes=nodes, lb_port=config.lb_port, port_range=(low, high), reserved_ports=reserved)
+    return reserved
 
 
-def _all_ports(nodes: tuple[NodePlan, ...], lb_port: int) -> tuple[int, ...]:
-    return (*(port for node in nodes for port in node.ports.as_dict().values()), lb_port)
-
-
-def _check_ports(config: StackConfig, nodes: tuple[NodePlan, ...]) -> None:
-    """Every planned port must be a valid port, used once, and never the LB's port."""
+def _port_problems(config: StackConfig, nodes: tuple[NodePlan, ...]) -> list[str]:
+    """On one host, every planned port must be a valid port, used once, and never the LB's port."""
     owners: dict[int, str] = {config.lb_port: f"{NAMESPACE}:lbPort = {config.lb_port}"}
     problems: list[str] = []
     # Each line names the key (and its value) that placed the port, so the user knows what to change.
@@ -167,7 +313,7 @@ def _check_ports(config: StackConfig, nodes: tuple[NodePlan, ...]) -> None:
             if not 1 <= port <= 65535:
                 problems.append(
                     f"{source}: node {node.short_name} would get {role} port {port}: allowed: bases that keep "
-                    f"every node's port within 1-65535 ({config.nodes} nodes)"
+                    f"every node's port within 1-65535 ({config.node_count} nodes)"
                 )
                 continue
             if port in owners:
@@ -178,8 +324,7 @@ def _check_ports(config: StackConfig, nodes: tuple[NodePlan, ...]) -> None:
                 )
                 continue
             owners[port] = f"{node.short_name}'s {role} port ({source})"
-    if problems:
-        raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(dict.fromkeys(problems)))
+    return problems
 
 
 def compress_ports(ports: Iterable[int]) -> str:

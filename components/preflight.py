@@ -15,18 +15,19 @@ import pulumi
 from components import names
 from components.config import NAMESPACE, StackConfig
 from components.hostexec import HostAccess
-from components.plan import ClusterPlan
+from components.plan import ClusterPlan, HostPlan
 from components.render.host_scripts import NofileClaim, PortClaim, preflight_script
 from components.render.nginx import nginx_settings
 
 
-def port_claims(plan: ClusterPlan) -> list[PortClaim]:
+def port_claims(host: HostPlan) -> list[PortClaim]:
+    """Every port the host's containers will listen on: its nodes' and its load balancer's."""
     claims = [
         PortClaim(port=port, owner=node.container_name, role=role)
-        for node in plan.nodes
+        for node in host.nodes
         for role, port in node.ports.as_dict().items()
     ]
-    return [*claims, PortClaim(port=plan.lb_port, owner=names.LB_CONTAINER, role="TLS listener")]
+    return [*claims, PortClaim(port=host.lb_port, owner=names.LB_CONTAINER, role="TLS listener")]
 
 
 def nofile_claims(config: StackConfig, plan: ClusterPlan) -> list[NofileClaim]:

@@ -35,8 +35,9 @@ def join_script(container: str, node_name: str, seed_name: str, timeout_seconds:
     )
 
 
-def leave_script(container: str, node_name: str, seed_container: str) -> str:
-    """Make a node leave the cluster before it is removed; force it out from the seed if it is down."""
+def leave_script(container: str, node_name: str, seed_container: str | None) -> str:
+    """Make a node leave the cluster before it is removed; if it is down, force it out from the
+    seed's container, or (None: the seed runs on another host) from any other local node's."""
     return render("leave.sh.j2", container=container, node_name=node_name, seed_container=seed_container)
 
 

@@ -97,3 +97,60 @@ def node_dirs_delete_script(host_dir: str, node_name: str, purge: bool, containe
     (`pulumi up --replace`) must not wipe a running node.
     """
     return render("node-dirs-delete.sh.j2", host_dir=host_dir, node_name=node_name, purge=purge, container=container)
+
+
+def tls_bundle(files: Mapping[str, str]) -> str:
+    """Several PEM files as one text for a host command's stdin: `=== <name>` then the file."""
+    return "".join(f"=== {name}\n{content.rstrip(chr(10))}\n" for name, content in files.items())
+
+
+def node_tls_script(tls_dir: str, files: Sequence[str] = ("ca.pem", "node.pem", "node.key")) -> str:
+    """Write the node's TLS files from a tls_bundle on stdin, readable by the image's user only."""
+    return render("node-tls.sh.j2", tls_dir=tls_dir, files=list(files), owner=f"{EMQX_UID}:{EMQX_UID}")
+
+
+def node_tls_delete_script(tls_dir: str, container: str) -> str:
+    """Remove the node's TLS files once its container is gone."""
+    return render("node-tls-delete.sh.j2", tls_dir=tls_dir, container=container)
+
+
+FIREWALL_CHAIN = "EMQX-CLUSTER"
+FIREWALL_PEERS_CHAIN = "EMQX-CLUSTER-PEERS"
+FIREWALL_TABLE = "emqx_cluster"
+# iptables' multiport match takes at most 15 ports, a range counting as two (iptables-extensions).
+_MULTIPORT_RANGES = 7
+
+
+def _port_ranges(ports: Sequence[int]) -> list[tuple[int, int]]:
+    ranges: list[tuple[int, int]] = []
+    for port in sorted(set(ports)):
+        if ranges and port == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], port)
+        else:
+            ranges.append((port, port))
+    return ranges
+
+
+def firewall_apply_script(ports: Sequence[int], peers: Sequence[str]) -> str:
+    """Allow `ports` (the host's distribution and RPC ports) from `peers` (every cluster host's
+    address, this one's included) and loopback only; reset every other connection to them."""
+    ranges = _port_ranges(ports)
+    iptables = [f"{low}:{high}" if high > low else str(low) for low, high in ranges]
+    nft = [f"{low}-{high}" if high > low else str(low) for low, high in ranges]
+    return render(
+        "firewall-apply.sh.j2",
+        chain=FIREWALL_CHAIN,
+        peers_chain=FIREWALL_PEERS_CHAIN,
+        table=FIREWALL_TABLE,
+        port_chunks=[
+            iptables[start : start + _MULTIPORT_RANGES] for start in range(0, len(iptables), _MULTIPORT_RANGES)
+        ],
+        nft_ports=", ".join(nft),
+        ports_text=",".join(iptables),
+        peers=list(dict.fromkeys(peers)),
+    )
+
+
+def firewall_remove_script() -> str:
+    """Remove what firewall_apply_script put in place (iptables chains or the nftables table)."""
+    return render("firewall-remove.sh.j2", chain=FIREWALL_CHAIN, peers_chain=FIREWALL_PEERS_CHAIN, table=FIREWALL_TABLE)

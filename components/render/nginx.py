@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from components.config import StackConfig
-from components.plan import ClusterPlan
+from components.plan import ClusterPlan, HostPlan
 from components.render.templating import render
 
 # Mozilla "intermediate" TLS 1.2 suites without DHE; TLS 1.3 suites are OpenSSL's defaults.
@@ -45,6 +45,8 @@ class NginxSettings:
     listen_address: str
     listen_port: int
     upstreams: tuple[str, ...]
+    # Over several hosts: the other hosts' nodes, used only while no local node takes clients.
+    backups: tuple[str, ...] = ()
     balancing: str = "least_conn"
     max_fails: int = 2
     fail_timeout: str = "10s"
@@ -66,7 +68,7 @@ class NginxSettings:
 
     @property
     def next_upstream_tries(self) -> int:
-        return len(self.upstreams)
+        return len(self.upstreams) + len(self.backups)
 
 
 @dataclass(frozen=True)
@@ -111,12 +113,22 @@ def standalone_runtime(directory: str, certificate_path: str, private_key_path: 
     )
 
 
-def nginx_settings(config: StackConfig, plan: ClusterPlan) -> NginxSettings:
-    """The load balancer settings for this stack: every node's MQTT listener is an upstream."""
+def nginx_settings(config: StackConfig, plan: ClusterPlan, host: HostPlan | None = None) -> NginxSettings:
+    """The load balancer settings of `host` (default: the first): every node of the cluster is an
+    upstream, the host's own first; the other hosts' nodes are `backup` servers.
+
+    Backup, not weights: with weights a share of the clients of every host would always cross to
+    another host (more latency, and every host's link carries traffic for nothing); as backups,
+    remote nodes take clients only while no local node does (ngx_stream_upstream_module:
+    "backup: marks the server as a backup server. It will be passed connections when the primary
+    servers are unavailable"), which is exactly the host-failure and local-rollout case.
+    """
+    local = host or plan.hosts[0]
     return NginxSettings(
         listen_address=config.lb_listen_address,
         listen_port=plan.lb_port,
-        upstreams=tuple(node.mqtt_endpoint for node in plan.nodes),
+        upstreams=tuple(node.mqtt_endpoint for node in local.nodes),
+        backups=tuple(node.mqtt_endpoint for node in plan.nodes if node.host != local.label),
         balancing=config.lb_balancing,
         max_fails=config.lb_max_fails,
         fail_timeout=config.lb_fail_timeout,

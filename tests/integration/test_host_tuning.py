@@ -137,11 +137,11 @@ def netns_only_config(root: Path, scope: SysctlScope, **overrides: Any) -> dict[
 def expected_settings(stack: ProgramRun, keys: frozenset[str] | set[str]) -> dict[str, str]:
     """The tuning values for `keys` plus the plan's port range and reserved ports (from components.plan)."""
     plan = stack.plan()
-    assert plan.reserved_ports, "the test config must reserve ports, or the reserved-ports key is not set"
+    assert plan.hosts[0].reserved_ports, "the test config must reserve ports, or the reserved-ports key is not set"
     return {
         **{key: value for key, value in EMQX_TUNING_SYSCTLS.items() if key in keys},
         PORT_RANGE: plan.port_range_sysctl,
-        RESERVED: plan.reserved_ports_sysctl,
+        RESERVED: plan.hosts[0].reserved_ports_sysctl,
     }
 
 
@@ -173,7 +173,7 @@ def test_sysctls_apply_idempotently_and_restore_in_a_network_namespace(
     applied = {key: normalized(netns.sysctl(key)) for key in expected}
     assert applied == {key: normalized(value) for key, value in expected.items()}
     assert applied[PORT_RANGE] == plan.port_range_sysctl
-    assert applied[RESERVED] == plan.reserved_ports_sysctl
+    assert applied[RESERVED] == plan.hosts[0].reserved_ports_sysctl
     assert applied["net.core.somaxconn"] == "32768"
 
     drop_in_text = drop_in.read_text()
@@ -434,7 +434,7 @@ def test_sysctl_strings_over_ssh_apply_and_restore_in_a_network_namespace(
     applied = in_netns(command.script("create"))
     assert applied.returncode == 0, applied.stderr
     assert normalized(netns.sysctl(PORT_RANGE)) == plan.port_range_sysctl
-    assert netns.sysctl(RESERVED) == plan.reserved_ports_sysctl
+    assert netns.sysctl(RESERVED) == plan.hosts[0].reserved_ports_sysctl
     restored = in_netns(command.script("delete"))
     assert restored.returncode == 0, restored.stderr
     assert {key: netns.sysctl(key) for key in (PORT_RANGE, RESERVED)} == before

@@ -221,7 +221,7 @@ def test_host_commands_run_where_the_stack_says(any_run: ProgramRun, case: Stack
 
 def test_host_tuning_sets_emqx_sysctls_and_reserves_planned_ports(deployed: ProgramRun, case: StackCase) -> None:
     config, plan = case.parsed(), case.plan()
-    settings = host_sysctls(config, plan)
+    settings = host_sysctls(config, plan, plan.hosts[0])
     tuning = deployed.named("emqx-host-sysctls")
     assert tuning.inputs["create"] == as_root(
         sysctl_apply_script(settings, config.sysctl_drop_in), config.host_use_sudo
@@ -229,8 +229,8 @@ def test_host_tuning_sets_emqx_sysctls_and_reserves_planned_ports(deployed: Prog
     script = tuning.inputs["create"]
     assert "net.core.somaxconn = 32768" in script
     # Planned ports inside the ephemeral range are reserved, so no outgoing connection takes them.
-    assert f"net.ipv4.ip_local_reserved_ports = {plan.reserved_ports_sysctl}" in script
-    assert str(plan.lb_port) in plan.reserved_ports_sysctl
+    assert f"net.ipv4.ip_local_reserved_ports = {plan.hosts[0].reserved_ports_sysctl}" in script
+    assert str(plan.lb_port) in plan.hosts[0].reserved_ports_sysctl
     assert tuning.inputs["delete"], "destroy must restore the previous kernel settings"
     # A replacement (`pulumi up --replace`) must restore before it re-applies, or the old delete
     # would remove the shared drop-in after the new apply.
@@ -241,12 +241,12 @@ def test_preflight_checks_every_planned_port(deployed: ProgramRun, case: StackCa
     config, plan = case.parsed(), case.plan()
     check = deployed.named("emqx-preflight-check")
     expected = as_root(
-        preflight_script(port_claims(plan), config.data_dir, nofile_claims(config, plan)), config.host_use_sudo
+        preflight_script(port_claims(plan.hosts[0]), config.data_dir, nofile_claims(config, plan)), config.host_use_sudo
     )
     assert check.inputs["create"] == expected
     assert check.inputs["update"] == expected  # re-checked whenever the plan changes
-    assert len(port_claims(plan)) == 4 * case.nodes + 1
-    for port in plan.all_ports():
+    assert len(port_claims(plan.hosts[0])) == 4 * case.nodes + 1
+    for port in plan.hosts[0].all_ports():
         assert f"if listening {port} " in check.inputs["create"]
 
 

@@ -75,7 +75,7 @@ def test_prod_stack_file_is_valid_once_its_tls_secrets_are_set(tls_material: Tls
     raw["tlsCertificate"] = tls_material.certificate_pem
     raw["tlsPrivateKey"] = tls_material.private_key_pem
     config, plan = validate(raw)
-    assert config.runs_remotely
+    assert plan.hosts[0].ssh is not None
     assert config.ssh_host == "mqtt-01.prod.internal"
     assert config.host_use_sudo
     assert config.lb_worker_connections == 262144
@@ -456,8 +456,8 @@ def test_every_key_of_the_stack_files_is_a_known_key() -> None:
 def test_plan_accepts_manage_sysctls_false_when_no_planned_port_is_ephemeral() -> None:
     """The unreservable-port refusal is about the range, not about manageSysctls itself."""
     _, plan = validate({"tlsMode": "self-signed", "manageSysctls": "false", "ipLocalPortRange": "10000 60999"})
-    assert plan.reserved_ports == ()
-    assert plan_cluster(parse_stack_config({"tlsMode": "self-signed"})).reserved_ports != ()
+    assert plan.hosts[0].reserved_ports == ()
+    assert plan_cluster(parse_stack_config({"tlsMode": "self-signed"})).hosts[0].reserved_ports != ()
 
 
 @pytest.mark.parametrize(

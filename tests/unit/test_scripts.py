@@ -72,9 +72,9 @@ def all_scripts(config: StackConfig, plan: ClusterPlan) -> dict[str, str]:
     node = plan.nodes[-1]
     names = [n.node_name for n in plan.nodes]
     return {
-        "sysctl-apply": sysctl_apply_script(host_sysctls(config, plan), config.sysctl_drop_in),
+        "sysctl-apply": sysctl_apply_script(host_sysctls(config, plan, plan.hosts[0]), config.sysctl_drop_in),
         "sysctl-restore": sysctl_restore_script(config.sysctl_drop_in),
-        "preflight": preflight_script(port_claims(plan), config.data_dir),
+        "preflight": preflight_script(port_claims(plan.hosts[0]), config.data_dir),
         "node-dirs": node_dirs_script(node.host_dir),
         "node-dirs-delete-keep": node_dirs_delete_script(node.host_dir, node.node_name, False, node.container_name),
         "node-dirs-delete-purge": node_dirs_delete_script(node.host_dir, node.node_name, True, node.container_name),
@@ -154,13 +154,13 @@ def test_sudo_failure_is_not_hidden(fake_bin: dict[str, str], tmp_path: Path) ->
 
 def test_preflight_checks_every_planned_port_with_its_owner(dev: tuple[StackConfig, ClusterPlan]) -> None:
     config, plan = dev
-    script = preflight_script(port_claims(plan), config.data_dir)
+    script = preflight_script(port_claims(plan.hosts[0]), config.data_dir)
     for node in plan.nodes:
         for role, port in node.ports.as_dict().items():
             assert f"if listening {port} && ! running {node.container_name}; then" in script
             assert f"port {port} ({role} of {node.container_name})" in script
     assert f"if listening {plan.lb_port} && ! running {LB_CONTAINER}; then" in script
-    assert script.count("if listening ") == len(plan.all_ports())
+    assert script.count("if listening ") == len(plan.hosts[0].all_ports())
     assert config.data_dir in script
 
 
@@ -208,7 +208,7 @@ def test_preflight_lists_every_problem(busy_port: int, fake_bin: dict[str, str],
 
 def test_sysctl_script_sets_tuning_and_port_plan_keys(dev: tuple[StackConfig, ClusterPlan]) -> None:
     config, plan = dev
-    settings = host_sysctls(config, plan)
+    settings = host_sysctls(config, plan, plan.hosts[0])
     assert settings["net.ipv4.ip_local_port_range"] == "1024 60999"
     assert settings["net.ipv4.ip_local_reserved_ports"] == "4371-4373,5371-5373,8884"
     script = sysctl_apply_script(settings, config.sysctl_drop_in)
@@ -225,7 +225,7 @@ def sandboxed(script: str, root: Path) -> str:
 
 def test_sysctl_apply_and_restore_round_trip(dev: tuple[StackConfig, ClusterPlan], tmp_path: Path) -> None:
     config, plan = dev
-    settings = host_sysctls(config, plan)
+    settings = host_sysctls(config, plan, plan.hosts[0])
     before: dict[str, str] = {}
     for key in settings:
         path = tmp_path / "proc" / "sys" / key.replace(".", "/")

@@ -1,0 +1,50 @@
+"""ClusterFirewall: the host's cluster ports open to the cluster's hosts only.
+
+Creates one host command, `<name>-rules`: on create and update it (re)writes the rules for the
+host's distribution and RPC ports (iptables chains or an nftables table of ours, replaced in one
+transaction); on delete it removes them. Only for stacks over several hosts: on one host the
+cluster ports listen on its address, and no other host needs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+
+from components.hostexec import HostAccess
+from components.plan import ClusterPlan, HostPlan
+from components.render.host_scripts import firewall_apply_script, firewall_remove_script
+
+
+def cluster_ports(host: HostPlan) -> list[int]:
+    """The ports other nodes dial on this host: each local node's distribution and RPC port."""
+    return sorted(port for node in host.nodes for port in (node.ports.distribution, node.ports.rpc))
+
+
+@dataclass(frozen=True)
+class ClusterFirewallArgs:
+    ports: Sequence[int]
+    peers: Sequence[str]  # every cluster host's address, this host's included
+    host: HostAccess
+
+    @classmethod
+    def of(cls, plan: ClusterPlan, host: HostPlan, access: HostAccess) -> ClusterFirewallArgs:
+        return cls(ports=cluster_ports(host), peers=[peer.address for peer in plan.hosts], host=access)
+
+
+class ClusterFirewall(pulumi.ComponentResource):
+    """Resets connections to the host's cluster ports from anywhere but the cluster's hosts."""
+
+    def __init__(self, name: str, args: ClusterFirewallArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("emqx-cluster:index:ClusterFirewall", name, None, opts)
+        rules = firewall_apply_script(args.ports, args.peers)
+        self.rules = args.host.command(
+            f"{name}-rules",
+            create=rules,
+            update=rules,
+            delete=firewall_remove_script(),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"ports": list(args.ports), "peers": list(args.peers)})
