@@ -1,4 +1,4 @@
-"""emqx-cluster: an EMQX cluster on one Docker host behind an Nginx TLS load balancer."""
+"""emqx-cluster: an EMQX cluster on one or several Docker hosts, each behind an Nginx TLS load balancer."""
 
 import pulumi
 
@@ -14,6 +14,8 @@ except ConfigError as error:
     raise pulumi.RunError(str(error)) from None
 
 pulumi.export("endpoint", cluster.endpoint)
+pulumi.export("endpoints", cluster.endpoints)
+pulumi.export("dnsRoundRobin", cluster.dns_round_robin)
 pulumi.export("nodes", cluster.node_table)
 pulumi.export("dashboardUrls", cluster.dashboard_urls)
 pulumi.export("tlsCertificate", cluster.certificate_pem)

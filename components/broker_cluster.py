@@ -26,9 +26,10 @@ import pulumi
 import pulumi_docker as docker
 
 from components import names
-from components.cluster_tls import CONTAINER_TLS_DIR, NodeTls
+from components.cluster_tls import NodeTls
 from components.hostexec import HostAccess, HostCommand
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR, ClusterPlan, NodePlan
+from components.render.broker_env import CLUSTER_TLS_FILES
 from components.render.cluster_scripts import join_script, leave_script, verify_script
 from components.render.host_scripts import (
     node_dirs_delete_script,
@@ -170,7 +171,7 @@ class BrokerCluster(pulumi.ComponentResource):
         ]
         tls = args.tls.get(node.short_name)
         if tls is not None:
-            script = node_tls_script(node.tls_dir)
+            script = node_tls_script(node.tls_dir, CLUSTER_TLS_FILES.names())
             ready.append(
                 site.access.command(
                     names.node_certificate(node.short_name, "files"),
@@ -182,7 +183,9 @@ class BrokerCluster(pulumi.ComponentResource):
                 )
             )
             volumes.append(
-                docker.ContainerVolumeArgs(host_path=node.tls_dir, container_path=CONTAINER_TLS_DIR, read_only=True)
+                docker.ContainerVolumeArgs(
+                    host_path=node.tls_dir, container_path=CLUSTER_TLS_FILES.directory, read_only=True
+                )
             )
             # EMQX reads the files at boot only: a renewed certificate (a new fingerprint; labels
             # are ForceNew) replaces the container, wave by wave like any other change.

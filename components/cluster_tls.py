@@ -19,12 +19,8 @@ import pulumi_tls as tls
 
 from components import names
 from components.plan import ClusterPlan
+from components.render.broker_env import CLUSTER_TLS_FILES, ssl_dist_options
 from components.render.host_scripts import tls_bundle
-
-CONTAINER_TLS_DIR = "/opt/emqx/etc/cluster-tls"
-CA_FILE = "ca.pem"
-CERTIFICATE_FILE = "node.pem"
-KEY_FILE = "node.key"
 
 CA_VALIDITY_HOURS = 24 * 365 * 10
 NODE_VALIDITY_HOURS = 24 * 365
@@ -37,10 +33,6 @@ NODE_EARLY_RENEWAL_HOURS = 24 * 30
 class NodeTls:
     bundle: pulumi.Output[str]  # secret: the files as tls_bundle frames, for the host command's stdin
     fingerprint: pulumi.Output[str]  # SHA-256 of the node's certificate (public)
-
-
-def container_path(file: str) -> str:
-    return f"{CONTAINER_TLS_DIR}/{file}"
 
 
 def cluster_tls(plan: ClusterPlan, parent: pulumi.Resource) -> Mapping[str, NodeTls]:
@@ -65,7 +57,10 @@ def cluster_tls(plan: ClusterPlan, parent: pulumi.Resource) -> Mapping[str, Node
             names.node_certificate(node.short_name, "request"),
             private_key_pem=key.private_key_pem,
             subject=tls.CertRequestSubjectArgs(common_name=node.node_name, organization="emqx-cluster"),
-            # The peer that dials `emqx<i>@<address>` checks the address against the certificate.
+            # A peer dialling `emqx<i>@<address>` checks the address as a DNS name (OTP's
+            # inet_tls_dist sends it as server_name_indication; public_key matches a dns_id
+            # against dNSName SANs only), other TLS tools as an IP address: both.
+            dns_names=[node.address],
             ip_addresses=[node.address],
             opts=child,
         )
@@ -82,9 +77,20 @@ def cluster_tls(plan: ClusterPlan, parent: pulumi.Resource) -> Mapping[str, Node
         )
         files = pulumi.Output.all(ca.cert_pem, cert.cert_pem, key.private_key_pem)
         certificates[node.short_name] = NodeTls(
-            bundle=pulumi.Output.secret(
-                files.apply(lambda pems: tls_bundle({CA_FILE: pems[0], CERTIFICATE_FILE: pems[1], KEY_FILE: pems[2]}))
-            ),
+            bundle=pulumi.Output.secret(files.apply(_node_files)),
             fingerprint=cert.cert_pem.apply(lambda pem: hashlib.sha256(pem.encode()).hexdigest()),
         )
     return certificates
+
+
+def _node_files(pems: list[str]) -> str:
+    ca, certificate, key = pems
+    layout = CLUSTER_TLS_FILES
+    return tls_bundle(
+        {
+            layout.ca: ca,
+            layout.certificate: certificate,
+            layout.key: key,
+            layout.dist_options: ssl_dist_options(layout),
+        }
+    )

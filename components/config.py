@@ -356,7 +356,7 @@ class StackConfig(BaseModel):
     @property
     def client_hostname(self) -> str:
         """The name clients put in their connection string (and the certificate should carry)."""
-        return self.public_hostname or self.advertise_address
+        return self.public_hostname or (self.hosts[0].address if self.hosts else self.advertise_address)
 
     @property
     def container_log_opts(self) -> dict[str, str]:
@@ -365,7 +365,8 @@ class StackConfig(BaseModel):
 
     def self_signed_subjects(self) -> tuple[list[str], list[str]]:
         """DNS names and IP addresses a self-signed certificate must carry for clients to verify it."""
-        candidates = [*self.tls_dns_names, self.client_hostname, self.advertise_address]
+        addresses = [host.address for host in self.hosts] if self.hosts else [self.advertise_address]
+        candidates = [*self.tls_dns_names, self.client_hostname, *addresses]
         dns_names = list(dict.fromkeys(name for name in candidates if not is_ipv4(name)))
         ip_addresses = list(dict.fromkeys(name for name in candidates if is_ipv4(name)))
         return dns_names, ip_addresses

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from components.config import StackConfig
 from components.plan import ClusterPlan, NodePlan
+from components.render.templating import render
 
 COOKIE_VARIABLE = "EMQX_NODE__COOKIE"
 DASHBOARD_PASSWORD_VARIABLE = "EMQX_DASHBOARD__DEFAULT_PASSWORD"
@@ -71,7 +73,60 @@ def broker_environment(node: NodePlan, plan: ClusterPlan, config: StackConfig) -
     }
     for listener in _UNUSED_DEFAULT_LISTENERS:
         env[f"EMQX_LISTENERS__{listener}__DEFAULT__ENABLE"] = "false"
+    if config.encrypts_cluster_traffic:
+        env.update(cluster_tls_environment())
     return env
+
+
+@dataclass(frozen=True)
+class ClusterTlsFiles:
+    """Where a node finds its cluster TLS files inside the container (a read-only mount)."""
+
+    directory: str = "/opt/emqx/etc/cluster-tls"
+    ca: str = "ca.pem"
+    certificate: str = "node.pem"
+    key: str = "node.key"
+    dist_options: str = "ssl_dist.conf"
+
+    def path(self, name: str) -> str:
+        return f"{self.directory}/{name}"
+
+    def names(self) -> tuple[str, ...]:
+        return (self.ca, self.certificate, self.key, self.dist_options)
+
+
+CLUSTER_TLS_FILES = ClusterTlsFiles()
+
+
+def cluster_tls_environment(files: ClusterTlsFiles = CLUSTER_TLS_FILES) -> dict[str, str]:
+    """Erlang distribution over TLS and gen_rpc over SSL, both verifying the peer with the cluster CA.
+
+    EMQX 5.8.6: `cluster.proto_dist` (emqx_conf_schema.erl, enum inet_tcp|inet6_tcp|inet_tls|
+    inet6_tls) makes bin/emqx add `-ssl_dist_optfile $EMQX_SSL_DIST_OPTFILE` (a shell variable,
+    not HOCON; no spaces) to the node and to every `emqx ctl`, whose ekka_dist keeps the port
+    4370 + N. `rpc.protocol` (alias `driver`) = ssl starts gen_rpc's SSL server alone, on
+    5370 + N with stateless discovery, bound to rpc.listen_address; gen_rpc 3.4.1 verifies the
+    peer and requires its certificate (ssl.hrl SSL_DEFAULT_*_OPTS) against rpc.cacertfile.
+    A tcp node and an ssl node cannot talk: turning this on or off changes every node.
+    """
+    return {
+        "EMQX_CLUSTER__PROTO_DIST": "inet_tls",
+        "EMQX_SSL_DIST_OPTFILE": files.path(files.dist_options),
+        "EMQX_RPC__PROTOCOL": "ssl",
+        "EMQX_RPC__CERTFILE": hocon_string(files.path(files.certificate)),
+        "EMQX_RPC__KEYFILE": hocon_string(files.path(files.key)),
+        "EMQX_RPC__CACERTFILE": hocon_string(files.path(files.ca)),
+    }
+
+
+def ssl_dist_options(files: ClusterTlsFiles = CLUSTER_TLS_FILES) -> str:
+    """The Erlang term file OTP's ssl_dist_sup reads (`[{server, Opts}, {client, Opts}].`)."""
+    return render(
+        "ssl_dist.conf.j2",
+        certfile=files.path(files.certificate),
+        keyfile=files.path(files.key),
+        cacertfile=files.path(files.ca),
+    )
 
 
 def with_secrets(public: Mapping[str, str], cookie: str, dashboard_password: str) -> dict[str, str]:

@@ -104,7 +104,7 @@ def tls_bundle(files: Mapping[str, str]) -> str:
     return "".join(f"=== {name}\n{content.rstrip(chr(10))}\n" for name, content in files.items())
 
 
-def node_tls_script(tls_dir: str, files: Sequence[str] = ("ca.pem", "node.pem", "node.key")) -> str:
+def node_tls_script(tls_dir: str, files: Sequence[str]) -> str:
     """Write the node's TLS files from a tls_bundle on stdin, readable by the image's user only."""
     return render("node-tls.sh.j2", tls_dir=tls_dir, files=list(files), owner=f"{EMQX_UID}:{EMQX_UID}")
 

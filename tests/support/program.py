@@ -56,6 +56,12 @@ _COMPUTED: dict[str, Callable[[str], dict[str, str]]] = {
     "tls:index/selfSignedCert:SelfSignedCert": lambda digest: {
         "certPem": f"-----BEGIN CERTIFICATE-----\nmock{digest}\n-----END CERTIFICATE-----\n"
     },
+    "tls:index/certRequest:CertRequest": lambda digest: {
+        "certRequestPem": f"-----BEGIN CERTIFICATE REQUEST-----\nmock{digest}\n-----END CERTIFICATE REQUEST-----\n"
+    },
+    "tls:index/locallySignedCert:LocallySignedCert": lambda digest: {
+        "certPem": f"-----BEGIN CERTIFICATE-----\nmock{digest}\n-----END CERTIFICATE-----\n"
+    },
 }
 
 SecretPath = tuple[str | int, ...]
@@ -253,7 +259,12 @@ class _Mocks(pulumi.runtime.Mocks):
         if self.preview:
             return None, dict(args.inputs)  # computed outputs stay unknown, as in a real preview
         digest = input_digest(args.typ, args.name, args.inputs)
-        computed = _COMPUTED[args.typ](digest) if args.typ in _COMPUTED else {}
+        # An image's ID is a digest of its content, not of the resource's name: a renamed image
+        # resource (moved by an alias) keeps it, as it does with the real provider.
+        content = (
+            input_digest(args.typ, "", args.inputs) if args.typ == "docker:index/remoteImage:RemoteImage" else digest
+        )
+        computed = _COMPUTED[args.typ](content) if args.typ in _COMPUTED else {}
         return f"{args.name}-{digest[:12]}", {**args.inputs, **computed, "stdout": f"{args.name} ok"}
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:

@@ -15,7 +15,7 @@ def broker_names(nodes: int) -> list[str]:
 
 def brokers(run: ProgramRun) -> list[Recorded]:
     """Every broker container (the load balancer excluded), in node order."""
-    found = [r for r in run.of_type(CONTAINER) if r.name != LB_CONTAINER]
+    found = [r for r in run.of_type(CONTAINER) if r.node_name is not None]
     return sorted(found, key=lambda r: int(r.name.removeprefix("emqx")))
 
 

@@ -1,0 +1,206 @@
+"""Several hosts under mocks: what `pulumi up` declares on each host, how the nodes reach each
+other (cluster TLS, firewall), the outputs, and a single-host stack left exactly as it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.render.broker_env import CLUSTER_TLS_FILES
+from components.render.host_scripts import as_root, firewall_apply_script, firewall_remove_script
+from tests.support.program import CONTAINER, ProgramRun, Recorded, input_digest, run_program
+from tests.support.stackfiles import stack_config, with_changes
+from tests.support.views import brokers, envs, walk_strings
+
+HOSTS = {"a": "10.0.0.11", "b": "10.0.0.12", "c": "10.0.0.13"}
+FAKE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nZmFrZQ==\n-----END OPENSSH PRIVATE KEY-----\n"
+BASELINE = Path(__file__).parent / "baselines" / "single-host-4b5c075.json"
+SINGLE_HOST_KEYS = ("advertiseAddress", "dockerHost", "sshHost", "sshUser", "hostUseSudo", "sshHostKey", "nodes")
+
+
+def several_hosts_config(**changes: Any) -> dict[str, Any]:
+    """The dev stack moved to three SSH hosts with two nodes each."""
+    base = {key: value for key, value in stack_config("dev").items() if key.split(":", 1)[1] not in SINGLE_HOST_KEYS}
+    hosts = [
+        {"name": name, "address": address, "nodes": 2, "sshUser": "deploy", "useSudo": True}
+        for name, address in HOSTS.items()
+    ]
+    return with_changes(base, hosts=hosts, publicHostname="mqtt.example.net", **changes)
+
+
+@pytest.fixture(scope="module")
+def spread() -> ProgramRun:
+    return run_program(several_hosts_config(), secrets={"sshPrivateKey": FAKE_KEY}, stack="dev")
+
+
+def on_host(resource: Recorded) -> str:
+    """The host a remote command runs on."""
+    assert resource.connection is not None, resource.name
+    return str(resource.connection["host"])
+
+
+def provider_host(run: ProgramRun, resource: Recorded) -> str:
+    return str(run.by_urn()[resource.provider].inputs["host"])
+
+
+def test_every_host_gets_its_own_engine_tuning_firewall_preflight_image_and_load_balancer(spread: ProgramRun) -> None:
+    for name, address in HOSTS.items():
+        assert spread.named(f"emqx-{name}-docker").inputs["host"] == f"ssh://deploy@{address}:22"
+        for command in (f"emqx-{name}-host-sysctls", f"emqx-{name}-firewall-rules", f"emqx-{name}-preflight-check"):
+            assert on_host(spread.named(command)) == address
+        image = spread.named(f"emqx-{name}-broker-image-build")
+        lb = spread.named(f"emqx-{name}-lb")
+        assert provider_host(spread, image) == provider_host(spread, lb) == f"ssh://deploy@{address}:22"
+        assert lb.inputs["name"] == "emqx-lb"
+
+
+def test_nodes_run_on_their_host_and_cluster_commands_where_their_containers_are(spread: ProgramRun) -> None:
+    placed = {f"emqx{i}": HOSTS["abc"[(i - 1) // 2]] for i in range(1, 7)}
+    for container in brokers(spread):
+        address = placed[container.name]
+        assert container.node_name == f"{container.name}@{address}"
+        assert provider_host(spread, container) == f"ssh://deploy@{address}:22"
+        assert on_host(spread.named(f"{container.name}-dirs")) == address
+        assert on_host(spread.named(f"{container.name}-tls-files")) == address
+    for index in range(2, 7):
+        assert on_host(spread.named(f"emqx{index}-membership")) == placed[f"emqx{index}"]
+    for gate in ("wave1-verify", "wave2-verify"):
+        assert on_host(spread.named(gate)) == HOSTS["a"]  # the seed's host
+
+
+def test_cluster_traffic_is_tls_with_files_from_stdin_and_a_read_only_mount(spread: ProgramRun) -> None:
+    for container in brokers(spread):
+        env = envs(container)
+        assert env["EMQX_CLUSTER__PROTO_DIST"] == "inet_tls"
+        assert env["EMQX_RPC__PROTOCOL"] == "ssl"
+        assert env["EMQX_SSL_DIST_OPTFILE"] == CLUSTER_TLS_FILES.path(CLUSTER_TLS_FILES.dist_options)
+        mount = next(v for v in container.inputs["volumes"] if v["containerPath"] == CLUSTER_TLS_FILES.directory)
+        assert mount["readOnly"] is True and mount["hostPath"].endswith(f"/{container.name}/tls")
+        files = spread.named(f"{container.name}-tls-files")
+        assert "stdin" in files.secret_inputs
+        assert "PRIVATE KEY" not in str(files.create), "the key must never be on a command line"
+        assert files.urn in container.dependencies
+        # A renewed certificate replaces the node (labels are ForceNew).
+        assert any(label["label"] == "io.emqx-cluster.certificate" for label in container.inputs["labels"])
+
+
+def test_node_certificates_name_the_node_and_carry_its_address_as_dns_name_and_ip(spread: ProgramRun) -> None:
+    for index in range(1, 7):
+        address = HOSTS["abc"[(index - 1) // 2]]
+        request = spread.named(f"emqx{index}-tls-request")
+        assert request.inputs["subject"]["commonName"] == f"emqx{index}@{address}"
+        assert request.inputs["dnsNames"] == [address] and request.inputs["ipAddresses"] == [address]
+        cert = spread.named(f"emqx{index}-tls-cert")
+        assert set(cert.inputs["allowedUses"]) >= {"server_auth", "client_auth"}
+        assert spread.named(f"emqx{index}-tls-key").type == "tls:index/privateKey:PrivateKey"
+    assert spread.named("emqx-cluster-ca").inputs["isCaCertificate"] is True
+
+
+def test_each_firewall_opens_its_nodes_cluster_ports_to_the_three_hosts(spread: ProgramRun) -> None:
+    rules = spread.named("emqx-b-firewall-rules")
+    expected = firewall_apply_script([4373, 4374, 5373, 5374], list(HOSTS.values()))
+    assert rules.create == as_root(expected, use_sudo=True)
+    assert rules.delete == as_root(firewall_remove_script(), use_sudo=True)
+    firewall = spread.named("emqx-b-firewall")
+    for node in ("emqx3", "emqx4"):  # its nodes start behind it
+        assert {firewall.urn, rules.urn} & set(spread.named(node, custom=True).dependencies), node
+
+
+def test_every_load_balancer_prefers_its_host_nodes(spread: ProgramRun) -> None:
+    lb = spread.named("emqx-c-lb")
+    conf = next(u["content"] for u in lb.inputs["uploads"] if u["file"] == "/etc/nginx/nginx.conf")
+    assert f"server {HOSTS['c']}:61005 max_fails=2 fail_timeout=10s;" in conf
+    assert f"server {HOSTS['a']}:61001 max_fails=2 fail_timeout=10s backup;" in conf
+
+
+def test_outputs_give_one_endpoint_per_host_a_dns_hint_and_the_host_of_each_node(spread: ProgramRun) -> None:
+    assert spread.outputs["endpoints"] == {name: f"{address}:8884" for name, address in HOSTS.items()}
+    assert spread.outputs["dnsRoundRobin"] == {"name": "mqtt.example.net", "a_records": list(HOSTS.values())}
+    assert [row["host"] for row in spread.outputs["nodes"]] == ["a", "a", "b", "b", "c", "c"]
+
+
+def test_no_secret_reaches_a_plain_input_or_output(spread: ProgramRun) -> None:
+    for resource in spread.resources:
+        for key, value in resource.inputs.items():
+            if key in resource.secret_inputs:
+                continue
+            assert not any("PRIVATE KEY" in text for text in walk_strings(value)), (resource.name, key)
+    for name, value in spread.outputs.items():
+        if name not in spread.secret_outputs:
+            assert not any("PRIVATE KEY" in text for text in walk_strings(value)), name
+
+
+# ------------------------------------------------------------- single-host stacks unchanged
+
+
+def digests(run: ProgramRun) -> dict[str, str]:
+    return {r.urn: input_digest(r.type, r.name, r.inputs) for r in run.resources}
+
+
+REMOTE = {
+    "nodes": 5,
+    "waves": 3,
+    "dockerHost": "ssh://deploy@10.0.0.11",
+    "sshHost": "10.0.0.11",
+    "sshUser": "deploy",
+    "hostUseSudo": True,
+    "advertiseAddress": "10.0.0.11",
+    "sshHostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeHostKeyForTheBaselineOnly",
+}
+
+
+def single_host_runs() -> dict[str, ProgramRun]:
+    return {
+        "dev": run_program(stack_config("dev"), stack="dev"),
+        "remote": run_program(
+            with_changes(stack_config("dev"), **REMOTE), secrets={"sshPrivateKey": FAKE_KEY}, stack="dev"
+        ),
+    }
+
+
+def test_single_host_stacks_declare_what_they_declared_before_several_hosts() -> None:
+    """Same URNs, same inputs: nothing replaced, nothing even updated. The baseline was recorded by
+    the program at 4b5c075 (the last single-host commit) for the dev stack and a remote variant,
+    with this test's configs, as {stack: {URN: input_digest}}."""
+    recorded = json.loads(BASELINE.read_text())
+    for stack, run in single_host_runs().items():
+        assert digests(run) == recorded[stack], stack
+
+
+def test_a_single_host_moved_into_a_hosts_list_keeps_every_resource_through_aliases() -> None:
+    """The remote stack written as `hosts: [{name: a, ...}]`: each resource either keeps its URN or
+    carries an alias to its single-host URN, with the very same inputs (the engine moves it)."""
+    recorded = json.loads(BASELINE.read_text())["remote"]
+    base = {
+        k: v
+        for k, v in with_changes(stack_config("dev"), **REMOTE).items()
+        if k.split(":", 1)[1] not in SINGLE_HOST_KEYS
+    }
+    host = {
+        "name": "a",
+        "address": "10.0.0.11",
+        "nodes": 5,
+        "dockerHost": "ssh://deploy@10.0.0.11",
+        "sshUser": "deploy",
+        "useSudo": True,
+        "sshHostKey": REMOTE["sshHostKey"],
+    }
+    run = run_program(with_changes(base, hosts=[host]), secrets={"sshPrivateKey": FAKE_KEY}, stack="dev")
+    matched = set()
+    for resource in run.resources:
+        old_names = [resource.name] + [alias["spec"]["name"] for alias in resource.aliases if "name" in alias["spec"]]
+        candidates = [resource.urn.rsplit("::", 1)[0] + "::" + name for name in old_names]
+        hit = next((urn for urn in candidates if urn in recorded), None)
+        assert hit is not None, f"{resource.urn} neither kept nor aliased to a single-host URN"
+        old_name = hit.rsplit("::", 1)[1]
+        assert input_digest(resource.type, old_name, resource.inputs) == recorded[hit], resource.name
+        matched.add(hit)
+    assert matched == set(recorded)
+
+
+def test_a_container_resource_count_per_host(spread: ProgramRun) -> None:
+    containers = spread.of_type(CONTAINER)
+    assert len(containers) == 6 + 3

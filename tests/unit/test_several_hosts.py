@@ -1,0 +1,324 @@
+"""Several hosts: placement, names, per-host ports, the waves rule, the load balancers' upstreams,
+the firewall and cluster-TLS texts, and bad `hosts` input refused at preview."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from typing import Any
+
+import pytest
+
+from components import names
+from components.config import ConfigError, StackConfig, parse_stack_config
+from components.firewall import cluster_ports
+from components.plan import ClusterPlan, plan_cluster
+from components.render.host_scripts import firewall_apply_script, node_tls_script, tls_bundle
+from components.render.nginx import nginx_settings, render_nginx_conf
+
+A, B, C = "10.0.0.11", "10.0.0.12", "10.0.0.13"
+
+
+def three_hosts(**extra: Any) -> dict[str, str]:
+    """Raw stack config: hosts a, b, c with two nodes each."""
+    hosts = [{"name": name, "address": address, "nodes": 2} for name, address in (("a", A), ("b", B), ("c", C))]
+    raw = {"tlsMode": "self-signed", "hosts": json.dumps(hosts)}
+    raw.update({key: value if isinstance(value, str) else json.dumps(value) for key, value in extra.items()})
+    return raw
+
+
+def parsed(raw: dict[str, str]) -> tuple[StackConfig, ClusterPlan]:
+    config = parse_stack_config(raw)
+    return config, plan_cluster(config)
+
+
+def refusal(raw: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        plan_cluster(parse_stack_config(raw))
+    return str(caught.value)
+
+
+# ------------------------------------------------------------------------- placement, names
+
+
+def test_counts_place_nodes_host_after_host_with_names_of_their_host_address() -> None:
+    _, plan = parsed(three_hosts())
+    assert [(node.short_name, node.host, node.node_name) for node in plan.nodes] == [
+        ("emqx1", "a", f"emqx1@{A}"),
+        ("emqx2", "a", f"emqx2@{A}"),
+        ("emqx3", "b", f"emqx3@{B}"),
+        ("emqx4", "b", f"emqx4@{B}"),
+        ("emqx5", "c", f"emqx5@{C}"),
+        ("emqx6", "c", f"emqx6@{C}"),
+    ]
+    assert [host.name for host in plan.hosts] == ["a", "b", "c"]
+    assert [node.short_name for node in plan.host("b").nodes] == ["emqx3", "emqx4"]
+
+
+def test_explicit_placement_puts_each_node_on_its_host() -> None:
+    hosts = [{"name": "a", "address": A}, {"name": "b", "address": B}]
+    placement = {"emqx1": "a", "emqx2": "b", "emqx3": "a", "emqx4": "b"}
+    _, plan = parsed({"tlsMode": "self-signed", "hosts": json.dumps(hosts), "placement": json.dumps(placement)})
+    assert {node.short_name: node.host for node in plan.nodes} == placement
+    assert plan.host("b").nodes[0].node_name == f"emqx2@{B}"
+
+
+def test_a_node_keeps_its_ports_on_any_host() -> None:
+    _, by_count = parsed(three_hosts())
+    hosts = [{"name": "a", "address": A}, {"name": "b", "address": B}]
+    placement = {f"emqx{i}": "ab"[i % 2] for i in range(1, 7)}
+    _, by_map = parsed(
+        {"tlsMode": "self-signed", "hosts": json.dumps(hosts), "placement": json.dumps(placement), "waves": "3"}
+    )
+    assert [node.ports for node in by_count.nodes] == [node.ports for node in by_map.nodes]
+
+
+def test_each_host_reserves_only_its_own_ports() -> None:
+    _, plan = parsed(three_hosts())
+    assert plan.host("b").reserved_ports_sysctl == "4373-4374,5373-5374,8884"
+    assert plan.host("c").reserved_ports_sysctl == "4375-4376,5375-5376,8884"
+
+
+def test_host_resources_are_named_after_their_host_and_a_single_host_keeps_its_names() -> None:
+    assert names.host_resource("b", "preflight") == "emqx-b-preflight"
+    assert names.host_resource(None, "preflight") == "emqx-preflight"
+    assert names.lb_container("b") == "emqx-b-lb"
+    assert names.lb_container(None) == "emqx-lb"
+    assert names.single_host_name("emqx-a-lb-image", "a") == "emqx-lb-image"
+    assert names.single_host_name("emqx1-dirs", "a") == "emqx1-dirs"
+
+
+def test_a_single_host_stack_has_one_unnamed_host_with_every_node() -> None:
+    _, plan = parsed({"tlsMode": "self-signed", "advertiseAddress": A})
+    (host,) = plan.hosts
+    assert host.name is None and host.label == A and host.ssh is None
+    assert host.nodes == plan.nodes
+    assert host.reserved_ports_sysctl == "4371-4373,5371-5373,8884"
+
+
+def test_hosts_are_reached_over_ssh_by_default() -> None:
+    hosts = [
+        {"name": "a", "address": A, "nodes": 1, "sshUser": "deploy", "useSudo": True},
+        {"name": "b", "address": B, "nodes": 1, "sshHost": "b.example.net", "dockerHost": "unix:///run/docker.sock"},
+    ]
+    _, plan = parsed({"tlsMode": "self-signed", "hosts": json.dumps(hosts)})
+    a, b = plan.hosts
+    assert a.docker_host == f"ssh://deploy@{A}:22" and a.ssh is not None and a.ssh.host == A and a.use_sudo
+    assert b.docker_host == "unix:///run/docker.sock" and b.ssh is not None and b.ssh.host == "b.example.net"
+
+
+def test_cluster_tls_is_on_with_several_hosts_and_off_on_one() -> None:
+    assert parse_stack_config(three_hosts()).encrypts_cluster_traffic
+    assert not parse_stack_config({"tlsMode": "self-signed"}).encrypts_cluster_traffic
+    assert parse_stack_config({"tlsMode": "self-signed", "clusterTls": "true"}).encrypts_cluster_traffic
+    assert not parse_stack_config(three_hosts(clusterTls="false")).encrypts_cluster_traffic
+
+
+# ----------------------------------------------------------------------------------- waves
+
+
+@pytest.mark.parametrize(
+    ("counts", "waves"),
+    [((2, 2, 2), 2), ((1, 1, 1), 1), ((1, 1, 1), 3), ((3, 3), 3), ((4, 2, 1), 2), ((5, 1), 3), ((2, 6, 4), 3)],
+)
+def test_a_wave_never_restarts_a_majority_of_a_host_nor_more_than_its_share(
+    counts: tuple[int, ...], waves: int
+) -> None:
+    hosts = [{"name": f"h{i}", "address": f"10.0.1.{i + 1}", "nodes": n} for i, n in enumerate(counts)]
+    config, plan = parsed({"tlsMode": "self-signed", "hosts": json.dumps(hosts), "waves": str(waves)})
+    total = sum(counts)
+    assert plan.seed.wave == 1
+    for wave in plan.waves:
+        assert len(wave) <= math.ceil(total / config.effective_waves)
+        for host in plan.hosts:
+            restarted = sum(1 for node in wave if node.host == host.label)
+            assert restarted <= max(1, len(host.nodes) // 2), (host.label, [n.short_name for n in wave])
+
+
+def test_waves_that_would_restart_a_majority_of_a_host_are_refused_with_the_count_needed() -> None:
+    hosts = [{"name": "a", "address": A, "nodes": 3}, {"name": "b", "address": B, "nodes": 1}]
+    message = refusal({"tlsMode": "self-signed", "hosts": json.dumps(hosts), "waves": "2"})
+    assert "emqx-cluster:waves = 2: allowed: 3 or more, because host 'a' runs 3 nodes" in message
+
+
+def test_the_seed_is_in_wave_one_wherever_it_is_placed() -> None:
+    hosts = [{"name": "a", "address": A}, {"name": "b", "address": B}]
+    placement = {"emqx1": "b", "emqx2": "a", "emqx3": "a", "emqx4": "b"}
+    _, plan = parsed({"tlsMode": "self-signed", "hosts": json.dumps(hosts), "placement": json.dumps(placement)})
+    assert plan.seed.short_name == "emqx1" and plan.seed.wave == 1
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("hosts", "extra", "expected"),
+    [
+        (
+            [{"name": "a", "address": A, "nodes": 1}, {"name": "b", "address": A, "nodes": 1}],
+            {},
+            f"emqx-cluster:hosts[1].address = '{A}': allowed: addresses used once; hosts[0] has it already",
+        ),
+        (
+            [{"name": "a", "address": A, "nodes": 1}, {"name": "a", "address": B, "nodes": 1}],
+            {},
+            "emqx-cluster:hosts[1].name = 'a': allowed: names used once",
+        ),
+        (
+            [{"name": "a", "address": A, "nodes": 1}, {"name": "b", "address": B}],
+            {},
+            "emqx-cluster:hosts[1].nodes = (unset): allowed: a node count of 1 or more for host 'b'",
+        ),
+        (
+            [{"name": "a", "address": A}, {"name": "b", "address": B}],
+            {"placement": {"emqx1": "a", "emqx2": "z"}},
+            "emqx-cluster:placement.emqx2 = 'z': allowed: one of the hosts' names (a, b)",
+        ),
+        (
+            [{"name": "a", "address": A}, {"name": "b", "address": B}],
+            {"placement": {"emqx1": "a", "emqx2": "a"}},
+            "emqx-cluster:placement: no node on host 'b': allowed: at least one node per host",
+        ),
+        (
+            [{"name": "a", "address": "224.0.0.1", "nodes": 1}],
+            {},
+            "emqx-cluster:hosts[0].address = '224.0.0.1': allowed: a unicast IPv4 address",
+        ),
+        (
+            [{"name": "a", "address": "mqtt.example.net", "nodes": 1}],
+            {},
+            "emqx-cluster:hosts[0].address = 'mqtt.example.net': allowed: a unicast IPv4 address",
+        ),
+        (
+            [{"name": "a", "address": A, "nodes": 1}],
+            {"advertiseAddress": B},
+            f"emqx-cluster:advertiseAddress = '{B}': allowed: unset when hosts is set (set it per host: hosts[].address)",
+        ),
+        (
+            [{"name": "a", "address": A, "nodes": 2}],
+            {"nodes": "3"},
+            "emqx-cluster:nodes = 3: allowed: unset with hosts (or 2, the nodes the hosts list places)",
+        ),
+        (
+            [{"name": "a", "address": A, "nodes": 1}, {"name": "b", "address": B, "nodes": 1}],
+            {"lbBalancing": "hash_client_address"},
+            "emqx-cluster:lbBalancing = 'hash_client_address': allowed with several hosts: round_robin or least_conn",
+        ),
+        (
+            [{"name": "a", "address": A, "nodes": 2, "port": 1}],
+            {},
+            "emqx-cluster:hosts[0].port = 1: unknown key",
+        ),
+        (
+            [{"name": "a", "address": A, "nodes": 2}],
+            {"mqttPortBase": "4370"},
+            "emqx-cluster:mqttPortBase = 4370: emqx2's mqtt port 4371 is already taken by emqx1's distribution port",
+        ),
+    ],
+    ids=[
+        "duplicate-address",
+        "duplicate-name",
+        "host-without-nodes",
+        "node-on-unknown-host",
+        "host-left-empty-by-placement",
+        "multicast-address",
+        "address-not-ipv4",
+        "single-host-key-with-hosts",
+        "nodes-disagrees",
+        "hash-balancing-with-backups",
+        "unknown-host-key",
+        "ports-collide-on-a-host",
+    ],
+)
+def test_bad_hosts_input_is_refused_at_preview_naming_key_value_and_what_is_allowed(
+    hosts: list[dict[str, Any]], extra: dict[str, Any], expected: str
+) -> None:
+    raw = {"tlsMode": "self-signed", "hosts": json.dumps(hosts)}
+    raw.update({key: value if isinstance(value, str) else json.dumps(value) for key, value in extra.items()})
+    assert expected in refusal(raw)
+
+
+def test_ports_collide_per_host_only() -> None:
+    # With mqttPortBase 4370, node i's MQTT port is node i-1's distribution port: a clash only
+    # where both run on one host.
+    hosts = json.dumps([{"name": "a", "address": A}, {"name": "b", "address": B}])
+    apart = {f"emqx{i}": "ab"[i % 2] for i in range(1, 5)}
+    parsed({"tlsMode": "self-signed", "hosts": hosts, "placement": json.dumps(apart), "mqttPortBase": "4370"})
+    together = {"emqx1": "a", "emqx2": "a", "emqx3": "b", "emqx4": "b"}
+    assert "emqx2's mqtt port 4371 is already taken by emqx1's distribution port" in refusal(
+        {"tlsMode": "self-signed", "hosts": hosts, "placement": json.dumps(together), "mqttPortBase": "4370"}
+    )
+
+
+# ------------------------------------------------------------------------ load balancers
+
+
+def test_every_load_balancer_lists_its_host_nodes_first_and_the_others_as_backup() -> None:
+    config, plan = parsed(three_hosts())
+    settings = nginx_settings(config, plan, plan.host("b"))
+    assert settings.upstreams == (f"{B}:61003", f"{B}:61004")
+    assert settings.backups == (f"{A}:61001", f"{A}:61002", f"{C}:61005", f"{C}:61006")
+    assert settings.next_upstream_tries == 6
+    conf = render_nginx_conf(settings)
+    assert f"server {B}:61003 max_fails=2 fail_timeout=10s;" in conf
+    assert f"server {A}:61001 max_fails=2 fail_timeout=10s backup;" in conf
+
+
+def test_a_single_host_load_balancer_has_no_backup_servers() -> None:
+    config, plan = parsed({"tlsMode": "self-signed"})
+    assert "backup" not in render_nginx_conf(nginx_settings(config, plan))
+
+
+def test_the_self_signed_certificate_names_every_host_address() -> None:
+    config = parse_stack_config(three_hosts(publicHostname="mqtt.example.net"))
+    dns_names, ips = config.self_signed_subjects()
+    assert "mqtt.example.net" in dns_names
+    assert {A, B, C} <= set(ips)
+
+
+# -------------------------------------------------------------------- firewall, TLS files
+
+
+def test_the_firewall_opens_a_host_cluster_ports_to_every_cluster_host_only() -> None:
+    _, plan = parsed(three_hosts())
+    host = plan.host("b")
+    assert cluster_ports(host) == [4373, 4374, 5373, 5374]
+    script = firewall_apply_script(cluster_ports(host), [peer.address for peer in plan.hosts])
+    assert "-A EMQX-CLUSTER -p tcp -m multiport --dports 4373:4374,5373:5374 -j EMQX-CLUSTER-PEERS" in script
+    for address in (A, B, C):
+        assert f"-A EMQX-CLUSTER-PEERS -s {address}/32 -j ACCEPT" in script
+    assert script.index("-s 10.0.0.13/32") < script.index("-j REJECT --reject-with tcp-reset")
+
+
+def test_many_scattered_ports_are_split_within_the_multiport_limit() -> None:
+    ports = list(range(4371, 4400, 2))  # 15 single ports, no ranges
+    script = firewall_apply_script(ports, [A])
+    rules = [line for line in script.splitlines() if "--dports" in line]
+    assert len(rules) == 3
+    assert sorted(int(port) for rule in rules for port in rule.split("--dports ")[1].split()[0].split(",")) == ports
+
+
+def test_node_tls_files_are_written_from_stdin_private_to_the_node_user(tmp_path: Any) -> None:
+    files = {"ca.pem": "CA\n", "node.pem": "CERT\nCHAIN\n", "node.key": "KEY"}
+    tls_dir = tmp_path / "emqx1" / "tls"
+    script = node_tls_script(str(tls_dir), ("ca.pem", "node.pem", "node.key")).replace(
+        "chown ", ": chown "
+    )  # unprivileged test run
+    assert "KEY" not in script
+    proc = subprocess.run(["sh", "-c", script], input=tls_bundle(files), text=True, capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert {path.name: path.read_text() for path in tls_dir.iterdir()} == {
+        "ca.pem": "CA\n",
+        "node.pem": "CERT\nCHAIN\n",
+        "node.key": "KEY\n",
+    }
+    assert all(path.stat().st_mode & 0o077 == 0 for path in [tls_dir, *tls_dir.iterdir()])
+
+
+def test_a_node_tls_bundle_missing_a_file_is_refused(tmp_path: Any) -> None:
+    script = node_tls_script(str(tmp_path / "tls"), ("ca.pem", "node.pem", "node.key")).replace("chown ", ": chown ")
+    proc = subprocess.run(
+        ["sh", "-c", script], input=tls_bundle({"ca.pem": "CA"}), text=True, capture_output=True, check=False
+    )
+    assert proc.returncode == 1 and "node.pem missing" in proc.stderr
