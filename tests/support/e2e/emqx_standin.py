@@ -21,6 +21,13 @@ first-boot password, port derivation):
   file re-announces itself to them.
 - `emqx ctl ...` (status, cluster join|leave|force-leave|status [--json]) talks to the local
   node over the distribution port with the cookie from its own environment, as nodetool does.
+- Cluster TLS as EMQX 5.8.6 + OTP run it: `cluster.proto_dist = inet_tls` makes the
+  distribution port TLS, configured by the Erlang term file `$EMQX_SSL_DIST_OPTFILE` (its
+  `server` and `client` sections; OTP 26 refuses server-only options in `client` and client-only
+  ones in `server`); the dialling side checks the host part of the node name against the
+  server certificate's DNS names only (inet_tls_dist sends it as SNI). `rpc.protocol = ssl`
+  makes gen_rpc's port TLS with a required client certificate (gen_rpc 3.4.1 ssl.hrl). A file
+  that is missing or unreadable stops the boot, as it stops the VM.
 
 Runs on the image's Python 3 stdlib plus `proxy-protocol` (copied in at build time).
 """
@@ -34,9 +41,11 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -67,6 +76,15 @@ class Listener:
 
 
 @dataclass(frozen=True)
+class ClusterTls:
+    """TLS contexts of the distribution port (both sides) and of gen_rpc's server."""
+
+    dist_server: ssl.SSLContext
+    dist_client: ssl.SSLContext
+    rpc_server: ssl.SSLContext | None
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """What the node boots with: emqx58.resolve_node plus the few settings the stand-in serves."""
 
@@ -74,6 +92,7 @@ class NodeConfig:
     sockets: tuple[Listener, ...]  # every socket EMQX would listen on, in boot order
     proxy_protocol: dict[str, tuple[bool, float]]  # listener owner -> (on, header timeout s)
     log_to_file: bool
+    tls: ClusterTls | None = None  # cluster.proto_dist = inet_tls
 
     @property
     def node_name(self) -> str:
@@ -128,7 +147,86 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
             timeout = _seconds(_env_setting(env, prefix + "__PROXY_PROTOCOL_TIMEOUT", "3s"))
             proxy[sock.name] = (on, timeout)
     log_to_file = str(_env_setting(env, "EMQX_LOG__FILE__ENABLE", True)).lower() == "true"
-    return NodeConfig(rules=rules, sockets=sockets, proxy_protocol=proxy, log_to_file=log_to_file)
+    return NodeConfig(rules=rules, sockets=sockets, proxy_protocol=proxy, log_to_file=log_to_file, tls=cluster_tls(env))
+
+
+# --- cluster TLS -------------------------------------------------------------------------------
+
+_OPTION = re.compile(r"\{\s*([a-z_]+)\s*,\s*(\"[^\"]*\"|\[[^\]]*\]|[a-z_]+)\s*\}")
+# OTP 26 ssl: server-only options refused on the client side and the other way round.
+_SERVER_ONLY = {"fail_if_no_peer_cert", "honor_cipher_order", "reuse_sessions"}
+_CLIENT_ONLY = {"server_name_indication", "customize_hostname_check"}
+
+
+def _dist_sections(path: str) -> dict[str, dict[str, str]]:
+    """The `server` and `client` option lists of an ssl_dist optfile (`[{server, [...]}, {client, [...]}].`)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ValueError(f"{{bad_ssl_dist_optfile,{path}}}: {exc.strerror}") from exc
+    text = re.sub(r"%[^\n]*", "", text)
+    sections: dict[str, dict[str, str]] = {}
+    for side in ("server", "client"):
+        match = re.search(r"\{\s*" + side + r"\s*,\s*\[(.*?)\]\s*\}\s*[,\]]", text, re.S)
+        if match is None:
+            raise ValueError(f"{{bad_ssl_dist_optfile,{path}}}: no {side} section")
+        sections[side] = {key: value.strip('"') for key, value in _OPTION.findall(match.group(1))}
+    misplaced = (_SERVER_ONLY & sections["client"].keys()) | (_CLIENT_ONLY & sections["server"].keys())
+    if misplaced:
+        raise ValueError(f"{{bad_ssl_dist_optfile,{path}}}: options on the wrong side: {sorted(misplaced)}")
+    return sections
+
+
+def _context(purpose: int, certfile: str, keyfile: str, cacertfile: str, verify: ssl.VerifyMode) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if purpose == 0 else ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False  # the name check is OTP's, done by the caller (_check_dns_name)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+        context.load_verify_locations(cacertfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cluster TLS files unusable ({certfile}, {keyfile}, {cacertfile}): {exc}") from exc
+    context.verify_mode = verify
+    return context
+
+
+def cluster_tls(env: Mapping[str, str]) -> ClusterTls | None:
+    """The node's cluster TLS, or None for plain distribution; ValueError where the VM would not boot."""
+    if str(_env_setting(env, "EMQX_CLUSTER__PROTO_DIST", "inet_tcp")) not in ("inet_tls", "inet6_tls"):
+        return None
+    sections = _dist_sections(env.get("EMQX_SSL_DIST_OPTFILE") or str(HOME / "etc" / "ssl_dist.conf"))
+    server, client = sections["server"], sections["client"]
+
+    def files(options: dict[str, str]) -> tuple[str, str, str]:
+        return (
+            options.get("certfile", ""),
+            options.get("keyfile", options.get("certfile", "")),
+            options.get("cacertfile", ""),
+        )
+
+    required = ssl.CERT_REQUIRED if server.get("fail_if_no_peer_cert") == "true" else ssl.CERT_OPTIONAL
+    dist_server = _context(0, *files(server), required if server.get("verify") == "verify_peer" else ssl.CERT_NONE)
+    dist_client = _context(
+        1, *files(client), ssl.CERT_REQUIRED if client.get("verify") == "verify_peer" else ssl.CERT_NONE
+    )
+    rpc_server = None
+    protocol = _env_setting(env, "EMQX_RPC__PROTOCOL", _env_setting(env, "EMQX_RPC__DRIVER", "tcp"))
+    if str(protocol) == "ssl":
+        certfile, keyfile, cacertfile = (
+            str(_env_setting(env, f"EMQX_RPC__{key}", "")) for key in ("CERTFILE", "KEYFILE", "CACERTFILE")
+        )
+        # gen_rpc 3.4.1 ssl.hrl: verify_peer and fail_if_no_peer_cert on the server, always.
+        rpc_server = _context(0, certfile, keyfile, cacertfile, ssl.CERT_REQUIRED)
+    return ClusterTls(dist_server=dist_server, dist_client=dist_client, rpc_server=rpc_server)
+
+
+def _check_dns_name(writer: asyncio.StreamWriter, host: str) -> None:
+    """OTP's check on the dialling side: the node name's host among the certificate's DNS names."""
+    peer = writer.get_extra_info("peercert") or {}
+    names = [value for kind, value in peer.get("subjectAltName", ()) if kind == "DNS"]
+    if host not in names:
+        raise CallError(
+            f"node_down: {{tls_alert,{{handshake_failure, hostname_check_failed}}}} ({host} not in {names})"
+        )
 
 
 def node_host(node_name: str) -> str:
@@ -172,14 +270,25 @@ class CallError(Exception):
     """A peer could not be reached, refused the cookie, or answered with an error."""
 
 
-async def call(node_name: str, port: int, cookie: str, request: dict[str, Any], host: str | None = None) -> Any:
-    """One request to `node_name`'s distribution port; returns the answer's `result`."""
+async def call(
+    node_name: str,
+    port: int,
+    cookie: str,
+    request: dict[str, Any],
+    host: str | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> Any:
+    """One request to `node_name`'s distribution port (over TLS with `tls`); returns the answer's `result`."""
     address = host or node_host(node_name)
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), CONNECT_TIMEOUT)
-    except (OSError, TimeoutError) as exc:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(address, port, ssl=tls, server_hostname="" if tls else None), CONNECT_TIMEOUT
+        )
+    except (OSError, TimeoutError, ssl.SSLError) as exc:
         raise CallError(f"node_down: {exc}") from exc
     try:
+        if tls is not None and tls.verify_mode == ssl.CERT_REQUIRED:
+            _check_dns_name(writer, node_host(node_name))
         hello = json.loads(await asyncio.wait_for(reader.readline(), CALL_TIMEOUT) or b"null")
         if not isinstance(hello, dict) or hello.get("node") != node_name:
             raise CallError(f"node_down: {address}:{port} is not {node_name} ({hello!r})")
@@ -187,7 +296,7 @@ async def call(node_name: str, port: int, cookie: str, request: dict[str, Any], 
         writer.write(json.dumps(request).encode() + b"\n")
         await writer.drain()
         answer = json.loads(await asyncio.wait_for(reader.readline(), CALL_TIMEOUT) or b"null")
-    except (OSError, TimeoutError, ValueError) as exc:
+    except (OSError, TimeoutError, ValueError, ssl.SSLError) as exc:
         raise CallError(f"node_down: {exc}") from exc
     finally:
         writer.close()
@@ -229,7 +338,8 @@ class Node:
         return sorted(self.members - {self.config.node_name})
 
     async def call_peer(self, node: str, request: dict[str, Any]) -> Any:
-        return await call(node, distribution_port(node), self.config.cookie, request)
+        tls = self.config.tls.dist_client if self.config.tls else None
+        return await call(node, distribution_port(node), self.config.cookie, request, tls=tls)
 
     async def tell(self, nodes: Iterable[str], request: dict[str, Any]) -> None:
         """Send `request` to each of `nodes`; one that does not answer learns on its next start."""
@@ -448,9 +558,11 @@ class Node:
 
     # lifecycle ------------------------------------------------------------------------------
 
-    async def bind(self, listener: Listener, handler: Callable[..., Awaitable[None]]) -> None:
+    async def bind(
+        self, listener: Listener, handler: Callable[..., Awaitable[None]], tls: ssl.SSLContext | None = None
+    ) -> None:
         try:
-            server = await asyncio.start_server(handler, listener.host, listener.port, reuse_address=True)
+            server = await asyncio.start_server(handler, listener.host, listener.port, reuse_address=True, ssl=tls)
         except OSError as exc:
             if listener.name == "distribution":  # ekka_dist:do_listen/4
                 raise StartError(f'distribution: {{error,"port {listener.port} is in use"}} ({exc})') from exc
@@ -569,7 +681,7 @@ class Node:
         try:
             for listener in config.sockets:
                 if listener.name == "distribution":
-                    await self.bind(listener, self.handle_distribution)
+                    await self.bind(listener, self.handle_distribution, config.tls.dist_server if config.tls else None)
                     self.write_booted(listener)
                     # The VM is up: mria opens the data dir, the dashboard app adds its admin.
                     self.first_boot()
@@ -578,6 +690,8 @@ class Node:
                     await self.bind(listener, await self.mqtt_handler(listener))
                 elif listener.name == "dashboard http":
                     await self.bind(listener, self.handle_dashboard)
+                elif listener.name == "rpc" and config.tls is not None:
+                    await self.bind(listener, self.accept_and_close, config.tls.rpc_server)
                 else:  # gen_rpc, ssl/ws/wss listeners, dashboard https: bound, not served
                     await self.bind(listener, self.accept_and_close)
         except StartError as exc:
@@ -652,7 +766,16 @@ def ctl(args: list[str]) -> int:
         return failure.rc
     host = booted["host"] if booted["host"] not in ("0.0.0.0", "::") else node_host(node.name)
     try:
-        result = asyncio.run(call(node.name, int(booted["port"]), node.cookie, {"op": "ctl", "args": args}, host))
+        # nodetool dials with the optfile's client section, as bin/emqx passes it to `emqx ctl`.
+        tls = cluster_tls(env)
+    except ValueError as exc:
+        sys.stderr.write(f"ERROR: {exc}\n")
+        return 1
+    request = {"op": "ctl", "args": args}
+    try:
+        result = asyncio.run(
+            call(node.name, int(booted["port"]), node.cookie, request, host, tls.dist_client if tls else None)
+        )
     except CallError:
         sys.stderr.write(emqx58.not_responding_text(node.name))
         return 1
