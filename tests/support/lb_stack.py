@@ -96,10 +96,13 @@ def _proc_address(text: str) -> tuple[str, int]:
     return socket.inet_ntoa(bytes.fromhex(host)[::-1]), int(port, 16)
 
 
-def tcp_table() -> list[TcpEntry]:
-    """The kernel's IPv4 TCP sockets: lets us see listeners and owners without connecting."""
+def tcp_table(path: str = "/proc/net/tcp") -> list[TcpEntry]:
+    """The kernel's IPv4 TCP sockets: lets us see listeners and owners without connecting.
+
+    `path`: another network namespace's table, `/proc/<pid>/net/tcp` of a process inside it.
+    """
     entries = []
-    with open("/proc/net/tcp", encoding="ascii") as table:
+    with open(path, encoding="ascii") as table:
         next(table)
         for line in table:
             fields = line.split()

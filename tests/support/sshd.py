@@ -99,10 +99,14 @@ def ensure_user(user: str = DEPLOY_USER) -> pwd.struct_passwd:
 
 
 @contextlib.contextmanager
-def passwordless_sudo(user: str = DEPLOY_USER) -> Iterator[Path]:
-    """A /etc/sudoers.d drop-in granting `user` NOPASSWD sudo, removed on exit."""
+def passwordless_sudo(user: str = DEPLOY_USER, tag: str = "") -> Iterator[Path]:
+    """A /etc/sudoers.d drop-in granting `user` NOPASSWD sudo, removed on exit.
+
+    `tag` ([A-Za-z0-9_-]) names a second drop-in for the same user, so two holders in one test
+    run do not remove each other's.
+    """
     # sudo ignores drop-ins whose name contains "." or ends in "~".
-    path = Path("/etc/sudoers.d") / f"zz-emqx-test-{user}-{os.getpid()}"
+    path = Path("/etc/sudoers.d") / f"zz-emqx-test-{user}-{os.getpid()}{'-' + tag if tag else ''}"
     tmp = path.with_name(path.name + "~")  # ignored by sudo while being validated
     tmp.write_text(f"{user} ALL=(ALL:ALL) NOPASSWD: ALL\n")
     tmp.chmod(0o440)

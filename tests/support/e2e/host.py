@@ -49,6 +49,9 @@ NAME_PREFIX = "emqxe2e"
 E2E_USER = "emqxe2e"
 DOCKER_GROUP = "docker"
 SUBNET_PREFIX = "10.231"  # 10.231.<n>.0/24 per host: .1 the machine side, .2 the host
+# Hosts on a shared bridge (several hosts of one stack): 10.232.0.0/24, the machine's end of the
+# bridge .1, hosts from .2; they reach each other directly, as hosts on one LAN.
+BRIDGE_SUBNET = "10.232.0"
 SSH_PORT = 22
 LOG = logging.getLogger(__name__)
 DOCKERD_FLAGS = ("--iptables=false", "--ip6tables=false", "--bridge=none")
@@ -78,6 +81,7 @@ class E2eHost:
     sudoers_file: Path | None
     host_public_key: str | None = None  # "ssh-ed25519 AAAA..." (for sshHostKey)
     logs: dict[str, str] = field(default_factory=dict)
+    bridge: str | None = None  # the machine's bridge the veth is a port of (several-host stacks)
 
     # --- what tests and the Pulumi stack config need ---------------------------------------
 
@@ -182,6 +186,7 @@ class E2eHost:
             sudoers_file=Path(data["sudoers_file"]) if data.get("sudoers_file") else None,
             host_public_key=data.get("host_public_key"),
             logs=dict(data.get("logs") or {}),
+            bridge=data.get("bridge"),
         )
 
     @classmethod
@@ -278,6 +283,7 @@ def host_up(
     shared_data_root: bool = True,
     user: str = E2E_USER,
     ssh_port: int = SSH_PORT,
+    bridge: str | None = None,
 ) -> E2eHost:
     """Bring a host up (namespace, veth, dockerd, sshd); on any failure tear down what exists.
 
@@ -286,7 +292,8 @@ def host_up(
     holds it, else a private one in the state dir (deleted on down). A host taking the shared
     root starts clean: leftover containers and every image that is not a stand-in are removed.
     `data_root` forces a given dir (kept only with `keep_data_root`); `shared_data_root=False`
-    forces a private one.
+    forces a private one. `bridge`: attach to that bridge of the machine (created on first use,
+    deleted with its last host) in BRIDGE_SUBNET, instead of a /24 of its own.
     """
     problems = missing_requirements()
     if problems:
@@ -299,10 +306,18 @@ def host_up(
     with _global_lock():
         if (state_dir / "state.json").exists() or (NETNS_DIR / name).exists():
             raise HostError(f"e2e host {name} exists already (tear it down: host down {name})")
-        used = _used_subnets()
-        index = next((n for n in range(256) if f"{SUBNET_PREFIX}.{n}.0/24" not in used), None)
-        if index is None:
-            raise HostError(f"no free {SUBNET_PREFIX}.N.0/24 subnet")
+        if bridge is None:
+            used = _used_subnets()
+            index = next((n for n in range(256) if f"{SUBNET_PREFIX}.{n}.0/24" not in used), None)
+            if index is None:
+                raise HostError(f"no free {SUBNET_PREFIX}.N.0/24 subnet")
+            address, gateway = f"{SUBNET_PREFIX}.{index}.2", f"{SUBNET_PREFIX}.{index}.1"
+        else:
+            taken = _bridge_addresses()
+            octet = next((n for n in range(2, 255) if f"{BRIDGE_SUBNET}.{n}" not in taken), None)
+            if octet is None:
+                raise HostError(f"no free address in {BRIDGE_SUBNET}.0/24")
+            address, gateway = f"{BRIDGE_SUBNET}.{octet}", f"{BRIDGE_SUBNET}.1"
         state_dir.mkdir(parents=True, exist_ok=True)
         state_dir.chmod(0o755)
         if data_root is None and shared_data_root and _claim_shared_root(name):
@@ -310,8 +325,8 @@ def host_up(
         host = E2eHost(
             name=name,
             state_dir=state_dir,
-            address=f"{SUBNET_PREFIX}.{index}.2",
-            gateway=f"{SUBNET_PREFIX}.{index}.1",
+            address=address,
+            gateway=gateway,
             veth_host=f"e2e{token}h",
             veth_ns=f"e2e{token}n",
             docker_socket=state_dir / "docker.sock",
@@ -323,6 +338,7 @@ def host_up(
             ssh=None,
             sudoers_file=None,
             logs={"dockerd": str(state_dir / "dockerd.log"), "sshd": str(state_dir / "sshd.log")},
+            bridge=bridge,
         )
         host.save()  # from here on, host_down can clean up whatever exists
         try:
@@ -379,13 +395,31 @@ def _clean_engine(host: E2eHost) -> None:
     host.docker("volume", "prune", "-f", check=False)
 
 
+def _bridge_addresses() -> set[str]:
+    """Addresses of the hosts that are up on a bridge (under the global lock)."""
+    taken = set()
+    for state in STATE_ROOT.glob("*/state.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            data = json.loads(state.read_text())
+            if data.get("bridge"):
+                taken.add(data["address"])
+    return taken
+
+
 def _network_up(host: E2eHost) -> None:
     _run(["ip", "netns", "add", host.name], "ip netns add")
     _run(
         ["ip", "link", "add", host.veth_host, "type", "veth", "peer", "name", host.veth_ns, "netns", host.name],
         "creating the veth pair",
     )
-    _run(["ip", "addr", "add", f"{host.gateway}/24", "dev", host.veth_host], "machine-side address")
+    if host.bridge is None:
+        _run(["ip", "addr", "add", f"{host.gateway}/24", "dev", host.veth_host], "machine-side address")
+    else:
+        if not Path("/sys/class/net", host.bridge).exists():
+            _run(["ip", "link", "add", "name", host.bridge, "type", "bridge"], "creating the bridge")
+            _run(["ip", "addr", "add", f"{host.gateway}/24", "dev", host.bridge], "the bridge's address")
+            _run(["ip", "link", "set", host.bridge, "up"], "bridge up")
+        _run(["ip", "link", "set", host.veth_host, "master", host.bridge], "veth into the bridge")
     _run(["ip", "link", "set", host.veth_host, "up"], "machine-side link up")
     inside = [
         ["ip", "link", "set", "lo", "up"],
@@ -475,6 +509,21 @@ def _sshd_up(host: E2eHost, user: str, port: int) -> E2eHost:
 
     _wait(ready, 15, "sshd", log)
     return host
+
+
+def link(host: E2eHost, up: bool) -> None:
+    """Cut the host off the network (its end of the veth down) or connect it again."""
+    _run(["ip", "link", "set", host.veth_host, "up" if up else "down"], "setting the host's link")
+
+
+def engine_stop(host: E2eHost) -> None:
+    """Stop the host's dockerd as a host shutdown would: it stops its containers first."""
+    _stop_pid(host.dockerd_pid, 60)
+
+
+def engine_start(host: E2eHost) -> E2eHost:
+    """Start the host's dockerd again; containers with a restart policy come back with it."""
+    return _dockerd_up(host)
 
 
 def _replace(host: E2eHost, **changes: Any) -> E2eHost:
@@ -599,6 +648,11 @@ def host_down(host: E2eHost | str | Path) -> None:
     subprocess.run(["ip", "link", "del", host.veth_host], capture_output=True, check=False)
     if host.netns_path.exists():
         subprocess.run(["ip", "netns", "delete", host.name], capture_output=True, check=False)
+    if host.bridge is not None:
+        with _global_lock():
+            ports = Path("/sys/class/net", host.bridge, "brif")
+            if ports.exists() and not any(ports.iterdir()):
+                subprocess.run(["ip", "link", "del", host.bridge], capture_output=True, check=False)
     # 5. Files: sudoers drop-in, mounts dockerd left, exec root, data root (unless kept).
     LOG.debug("down %s: step 5 at %.1fs", host.name, time.monotonic() - started)
     if host.sudoers_file is not None:

@@ -1,0 +1,177 @@
+"""Several hosts with the real engine: three e2e hosts on one bridge, each with its own Docker
+engine, one 6-node stack over all of them; clients through every host; a host cut off and
+brought back; destroy. The deployer is the machine: engines on their sockets, host commands
+over SSH (sudo) to each host's address on the bridge.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from tests.support.e2e.cluster_probe import client_context, cluster_status, container_names, health, proxied_sources
+from tests.support.e2e.host import E2eHost, engine_start, engine_stop, link
+from tests.support.e2e.pulumi_cli import REPO, PulumiProject, Result, changed, toolchain_bin
+from tests.support.e2e.several_hosts import bridged_hosts, probe, several_hosts_stack
+from tests.support.e2e.stacks import lb_answers
+from tests.support.ports import wait_until
+
+pytestmark = pytest.mark.e2e
+
+NODES = {"a": ("emqx1", "emqx2"), "b": ("emqx3", "emqx4"), "c": ("emqx5", "emqx6")}
+SERVER_NAME = "mqtt.e2e.internal"
+
+
+@pytest.fixture(scope="module")
+def hosts(e2e_machine: None) -> Iterator[dict[str, E2eHost]]:
+    if toolchain_bin() is None:
+        pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")
+    with bridged_hosts() as hosts:
+        yield hosts
+
+
+@pytest.fixture(scope="module")
+def stack(hosts: dict[str, E2eHost], tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulumiProject]:
+    bin_dir = toolchain_bin()
+    assert bin_dir is not None and hosts["a"].ssh is not None
+    root = tmp_path_factory.mktemp("several-hosts")
+    project = PulumiProject.create(root / "project", bin_dir, stack="multi")
+    project.init_stack(several_hosts_stack(hosts, root), {"sshPrivateKey": hosts["a"].ssh.private_key_pem})
+    yield project
+    if project.resources():
+        project.run("destroy", "--stack", project.stack, "--yes", check=False)
+
+
+def node_names(hosts: dict[str, E2eHost], *on: str) -> list[str]:
+    return sorted(f"{node}@{hosts[name].address}" for name in on for node in NODES[name])
+
+
+def verify_cluster(project: PulumiProject) -> Result:
+    """scripts/verify-cluster, as a user runs it in the project dir."""
+    argv = [str(REPO / "scripts" / "verify-cluster"), "--stack", project.stack, "--non-interactive", "--color", "never"]
+    done = subprocess.run(argv, cwd=project.directory, env=project.env, capture_output=True, text=True, timeout=900)
+    return Result(argv, done.returncode, done.stdout, done.stderr, 0.0)
+
+
+def tls_dir(project: PulumiProject, node: str) -> Path:
+    return project.directory.parent / "data" / node / "tls"
+
+
+class State:
+    ca: ClassVar[str] = ""
+
+
+def test_1_up_spreads_six_nodes_over_three_hosts(stack: PulumiProject, hosts: dict[str, E2eHost]) -> None:
+    result = stack.up()
+    print(f"pulumi up (6 nodes on 3 hosts, 2 waves): {result.seconds:.1f}s")
+    for name, host in hosts.items():
+        assert container_names(host) == sorted(NODES[name])
+        assert set(health(host, *NODES[name]).values()) == {"healthy"}
+        assert health(host, "emqx-lb") == {"emqx-lb": "running"}
+    assert cluster_status(hosts["a"], "emqx1") == {
+        "running_nodes": node_names(hosts, "a", "b", "c"),
+        "stopped_nodes": [],
+    }
+    outputs = stack.outputs()
+    assert outputs["endpoints"] == {name: f"{host.address}:8884" for name, host in hosts.items()}
+    assert outputs["dnsRoundRobin"]["a_records"] == [host.address for host in hosts.values()]
+    assert [row["host"] for row in outputs["nodes"]] == ["a", "a", "b", "b", "c", "c"]
+    State.ca = outputs["tlsCertificate"]
+    assert changed(stack.preview()) == {}, "a second up must have nothing to do"
+
+
+def test_2_cluster_ports_take_tls_with_a_cluster_certificate_from_cluster_hosts_only(
+    stack: PulumiProject, hosts: dict[str, E2eHost]
+) -> None:
+    b = hosts["b"].address
+    own = tls_dir(stack, "emqx5")  # host c's node: its certificate, the cluster CA
+    for port in (4373, 5373):  # emqx3's distribution and gen_rpc ports, on host b
+        # From the machine (the bridge's address, no cluster host): the firewall resets it.
+        assert probe(None, b, port) == {"connected": False, "error": "ConnectionRefusedError"}
+        # From host c: reached, but only TLS with a certificate of the cluster CA gets in.
+        assert probe(hosts["c"], b, port, own / "ca.pem")["tls"] is False
+        answer = probe(hosts["c"], b, port, own / "ca.pem", own / "node.pem", own / "node.key")
+        assert answer == {"connected": True, "tls": True, "peer": f"emqx3@{b}"}
+    # Not a cluster port: the MQTT listener behind nginx stays reachable from anywhere.
+    assert probe(None, b, 61003) == {"connected": True}
+
+
+def test_3_clients_connect_through_every_host(hosts: dict[str, E2eHost]) -> None:
+    context = client_context(State.ca)
+    for name, host in hosts.items():
+        assert lb_answers(host.address, 8884, context, SERVER_NAME), name
+    # Each listener sends clients to its own host's nodes while they are up.
+    for name, host in hosts.items():
+        sources = {source for node in NODES[name] for source in proxied_sources(host, node)}
+        assert sources == {host.gateway}, (name, sources)
+
+
+def test_4_a_host_cut_off_clients_move_and_the_gates_name_the_missing_nodes(
+    stack: PulumiProject, hosts: dict[str, E2eHost]
+) -> None:
+    context = client_context(State.ca)
+    link(hosts["c"], up=False)
+    try:
+        assert not lb_answers(hosts["c"].address, 8884, context, SERVER_NAME)
+        for name in ("a", "b"):  # a client of host c reconnects through another host's listener
+            assert lb_answers(hosts[name].address, 8884, context, SERVER_NAME), name
+        wait_until(
+            lambda: cluster_status(hosts["a"], "emqx1")["stopped_nodes"] == node_names(hosts, "c"),
+            "the seed to see host c's nodes stopped",
+            timeout=60,
+            interval=0.5,
+        )
+        failed = verify_cluster(stack)
+        assert failed.returncode != 0
+        for node in node_names(hosts, "c"):
+            assert node in failed.output, failed.output
+        assert "cluster verification failed; not running:" in failed.output, failed.output
+    finally:
+        link(hosts["c"], up=True)
+    wait_until(
+        lambda: cluster_status(hosts["a"], "emqx1")["stopped_nodes"] == [],
+        "host c's nodes back in the cluster",
+        timeout=60,
+        interval=0.5,
+    )
+    assert verify_cluster(stack).returncode == 0
+
+
+def test_5_a_host_whose_engine_stops_rejoins_from_its_data_dirs(
+    stack: PulumiProject, hosts: dict[str, E2eHost]
+) -> None:
+    c = hosts["c"]
+    engine_stop(c)
+    wait_until(
+        lambda: cluster_status(hosts["a"], "emqx1")["stopped_nodes"] == node_names(hosts, "c"),
+        "the seed to see host c's nodes stopped",
+        timeout=60,
+        interval=0.5,
+    )
+    hosts["c"] = c = engine_start(c)
+    wait_until(lambda: set(health(c, *NODES["c"]).values()) == {"healthy"}, "host c's nodes healthy", timeout=120)
+    wait_until(
+        lambda: (
+            cluster_status(hosts["a"], "emqx1")
+            == {"running_nodes": node_names(hosts, "a", "b", "c"), "stopped_nodes": []}
+        ),
+        "host c's nodes back in the cluster",
+        timeout=60,
+        interval=0.5,
+    )
+    assert verify_cluster(stack).returncode == 0
+    assert changed(stack.preview()) == {}, "nodes that restarted with their engine are no change"
+
+
+def test_6_destroy_cleans_every_host(stack: PulumiProject, hosts: dict[str, E2eHost]) -> None:
+    stack.destroy()
+    for name, host in hosts.items():
+        assert container_names(host) == [], name
+        assert container_names(host, "io.emqx-cluster.role") == [], name
+        rules = host.run_in_ns("iptables -S").stdout
+        assert "EMQX-CLUSTER" not in rules, (name, rules)
+    assert stack.resources() == []

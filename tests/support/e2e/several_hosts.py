@@ -1,0 +1,120 @@
+"""Three e2e hosts on one bridge, each with its own Docker engine and sshd, for several-host stacks.
+
+Every host takes the same deploy key (the stack has one `sshPrivateKey`); the stand-in images
+are built into each engine. Probes run inside a host's namespace, so connections come from its
+address: a cluster host's, or (from the machine) the bridge's own, which is no cluster host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.support.e2e.host import E2eHost, host_down, host_up
+from tests.support.e2e.images import ensure_images
+from tests.support.e2e.stacks import host_paths
+
+BRIDGE = "emqxe2e-br"
+HOST_NAMES = ("a", "b", "c")
+
+
+@contextlib.contextmanager
+def bridged_hosts(names: Sequence[str] = HOST_NAMES) -> Iterator[dict[str, E2eHost]]:
+    """Hosts named `names` on one bridge, the first one's deploy key authorized on all."""
+    hosts: dict[str, E2eHost] = {}
+    try:
+        for name in names:
+            hosts[name] = host_up(f"emqxe2e-{os.getpid()}-{name}", bridge=BRIDGE, shared_data_root=False)
+        first = next(iter(hosts.values()))
+        assert first.ssh is not None
+        public_key = (first.ssh.key_file.parent / "client_ed25519.pub").read_text()
+        for host in hosts.values():
+            with (host.state_dir / "ssh" / "authorized_keys").open("a") as keys:
+                keys.write(public_key)
+            ensure_images(host, emqx_versions=("5.8.6",))
+        yield hosts
+    finally:
+        for host in hosts.values():
+            host_down(host)
+
+
+def several_hosts_stack(hosts: dict[str, E2eHost], root: Path, nodes_per_host: int = 2) -> dict[str, Any]:
+    """A stack over `hosts`: engines on their sockets, commands over SSH with sudo, two waves."""
+    entries = []
+    for name, host in hosts.items():
+        assert host.ssh is not None
+        entries.append(
+            {
+                "name": name,
+                "address": host.address,
+                "nodes": nodes_per_host,
+                "dockerHost": host.docker_host,
+                "sshPort": host.ssh.port,
+                "sshUser": host.ssh.user,
+                "sshHostKey": host.host_public_key,
+                "useSudo": True,
+            }
+        )
+    return {
+        "hosts": entries,
+        "waves": 2,
+        "emqxRepository": "emqx/emqx",
+        "emqxVersion": "5.8.6",
+        "lbPort": 8884,
+        "lbListenAddress": "0.0.0.0",
+        "publicHostname": "mqtt.e2e.internal",
+        "tlsMode": "self-signed",
+        "tlsDnsNames": ["mqtt.e2e.internal"],
+        **host_paths(root),
+    }
+
+
+_CONNECT = """
+import json, socket, ssl, sys
+address, port, ca, cert, key = sys.argv[1:6]
+try:
+    raw = socket.create_connection((address, int(port)), timeout=5)
+except OSError as exc:
+    print(json.dumps({"connected": False, "error": type(exc).__name__})); sys.exit()
+if not ca:
+    print(json.dumps({"connected": True})); sys.exit()
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname = False
+context.load_verify_locations(ca)
+if cert:
+    context.load_cert_chain(cert, key)
+try:
+    tls = context.wrap_socket(raw, suppress_ragged_eofs=False)  # a dropped handshake is an error
+    subject = dict(item[0] for item in tls.getpeercert()["subject"])
+    tls.settimeout(5)
+    tls.sendall(b"\\n")
+    tls.recv(1)  # TLS 1.3: a refused client certificate shows on the first read (alert or EOF)
+    print(json.dumps({"connected": True, "tls": True, "peer": subject.get("commonName")}))
+except (ssl.SSLError, OSError, ValueError) as exc:
+    print(json.dumps({"connected": True, "tls": False, "error": type(exc).__name__}))
+"""
+
+
+def probe(
+    source: E2eHost | None,
+    address: str,
+    port: int,
+    ca: Path | None = None,
+    cert: Path | None = None,
+    key: Path | None = None,
+) -> dict[str, Any]:
+    """Connect to address:port from `source`'s namespace (None: the machine), optionally with TLS
+    verifying `ca` and presenting `cert`/`key`; what happened, as a dict."""
+    argv = [sys.executable, "-c", _CONNECT, address, str(port), str(ca or ""), str(cert or ""), str(key or "")]
+    if source is not None:
+        argv = source.nsenter_argv(*argv)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"probe of {address}:{port} failed: {done.stderr}")
+    return dict(json.loads(done.stdout))
