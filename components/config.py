@@ -98,9 +98,10 @@ SINGLE_HOST_KEYS = ("advertiseAddress", "dockerHost", "sshHost", "sshPort", "ssh
 class HostConfig(BaseModel):
     """One Docker host of a several-host stack (an entry of `emqx-cluster:hosts`).
 
-    Reached over SSH for its shell (host tuning, firewall, data dirs, cluster commands) with the
-    stack's `sshPrivateKey` (or the agent); its Docker engine by `dockerHost`, by default the
-    same SSH login.
+    Reached over SSH for its shell (host tuning, firewall, data dirs, cluster commands) with its
+    own `sshPrivateKey` (set with `pulumi config set --secret --path 'hosts[i].sshPrivateKey'`),
+    else the stack's, else the agent; its Docker engine by `dockerHost`, by default the same
+    SSH login.
     """
 
     model_config = _MODEL_CONFIG
@@ -113,6 +114,7 @@ class HostConfig(BaseModel):
     ssh_port: Port = 22
     ssh_user: PosixUser = "root"
     ssh_host_key: str | None = None
+    ssh_private_key: PemPrivateKey | None = None
     use_sudo: bool = False
 
     @property
@@ -399,6 +401,18 @@ _STRUCTURED = {"sysctls", "tls_dns_names", "hosts", "placement"}
 SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "erlangCookie", "dashboardPassword")
 
 
+def holds_secrets(key: str, text: str) -> bool:
+    """Whether a structured key's value carries a secret (a host's SSH key): then the whole
+    value must be a secret in the stack config."""
+    if key != "hosts":
+        return False
+    try:
+        hosts = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(hosts, list) and any(isinstance(host, dict) and "sshPrivateKey" in host for host in hosts)
+
+
 def config_keys() -> list[str]:
     """Every stack-config key (camelCase, without namespace) the model accepts."""
     return [to_camel(name) for name in StackConfig.model_fields]
@@ -441,7 +455,8 @@ def _describe(error: ValidationError) -> list[str]:
         if key == "hosts" and len(location) > 2:  # hosts[<i>].<field>, its own value shown
             field = HostConfig.model_fields.get(to_snake(location[2]))
             key, location = f"hosts[{location[1]}].{location[2]}", location[2:]
-        shown = "(hidden: secret)" if key in SECRET_KEYS else repr(item.get("input"))
+        secret = key in SECRET_KEYS or key.endswith(".sshPrivateKey")
+        shown = "(hidden: secret)" if secret else repr(item.get("input"))
         if item["type"] == "extra_forbidden":
             close = ", ".join(config_keys())
             lines.append(f"{NAMESPACE}:{key} = {shown}: unknown key; allowed keys: {close}")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pulumi.runtime.config as pulumi_config
 
-from components.config import NAMESPACE, SECRET_KEYS, ConfigError, StackConfig, config_keys, parse_stack_config
+from components.config import (
+    NAMESPACE,
+    SECRET_KEYS,
+    ConfigError,
+    StackConfig,
+    config_keys,
+    holds_secrets,
+    parse_stack_config,
+)
 
 
 def _namespace_keys() -> set[str]:
@@ -19,8 +27,10 @@ def load_stack_config() -> StackConfig:
     raw = {key: pulumi_config.get_config(f"{NAMESPACE}:{key}") for key in sorted(keys)}
     plain = [
         key
-        for key in SECRET_KEYS
-        if raw.get(key) is not None and not pulumi_config.is_config_secret(f"{NAMESPACE}:{key}")
+        for key, text in raw.items()
+        if text is not None
+        and (key in SECRET_KEYS or holds_secrets(key, text))
+        and not pulumi_config.is_config_secret(f"{NAMESPACE}:{key}")
     ]
     if plain:
         raise ConfigError(
@@ -28,6 +38,11 @@ def load_stack_config() -> StackConfig:
             + "\n  ".join(
                 f"{NAMESPACE}:{key} is stored in plain text: allowed: a secret value, set with "
                 f"`pulumi config set --secret {key}`"
+                + (
+                    " (a host's key: `pulumi config set --secret --path 'hosts[i].sshPrivateKey'`)"
+                    if key == "hosts"
+                    else ""
+                )
                 for key in plain
             )
         )

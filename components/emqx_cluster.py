@@ -101,7 +101,7 @@ class EmqxCluster(pulumi.ComponentResource):
             opts = pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(transformations=[_as_single_host(host.name)])
             )
-        access = HostAccess.to(host, config.ssh_private_key, warn_on=self)
+        access = HostAccess.to(host, host.ssh_private_key or config.ssh_private_key, warn_on=self)
         provider = docker.Provider(names.host_resource(host.name, "docker"), host=host.docker_host, opts=opts)
         ready: list[pulumi.Resource] = [*host_tuning(config, plan, host, access, opts)]
         if config.several_hosts and config.manage_firewall:

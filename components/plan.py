@@ -11,6 +11,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from pydantic import SecretStr
+
 from components import names
 from components.config import NAMESPACE, ConfigError, HostConfig, StackConfig
 
@@ -99,6 +101,7 @@ class HostPlan:
     docker_host: str
     ssh: SshTarget | None  # None: the deployer's own machine (local commands)
     use_sudo: bool
+    ssh_private_key: SecretStr | None
     nodes: tuple[NodePlan, ...]
     lb_port: int
     reserved_ports: tuple[int, ...]
@@ -168,6 +171,7 @@ def plan_cluster(config: StackConfig) -> ClusterPlan:
             docker_host=site.spec.engine,
             ssh=_ssh_target(config, site.spec),
             use_sudo=site.spec.use_sudo,
+            ssh_private_key=site.spec.ssh_private_key,
             nodes=hosted,
             lb_port=config.lb_port,
             reserved_ports=_reserved(config, hosted),

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 
 from components.render.broker_env import CLUSTER_TLS_FILES
@@ -204,3 +205,32 @@ def test_a_single_host_moved_into_a_hosts_list_keeps_every_resource_through_alia
 def test_a_container_resource_count_per_host(spread: ProgramRun) -> None:
     containers = spread.of_type(CONTAINER)
     assert len(containers) == 6 + 3
+
+
+# ------------------------------------------------------------------------- per-host SSH keys
+
+OTHER_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3RoZXI=\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def test_a_host_with_its_own_ssh_key_is_reached_with_it_the_others_with_the_stack_key() -> None:
+    config = several_hosts_config()
+    hosts = json.loads(json.dumps(config["emqx-cluster:hosts"]))
+    hosts[1]["sshPrivateKey"] = OTHER_KEY  # `pulumi config set --secret --path 'hosts[1].sshPrivateKey'`
+    del config["emqx-cluster:hosts"]
+    run = run_program(config, secrets={"sshPrivateKey": FAKE_KEY, "hosts": json.dumps(hosts)}, stack="dev")
+    for name, key in (("a", FAKE_KEY), ("b", OTHER_KEY), ("c", FAKE_KEY)):
+        command = run.named(f"emqx-{name}-preflight-check")
+        assert command.connection is not None and command.connection["privateKey"] == key, name
+        assert "connection" in command.secret_inputs
+    assert not any(OTHER_KEY in text for text in walk_strings(run.outputs)), "a host key in the outputs"
+
+
+def test_a_host_ssh_key_in_plain_config_is_refused_before_anything_is_declared() -> None:
+    config = several_hosts_config()
+    config["emqx-cluster:hosts"][0]["sshPrivateKey"] = OTHER_KEY
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program(config, secrets={"sshPrivateKey": FAKE_KEY}, stack="dev")
+    message = str(raised.value)
+    assert "emqx-cluster:hosts is stored in plain text: allowed: a secret value" in message
+    assert "--path 'hosts[i].sshPrivateKey'" in message
+    assert "b3RoZXI" not in message

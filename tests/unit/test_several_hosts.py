@@ -215,6 +215,11 @@ def test_the_seed_is_in_wave_one_wherever_it_is_placed() -> None:
             {"mqttPortBase": "4370"},
             "emqx-cluster:mqttPortBase = 4370: emqx2's mqtt port 4371 is already taken by emqx1's distribution port",
         ),
+        (
+            [{"name": "a", "address": A, "nodes": 2, "sshPrivateKey": "hunter2-not-a-key"}],
+            {},
+            "emqx-cluster:hosts[0].sshPrivateKey = (hidden: secret): allowed: a PEM private key",
+        ),
     ],
     ids=[
         "duplicate-address",
@@ -229,6 +234,7 @@ def test_the_seed_is_in_wave_one_wherever_it_is_placed() -> None:
         "hash-balancing-with-backups",
         "unknown-host-key",
         "ports-collide-on-a-host",
+        "host-ssh-key-not-pem",
     ],
 )
 def test_bad_hosts_input_is_refused_at_preview_naming_key_value_and_what_is_allowed(
@@ -236,7 +242,9 @@ def test_bad_hosts_input_is_refused_at_preview_naming_key_value_and_what_is_allo
 ) -> None:
     raw = {"tlsMode": "self-signed", "hosts": json.dumps(hosts)}
     raw.update({key: value if isinstance(value, str) else json.dumps(value) for key, value in extra.items()})
-    assert expected in refusal(raw)
+    message = refusal(raw)
+    assert expected in message
+    assert "hunter2" not in message
 
 
 def test_ports_collide_per_host_only() -> None:
