@@ -61,11 +61,18 @@ def tls_dir(project: PulumiProject, node: str) -> Path:
     return project.directory.parent / "data" / node / "tls"
 
 
+def tuned(host: E2eHost) -> str:
+    """The host's values of two keys the stack tunes (per network namespace)."""
+    return host.run_in_ns("cat /proc/sys/net/core/somaxconn /proc/sys/net/ipv4/ip_local_reserved_ports").stdout
+
+
 class State:
     ca: ClassVar[str] = ""
+    tuned_before: ClassVar[dict[str, str]] = {}
 
 
 def test_1_up_spreads_six_nodes_over_three_hosts(stack: PulumiProject, hosts: dict[str, E2eHost]) -> None:
+    State.tuned_before = {name: tuned(host) for name, host in hosts.items()}
     result = stack.up()
     print(f"pulumi up (6 nodes on 3 hosts, 2 waves): {result.seconds:.1f}s")
     for name, host in hosts.items():
@@ -174,4 +181,5 @@ def test_6_destroy_cleans_every_host(stack: PulumiProject, hosts: dict[str, E2eH
         assert container_names(host, "io.emqx-cluster.role") == [], name
         rules = host.run_in_ns("iptables -S").stdout
         assert "EMQX-CLUSTER" not in rules, (name, rules)
+        assert tuned(host) == State.tuned_before[name], name
     assert stack.resources() == []

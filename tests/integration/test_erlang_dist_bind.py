@@ -31,30 +31,32 @@ address only" can be told apart from both 0.0.0.0 and 127.0.0.1.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 
 from components.config import StackConfig
 from components.plan import ClusterPlan, NodePlan
 from components.render.broker_env import broker_environment
-from tests.support.ports import free_port, wait_for_port
-from tests.support.processes import stop_process
+from tests.support.erlang_vm import (
+    ERL,
+    ESCRIPT,
+    START_TIMEOUT,
+    ErlangProcess,
+    ErlangProcesses,
+    ErlangProcessFactory,
+    erl_environment,
+    free_dist_port,
+    missing_executables,
+    private_epmd,
+    tcp_listeners,
+)
 from tests.support.stackfiles import stack_raw, validate
 
-ERL = shutil.which("erl")
-EPMD = shutil.which("epmd")
-ESCRIPT = shutil.which("escript")
-MISSING = [name for name, path in (("erl", ERL), ("epmd", EPMD), ("escript", ESCRIPT)) if path is None]
+MISSING = missing_executables("erl", "epmd", "escript")
 
 pytestmark = [
     pytest.mark.integration,
@@ -64,11 +66,7 @@ pytestmark = [
 NODE_ADDRESS = "127.0.0.2"
 SHIPPED_FORM = "-kernel inet_dist_use_interface {127,0,0,2}"
 COOKIE = "Cookie_0123456789abcdefXYZ"
-START_TIMEOUT = 30.0
 READY = "dist-ready"
-
-# Taken out of the environment the VMs inherit: each test sets exactly the flags it is about.
-ERL_ENV_FLAGS = ("ERL_AFLAGS", "ERL_FLAGS", "ERL_AFLAGS")
 
 
 # ------------------------------------------------------------------------------ what is shipped
@@ -104,118 +102,18 @@ def test_shipped_form_is_the_one_proven_here(shipped_aflags: str, node: NodePlan
 # ------------------------------------------------------------------------------ helpers
 
 
-def tcp_listeners(port: int) -> set[str]:
-    """Local addresses with a TCP socket in LISTEN state on `port` (/proc/net/tcp and tcp6)."""
-    found: set[str] = set()
-    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except FileNotFoundError:  # no IPv6 in this kernel
-            continue
-        for line in lines:
-            fields = line.split()
-            address_hex, port_hex = fields[1].split(":")
-            if fields[3] != "0A" or int(port_hex, 16) != port:
-                continue
-            raw = bytes.fromhex(address_hex)
-            # The kernel prints each 32-bit word of the address in host (little-endian) order.
-            words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-            found.add(socket.inet_ntop(family, words))
-    return found
-
-
-def free_dist_port() -> int:
-    """A port free on every address, so the control VM (0.0.0.0) can bind it too."""
-    return free_port("0.0.0.0")
-
-
-def erl_environment(epmd_port: int, home: Path, **flags: str) -> dict[str, str]:
-    """This process's environment without any ERL_*FLAGS, pointed at the private epmd."""
-    env = {key: value for key, value in os.environ.items() if key not in ERL_ENV_FLAGS}
-    env.update(
-        ERL_EPMD_PORT=str(epmd_port),
-        HOME=str(home),
-        ERL_CRASH_DUMP_SECONDS="0",  # a VM that fails to boot writes no erl_crash.dump
-    )
-    env.update(flags)
-    return env
-
-
-@dataclass
-class ErlangProcess:
-    """A VM (or escript) started by a test; its stdout and stderr go to `log`."""
-
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for_line(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match[str]:
-        """The first line matching `pattern`; fails with the log if the VM exits or times out."""
-        deadline = time.monotonic() + timeout
-        while True:
-            match = re.search(pattern, self.output(), re.MULTILINE)
-            if match:
-                return match
-            if self.process.poll() is not None:
-                pytest.fail(f"VM exited ({self.process.returncode}) before /{pattern}/:\n{self.output()}")
-            if time.monotonic() >= deadline:
-                pytest.fail(f"no /{pattern}/ after {timeout}s:\n{self.output()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        stop_process(self.process, grace=15, kill_grace=5)  # SIGTERM = init:stop() in the VM
-
-
-class ErlangProcessFactory(Protocol):
-    def __call__(self, argv: list[str], env: dict[str, str], name: str) -> ErlangProcess: ...
-
-
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[ErlangProcessFactory]:
     """Starts Erlang processes for one test and stops every one of them afterwards."""
-    started: list[ErlangProcess] = []
-
-    def start(argv: list[str], env: dict[str, str], name: str) -> ErlangProcess:
-        log = tmp_path / f"{name}.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                argv, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT
-            )
-        started.append(ErlangProcess(process, log))
-        return started[-1]
-
-    yield start
-    for erlang in reversed(started):
-        erlang.stop()
+    with ErlangProcesses(tmp_path) as processes:
+        yield processes.start
 
 
 @pytest.fixture
 def epmd_port(tmp_path: Path) -> Iterator[int]:
-    """A private epmd (foreground, so it is ours to stop) on a free port of the loopback.
-
-    `-address 127.0.0.2`: epmd adds the loopback 127.0.0.1 itself; nodes named @127.0.0.2 are
-    looked up at 127.0.0.2.
-    """
-    assert EPMD is not None
-    port = free_port("0.0.0.0")
-    log = tmp_path / "epmd.log"
-    with log.open("wb") as sink:
-        epmd = subprocess.Popen(
-            [EPMD, "-port", str(port), "-address", NODE_ADDRESS],
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        try:
-            wait_for_port(NODE_ADDRESS, port, timeout=10)
-        except TimeoutError:
-            pytest.fail(f"epmd did not listen on {NODE_ADDRESS}:{port}:\n{log.read_text()}")
+    """A private epmd on a free port of the node address (and the loopback, which epmd adds)."""
+    with private_epmd(tmp_path, [NODE_ADDRESS]) as port:
         yield port
-    finally:
-        stop_process(epmd, grace=10, kill_grace=5)
 
 
 def broker_vm(

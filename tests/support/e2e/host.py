@@ -55,6 +55,10 @@ BRIDGE_SUBNET = "10.232.0"
 SSH_PORT = 22
 LOG = logging.getLogger(__name__)
 DOCKERD_FLAGS = ("--iptables=false", "--ip6tables=false", "--bridge=none")
+# The machine's filesystem is every host's, except this dir: each host's sshd (and so every
+# command the stack runs over SSH) sees its own `<state dir>/private` here, in a mount namespace
+# of its own. Several hosts of one stack keep their sysctl drop-in here, as each would in /etc.
+PRIVATE_DIR = STATE_ROOT / "private"
 
 
 class HostError(RuntimeError):
@@ -490,9 +494,21 @@ def _sshd_up(host: E2eHost, user: str, port: int) -> E2eHost:
     (ssh_dir / "sshd_config").write_text(config)
     _run([str(SSHD), "-t", "-f", str(ssh_dir / "sshd_config")], "sshd -t")
     log = Path(host.logs["sshd"])
+    private = host.state_dir / "private"
+    private.mkdir(mode=0o755, exist_ok=True)
+    PRIVATE_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    sshd = f"exec {SSHD} -D -e -f {ssh_dir / 'sshd_config'}"
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            host.nsenter_argv(str(SSHD), "-D", "-e", "-f", str(ssh_dir / "sshd_config")),
+            host.nsenter_argv(
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                f"mount --bind {private} {PRIVATE_DIR} && {sshd}",
+            ),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

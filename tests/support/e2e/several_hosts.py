@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support.e2e.host import E2eHost, host_down, host_up
+from tests.support.e2e.host import PRIVATE_DIR, E2eHost, host_down, host_up
 from tests.support.e2e.images import ensure_images
 from tests.support.e2e.stacks import host_paths
 
@@ -72,6 +72,8 @@ def several_hosts_stack(hosts: dict[str, E2eHost], root: Path, nodes_per_host: i
         "tlsMode": "self-signed",
         "tlsDnsNames": ["mqtt.e2e.internal"],
         **host_paths(root),
+        # Each host's own, like /etc/sysctl.d: the hosts share the machine's filesystem otherwise.
+        "sysctlDropIn": str(PRIVATE_DIR / "sysctl.d" / "60-emqx-cluster.conf"),
     }
 
 
