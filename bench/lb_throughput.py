@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,12 +156,13 @@ def publish_all(sock: socket.socket, topic: str, payload: bytes, messages: int, 
         pending = pending[complete * 4 :]
 
 
-def publish_rate(route: Route, clients: int, messages: int, qos: int, inflight: int, tag: str) -> float:
+def publish_rate(routes: Sequence[Route], clients: int, messages: int, qos: int, inflight: int, tag: str) -> float:
+    """Messages per second from `clients` publishers, spread round-robin over `routes`."""
     payload = os.urandom(64)
     sessions: list[socket.socket] = []
     try:
         for index in range(clients):
-            sessions.append(open_session(route, f"{tag}-p{index}"))
+            sessions.append(open_session(routes[index % len(routes)], f"{tag}-p{index}"))
 
         def work(index: int) -> None:
             publish_all(sessions[index], f"bench/{tag}/{index}", payload, messages, qos, inflight)
@@ -172,6 +173,21 @@ def publish_rate(route: Route, clients: int, messages: int, qos: int, inflight: 
             with suppress(OSError):
                 sock.sendall(DISCONNECT)
             sock.close()
+
+
+def e2e_toolchain() -> Path | None:
+    """The e2e toolchain's bin dir where the real engine can run here (printing the machine),
+    else None after saying why: the benchmarks that deploy stacks need both."""
+    from tests.support.e2e.host import missing_requirements
+    from tests.support.e2e.pulumi_cli import toolchain_bin
+
+    missing = missing_requirements()
+    bin_dir = toolchain_bin()
+    if missing or bin_dir is None:
+        print("cannot run:", "; ".join(missing) or "build the toolchain with scripts/e2e-toolchain")
+        return None
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
+    return bin_dir
 
 
 def cpu_model() -> str:
@@ -260,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             for run in range(args.repeat):
                 tag = f"b{number}r{run}"
                 connects.append(connect_rate(route, args.clients, args.connects, tag))
-                msgs.append(publish_rate(route, args.clients, args.messages, args.qos, args.inflight, tag))
+                msgs.append(publish_rate([route], args.clients, args.messages, args.qos, args.inflight, tag))
             runs = ", ".join(f"{c:.0f}/{m:.0f}" for c, m in zip(connects, msgs, strict=True))
             print(f"  {route.label}: connects/s / msgs/s per run: {runs}", flush=True)
             results.append(Result(route, statistics.median(connects), statistics.median(msgs)))

@@ -12,14 +12,13 @@ asserts nothing, and the figures depend on the machine.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 from pathlib import Path
 
-from tests.support.e2e.host import e2e_host, missing_requirements
+from bench.lb_throughput import e2e_toolchain
+from tests.support.e2e.host import e2e_host
 from tests.support.e2e.images import ensure_images
-from tests.support.e2e.pulumi_cli import PulumiProject, toolchain_bin
+from tests.support.e2e.pulumi_cli import PulumiProject
 from tests.support.e2e.stacks import dev_like
 
 
@@ -42,12 +41,9 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, nargs="+", default=[3, 6])
     parser.add_argument("--waves", type=int, default=2)
     args = parser.parse_args()
-    missing = missing_requirements()
-    bin_dir = toolchain_bin()
-    if missing or bin_dir is None:
-        print("cannot run:", "; ".join(missing) or "build the toolchain with scripts/e2e-toolchain")
+    bin_dir = e2e_toolchain()
+    if bin_dir is None:
         return 1
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
     print(f"{'nodes':>5} {'waves':>5} {'pulumi up':>10} {'no-op up':>9} {'destroy':>8}   (seconds)")
     for nodes in args.nodes:
         figures = measure(nodes, args.waves, bin_dir)

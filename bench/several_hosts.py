@@ -18,19 +18,16 @@ A benchmark, not a test: it asserts nothing, and the figures depend on the machi
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import socket
 import ssl
 import tempfile
 import time
 from contextlib import suppress
 from pathlib import Path
 
-from bench.lb_throughput import DISCONNECT, PINGREQ, PINGRESP, Route, open_session, publish_all, run_threads
+from bench.lb_throughput import DISCONNECT, PINGREQ, PINGRESP, Route, e2e_toolchain, open_session, publish_rate
 from tests.support.e2e.cluster_probe import client_context
-from tests.support.e2e.host import E2eHost, link, missing_requirements
-from tests.support.e2e.pulumi_cli import PulumiProject, toolchain_bin
+from tests.support.e2e.host import E2eHost, link
+from tests.support.e2e.pulumi_cli import PulumiProject
 from tests.support.e2e.several_hosts import bridged_hosts, several_hosts_stack
 from tests.support.lb_stack import recv_up_to
 
@@ -70,37 +67,15 @@ def reconnect_after_host_loss(hosts: dict[str, E2eHost], context: ssl.SSLContext
     return noticed, back
 
 
-def publish_rate(routes: list[Route], clients: int, messages: int, tag: str) -> float:
-    """QoS 1 messages per second, the clients spread round-robin over `routes`."""
-    payload = os.urandom(64)
-    sessions: list[socket.socket] = []
-    try:
-        for index in range(clients):
-            sessions.append(open_session(routes[index % len(routes)], f"{tag}-p{index}"))
-
-        def work(index: int) -> None:
-            publish_all(sessions[index], f"bench/{tag}/{index}", payload, messages, 1, 32)
-
-        return clients * messages / run_threads(clients, work)
-    finally:
-        for sock in sessions:
-            with suppress(OSError):
-                sock.sendall(DISCONNECT)
-            sock.close()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--messages", type=int, default=3000, help="per client")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    missing = missing_requirements()
-    bin_dir = toolchain_bin()
-    if missing or bin_dir is None:
-        print("cannot run:", "; ".join(missing) or "build the toolchain with scripts/e2e-toolchain")
+    bin_dir = e2e_toolchain()
+    if bin_dir is None:
         return 1
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
     with bridged_hosts() as hosts, tempfile.TemporaryDirectory(prefix="bench-several-hosts-") as tmp:
         root = Path(tmp)
         assert hosts["a"].ssh is not None
@@ -121,7 +96,10 @@ def main() -> int:
             three = [route(name, host, context) for name, host in hosts.items()]
             print(f"{'listeners':>9} {'clients':>7} {'msgs/s (QoS 1)':>15}")
             for label, routes in (("1", one), ("3", three)):
-                rates = [publish_rate(routes, args.clients, args.messages, f"r{label}-{n}") for n in range(args.rounds)]
+                rates = [
+                    publish_rate(routes, args.clients, args.messages, 1, 32, f"r{label}-{n}")
+                    for n in range(args.rounds)
+                ]
                 print(f"{label:>9} {args.clients:>7} {max(rates):>15.0f}   (best of {args.rounds})")
         finally:
             project.destroy()
