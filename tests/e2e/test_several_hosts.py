@@ -183,3 +183,45 @@ def test_6_destroy_cleans_every_host(stack: PulumiProject, hosts: dict[str, E2eH
         assert "EMQX-CLUSTER" not in rules, (name, rules)
         assert tuned(host) == State.tuned_before[name], name
     assert stack.resources() == []
+
+
+def test_7_a_single_host_stack_moves_into_a_hosts_list_without_a_change(
+    hosts: dict[str, E2eHost], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Written with the single-host keys, then as `hosts: [a]`: every resource of host a is
+    aliased to its single-host name, and the real engine finds nothing to create, replace or
+    delete (parents renamed too: the engine multiplies a child's aliases by its parent's)."""
+    a = hosts["a"]
+    assert a.ssh is not None
+    bin_dir = toolchain_bin()
+    assert bin_dir is not None
+    root = tmp_path_factory.mktemp("one-host")
+    project = PulumiProject.create(root / "project", bin_dir, stack="one")
+    listed = several_hosts_stack({"a": a}, root)
+    (entry,) = listed.pop("hosts")
+    single = {
+        **listed,
+        "nodes": entry["nodes"],
+        "advertiseAddress": entry["address"],
+        "dockerHost": entry["dockerHost"],
+        "sshHost": entry["address"],
+        "sshPort": entry["sshPort"],
+        "sshUser": entry["sshUser"],
+        "sshHostKey": entry["sshHostKey"],
+        "hostUseSudo": True,
+    }
+    project.init_stack(single, {"sshPrivateKey": a.ssh.private_key_pem})
+    try:
+        project.up()
+        before = {r["urn"] for r in project.resources()}
+        project.set_config({key: None for key in single if key not in listed} | {"hosts": [entry]})
+        preview = project.preview()
+        assert changed(preview) == {}, changed(preview)
+        project.up()
+        after = {r["urn"] for r in project.resources()}
+        assert len(after) == len(before) and after != before  # renamed, not recreated
+        assert any(urn.endswith("::emqx-a-lb") for urn in after)
+        assert cluster_status(a, "emqx1")["running_nodes"] == [f"emqx1@{a.address}", f"emqx2@{a.address}"]
+    finally:
+        project.destroy()
+    assert container_names(a) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -343,3 +344,59 @@ def test_nginx_serves_clients_from_local_nodes_and_falls_back_to_remote_ones(
         fallback = [connect() for _ in range(2)]
         assert {name for name, _ in fallback} <= remote
         assert {name: node.rejected for name, node in nodes.items() if node.rejected} == {}
+
+
+@NEEDS_IPTABLES
+@pytest.mark.usefixtures("clean_rules")
+def test_a_host_dropped_from_the_peers_keeps_its_open_connections(bridge: Bridge, plan: ClusterPlan) -> None:
+    """When a host leaves the stack, the other hosts' rules are updated before its nodes' deletes
+    run `cluster leave`: only new connections are judged, so the leaving nodes still talk over
+    the connections they have, while nothing new from that host gets in."""
+    a, b, c = bridge.host("a"), bridge.host("b"), bridge.host("c")
+    port = plan.host("a").nodes[0].ports.distribution
+    with a.listen(port) as listener, c.connect(a.address, port) as leaving:
+        listener.settimeout(10)
+        served, _ = listener.accept()
+        with served:
+            assert apply_rules(a, plan, plan.host("a")).returncode == 0
+            smaller = plan_cluster(stack_config(bridge, (a, b)))
+            assert apply_rules(a, smaller, smaller.host("a")).returncode == 0
+            leaving.sendall(b"leave")
+            served.settimeout(10)
+            assert served.recv(5) == b"leave"
+            assert c.probe(a.address, port) == "refused"
+            assert b.probe(a.address, port) == "accepted"
+
+
+NFT = shutil.which("nft", path="/usr/sbin:/sbin:/usr/bin:/bin")
+
+
+@pytest.mark.skipif(NFT is None, reason="nft (Debian package nftables) is not installed")
+@pytest.mark.usefixtures("cluster_listeners")
+def test_where_only_nft_exists_the_rules_are_an_nftables_table(
+    bridge: Bridge, plan: ClusterPlan, tmp_path: Path
+) -> None:
+    """A host with nftables and no iptables: the same rules as one table of ours, replaced in one
+    transaction, removed on delete."""
+    assert NFT is not None
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "nft").symlink_to(NFT)
+    only_nft = f"PATH={tools}:/usr/bin:/bin"  # iptables lives in /usr/sbin
+    b, c = bridge.host("b"), bridge.host("c")
+    b_plan = plan.host("b")
+    port = b_plan.nodes[0].ports.distribution
+    args = firewall_args(plan, b_plan)
+    try:
+        for _ in range(2):  # a re-run replaces the table
+            applied = b.run(f"env {only_nft} sh -c {shlex.quote(firewall_apply_script(args.ports, args.peers))}")
+            assert applied.returncode == 0 and "nftables: ports" in applied.stdout, applied.stderr
+        assert b.run("nft list tables").stdout.count("emqx_cluster") == 1
+        assert bridge.outsider.probe(b.address, port) == "refused"
+        assert c.probe(b.address, port) == "accepted"
+        assert bridge.outsider.probe(b.address, b_plan.nodes[0].ports.mqtt) == "accepted"
+    finally:
+        removed = b.run(f"env {only_nft} sh -c {shlex.quote(firewall_remove_script())}")
+    assert removed.returncode == 0, removed.stderr
+    assert "emqx_cluster" not in b.run("nft list tables").stdout
+    assert bridge.outsider.probe(b.address, port) == "accepted"
