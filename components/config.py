@@ -11,6 +11,7 @@ numeric bounds, and checks what involves several keys at once (:meth:`StackConfi
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
 from typing import Any, Self
@@ -269,14 +270,33 @@ class StackConfig(BaseModel):
             for key in SINGLE_HOST_KEYS
             if to_snake(key) in self.model_fields_set
         ]
-        for field, label in (("name", "names"), ("address", "addresses")):
-            values = [getattr(host, field) for host in self.hosts]
+        # One machine listed twice would share its drop-in, firewall chains and container names.
+        for key, label, value_of in (
+            ("name", "names", lambda host: host.name),
+            ("address", "addresses", lambda host: host.address),
+            ("dockerHost", "Docker engines", lambda host: host.engine),
+            ("sshHost", "SSH logins", lambda host: f"{host.ssh_target}:{host.ssh_port}"),
+        ):
+            values = [value_of(host) for host in self.hosts]
             problems.extend(
-                f"{NAMESPACE}:hosts[{position}].{field} = {value!r}: allowed: {label} used once; "
+                f"{NAMESPACE}:hosts[{position}].{key} = {value!r}: allowed: {label} used once; "
                 f"hosts[{values.index(value)}] has it already"
                 for position, value in enumerate(values)
                 if values.index(value) != position
             )
+        if len(self.hosts) > 1:
+            problems.extend(
+                f"{NAMESPACE}:hosts[{position}].address = {host.address!r}: allowed with several hosts: an "
+                "address the other hosts reach (not loopback)"
+                for position, host in enumerate(self.hosts)
+                if ipaddress.IPv4Address(host.address).is_loopback
+            )
+            if self.lb_listen_address != "0.0.0.0":
+                problems.append(
+                    f"{NAMESPACE}:lbListenAddress = {self.lb_listen_address!r}: allowed with several hosts: "
+                    "0.0.0.0 (one value for every host's load balancer; an address of one host cannot be "
+                    "bound on the others)"
+                )
         if self.placement is None:
             problems.extend(
                 f"{NAMESPACE}:hosts[{position}].nodes = (unset): allowed: a node count of 1 or more for "
@@ -313,12 +333,12 @@ class StackConfig(BaseModel):
             for node, host in placement.items()
             if host not in known
         )
-        expected = [f"emqx{index}" for index in range(1, len(placement) + 1)]
-        if sorted(placement, key=_node_number) != expected:
-            problems.append(
-                f"{NAMESPACE}:placement = {sorted(placement, key=_node_number)}: allowed: node names emqx1 to "
-                f"emqx{len(placement)}, each once (node names and ports derive from these numbers)"
-            )
+        problems.extend(
+            f"{NAMESPACE}:placement.{node} = {host!r}: allowed: node names emqx1 to emqx{MAX_NODES} (the node's "
+            "name and ports derive from its number; numbers may have gaps, e.g. after a host was removed)"
+            for node, host in placement.items()
+            if not 1 <= _node_number(node) <= MAX_NODES
+        )
         problems.extend(
             f"{NAMESPACE}:placement: no node on host {name!r}: allowed: at least one node per host "
             "(or remove the host from hosts)"
@@ -392,8 +412,9 @@ _HOST_KEY_OF = {"advertiseAddress": "address", "hostUseSudo": "useSudo"}
 
 
 def _node_number(short_name: str) -> int:
+    """N of `emqxN` (no leading zero), else 0."""
     digits = short_name.removeprefix("emqx")
-    return int(digits) if short_name.startswith("emqx") and digits.isdigit() else 0
+    return int(digits) if short_name.startswith("emqx") and digits.isdigit() and not digits.startswith("0") else 0
 
 
 # Fields whose stack-config value is structured (YAML object/list, JSON in PULUMI_CONFIG).
@@ -416,6 +437,11 @@ def holds_secrets(key: str, text: str) -> bool:
 def config_keys() -> list[str]:
     """Every stack-config key (camelCase, without namespace) the model accepts."""
     return [to_camel(name) for name in StackConfig.model_fields]
+
+
+def host_config_keys() -> list[str]:
+    """Every key a `hosts` entry accepts."""
+    return [to_camel(name) for name in HostConfig.model_fields]
 
 
 def parse_stack_config(raw: Mapping[str, str | None]) -> StackConfig:
@@ -455,10 +481,11 @@ def _describe(error: ValidationError) -> list[str]:
         if key == "hosts" and len(location) > 2:  # hosts[<i>].<field>, its own value shown
             field = HostConfig.model_fields.get(to_snake(location[2]))
             key, location = f"hosts[{location[1]}].{location[2]}", location[2:]
-        secret = key in SECRET_KEYS or key.endswith(".sshPrivateKey")
-        shown = "(hidden: secret)" if secret else repr(item.get("input"))
+        shown = repr(item.get("input"))
+        if key in SECRET_KEYS or key.endswith(".sshPrivateKey") or "PRIVATE KEY" in shown:
+            shown = "(hidden: secret)"
         if item["type"] == "extra_forbidden":
-            close = ", ".join(config_keys())
+            close = ", ".join(host_config_keys() if key.startswith("hosts[") else config_keys())
             lines.append(f"{NAMESPACE}:{key} = {shown}: unknown key; allowed keys: {close}")
             continue
         if item["type"] in ("greater_than_equal", "less_than_equal", "int_parsing", "int_type", "bool_parsing"):

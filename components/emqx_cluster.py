@@ -77,10 +77,8 @@ class EmqxCluster(pulumi.ComponentResource):
 
         self.endpoint = f"{config.client_hostname}:{plan.lb_port}"
         self.endpoints = {host.label: f"{host.address}:{plan.lb_port}" for host in plan.hosts}
-        self.dns_round_robin = {
-            "name": config.public_hostname or "(set emqx-cluster:publicHostname)",
-            "a_records": [host.address for host in plan.hosts],
-        }
+        # One A record per host under the name clients use (None until publicHostname is set).
+        self.dns_round_robin = {"name": config.public_hostname, "aRecords": [host.address for host in plan.hosts]}
         self.node_table = [_node_row(node) for node in brokers.nodes]
         self.dashboard_urls = [node.dashboard_url for node in plan.nodes]
         self.certificate_pem = tls.certificate_pem
@@ -89,6 +87,7 @@ class EmqxCluster(pulumi.ComponentResource):
             {
                 "endpoint": self.endpoint,
                 "endpoints": self.endpoints,
+                "dnsRoundRobin": self.dns_round_robin,
                 "nodes": self.node_table,
                 "dashboardUrls": self.dashboard_urls,
             }

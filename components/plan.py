@@ -118,7 +118,7 @@ class HostPlan:
 
     def all_ports(self) -> tuple[int, ...]:
         """Every port the host's containers listen on: its nodes' and its load balancer's."""
-        return (*(port for node in self.nodes for port in node.ports.as_dict().values()), self.lb_port)
+        return _host_ports(self.nodes, self.lb_port)
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,8 @@ class ClusterPlan:
 
     @property
     def seed(self) -> NodePlan:
-        """The node every other node joins; node 1, which is always in the first wave."""
+        """The node every other node joins: the lowest index (node 1 unless placement left it out),
+        always in the first wave."""
         return self.nodes[0]
 
     @property
@@ -236,9 +237,11 @@ def _waves(host_indexes: Sequence[tuple[int, ...]], wave_count: int) -> dict[int
 
     On one host this is index order (odd/even for two waves). Over several, each host's nodes are
     spread over consecutive waves, so no wave holds more than ceil(n / waves) of a host's n nodes,
-    nor more than ceil(N / waves) in total; the seed (node 1) comes first, so it is in wave 1.
+    nor more than ceil(N / waves) in total; the seed (the lowest index) comes first, so it is in
+    wave 1.
     """
-    seed_host = next(position for position, indexes in enumerate(host_indexes) if 1 in indexes)
+    seed = min(index for indexes in host_indexes for index in indexes)
+    seed_host = next(position for position, indexes in enumerate(host_indexes) if seed in indexes)
     ordered = [*host_indexes[seed_host:], *host_indexes[:seed_host]]
     sequence = [index for indexes in ordered for index in sorted(indexes)]
     return {index: position % wave_count + 1 for position, index in enumerate(sequence)}
@@ -279,10 +282,14 @@ def _node(config: StackConfig, index: int, host: str, address: str, wave: int) -
     )
 
 
+def _host_ports(nodes: tuple[NodePlan, ...], lb_port: int) -> tuple[int, ...]:
+    return (*(port for node in nodes for port in node.ports.as_dict().values()), lb_port)
+
+
 def _reserved(config: StackConfig, nodes: tuple[NodePlan, ...]) -> tuple[int, ...]:
     """The host's planned ports inside the ephemeral range, or ConfigError when they cannot be reserved."""
     low, high = config.port_range
-    ports = (*(port for node in nodes for port in node.ports.as_dict().values()), config.lb_port)
+    ports = _host_ports(nodes, config.lb_port)
     reserved = tuple(sorted({port for port in ports if low <= port <= high}))
     if reserved and not config.manage_sysctls:
         raise ConfigError(
@@ -331,23 +338,17 @@ def _port_problems(config: StackConfig, nodes: tuple[NodePlan, ...]) -> list[str
     return problems
 
 
+def port_ranges(ports: Iterable[int]) -> list[tuple[int, int]]:
+    """`ports` as sorted runs of consecutive ports: [4371, 4372, 8884] -> [(4371, 4372), (8884, 8884)]."""
+    ranges: list[tuple[int, int]] = []
+    for port in sorted(set(ports)):
+        if ranges and port == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], port)
+        else:
+            ranges.append((port, port))
+    return ranges
+
+
 def compress_ports(ports: Iterable[int]) -> str:
     """Render ports as the kernel's list syntax: '4371-4373,5371-5373,8884'."""
-    ordered = sorted(set(ports))
-    ranges: list[str] = []
-    start = previous = None
-    for port in ordered:
-        if start is None:
-            start = previous = port
-        elif previous is not None and port == previous + 1:
-            previous = port
-        else:
-            ranges.append(_range(start, previous))
-            start = previous = port
-    if start is not None:
-        ranges.append(_range(start, previous))
-    return ",".join(ranges)
-
-
-def _range(start: int, end: int | None) -> str:
-    return str(start) if end is None or end == start else f"{start}-{end}"
+    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in port_ranges(ports))

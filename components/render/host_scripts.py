@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from components.plan import port_ranges
 from components.render.templating import render
 
 # The official EMQX image runs as user `emqx`, UID/GID 1000 (emqx/deploy/docker/Dockerfile).
@@ -121,20 +122,10 @@ FIREWALL_TABLE = "emqx_cluster"
 _MULTIPORT_RANGES = 7
 
 
-def _port_ranges(ports: Sequence[int]) -> list[tuple[int, int]]:
-    ranges: list[tuple[int, int]] = []
-    for port in sorted(set(ports)):
-        if ranges and port == ranges[-1][1] + 1:
-            ranges[-1] = (ranges[-1][0], port)
-        else:
-            ranges.append((port, port))
-    return ranges
-
-
 def firewall_apply_script(ports: Sequence[int], peers: Sequence[str]) -> str:
     """Allow `ports` (the host's distribution and RPC ports) from `peers` (every cluster host's
     address, this one's included) and loopback only; reset every other connection to them."""
-    ranges = _port_ranges(ports)
+    ranges = port_ranges(ports)
     iptables = [f"{low}:{high}" if high > low else str(low) for low, high in ranges]
     nft = [f"{low}-{high}" if high > low else str(low) for low, high in ranges]
     return render(

@@ -85,7 +85,7 @@ def test_1_up_spreads_six_nodes_over_three_hosts(stack: PulumiProject, hosts: di
     }
     outputs = stack.outputs()
     assert outputs["endpoints"] == {name: f"{host.address}:8884" for name, host in hosts.items()}
-    assert outputs["dnsRoundRobin"]["a_records"] == [host.address for host in hosts.values()]
+    assert outputs["dnsRoundRobin"]["aRecords"] == [host.address for host in hosts.values()]
     assert [row["host"] for row in outputs["nodes"]] == ["a", "a", "b", "b", "c", "c"]
     State.ca = outputs["tlsCertificate"]
     assert changed(stack.preview()) == {}, "a second up must have nothing to do"

@@ -29,7 +29,7 @@ def several_hosts_config(**changes: Any) -> dict[str, Any]:
         {"name": name, "address": address, "nodes": 2, "sshUser": "deploy", "useSudo": True}
         for name, address in HOSTS.items()
     ]
-    return with_changes(base, hosts=hosts, publicHostname="mqtt.example.net", **changes)
+    return with_changes(base, hosts=hosts, publicHostname="mqtt.example.net", lbListenAddress="0.0.0.0", **changes)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_every_load_balancer_prefers_its_host_nodes(spread: ProgramRun) -> None:
 
 def test_outputs_give_one_endpoint_per_host_a_dns_hint_and_the_host_of_each_node(spread: ProgramRun) -> None:
     assert spread.outputs["endpoints"] == {name: f"{address}:8884" for name, address in HOSTS.items()}
-    assert spread.outputs["dnsRoundRobin"] == {"name": "mqtt.example.net", "a_records": list(HOSTS.values())}
+    assert spread.outputs["dnsRoundRobin"] == {"name": "mqtt.example.net", "aRecords": list(HOSTS.values())}
     assert [row["host"] for row in spread.outputs["nodes"]] == ["a", "a", "b", "b", "c", "c"]
 
 
@@ -202,9 +202,15 @@ def test_a_single_host_moved_into_a_hosts_list_keeps_every_resource_through_alia
     assert matched == set(recorded)
 
 
-def test_a_container_resource_count_per_host(spread: ProgramRun) -> None:
-    containers = spread.of_type(CONTAINER)
-    assert len(containers) == 6 + 3
+def test_each_engine_runs_its_two_nodes_and_its_load_balancer(spread: ProgramRun) -> None:
+    per_engine: dict[str, set[str]] = {}
+    for container in spread.of_type(CONTAINER):
+        per_engine.setdefault(provider_host(spread, container), set()).add(container.name)
+    assert per_engine == {
+        f"ssh://deploy@{HOSTS['a']}:22": {"emqx1", "emqx2", "emqx-a-lb"},
+        f"ssh://deploy@{HOSTS['b']}:22": {"emqx3", "emqx4", "emqx-b-lb"},
+        f"ssh://deploy@{HOSTS['c']}:22": {"emqx5", "emqx6", "emqx-c-lb"},
+    }
 
 
 # ------------------------------------------------------------------------- per-host SSH keys

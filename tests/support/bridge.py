@@ -298,13 +298,6 @@ def bridged_hosts(count: int = 3, *, user: str = DEPLOY_USER) -> Iterator[Bridge
         yield Bridge(subnet=subnet, switch=switch, hosts=tuple(hosts), outsider=outsider)
 
 
-@pytest.fixture(scope="module")
-def bridge_hosts() -> Iterator[Bridge]:
-    """Three hosts `a`, `b`, `c` and the outsider on one bridge, each host with its sshd."""
-    with bridged_hosts() as bridge:
-        yield bridge
-
-
 # --------------------------------------------------------------------------- PROXY-protocol nodes
 
 PROXY_V1 = re.compile(rb"PROXY TCP4 (\S+) (\S+) (\d+) (\d+)\r\n")

@@ -142,6 +142,22 @@ def test_waves_that_would_restart_a_majority_of_a_host_are_refused_with_the_coun
     assert "emqx-cluster:waves = 2: allowed: 3 or more, because host 'a' runs 3 nodes" in message
 
 
+def test_placement_may_leave_gaps_and_the_lowest_node_is_the_seed() -> None:
+    """After host a (emqx1, emqx2) is gone for good: the others keep their names, emqx3 seeds."""
+    hosts = [{"name": "b", "address": B}, {"name": "c", "address": C}]
+    placement = {"emqx3": "b", "emqx4": "b", "emqx5": "c", "emqx6": "c"}
+    _, plan = parsed({"tlsMode": "self-signed", "hosts": json.dumps(hosts), "placement": json.dumps(placement)})
+    assert [node.node_name for node in plan.nodes] == [f"emqx3@{B}", f"emqx4@{B}", f"emqx5@{C}", f"emqx6@{C}"]
+    assert plan.seed.short_name == "emqx3" and plan.seed.wave == 1
+    assert plan.nodes[0].ports.distribution == 4373
+
+
+def test_a_host_list_holding_a_key_in_the_wrong_shape_never_shows_it() -> None:
+    raw = {"tlsMode": "self-signed", "hosts": json.dumps({"a": {"sshPrivateKey": "-----BEGIN PRIVATE KEY-----\nx"}})}
+    message = refusal(raw)
+    assert "emqx-cluster:hosts = (hidden: secret)" in message and "BEGIN" not in message
+
+
 def test_the_seed_is_in_wave_one_wherever_it_is_placed() -> None:
     hosts = [{"name": "a", "address": A}, {"name": "b", "address": B}]
     placement = {"emqx1": "b", "emqx2": "a", "emqx3": "a", "emqx4": "b"}
@@ -181,6 +197,34 @@ def test_the_seed_is_in_wave_one_wherever_it_is_placed() -> None:
             "emqx-cluster:placement: no node on host 'b': allowed: at least one node per host",
         ),
         (
+            [{"name": "a", "address": A}, {"name": "b", "address": B}],
+            {"placement": {"emqx1": "a", "node2": "b", "emqx02": "b"}},
+            "emqx-cluster:placement.node2 = 'b': allowed: node names emqx1 to emqx999",
+        ),
+        (
+            [{"name": "a", "address": A, "nodes": 1}, {"name": "b", "address": B, "nodes": 1, "sshHost": A}],
+            {},
+            f"emqx-cluster:hosts[1].sshHost = '{A}:22': allowed: SSH logins used once; hosts[0] has it already",
+        ),
+        (
+            [
+                {"name": "a", "address": A, "nodes": 1, "dockerHost": "unix:///run/docker.sock"},
+                {"name": "b", "address": B, "nodes": 1, "dockerHost": "unix:///run/docker.sock"},
+            ],
+            {},
+            "emqx-cluster:hosts[1].dockerHost = 'unix:///run/docker.sock': allowed: Docker engines used once",
+        ),
+        (
+            [{"name": "a", "address": "127.0.0.1", "nodes": 1}, {"name": "b", "address": B, "nodes": 1}],
+            {},
+            "emqx-cluster:hosts[0].address = '127.0.0.1': allowed with several hosts: an address the other hosts reach",
+        ),
+        (
+            [{"name": "a", "address": A, "nodes": 1}, {"name": "b", "address": B, "nodes": 1}],
+            {"lbListenAddress": A},
+            f"emqx-cluster:lbListenAddress = '{A}': allowed with several hosts: 0.0.0.0",
+        ),
+        (
             [{"name": "a", "address": "224.0.0.1", "nodes": 1}],
             {},
             "emqx-cluster:hosts[0].address = '224.0.0.1': allowed: a unicast IPv4 address",
@@ -208,7 +252,7 @@ def test_the_seed_is_in_wave_one_wherever_it_is_placed() -> None:
         (
             [{"name": "a", "address": A, "nodes": 2, "port": 1}],
             {},
-            "emqx-cluster:hosts[0].port = 1: unknown key",
+            "emqx-cluster:hosts[0].port = 1: unknown key; allowed keys: name, address, nodes, dockerHost",
         ),
         (
             [{"name": "a", "address": A, "nodes": 2}],
@@ -227,6 +271,11 @@ def test_the_seed_is_in_wave_one_wherever_it_is_placed() -> None:
         "host-without-nodes",
         "node-on-unknown-host",
         "host-left-empty-by-placement",
+        "placement-key-not-a-node-name",
+        "one-ssh-login-twice",
+        "one-engine-twice",
+        "loopback-with-several-hosts",
+        "listen-address-of-one-host",
         "multicast-address",
         "address-not-ipv4",
         "single-host-key-with-hosts",
@@ -293,7 +342,7 @@ def test_the_firewall_opens_a_host_cluster_ports_to_every_cluster_host_only() ->
     host = plan.host("b")
     assert cluster_ports(host) == [4373, 4374, 5373, 5374]
     script = firewall_apply_script(cluster_ports(host), [peer.address for peer in plan.hosts])
-    assert "-A EMQX-CLUSTER -p tcp -m multiport --dports 4373:4374,5373:5374 -j EMQX-CLUSTER-PEERS" in script
+    assert "-A EMQX-CLUSTER -p tcp --syn -m multiport --dports 4373:4374,5373:5374 -j EMQX-CLUSTER-PEERS" in script
     for address in (A, B, C):
         assert f"-A EMQX-CLUSTER-PEERS -s {address}/32 -j ACCEPT" in script
     assert script.index("-s 10.0.0.13/32") < script.index("-j REJECT --reject-with tcp-reset")
