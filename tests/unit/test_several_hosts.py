@@ -14,7 +14,7 @@ from components import names
 from components.config import ConfigError, StackConfig, parse_stack_config
 from components.firewall import cluster_ports
 from components.plan import ClusterPlan, plan_cluster
-from components.render.host_scripts import firewall_apply_script, node_tls_script, tls_bundle
+from components.render.host_scripts import firewall_apply_script, firewall_remove_script, node_tls_script, tls_bundle
 from components.render.nginx import nginx_settings, render_nginx_conf
 
 A, B, C = "10.0.0.11", "10.0.0.12", "10.0.0.13"
@@ -379,3 +379,15 @@ def test_a_node_tls_bundle_missing_a_file_is_refused(tmp_path: Any) -> None:
         ["sh", "-c", script], input=tls_bundle({"ca.pem": "CA"}), text=True, capture_output=True, check=False
     )
     assert proc.returncode == 1 and "node.pem missing" in proc.stderr
+
+
+def test_a_host_without_iptables_or_nft_is_left_alone_with_a_message(tmp_path: Any) -> None:
+    script = firewall_apply_script([4371, 5371], [A, B])
+    bare = {"PATH": str(tmp_path)}  # no iptables, iptables-restore or nft on it
+    proc = subprocess.run(["/bin/sh", "-c", script], env=bare, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "neither iptables nor nft found: cluster ports 4371,5371 left open" in proc.stderr
+    removed = subprocess.run(
+        ["/bin/sh", "-c", firewall_remove_script()], env=bare, capture_output=True, text=True, check=False
+    )
+    assert removed.returncode == 0, removed.stderr
