@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.e2e.cluster_probe import client_context, cluster_status, container_names, health, proxied_sources
 from tests.support.e2e.host import E2eHost, engine_start, engine_stop, link
+from tests.support.e2e.images import ensure_images
 from tests.support.e2e.pulumi_cli import REPO, PulumiProject, Result, changed, toolchain_bin
 from tests.support.e2e.several_hosts import bridged_hosts, probe, several_hosts_stack
 from tests.support.e2e.stacks import lb_answers
@@ -193,6 +194,7 @@ def test_7_a_single_host_stack_moves_into_a_hosts_list_without_a_change(
     delete (parents renamed too: the engine multiplies a child's aliases by its parent's)."""
     a = hosts["a"]
     assert a.ssh is not None
+    ensure_images(a, emqx_versions=("5.8.6",))  # the destroy above removed the nginx image it "pulled"
     bin_dir = toolchain_bin()
     assert bin_dir is not None
     root = tmp_path_factory.mktemp("one-host")
