@@ -111,7 +111,7 @@ def node_tls_script(tls_dir: str, files: Sequence[str]) -> str:
 
 
 def node_tls_delete_script(tls_dir: str, container: str) -> str:
-    """Remove the node's TLS files once its container is gone."""
+    """Remove the node's TLS files once no container of its name mounts them."""
     return render("node-tls-delete.sh.j2", tls_dir=tls_dir, container=container)
 
 

@@ -14,7 +14,13 @@ from components import names
 from components.config import ConfigError, StackConfig, parse_stack_config
 from components.firewall import cluster_ports
 from components.plan import ClusterPlan, plan_cluster
-from components.render.host_scripts import firewall_apply_script, firewall_remove_script, node_tls_script, tls_bundle
+from components.render.host_scripts import (
+    firewall_apply_script,
+    firewall_remove_script,
+    node_tls_delete_script,
+    node_tls_script,
+    tls_bundle,
+)
 from components.render.nginx import nginx_settings, render_nginx_conf
 
 A, B, C = "10.0.0.11", "10.0.0.12", "10.0.0.13"
@@ -391,3 +397,30 @@ def test_a_host_without_iptables_or_nft_is_left_alone_with_a_message(tmp_path: A
         ["/bin/sh", "-c", firewall_remove_script()], env=bare, capture_output=True, text=True, check=False
     )
     assert removed.returncode == 0, removed.stderr
+
+
+@pytest.mark.parametrize(
+    ("inspect", "kept"),
+    [
+        ("echo '{data} {tls} '", True),  # the node (or its replacement) still mounts them
+        ("echo '{data} '", False),  # its replacement runs without cluster TLS
+        ("echo 'Error: No such object: emqx1' >&2; exit 1", False),  # the container is gone
+    ],
+    ids=["mounted", "replacement-without-tls", "no-container"],
+)
+def test_node_tls_files_go_only_when_no_container_of_the_node_mounts_them(
+    tmp_path: Any, inspect: str, kept: bool
+) -> None:
+    tls_dir = tmp_path / "emqx1" / "tls"
+    tls_dir.mkdir(parents=True)
+    (tls_dir / "node.key").write_text("KEY")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text("#!/bin/sh\n" + inspect.format(data=tmp_path / "emqx1" / "data", tls=tls_dir) + "\n")
+    docker.chmod(0o755)
+    script = node_tls_delete_script(str(tls_dir), "emqx1")
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    proc = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert tls_dir.exists() is kept
