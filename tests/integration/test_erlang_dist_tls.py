@@ -273,15 +273,15 @@ def other_ca() -> Authority:
 
 
 def test_the_mirror_is_what_cluster_tls_declares() -> None:
-    """The program under mocks, two hosts on the addresses used here: the pulumi-tls inputs are
-    the mirror's, and each node's environment has what the VMs below are started with."""
+    """The program under mocks, the nodes on hosts of their own (TEST-NET addresses: several hosts
+    may not be loopback addresses): the pulumi-tls inputs are the mirror's, and each node's
+    environment has what the VMs below are started with."""
+    lan = tuple(Node(f"{node.short_name}@192.0.2.{position}") for position, node in enumerate(HOSTS, start=2))
     single_host = ("advertiseAddress", "dockerHost", "sshHost", "sshUser", "hostUseSudo", "sshHostKey", "nodes")
     base = {key: value for key, value in stack_config("dev").items() if key.split(":", 1)[1] not in single_host}
-    hosts = [
-        {"name": f"h{i}", "address": node.address, "nodes": 1, "sshUser": "deploy"} for i, node in enumerate(HOSTS)
-    ]
+    hosts = [{"name": f"h{i}", "address": node.address, "nodes": 1, "sshUser": "deploy"} for i, node in enumerate(lan)]
     fake_key = "-----BEGIN OPENSSH PRIVATE KEY-----\nZmFrZQ==\n-----END OPENSSH PRIVATE KEY-----\n"
-    config = with_changes(base, hosts=hosts, publicHostname="mqtt.example.net")
+    config = with_changes(base, hosts=hosts, publicHostname="mqtt.example.net", lbListenAddress="0.0.0.0")
     run = run_program(config, secrets={"sshPrivateKey": fake_key}, stack="dev")
 
     def inputs(name: str) -> dict[str, Any]:
@@ -289,13 +289,13 @@ def test_the_mirror_is_what_cluster_tls_declares() -> None:
 
     assert inputs("emqx-cluster-ca-key") == KEY
     assert inputs("emqx-cluster-ca") == declared_ca()
-    for node in HOSTS:
+    for node in lan:
         assert inputs(f"{node.short_name}-tls-key") == KEY
         assert inputs(f"{node.short_name}-tls-request") == declared_request(node)
         assert inputs(f"{node.short_name}-tls-cert") == declared_node_certificate()
     shipped = {container.node_name: envs(container) for container in brokers(run)}
-    assert set(shipped) == {node.name for node in HOSTS}
-    for node in HOSTS:
+    assert set(shipped) == {node.name for node in lan}
+    for node in lan:
         env = shipped[node.name]
         assert env["ERL_AFLAGS"] == aflags(node)
         assert env["EMQX_CLUSTER__PROTO_DIST"] == PROTO_DIST == "inet_tls"
