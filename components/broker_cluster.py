@@ -30,7 +30,7 @@ from components.cluster_tls import NodeTls
 from components.hostexec import HostAccess, HostCommand
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR, ClusterPlan, NodePlan
 from components.render.broker_env import CLUSTER_TLS_FILES
-from components.render.cluster_scripts import join_script, leave_script, verify_script
+from components.render.cluster_scripts import join_script, leave_script, seed_script, verify_script
 from components.render.host_scripts import (
     node_dirs_delete_script,
     node_dirs_script,
@@ -143,7 +143,10 @@ class BrokerCluster(pulumi.ComponentResource):
             # A node waits for its own host to be ready and, after wave 1, for the previous gate.
             started = [self._node(node, after=[*gate_of_previous_wave, *args.sites[node.host].after]) for node in wave]
             seed = seed or started[0]
-            joins = [self._membership(formation, node, seed) for node in started if node is not seed]
+            # Every node but emqx1 has a membership, the seed too when placement left emqx1 out: a
+            # node that becomes the seed (its predecessor's host retired) keeps its membership
+            # (an update, nothing to join) instead of losing it, whose delete would `cluster leave`.
+            joins = [self._membership(formation, node, seed) for node in started if node.plan.index != 1]
             verified.extend(started)
             gate_of_previous_wave = [self._gate(formation, wave_number, tuple(verified), joins, started)]
         formation.register_outputs({"verifiedNodes": [node.plan.node_name for node in verified]})
@@ -177,7 +180,7 @@ class BrokerCluster(pulumi.ComponentResource):
                     names.node_certificate(node.short_name, "files"),
                     create=script,
                     update=script,
-                    delete=node_tls_delete_script(node.tls_dir, node.container_name),
+                    delete=node_tls_delete_script(node.tls_dir, node.container_name, CLUSTER_TLS_FILES.directory),
                     stdin=tls.bundle,
                     opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[dirs])),
                 )
@@ -233,13 +236,16 @@ class BrokerCluster(pulumi.ComponentResource):
     def _membership(self, formation: ClusterFormation, node: StartedNode, seed: StartedNode) -> HostCommand:
         """Join the seed once the node's container (and the seed's) is up; leave when removed."""
         args = self._args
-        join = _pinned_to(
-            [node],
-            join_script(node.plan.container_name, node.plan.node_name, seed.plan.node_name, args.join_timeout_seconds),
-        )
+        if node is seed:
+            script = seed_script(node.plan.node_name)
+        else:
+            script = join_script(
+                node.plan.container_name, node.plan.node_name, seed.plan.node_name, args.join_timeout_seconds
+            )
+        join = _pinned_to([node], script)
         # A node that cannot leave by itself is forced out by a peer on its own host: the seed
-        # when it is there, else any node of the cluster running on that host.
-        same_host = node.plan.host == seed.plan.host
+        # when it is there (and another node), else any node of the cluster running on that host.
+        same_host = node.plan.host == seed.plan.host and node is not seed
         return args.sites[node.plan.host].access.command(
             names.node_membership(node.plan.short_name),
             create=join,

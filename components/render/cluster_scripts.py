@@ -35,6 +35,11 @@ def join_script(container: str, node_name: str, seed_name: str, timeout_seconds:
     )
 
 
+def seed_script(node_name: str) -> str:
+    """The seed's membership: every other node joins it, it joins no one."""
+    return render("seed.sh.j2", node_name=node_name)
+
+
 def leave_script(container: str, node_name: str, seed_container: str | None) -> str:
     """Make a node leave the cluster before it is removed; if it is down, force it out from the
     seed's container, or (None: the seed runs on another host) from any other local node's."""

@@ -110,9 +110,9 @@ def node_tls_script(tls_dir: str, files: Sequence[str]) -> str:
     return render("node-tls.sh.j2", tls_dir=tls_dir, files=list(files), owner=f"{EMQX_UID}:{EMQX_UID}")
 
 
-def node_tls_delete_script(tls_dir: str, container: str) -> str:
-    """Remove the node's TLS files once no container of its name mounts them."""
-    return render("node-tls-delete.sh.j2", tls_dir=tls_dir, container=container)
+def node_tls_delete_script(tls_dir: str, container: str, mount_point: str) -> str:
+    """Remove the node's TLS files once no container of its name mounts them at `mount_point`."""
+    return render("node-tls-delete.sh.j2", tls_dir=tls_dir, container=container, mount_point=mount_point)
 
 
 FIREWALL_CHAIN = "EMQX-CLUSTER"

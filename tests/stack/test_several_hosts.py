@@ -29,7 +29,8 @@ def several_hosts_config(**changes: Any) -> dict[str, Any]:
         {"name": name, "address": address, "nodes": 2, "sshUser": "deploy", "useSudo": True}
         for name, address in HOSTS.items()
     ]
-    return with_changes(base, hosts=hosts, publicHostname="mqtt.example.net", lbListenAddress="0.0.0.0", **changes)
+    defaults = {"hosts": hosts, "publicHostname": "mqtt.example.net", "lbListenAddress": "0.0.0.0"}
+    return with_changes(base, **{**defaults, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +241,28 @@ def test_a_host_ssh_key_in_plain_config_is_refused_before_anything_is_declared()
     assert "emqx-cluster:hosts is stored in plain text: allowed: a secret value" in message
     assert "--path 'hosts[i].sshPrivateKey'" in message
     assert "b3RoZXI" not in message
+
+
+def test_retiring_the_seed_host_keeps_every_other_membership() -> None:
+    """Host a (emqx1, the seed, and emqx2) retired: emqx3 becomes the seed and keeps its
+    membership (now with nothing to join), so no delete makes a node that stays leave."""
+    hosts = [{k: v for k, v in h.items() if k != "nodes"} for h in several_hosts_config()["emqx-cluster:hosts"]]
+    everyone = {f"emqx{i}": "abc"[(i - 1) // 2] for i in range(1, 7)}
+    before = run_program(
+        several_hosts_config(hosts=hosts, placement=everyone), secrets={"sshPrivateKey": FAKE_KEY}, stack="dev"
+    )
+    remaining = {node: host for node, host in everyone.items() if host != "a"}
+    after = run_program(
+        several_hosts_config(hosts=hosts[1:], placement=remaining), secrets={"sshPrivateKey": FAKE_KEY}, stack="dev"
+    )
+
+    def memberships(run: ProgramRun) -> set[str]:
+        return {r.name for r in run.resources if r.name.endswith("-membership")}
+
+    assert memberships(before) == {f"emqx{i}-membership" for i in range(2, 7)}
+    assert memberships(after) == {f"emqx{i}-membership" for i in range(3, 7)}
+    seed = after.named("emqx3-membership")
+    assert seed.create is not None and "is the seed: the other nodes join it" in seed.create
+    assert f"seed=emqx3@{HOSTS['b']}\n" in str(after.named("emqx5-membership").create)
+    for gate in ("wave1-verify", "wave2-verify"):
+        assert on_host(after.named(gate)) == HOSTS["b"]

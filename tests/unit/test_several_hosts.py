@@ -402,8 +402,8 @@ def test_a_host_without_iptables_or_nft_is_left_alone_with_a_message(tmp_path: A
 @pytest.mark.parametrize(
     ("inspect", "kept"),
     [
-        ("echo '{data} {tls} '", True),  # the node (or its replacement) still mounts them
-        ("echo '{data} '", False),  # its replacement runs without cluster TLS
+        ("echo '/opt/emqx/data /opt/emqx/etc/cluster-tls '", True),  # the node (or its replacement) mounts them
+        ("echo '/opt/emqx/data '", False),  # its replacement runs without cluster TLS
         ("echo 'Error: No such object: emqx1' >&2; exit 1", False),  # the container is gone
     ],
     ids=["mounted", "replacement-without-tls", "no-container"],
@@ -417,9 +417,9 @@ def test_node_tls_files_go_only_when_no_container_of_the_node_mounts_them(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     docker = bin_dir / "docker"
-    docker.write_text("#!/bin/sh\n" + inspect.format(data=tmp_path / "emqx1" / "data", tls=tls_dir) + "\n")
+    docker.write_text("#!/bin/sh\n" + inspect + "\n")
     docker.chmod(0o755)
-    script = node_tls_delete_script(str(tls_dir), "emqx1")
+    script = node_tls_delete_script(str(tls_dir), "emqx1", "/opt/emqx/etc/cluster-tls")
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     proc = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
