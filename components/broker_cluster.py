@@ -30,7 +30,7 @@ from components.cluster_tls import NodeTls
 from components.hostexec import HostAccess, HostCommand
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR, ClusterPlan, NodePlan
 from components.render.broker_env import CLUSTER_TLS_FILES
-from components.render.cluster_scripts import join_script, leave_script, seed_script, verify_script
+from components.render.cluster_scripts import evict_script, join_script, leave_script, seed_script, verify_script
 from components.render.host_scripts import (
     node_dirs_delete_script,
     node_dirs_script,
@@ -136,13 +136,20 @@ class BrokerCluster(pulumi.ComponentResource):
             names.resource("cluster"),
             pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=top)] if top is not None else []),
         )
-        seed: StartedNode | None = None
+        seed = self._node(args.plan.seed, after=list(args.sites[args.plan.seed.host].after))
         verified: list[StartedNode] = []
         gate_of_previous_wave: list[pulumi.Resource] = []
         for wave_number, wave in enumerate(args.plan.waves, start=1):
-            # A node waits for its own host to be ready and, after wave 1, for the previous gate.
-            started = [self._node(node, after=[*gate_of_previous_wave, *args.sites[node.host].after]) for node in wave]
-            seed = seed or started[0]
+            started: list[StartedNode] = []
+            for node in wave:
+                if node is args.plan.seed:
+                    started.append(seed)
+                    continue
+                # A node waits for its own host to be ready and, after wave 1, for the previous gate.
+                after = [*gate_of_previous_wave, *args.sites[node.host].after]
+                if len(args.plan.hosts) > 1:
+                    after.append(self._eviction(formation, node, seed))
+                started.append(self._node(node, after=after))
             # Every node but emqx1 has a membership, the seed too when placement left emqx1 out: a
             # node that becomes the seed (its predecessor's host retired) keeps its membership
             # (an update, nothing to join) instead of losing it, whose delete would `cluster leave`.
@@ -255,6 +262,20 @@ class BrokerCluster(pulumi.ComponentResource):
             ),
             # Its own container and the seed's only: the critical path does not grow with N.
             opts=pulumi.ResourceOptions(parent=formation, depends_on=[node.container, seed.container]),
+        )
+
+    def _eviction(self, formation: ClusterFormation, node: NodePlan, seed: StartedNode) -> HostCommand:
+        """On the seed's host, force `node` out of the cluster once it is gone, if it is still a
+        member (stacks over several hosts). A node leaves by itself first (its membership), but a
+        host being retired is already dropped by the other hosts' firewalls, so its nodes' leave
+        may not reach them. The node's container depends on this command, so on removal it runs
+        after the container went; it never touches a node that runs."""
+        args = self._args
+        return args.sites[seed.plan.host].access.command(
+            names.node_eviction(node.short_name),
+            create=f"echo {node.node_name}: forced out of the cluster from the seed's host if it does not leave",
+            delete=evict_script(seed.plan.container_name, node.node_name),
+            opts=pulumi.ResourceOptions(parent=formation, depends_on=[seed.container]),
         )
 
     def _gate(

@@ -72,5 +72,9 @@ def node_membership(short_name: str) -> str:
     return f"{short_name}-membership"
 
 
+def node_eviction(short_name: str) -> str:
+    return f"{short_name}-eviction"
+
+
 def wave_gate(wave: int) -> str:
     return f"wave{wave}-verify"

@@ -40,6 +40,11 @@ def seed_script(node_name: str) -> str:
     return render("seed.sh.j2", node_name=node_name)
 
 
+def evict_script(seed_container: str, node_name: str) -> str:
+    """From the seed: force `node_name` out of the cluster if it is listed and not running."""
+    return render("evict.sh.j2", seed_container=seed_container, node_name=node_name)
+
+
 def leave_script(container: str, node_name: str, seed_container: str | None) -> str:
     """Make a node leave the cluster before it is removed; if it is down, force it out from the
     seed's container, or (None: the seed runs on another host) from any other local node's."""

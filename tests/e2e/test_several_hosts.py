@@ -1,6 +1,6 @@
 """Several hosts with the real engine: three e2e hosts on one bridge, each with its own Docker
 engine, one 6-node stack over all of them; clients through every host; a host cut off and
-brought back; destroy. The deployer is the machine: engines on their sockets, host commands
+brought back; a host retired; destroy; a single-host stack moved into a hosts list. The deployer is the machine: engines on their sockets, host commands
 over SSH (sudo) to each host's address on the bridge.
 """
 
@@ -175,7 +175,21 @@ def test_5_a_host_whose_engine_stops_rejoins_from_its_data_dirs(
     assert changed(stack.preview()) == {}, "nodes that restarted with their engine are no change"
 
 
-def test_6_destroy_cleans_every_host(stack: PulumiProject, hosts: dict[str, E2eHost]) -> None:
+def test_6_retiring_a_live_host_makes_its_nodes_leave_first(stack: PulumiProject, hosts: dict[str, E2eHost]) -> None:
+    """Host c removed from `hosts`: the other hosts' firewalls drop it before its nodes' deletes
+    run, yet emqx5 and emqx6 `cluster leave` (over the connections they have) before their
+    containers go: the cluster is left with four running nodes and no stopped ghost."""
+    entries = several_hosts_stack({name: hosts[name] for name in ("a", "b")}, stack.directory.parent)["hosts"]
+    stack.set_config({"hosts": entries})
+    stack.up()
+    assert container_names(hosts["c"]) == []
+    assert "EMQX-CLUSTER" not in hosts["c"].run_in_ns("iptables -S").stdout
+    assert tuned(hosts["c"]) == State.tuned_before["c"]
+    assert cluster_status(hosts["a"], "emqx1") == {"running_nodes": node_names(hosts, "a", "b"), "stopped_nodes": []}
+    assert verify_cluster(stack).returncode == 0
+
+
+def test_7_destroy_cleans_every_host(stack: PulumiProject, hosts: dict[str, E2eHost]) -> None:
     stack.destroy()
     for name, host in hosts.items():
         assert container_names(host) == [], name
@@ -186,7 +200,7 @@ def test_6_destroy_cleans_every_host(stack: PulumiProject, hosts: dict[str, E2eH
     assert stack.resources() == []
 
 
-def test_7_a_single_host_stack_moves_into_a_hosts_list_without_a_change(
+def test_8_a_single_host_stack_moves_into_a_hosts_list_without_a_change(
     hosts: dict[str, E2eHost], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Written with the single-host keys, then as `hosts: [a]`: every resource of host a is

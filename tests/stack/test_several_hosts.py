@@ -266,3 +266,20 @@ def test_retiring_the_seed_host_keeps_every_other_membership() -> None:
     assert f"seed=emqx3@{HOSTS['b']}\n" in str(after.named("emqx5-membership").create)
     for gate in ("wave1-verify", "wave2-verify"):
         assert on_host(after.named(gate)) == HOSTS["b"]
+
+
+def test_every_node_but_the_seed_is_forced_out_from_the_seed_host_once_its_container_is_gone(
+    spread: ProgramRun,
+) -> None:
+    for index in range(2, 7):
+        eviction = spread.named(f"emqx{index}-eviction")
+        assert on_host(eviction) == HOSTS["a"]
+        assert eviction.delete is not None and f"\nnode=emqx{index}@" in eviction.delete
+        # The container depends on it: removing the node deletes the container first.
+        assert eviction.urn in spread.named(f"emqx{index}", custom=True).dependencies
+    assert not any(r.name == "emqx1-eviction" for r in spread.resources)
+
+
+def test_one_host_has_no_evictions() -> None:
+    run = run_program(stack_config("dev"), stack="dev")
+    assert not any(r.name.endswith("-eviction") for r in run.resources)

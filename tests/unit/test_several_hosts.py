@@ -14,6 +14,7 @@ from components import names
 from components.config import ConfigError, StackConfig, parse_stack_config
 from components.firewall import cluster_ports
 from components.plan import ClusterPlan, plan_cluster
+from components.render.cluster_scripts import evict_script
 from components.render.host_scripts import (
     firewall_apply_script,
     firewall_remove_script,
@@ -424,3 +425,37 @@ def test_node_tls_files_go_only_when_no_container_of_the_node_mounts_them(
     proc = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert tls_dir.exists() is kept
+
+
+FAKE_CTL = """#!/bin/sh
+# docker exec <container> /opt/emqx/bin/emqx ctl cluster (status --json | force-leave <node>)
+echo "$*" >> {calls}
+case "$*" in
+  *"status --json"*) printf '%s\\n' '{status}' ;;
+  *force-leave*) echo 'Remove the node from cluster successfully.' ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(
+    ("status", "forced"),
+    [
+        ('{"running_nodes":["emqx1@h"],"stopped_nodes":["emqx5@c"]}', True),  # gone, still a member
+        ('{"running_nodes":["emqx1@h","emqx5@c"],"stopped_nodes":[]}', False),  # it runs: stays
+        ('{"running_nodes":["emqx1@h"],"stopped_nodes":["emqx15@c"]}', False),  # it left (another is stopped)
+    ],
+    ids=["stopped-member", "running", "not-a-member"],
+)
+def test_a_gone_node_is_forced_out_from_the_seed_and_a_running_one_never(
+    tmp_path: Any, status: str, forced: bool
+) -> None:
+    calls = tmp_path / "calls"
+    docker = tmp_path / "docker"
+    docker.write_text(FAKE_CTL.format(calls=calls, status=status))
+    docker.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    proc = subprocess.run(
+        ["/bin/sh", "-c", evict_script("emqx1", "emqx5@c")], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert ("cluster force-leave emqx5@c" in calls.read_text()) is forced
