@@ -30,7 +30,7 @@ from components.cluster_tls import NodeTls
 from components.hostexec import HostAccess, HostCommand
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR, ClusterPlan, NodePlan
 from components.render.broker_env import CLUSTER_TLS_FILES
-from components.render.cluster_scripts import evict_script, join_script, leave_script, seed_script, verify_script
+from components.render.cluster_scripts import evict_script, join_script, leave_script, note_script, verify_script
 from components.render.host_scripts import (
     node_dirs_delete_script,
     node_dirs_script,
@@ -244,7 +244,8 @@ class BrokerCluster(pulumi.ComponentResource):
         """Join the seed once the node's container (and the seed's) is up; leave when removed."""
         args = self._args
         if node is seed:
-            script = seed_script(node.plan.node_name)
+            # The others join it, it joins no one: the resource exists for its delete (leave).
+            script = note_script(f"{node.plan.node_name} is the seed: the other nodes join it")
         else:
             script = join_script(
                 node.plan.container_name, node.plan.node_name, seed.plan.node_name, args.join_timeout_seconds
@@ -273,7 +274,9 @@ class BrokerCluster(pulumi.ComponentResource):
         args = self._args
         return args.sites[seed.plan.host].access.command(
             names.node_eviction(node.short_name),
-            create=f"echo {node.node_name}: forced out of the cluster from the seed's host if it does not leave",
+            create=note_script(
+                f"{node.node_name}: forced out of the cluster from the seed's host if it does not leave"
+            ),
             delete=evict_script(seed.plan.container_name, node.node_name),
             opts=pulumi.ResourceOptions(parent=formation, depends_on=[seed.container]),
         )

@@ -35,9 +35,9 @@ def join_script(container: str, node_name: str, seed_name: str, timeout_seconds:
     )
 
 
-def seed_script(node_name: str) -> str:
-    """The seed's membership: every other node joins it, it joins no one."""
-    return render("seed.sh.j2", node_name=node_name)
+def note_script(text: str) -> str:
+    """A script that only says `text`: the create of a command whose work is its delete."""
+    return render("note.sh.j2", text=text)
 
 
 def evict_script(seed_container: str, node_name: str) -> str:

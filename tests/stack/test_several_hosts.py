@@ -4,6 +4,7 @@ other (cluster TLS, firewall), the outputs, and a single-host stack left exactly
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -283,3 +284,21 @@ def test_every_node_but_the_seed_is_forced_out_from_the_seed_host_once_its_conta
 def test_one_host_has_no_evictions() -> None:
     run = run_program(stack_config("dev"), stack="dev")
     assert not any(r.name.endswith("-eviction") for r in run.resources)
+
+
+def test_every_host_command_is_valid_sh_as_sent(spread: ProgramRun) -> None:
+    """Each create/update/delete exactly as the host receives it, its inner script parsed by
+    `sh -n` (the wrapper's `sh -c` becomes `sh -n -c`: parsed, never run)."""
+    checked = 0
+    for resource in spread.resources:
+        if not resource.type.startswith("command:"):
+            continue
+        for text in (resource.create, resource.update, resource.delete):
+            if text is None:
+                continue
+            parse_only = text.replace("sudo -n sh -c ", "sh -n -c ", 1)
+            assert parse_only.startswith("sh -n -c "), text[:40]
+            proc = subprocess.run(["/bin/sh", "-c", parse_only], capture_output=True, text=True, check=False)
+            assert proc.returncode == 0, f"{resource.name}: {proc.stderr}"
+            checked += 1
+    assert checked > 40
