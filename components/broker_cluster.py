@@ -251,8 +251,8 @@ class BrokerCluster(pulumi.ComponentResource):
                 node.plan.container_name, node.plan.node_name, seed.plan.node_name, args.join_timeout_seconds
             )
         join = _pinned_to([node], script)
-        # A node that cannot leave by itself is forced out by a peer on its own host: the seed
-        # when it is there (and another node), else any node of the cluster running on that host.
+        # A node that cannot leave by itself is forced out by the seed: here when it runs on this
+        # host (and is another node), else by the node's eviction on the seed's host.
         same_host = node.plan.host == seed.plan.host and node is not seed
         return args.sites[node.plan.host].access.command(
             names.node_membership(node.plan.short_name),

@@ -47,7 +47,7 @@ def evict_script(seed_container: str, node_name: str) -> str:
 
 def leave_script(container: str, node_name: str, seed_container: str | None) -> str:
     """Make a node leave the cluster before it is removed; if it is down, force it out from the
-    seed's container, or (None: the seed runs on another host) from any other local node's."""
+    seed's container, or (None: the seed runs on another host) leave it to the node's eviction."""
     return render("leave.sh.j2", container=container, node_name=node_name, seed_container=seed_container)
 
 

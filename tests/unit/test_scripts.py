@@ -334,3 +334,15 @@ def test_leave_falls_back_to_force_leave_from_the_seed(fake_bin: dict[str, str])
     )
     stuck = run(script, env={**fake_bin, "FAKE_OUT": "timeout", "FAKE_FORCE_OUT": "timeout"})
     assert stuck.returncode == 1
+
+
+def test_leave_with_the_seed_on_another_host_leaves_a_down_node_to_its_eviction(fake_bin: dict[str, str]) -> None:
+    """Over several hosts the seed's container is not here: a node that cannot leave is forced
+    out later by its eviction on the seed's host, so nothing is forced from this host."""
+    script = leave_script("emqx5", "emqx5@10.0.0.13", None)
+    left = run(script, env={**fake_bin, "FAKE_OUT": "Leave the cluster successfully."})
+    assert left.returncode == 0 and "left the cluster" in left.stdout
+    down = run(script, env={**fake_bin, "FAKE_OUT": "Error: No such container: emqx5"})
+    assert down.returncode == 0, down.stderr
+    assert "its eviction on the seed's host forces it out" in down.stdout
+    assert "force-leave" not in Path(fake_bin["FAKE_DOCKER_LOG"]).read_text()
