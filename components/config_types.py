@@ -167,7 +167,6 @@ SysctlDropInPath = Annotated[str, AfterValidator(_sysctl_drop_in)]
 # ------------------------------------------------------------------------------ images
 
 DOCKER_REF_PART = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
-# Docker platforms the broker image can be built for (`docker build --platform`).
 
 
 def _docker_repository(value: str) -> str:
@@ -193,6 +192,7 @@ EmqxVersion = Annotated[
 ]
 
 
+# Docker platforms the broker image can be built for (`docker build --platform`).
 ImagePlatform = Annotated[
     str,
     matching(

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components.cluster_tls import CA_VALIDITY_HOURS, NODE_EARLY_RENEWAL_HOURS, NODE_VALIDITY_HOURS
+from components.config import SINGLE_HOST_KEYS
 from components.render.broker_env import (
     CLUSTER_TLS_FILES,
     ClusterTlsFiles,
@@ -277,7 +278,7 @@ def test_the_mirror_is_what_cluster_tls_declares() -> None:
     may not be loopback addresses): the pulumi-tls inputs are the mirror's, and each node's
     environment has what the VMs below are started with."""
     lan = tuple(Node(f"{node.short_name}@192.0.2.{position}") for position, node in enumerate(HOSTS, start=2))
-    single_host = ("advertiseAddress", "dockerHost", "sshHost", "sshUser", "hostUseSudo", "sshHostKey", "nodes")
+    single_host = (*SINGLE_HOST_KEYS, "nodes")
     base = {key: value for key, value in stack_config("dev").items() if key.split(":", 1)[1] not in single_host}
     hosts = [{"name": f"h{i}", "address": node.address, "nodes": 1, "sshUser": "deploy"} for i, node in enumerate(lan)]
     fake_key = "-----BEGIN OPENSSH PRIVATE KEY-----\nZmFrZQ==\n-----END OPENSSH PRIVATE KEY-----\n"

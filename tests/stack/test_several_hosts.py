@@ -11,6 +11,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from components.config import SINGLE_HOST_KEYS
 from components.render.broker_env import CLUSTER_TLS_FILES
 from components.render.host_scripts import as_root, firewall_apply_script, firewall_remove_script
 from tests.support.program import CONTAINER, ProgramRun, Recorded, input_digest, run_program
@@ -20,12 +21,13 @@ from tests.support.views import brokers, envs, walk_strings
 HOSTS = {"a": "10.0.0.11", "b": "10.0.0.12", "c": "10.0.0.13"}
 FAKE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nZmFrZQ==\n-----END OPENSSH PRIVATE KEY-----\n"
 BASELINE = Path(__file__).parent / "baselines" / "single-host-4b5c075.json"
-SINGLE_HOST_KEYS = ("advertiseAddress", "dockerHost", "sshHost", "sshUser", "hostUseSudo", "sshHostKey", "nodes")
+# The keys a `hosts` list replaces (the program's list, and `nodes`, which hosts count).
+REPLACED_BY_HOSTS = (*SINGLE_HOST_KEYS, "nodes")
 
 
 def several_hosts_config(**changes: Any) -> dict[str, Any]:
     """The dev stack moved to three SSH hosts with two nodes each."""
-    base = {key: value for key, value in stack_config("dev").items() if key.split(":", 1)[1] not in SINGLE_HOST_KEYS}
+    base = {key: value for key, value in stack_config("dev").items() if key.split(":", 1)[1] not in REPLACED_BY_HOSTS}
     hosts = [
         {"name": name, "address": address, "nodes": 2, "sshUser": "deploy", "useSudo": True}
         for name, address in HOSTS.items()
@@ -180,7 +182,7 @@ def test_a_single_host_moved_into_a_hosts_list_keeps_every_resource_through_alia
     base = {
         k: v
         for k, v in with_changes(stack_config("dev"), **REMOTE).items()
-        if k.split(":", 1)[1] not in SINGLE_HOST_KEYS
+        if k.split(":", 1)[1] not in REPLACED_BY_HOSTS
     }
     host = {
         "name": "a",
