@@ -202,14 +202,20 @@ def _station(
         ns.run(f"ip addr add {address}/{prefix_length} dev {HOST_DEVICE} && ip link set {HOST_DEVICE} up"),
         f"addressing {name}",
     )
+    return stack.enter_context(station_in(name, address, ns, f"/run/netns/{ns.name}"))
+
+
+@contextlib.contextmanager
+def station_in(name: str, address: str, netns: NetNamespace, netns_path: str) -> Iterator[Station]:
+    """A Station of an existing namespace (this module's, or an e2e host's): one thread moved
+    into it makes its sockets, and stops on exit."""
     maker = ThreadPoolExecutor(
-        max_workers=1,
-        thread_name_prefix=f"netns-{name}",
-        initializer=_enter_netns,
-        initargs=(f"/run/netns/{ns.name}",),
+        max_workers=1, thread_name_prefix=f"netns-{name}", initializer=_enter_netns, initargs=(netns_path,)
     )
-    stack.callback(maker.shutdown, wait=True)
-    return Station(name, address, ns, maker)
+    try:
+        yield Station(name, address, netns, maker)
+    finally:
+        maker.shutdown(wait=True)
 
 
 def _start_sshd(station: Station, workdir: Path, user: str) -> tuple[SshEndpoint, subprocess.Popen[bytes]]:

@@ -8,14 +8,14 @@ address: a cluster host's, or (from the machine) the bridge's own, which is no c
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import subprocess
-import sys
+import socket
+import ssl
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.support.bridge import station_in
 from tests.support.e2e.host import PRIVATE_DIR, E2eHost, host_down, host_up
 from tests.support.e2e.images import ensure_images
 from tests.support.e2e.stacks import host_paths
@@ -77,32 +77,6 @@ def several_hosts_stack(hosts: dict[str, E2eHost], root: Path, nodes_per_host: i
     }
 
 
-_CONNECT = """
-import json, socket, ssl, sys
-address, port, ca, cert, key = sys.argv[1:6]
-try:
-    raw = socket.create_connection((address, int(port)), timeout=5)
-except OSError as exc:
-    print(json.dumps({"connected": False, "error": type(exc).__name__})); sys.exit()
-if not ca:
-    print(json.dumps({"connected": True})); sys.exit()
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-context.check_hostname = False
-context.load_verify_locations(ca)
-if cert:
-    context.load_cert_chain(cert, key)
-try:
-    tls = context.wrap_socket(raw, suppress_ragged_eofs=False)  # a dropped handshake is an error
-    subject = dict(item[0] for item in tls.getpeercert()["subject"])
-    tls.settimeout(5)
-    tls.sendall(b"\\n")
-    tls.recv(1)  # TLS 1.3: a refused client certificate shows on the first read (alert or EOF)
-    print(json.dumps({"connected": True, "tls": True, "peer": subject.get("commonName")}))
-except (ssl.SSLError, OSError, ValueError) as exc:
-    print(json.dumps({"connected": True, "tls": False, "error": type(exc).__name__}))
-"""
-
-
 def probe(
     source: E2eHost | None,
     address: str,
@@ -113,10 +87,29 @@ def probe(
 ) -> dict[str, Any]:
     """Connect to address:port from `source`'s namespace (None: the machine), optionally with TLS
     verifying `ca` and presenting `cert`/`key`; what happened, as a dict."""
-    argv = [sys.executable, "-c", _CONNECT, address, str(port), str(ca or ""), str(cert or ""), str(key or "")]
-    if source is not None:
-        argv = source.nsenter_argv(*argv)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-    if done.returncode != 0:
-        raise AssertionError(f"probe of {address}:{port} failed: {done.stderr}")
-    return dict(json.loads(done.stdout))
+    try:
+        if source is None:
+            raw = socket.create_connection((address, port), timeout=5)
+        else:
+            with station_in(source.name, source.address, source.netns, str(source.netns_path)) as station:
+                raw = station.connect(address, port, timeout=5)
+    except OSError as exc:
+        return {"connected": False, "error": type(exc).__name__}
+    with raw:
+        if ca is None:
+            return {"connected": True}
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.load_verify_locations(ca)
+        if cert is not None:
+            context.load_cert_chain(cert, key)
+        try:
+            with context.wrap_socket(raw, suppress_ragged_eofs=False) as tls:  # a dropped handshake is an error
+                peer: dict[str, Any] = tls.getpeercert() or {}
+                subject = {name: value for ((name, value),) in peer["subject"]}
+                tls.settimeout(5)
+                tls.sendall(b"\n")
+                tls.recv(1)  # TLS 1.3: a refused client certificate shows on the first read (alert or EOF)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            return {"connected": True, "tls": False, "error": type(exc).__name__}
+    return {"connected": True, "tls": True, "peer": subject.get("commonName")}
