@@ -181,14 +181,13 @@ class BrokerCluster(pulumi.ComponentResource):
         ]
         tls = args.tls.get(node.short_name)
         if tls is not None:
-            script = node_tls_script(node.tls_dir, CLUSTER_TLS_FILES.names())
+            script = tls.bundle.apply(lambda bundle: node_tls_script(node.tls_dir, CLUSTER_TLS_FILES.names(), bundle))
             ready.append(
                 site.access.command(
                     names.node_certificate(node.short_name, "files"),
                     create=script,
                     update=script,
                     delete=node_tls_delete_script(node.tls_dir, node.container_name, CLUSTER_TLS_FILES.directory),
-                    stdin=tls.bundle,
                     opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[dirs])),
                 )
             )

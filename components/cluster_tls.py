@@ -31,7 +31,7 @@ NODE_EARLY_RENEWAL_HOURS = 24 * 30
 
 @dataclass(frozen=True)
 class NodeTls:
-    bundle: pulumi.Output[str]  # secret: the files as tls_bundle frames, for the host command's stdin
+    bundle: pulumi.Output[str]  # secret: the files as tls_bundle frames, for node_tls_script
     fingerprint: pulumi.Output[str]  # SHA-256 of the node's certificate (public)
 
 

@@ -1,7 +1,8 @@
 """Running shell on the Docker host: over SSH with remote.Command, or locally with local.Command.
 
 Every host-side resource goes through :class:`HostAccess`, so the same script text runs in
-both modes, wrapped once by `as_root` (sudo for a non-root SSH user).
+both modes: the scripts travel on standard input (`host_program`), the command line only names
+the operation (`shell_command`, through sudo for a non-root SSH user).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pulumi_command as command
 from pydantic import SecretStr
 
 from components.plan import HostPlan
-from components.render.host_scripts import as_root
+from components.render.host_scripts import HostOperation, host_program, shell_command
 
 HostCommand = command.local.Command | command.remote.Command
 
@@ -57,30 +58,35 @@ class HostAccess:
         create: pulumi.Input[str],
         delete: pulumi.Input[str] | None = None,
         update: pulumi.Input[str] | None = None,
-        stdin: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> HostCommand:
         """Declare a command on the host; every script runs as root (directly or via sudo).
+
+        The scripts are its standard input and its command lines say `sh -s <operation>`, so a
+        failure is reported as `running "sh -s create"` and the script's own message, never as
+        the script's text; a script built from secrets makes the whole input secret.
 
         A changed `connection` (new SSH key, user, port) is an in-place update, not a
         replacement: pulumi-command's remote Command implements Update and only `triggers` is
         replace-on-change (pulumi-command v1.2.1 provider/pkg/provider/remote/command.go and
         commandController.go; pulumi-command issue 447 shows "(update)"). The update re-runs
         `update` (or `create`) with the new connection and stores it for the later `delete`.
+        The same holds for a changed script: an update that runs `update` (or `create`) again.
         """
-
-        def wrap(script: pulumi.Input[str] | None) -> pulumi.Output[str] | None:
-            if script is None:
-                return None
-            return pulumi.Output.from_input(script).apply(lambda text: as_root(text, self.use_sudo))
-
+        scripts: dict[HostOperation, pulumi.Input[str]] = {"create": create}
+        if update is not None:
+            scripts["update"] = update
+        if delete is not None:
+            scripts["delete"] = delete
+        program = pulumi.Output.all(**scripts).apply(host_program)
+        lines = {operation: shell_command(operation, self.use_sudo) for operation in scripts}
         if self.connection is None:
             return command.local.Command(
                 name,
-                create=wrap(create),
-                update=wrap(update),
-                delete=wrap(delete),
-                stdin=stdin,
+                create=lines["create"],
+                update=lines.get("update"),
+                delete=lines.get("delete"),
+                stdin=program,
                 # The Docker CLI in the scripts talks to the same engine as the docker provider.
                 environment={"DOCKER_HOST": self.docker_host},
                 add_previous_output_in_env=False,
@@ -89,10 +95,10 @@ class HostAccess:
         return command.remote.Command(
             name,
             connection=self.connection,
-            create=wrap(create),
-            update=wrap(update),
-            delete=wrap(delete),
-            stdin=stdin,
+            create=lines["create"],
+            update=lines.get("update"),
+            delete=lines.get("delete"),
+            stdin=program,
             # Default true: every update/delete would send PULUMI_COMMAND_STDOUT/STDERR by SSH
             # Setenv, which sshd refuses without AcceptEnv (a warning on every run;
             # provider/pkg/provider/remote/commandOutputs.go). The scripts never read them.

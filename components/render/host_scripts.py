@@ -8,9 +8,9 @@ run twice.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from components.plan import port_ranges
 from components.render.templating import render
@@ -19,13 +19,27 @@ from components.render.templating import render
 EMQX_UID = 1000
 
 
-def as_root(script: str, use_sudo: bool) -> str:
-    """Run `script` under /bin/sh, through `sudo -n` when the SSH user is not root.
+HostOperation = Literal["create", "update", "delete"]
+
+
+def shell_command(operation: HostOperation, use_sudo: bool) -> str:
+    """The command line of a host command: a shell that reads `host_program` from standard input
+    and runs `operation`'s script, through `sudo -n` when the SSH user is not root.
 
     `-n` makes a missing sudo rule fail at once instead of hanging on a password prompt.
     """
-    runner = "sudo -n sh -c" if use_sudo else "sh -c"
-    return f"{runner} {shlex.quote(script)}"
+    runner = "sudo -n sh -s" if use_sudo else "sh -s"
+    return f"{runner} {operation}"
+
+
+def host_program(scripts: Mapping[str, str]) -> str:
+    """Every operation's script in one text for the command's standard input (see host-program.sh.j2)."""
+    return render(
+        "host-program.sh.j2",
+        scripts={
+            operation: script if script.endswith("\n") else f"{script}\n" for operation, script in scripts.items()
+        },
+    )
 
 
 def _proc_path(key: str) -> str:
@@ -101,13 +115,16 @@ def node_dirs_delete_script(host_dir: str, node_name: str, purge: bool, containe
 
 
 def tls_bundle(files: Mapping[str, str]) -> str:
-    """Several PEM files as one text for a host command's stdin: `=== <name>` then the file."""
+    """Several PEM files as one text for node_tls_script: `=== <name>` then the file."""
     return "".join(f"=== {name}\n{content.rstrip(chr(10))}\n" for name, content in files.items())
 
 
-def node_tls_script(tls_dir: str, files: Sequence[str]) -> str:
-    """Write the node's TLS files from a tls_bundle on stdin, readable by the image's user only."""
-    return render("node-tls.sh.j2", tls_dir=tls_dir, files=list(files), owner=f"{EMQX_UID}:{EMQX_UID}")
+def node_tls_script(tls_dir: str, files: Sequence[str], bundle: str) -> str:
+    """Write the node's TLS files from `bundle` (a tls_bundle), readable by the image's user only.
+
+    The script holds the private key: it reaches the host only as a secret on standard input.
+    """
+    return render("node-tls.sh.j2", tls_dir=tls_dir, files=list(files), bundle=bundle, owner=f"{EMQX_UID}:{EMQX_UID}")
 
 
 def node_tls_delete_script(tls_dir: str, container: str, mount_point: str) -> str:

@@ -13,6 +13,7 @@ for a 3-node, 1-wave stack with joinTimeoutSeconds = 5.
 from __future__ import annotations
 
 import itertools
+import socket
 import subprocess
 
 import pytest
@@ -94,7 +95,7 @@ def test_already_in_cluster_counts_as_success(commands: dict[str, Recorded], fak
 def test_update_is_the_same_idempotent_join(commands: dict[str, Recorded], fake: FakeDocker) -> None:
     """A replaced container re-runs the join as an update; it must not leave or fail."""
     membership = commands["emqx2-membership"]
-    assert membership.update == membership.create
+    assert membership.operation_script("update") == membership.operation_script("create")
     assert run(membership, "update", fake).returncode == 0
     assert run(membership, "update", fake).returncode == 0
     assert [call.ctl_args[1] for call in fake.ctl_calls("emqx2")] == ["join", "join"]
@@ -108,10 +109,13 @@ def test_permanent_join_failure_gives_up_at_the_deadline_naming_node_and_error(
     result = run(commands["emqx3-membership"], "create", fake)
     attempts = joins(fake, "emqx3")
     assert result.returncode == 1
-    assert result.stderr == (
-        f"{N3} could not join {N1} after {len(attempts)} attempts; "
-        f"last error: Failed to join the cluster: {PERMANENT}\n"
+    headline, action = result.stderr.splitlines()
+    assert headline == (
+        f"{N3} (container emqx3 on {socket.gethostname()}) could not join {N1} after {len(attempts)} attempts; "
+        f"last error: Failed to join the cluster: {PERMANENT}"
     )
+    assert action.startswith(f"Check that {N1} runs and both nodes reach each other's cluster ports")
+    assert "emqx-cluster:joinTimeoutSeconds" in action
     assert len(attempts) >= 2  # it did retry
     # Bounded by joinTimeoutSeconds: a new wait only starts before the deadline, so every attempt
     # but the last began within JOIN_TIMEOUT s of the first (deterministic: the deadline is fixed).
@@ -128,9 +132,10 @@ def test_gate_fails_listing_the_node_that_is_not_running(commands: dict[str, Rec
     fake.set_knobs("emqx1", status_hides=[N3])  # the seed sees emqx3 as stopped
     result = run(commands["wave1-verify"], "create", fake)
     assert result.returncode == 1
-    headline, details = result.stderr.split("\n", 1)
+    headline, action, details = result.stderr.split("\n", 2)
     assert headline.startswith("wave 1: cluster verification failed; not running:")
     assert headline.split("not running:")[1].split() == [N3]  # only the missing node is listed
+    assert "docker logs <container>" in action and "scripts/verify-cluster" in action
     assert details.startswith(f'(running_nodes=["{N1}","{N2}"] stopped_nodes=["{N3}"]; raw: ')
     statuses = [call for call in fake.ctl_calls("emqx1") if call.ctl_args == ["cluster", "status", "--json"]]
     assert len(statuses) >= 2  # retried until the deadline

@@ -106,6 +106,8 @@ def _probe_key(ns: NetNamespace, key: str, planned: str) -> str | None:
         Path(path).write_text(host_before + "\n")  # shared with the host after all: put it back
         return "shared with the host's namespace"
     if written.returncode != 0:
+        if ns.run(f"test -w {path}").returncode == 0:
+            return f"writable, but the planned value is refused here ({written.stderr.strip()})"
         return f"read-only in a network namespace ({written.stderr.strip()})"
     if normalized(ns.sysctl(key)) != normalized(value):
         return "a write in the namespace did not stick"
@@ -197,6 +199,29 @@ def test_sysctls_apply_idempotently_and_restore_in_a_network_namespace(
     assert {key: host_sysctl(key) for key in expected} == host_before
 
 
+def test_a_value_the_kernel_refuses_undoes_this_run_and_names_the_key(
+    netns: NetNamespace, sysctl_scope: SysctlScope, tmp_path: Path
+) -> None:
+    """A writable key whose value the kernel refuses (here an int overflow, EINVAL on any kernel)
+    after other keys were written: those get their values back, no drop-in, the key named."""
+    refused = "net.ipv4.tcp_fin_timeout"  # per netns, written after somaxconn and the others
+    overrides = {**{key: None for key in sysctl_scope.host_global}, refused: "99999999999999999999"}
+    stack = run_program(throwaway_config(tmp_path, nodes=3, sysctls=overrides))
+    drop_in = Path(stack.stack_config().sysctl_drop_in)
+    netns.set_sysctl("net.core.somaxconn", "1234")
+    before = {key: netns.sysctl(key) for key in ("net.core.somaxconn", refused)}
+
+    result = netns.run(stack.commands["emqx-host-sysctls"].script("create"))
+
+    assert result.returncode == 1
+    headline, action = result.stderr.splitlines()[-2:]
+    assert headline.startswith(f"sysctl {refused} = '99999999999999999999' refused by the kernel on "), headline
+    assert headline.endswith("nothing changed.")
+    assert action == f"Set another value for {refused} (or null to leave it alone) in emqx-cluster:sysctls."
+    assert {key: netns.sysctl(key) for key in before} == before
+    assert not drop_in.exists() and not Path(f"{drop_in}.tmp").exists()
+
+
 def test_a_key_this_kernel_lacks_is_refused_before_anything_is_saved(
     netns: NetNamespace, sysctl_scope: SysctlScope, tmp_path: Path
 ) -> None:
@@ -232,7 +257,7 @@ def test_keys_read_only_in_this_namespace_are_refused_before_anything_is_saved(
     result = netns.run(stack.commands["emqx-host-sysctls"].script("create"))
 
     assert result.returncode == 1
-    assert "sysctl keys read-only on this host:" in result.stderr
+    assert "sysctl keys read-only on " in result.stderr and "set them to null in emqx-cluster:sysctls" in result.stderr
     assert all(key in result.stderr for key in read_only), result.stderr
     assert not drop_in.exists() and not drop_in.with_name(drop_in.name + ".before").exists()
     assert netns.sysctl("net.core.somaxconn") == somaxconn
@@ -380,7 +405,7 @@ def test_every_host_command_is_a_remote_command_on_the_ssh_endpoint(sshd_server:
         assert connection["hostKey"] == host_key(sshd_server)
         assert "connection" in stack.named(name).secret_inputs, name
         assert command.environment is None, name  # SSH Setenv would need AcceptEnv on the host
-        assert command.script("create").startswith("sudo -n sh -c "), name
+        assert command.command_line("create") == "sudo -n sh -s create", name
 
 
 def test_node_dirs_over_ssh_are_made_through_sudo_and_owned_by_the_emqx_user(
@@ -451,7 +476,7 @@ def test_without_sudo_the_ssh_user_cannot_chown_node_dirs(sshd_server: SshEndpoi
     stack = ssh_stack(sshd_server, ssh_root, use_sudo=False, dataDir=str(owned / "data"))
     dirs = stack.commands["emqx1-dirs"]
     host_dir = owned / "data" / "emqx1"
-    assert dirs.script("create").startswith("sh -c ")
+    assert dirs.command_line("create") == "sh -s create"
 
     result = sshd_server.run(dirs.script("create"))
     assert result.returncode not in (0, 255), result  # 255 would be ssh itself failing

@@ -86,7 +86,7 @@ def test_preflight_is_declared_before_every_broker_resource(tmp_path: Path) -> N
     preflight = stack.named(PREFLIGHT)
     assert not {stack.named(name).urn for name in broker_side} & graph.ancestors(preflight.urn)
     # Re-checked on every plan change, not only on first creation.
-    assert stack.commands[PREFLIGHT].update == stack.commands[PREFLIGHT].create
+    assert stack.commands[PREFLIGHT].operation_script("update") == stack.commands[PREFLIGHT].operation_script("create")
 
 
 # --------------------------------------------------------------------------------- ports

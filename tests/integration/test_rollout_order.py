@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +191,9 @@ def test_a_node_failing_to_join_stops_the_rollout_at_wave_1(
     step = failed.value.step
     assert (step.name, step.op) == ("emqx3-membership", "create")
     assert step.result is not None
-    assert step.result.stderr.startswith(f"{node('emqx3')} could not join {SEED} after ")
+    assert step.result.stderr.startswith(
+        f"{node('emqx3')} (container emqx3 on {socket.gethostname()}) could not join {SEED} after "
+    )
     assert f"last error: Failed to join the cluster: {PERMANENT}" in step.result.stderr
     done = names(failed.value.steps)
     assert "wave1-verify" not in done

@@ -27,9 +27,11 @@ from components.plan import ClusterPlan, HostPlan, plan_cluster
 from components.render.host_scripts import (
     FIREWALL_CHAIN,
     FIREWALL_PEERS_CHAIN,
-    as_root,
+    HostOperation,
     firewall_apply_script,
     firewall_remove_script,
+    host_program,
+    shell_command,
 )
 from components.render.nginx import nginx_settings
 from tests.support.bridge import (
@@ -95,15 +97,23 @@ def firewall_args(plan: ClusterPlan, host_plan: HostPlan) -> ClusterFirewallArgs
     return ClusterFirewallArgs.of(plan, host_plan, HostAccess(None, host_plan.use_sudo, host_plan.docker_host))
 
 
-def apply_rules(host: Host, plan: ClusterPlan, host_plan: HostPlan) -> subprocess.CompletedProcess[str]:
-    """The ClusterFirewall's create/update command, sent over SSH as remote.Command sends it."""
+def firewall_command(
+    host: Host, plan: ClusterPlan, host_plan: HostPlan, operation: HostOperation
+) -> subprocess.CompletedProcess[str]:
+    """The ClusterFirewall's command for `operation`, sent over SSH as remote.Command sends it:
+    the command line, and every operation's script on standard input."""
     args = firewall_args(plan, host_plan)
-    return host.ssh_run(as_root(firewall_apply_script(args.ports, args.peers), args.host.use_sudo))
+    rules = firewall_apply_script(args.ports, args.peers)
+    program = host_program({"create": rules, "update": rules, "delete": firewall_remove_script()})
+    return host.ssh_run(shell_command(operation, args.host.use_sudo), stdin=program)
+
+
+def apply_rules(host: Host, plan: ClusterPlan, host_plan: HostPlan) -> subprocess.CompletedProcess[str]:
+    return firewall_command(host, plan, host_plan, "update")
 
 
 def remove_rules(host: Host, plan: ClusterPlan, host_plan: HostPlan) -> subprocess.CompletedProcess[str]:
-    """The ClusterFirewall's delete command, over SSH."""
-    return host.ssh_run(as_root(firewall_remove_script(), firewall_args(plan, host_plan).host.use_sudo))
+    return firewall_command(host, plan, host_plan, "delete")
 
 
 def iptables(host: Host, *args: str) -> str:

@@ -28,8 +28,8 @@ def test_version_change_rebuilds_the_image_and_rolls_only_the_brokers(
         "emqx-broker-image-build": {"name", "build"},
         **{f"emqx{i}": {"image"} for i in nodes},
         # New container IDs change the scripts' text: in-place updates, never replacements.
-        **{f"emqx{i}-membership": {"create", "update"} for i in nodes if i > 1},
-        **{f"wave{k}-verify": {"create", "update"} for k in range(1, waves + 1)},
+        **{f"emqx{i}-membership": {"stdin"} for i in nodes if i > 1},
+        **{f"wave{k}-verify": {"stdin"} for k in range(1, waves + 1)},
     }
     assert changed_inputs(old, new) == expected
     image = new.named("emqx-broker-image-build")
@@ -96,10 +96,10 @@ def test_scale_down_removes_only_the_dropped_nodes(stacks: dict[str, StackCase],
 
     assert changed_inputs(before, after) == {
         "emqx-lb": {"uploads"},  # nginx.conf loses two upstreams
-        "wave1-verify": {"create", "update"},  # expects emqx1, emqx3 only
-        "wave2-verify": {"create", "update"},
-        "emqx-host-sysctls": {"create"},  # fewer reserved ports
-        "emqx-preflight-check": {"create", "update"},  # fewer ports to check
+        "wave1-verify": {"stdin"},  # expects emqx1, emqx3 only
+        "wave2-verify": {"stdin"},
+        "emqx-host-sysctls": {"stdin"},  # fewer reserved ports
+        "emqx-preflight-check": {"stdin"},  # fewer ports to check
     }
     old_files = {u["file"]: u for u in before.named("emqx-lb", custom=True).inputs["uploads"]}
     new_files = {u["file"]: u for u in after.named("emqx-lb", custom=True).inputs["uploads"]}
@@ -136,14 +136,14 @@ def test_membership_rejoins_on_replacement_and_never_leaves(any_run: ProgramRun,
         # So no triggers: the container ID is part of the script, and a new ID is an update.
         assert "triggers[*]" in membership.replace_on_changes
         assert not inputs.get("triggers")
-        assert container.urn in membership.property_dependencies["create"]
-        assert container.urn in membership.property_dependencies["update"]
-        if isinstance(inputs["create"], str):  # known after update (unknown in preview)
-            assert inputs["update"] == inputs["create"]
-            assert f"'# emqx{index} container {container.id}\n" in inputs["create"]
-            assert "cluster join" in inputs["create"] and "emqx1@" in inputs["create"]
-            assert "cluster leave" not in inputs["create"]
-        assert "cluster leave" in inputs["delete"]
+        assert container.urn in membership.property_dependencies["stdin"]
+        join = membership.operation_script("create")
+        if join is not None:  # known after update (unknown in preview)
+            assert membership.operation_script("update") == join
+            assert join.startswith(f"# emqx{index} container {container.id}\n")
+            assert "cluster join" in join and "emqx1@" in join
+            assert "cluster leave" not in join
+            assert "cluster leave" in str(membership.operation_script("delete"))
         # A new SSH key or user is an in-place update in pulumi-command (only `triggers` is
         # replace-on-change), so nothing pins the old connection in state.
         assert "connection" not in membership.ignore_changes
@@ -154,8 +154,9 @@ def test_gates_are_updated_in_place_so_later_waves_keep_their_image(any_run: Pro
     for wave in range(1, len(case.plan().waves) + 1):
         gate = any_run.named(f"wave{wave}-verify")
         assert not gate.inputs.get("triggers")
-        if isinstance(gate.inputs["create"], str):  # known after update (unknown in preview)
-            assert gate.inputs["update"] == gate.inputs["create"]
+        check = gate.operation_script("create")
+        if check is not None:  # known after update (unknown in preview)
+            assert gate.operation_script("update") == check
         assert not gate.inputs.get("delete")
         assert "connection" not in gate.ignore_changes
 

@@ -18,7 +18,7 @@ from components.host_tuning import host_sysctls
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
 from components.preflight import nofile_claims, port_claims
 from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, erlang_address, hocon_string
-from components.render.host_scripts import as_root, preflight_script, sysctl_apply_script
+from components.render.host_scripts import host_program, preflight_script, sysctl_apply_script, sysctl_restore_script
 from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
 from tests.support.graph import RolloutGraph
 from tests.support.program import CONTAINER, Deployments, ProgramRun, Recorded, run_program
@@ -211,22 +211,28 @@ def test_host_commands_run_where_the_stack_says(any_run: ProgramRun, case: Stack
         assert connection["port"] == 22, command.name
         assert connection["privateKey"] == case.secrets["sshPrivateKey"], command.name
         assert is_secret_at(command, ("connection", "privateKey")), command.name
-    # hostUseSudo: every script runs through `sudo -n` (in preview, scripts holding a not yet
-    # known image or container ID are unknown).
-    scripts = {c.name: c.inputs["create"] for c in commands if isinstance(c.inputs["create"], str)}
+    # hostUseSudo: every operation runs through `sudo -n`, its script on standard input (in
+    # preview, the programs holding a not yet known image or container ID are unknown).
+    for command in commands:
+        for operation in ("create", "update", "delete"):
+            line = command.inputs.get(operation)
+            assert line in (None, f"sudo -n sh -s {operation}"), command.name
+    programs = {c.name for c in commands if isinstance(c.stdin, str)}
     pinned = {c.name for c in commands if c.name.endswith(("-membership", "-verify"))}
-    assert set(scripts) >= {c.name for c in commands} - pinned
-    assert all(script.startswith("sudo -n sh -c ") for script in scripts.values()), scripts.keys()
+    assert programs >= {c.name for c in commands} - pinned
 
 
 def test_host_tuning_sets_emqx_sysctls_and_reserves_planned_ports(deployed: ProgramRun, case: StackCase) -> None:
     config, plan = case.parsed(), case.plan()
     settings = host_sysctls(config, plan, plan.hosts[0])
     tuning = deployed.named("emqx-host-sysctls")
-    assert tuning.inputs["create"] == as_root(
-        sysctl_apply_script(settings, config.sysctl_drop_in), config.host_use_sudo
+    assert tuning.stdin == host_program(
+        {
+            "create": sysctl_apply_script(settings, config.sysctl_drop_in),
+            "delete": sysctl_restore_script(config.sysctl_drop_in),
+        }
     )
-    script = tuning.inputs["create"]
+    script = tuning.stdin
     assert "net.core.somaxconn = 32768" in script
     # Planned ports inside the ephemeral range are reserved, so no outgoing connection takes them.
     assert f"net.ipv4.ip_local_reserved_ports = {plan.hosts[0].reserved_ports_sysctl}" in script
@@ -240,14 +246,12 @@ def test_host_tuning_sets_emqx_sysctls_and_reserves_planned_ports(deployed: Prog
 def test_preflight_checks_every_planned_port(deployed: ProgramRun, case: StackCase) -> None:
     config, plan = case.parsed(), case.plan()
     check = deployed.named("emqx-preflight-check")
-    expected = as_root(
-        preflight_script(port_claims(plan.hosts[0]), config.data_dir, nofile_claims(config, plan)), config.host_use_sudo
-    )
-    assert check.inputs["create"] == expected
-    assert check.inputs["update"] == expected  # re-checked whenever the plan changes
+    expected = preflight_script(port_claims(plan.hosts[0]), config.data_dir, nofile_claims(config, plan))
+    # Re-checked whenever the plan changes.
+    assert check.stdin == host_program({"create": expected, "update": expected})
     assert len(port_claims(plan.hosts[0])) == 4 * case.nodes + 1
     for port in plan.hosts[0].all_ports():
-        assert f"if listening {port} " in check.inputs["create"]
+        assert f"if listening {port} " in expected
 
 
 # --------------------------------------------------------------------------- broker containers
@@ -502,7 +506,7 @@ def test_scale_up_leaves_existing_nodes_untouched(case: StackCase, deployments: 
     added = {r.name for r in after.resources} - {r.name for r in before.resources}
     assert added == {new, f"{new}-dirs", f"{new}-membership"}
     membership = after.named(f"{new}-membership")
-    assert f"# {new} container {after.named(new).id}\n" in membership.inputs["create"]
+    assert f"# {new} container {after.named(new).id}\n" in str(membership.stdin)
     assert RolloutGraph(after).is_after(f"{new}-membership", new)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from components.config import SINGLE_HOST_KEYS
 from components.render.broker_env import CLUSTER_TLS_FILES
-from components.render.host_scripts import as_root, firewall_apply_script, firewall_remove_script
+from components.render.host_scripts import firewall_apply_script, firewall_remove_script, host_program
 from tests.support.program import CONTAINER, ProgramRun, Recorded, input_digest, run_program
 from tests.support.stackfiles import stack_config, with_changes
 from tests.support.views import brokers, envs, walk_strings
@@ -86,7 +86,8 @@ def test_cluster_traffic_is_tls_with_files_from_stdin_and_a_read_only_mount(spre
         assert mount["readOnly"] is True and mount["hostPath"].endswith(f"/{container.name}/tls")
         files = spread.named(f"{container.name}-tls-files")
         assert "stdin" in files.secret_inputs
-        assert "PRIVATE KEY" not in str(files.create), "the key must never be on a command line"
+        assert "PRIVATE KEY" in str(files.stdin)
+        assert files.create == "sudo -n sh -s create", "the key must never be on a command line"
         assert files.urn in container.dependencies
         # A renewed certificate replaces the node (labels are ForceNew).
         assert any(label["label"] == "io.emqx-cluster.certificate" for label in container.inputs["labels"])
@@ -107,8 +108,12 @@ def test_node_certificates_name_the_node_and_carry_its_address_as_dns_name_and_i
 def test_each_firewall_opens_its_nodes_cluster_ports_to_the_three_hosts(spread: ProgramRun) -> None:
     rules = spread.named("emqx-b-firewall-rules")
     expected = firewall_apply_script([4373, 4374, 5373, 5374], list(HOSTS.values()))
-    assert rules.create == as_root(expected, use_sudo=True)
-    assert rules.delete == as_root(firewall_remove_script(), use_sudo=True)
+    assert rules.stdin == host_program({"create": expected, "update": expected, "delete": firewall_remove_script()})
+    assert (rules.create, rules.update, rules.delete) == (
+        "sudo -n sh -s create",
+        "sudo -n sh -s update",
+        "sudo -n sh -s delete",
+    )
     firewall = spread.named("emqx-b-firewall")
     for node in ("emqx3", "emqx4"):  # its nodes start behind it
         assert {firewall.urn, rules.urn} & set(spread.named(node, custom=True).dependencies), node
@@ -265,8 +270,8 @@ def test_retiring_the_seed_host_keeps_every_other_membership() -> None:
     assert memberships(before) == {f"emqx{i}-membership" for i in range(2, 7)}
     assert memberships(after) == {f"emqx{i}-membership" for i in range(3, 7)}
     seed = after.named("emqx3-membership")
-    assert seed.create is not None and "is the seed: the other nodes join it" in seed.create
-    assert f"seed=emqx3@{HOSTS['b']}\n" in str(after.named("emqx5-membership").create)
+    assert seed.stdin is not None and "is the seed: the other nodes join it" in seed.stdin
+    assert f"seed=emqx3@{HOSTS['b']}\n" in str(after.named("emqx5-membership").stdin)
     for gate in ("wave1-verify", "wave2-verify"):
         assert on_host(after.named(gate)) == HOSTS["b"]
 
@@ -277,7 +282,7 @@ def test_every_node_but_the_seed_is_forced_out_from_the_seed_host_once_its_conta
     for index in range(2, 7):
         eviction = spread.named(f"emqx{index}-eviction")
         assert on_host(eviction) == HOSTS["a"]
-        assert eviction.delete is not None and f"\nnode=emqx{index}@" in eviction.delete
+        assert eviction.delete is not None and f"\nnode=emqx{index}@" in str(eviction.stdin)
         # The container depends on it: removing the node deletes the container first.
         assert eviction.urn in spread.named(f"emqx{index}", custom=True).dependencies
     assert not any(r.name == "emqx1-eviction" for r in spread.resources)
@@ -289,18 +294,16 @@ def test_one_host_has_no_evictions() -> None:
 
 
 def test_every_host_command_is_valid_sh_as_sent(spread: ProgramRun) -> None:
-    """Each create/update/delete exactly as the host receives it, its inner script parsed by
-    `sh -n` (the wrapper's `sh -c` becomes `sh -n -c`: parsed, never run)."""
+    """Each command exactly as the host receives it: a command line naming the operation, every
+    script on standard input, parsed by `sh -n` (parsed, never run); no line holds a script."""
     checked = 0
     for resource in spread.resources:
         if not resource.type.startswith("command:"):
             continue
-        for text in (resource.create, resource.update, resource.delete):
-            if text is None:
-                continue
-            parse_only = text.replace("sudo -n sh -c ", "sh -n -c ", 1)
-            assert parse_only.startswith("sh -n -c "), text[:40]
-            proc = subprocess.run(["/bin/sh", "-c", parse_only], capture_output=True, text=True, check=False)
-            assert proc.returncode == 0, f"{resource.name}: {proc.stderr}"
-            checked += 1
-    assert checked > 40
+        for operation in ("create", "update", "delete"):
+            line = resource.inputs.get(operation)
+            assert line in (None, f"sudo -n sh -s {operation}"), f"{resource.name}: {str(line)[:40]}"
+        proc = subprocess.run(["/bin/sh", "-n"], input=resource.stdin, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, f"{resource.name}: {proc.stderr}"
+        checked += 1
+    assert checked > 20

@@ -15,7 +15,6 @@ pulumi-command does.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,11 +129,6 @@ class Engine:
         self._record(Step("delete", res.name, res.type))
 
     def _command(self, res: Recorded, operation: Operation, op: str) -> None:
-        script = res.inputs[operation]
-        assert isinstance(script, str)
-        env: Mapping[str, str] = {**self.fake.env(), **(res.inputs.get("environment") or {})}
         first = len(self.fake.calls())
-        result = subprocess.run(
-            ["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
-        )
+        result = res.run_local(operation, self.fake.env(), timeout=120)
         self._record(Step(op, res.name, res.type, (first, len(self.fake.calls())), result))

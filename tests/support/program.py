@@ -15,6 +15,7 @@ import contextvars
 import hashlib
 import json
 import os
+import re
 import runpy
 import subprocess
 from collections.abc import Callable, Mapping
@@ -39,6 +40,7 @@ REMOTE_COMMAND = "command:remote:Command"
 CONTAINER = "docker:index/container:Container"
 NODE_LABEL = "io.emqx-cluster.node"  # the label BrokerNodes puts on every broker container
 LOCAL_INTERPRETER = ("/bin/sh", "-c")  # pulumi-command's local.Command default interpreter on Linux
+STDIN_DELIMITER = "EMQX_CLUSTER_TEST_STDIN"
 SECRET_SIG = rpc._special_sig_key
 SECRET_VALUE = rpc._special_secret_sig
 
@@ -65,6 +67,14 @@ _COMPUTED: dict[str, Callable[[str], dict[str, str]]] = {
 }
 
 SecretPath = tuple[str | int, ...]
+
+
+_BRANCH = re.compile(r"^(create|update|delete)\)\n(.*?)^;;\n", re.DOTALL | re.MULTILINE)
+
+
+def scripts_of(program: str) -> dict[str, str]:
+    """Each operation's script in a host command's program (host-program.sh.j2), as rendered."""
+    return {match[1]: match[2] for match in _BRANCH.finditer(program)}
 
 
 def input_digest(type_: str, name: str, inputs: Mapping[str, Any]) -> str:
@@ -144,11 +154,30 @@ class Recorded:
     def environment(self) -> Mapping[str, str] | None:
         return self.inputs.get("environment")
 
-    def script(self, operation: Operation) -> str:
+    @property
+    def stdin(self) -> str | None:
+        """A host command's standard input: every operation's script (host-program.sh.j2)."""
+        return self.inputs.get("stdin")
+
+    def command_line(self, operation: Operation) -> str:
         text: str | None = self.inputs.get(operation)
         if text is None:
             raise AssertionError(f"{self.name} declares no {operation} command")
         return text
+
+    def operation_script(self, operation: Operation) -> str | None:
+        """The script `operation` runs (its branch of the program on stdin); None while unknown."""
+        if not isinstance(self.stdin, str):
+            return None
+        return scripts_of(self.stdin).get(operation)
+
+    def script(self, operation: Operation) -> str:
+        """One shell text doing what the provider does for `operation`: its command line, fed the
+        command's standard input (a quoted here-document), for a test's shell or SSH session."""
+        line = self.command_line(operation)
+        if self.stdin is None:
+            return line
+        return f"{line} <<'{STDIN_DELIMITER}'\n{self.stdin.rstrip(chr(10))}\n{STDIN_DELIMITER}\n"
 
     def run_local(
         self,
@@ -158,16 +187,16 @@ class Recorded:
         timeout: float = 60,
         cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run `operation` like local.Command: `/bin/sh -c <string>`, `env` + the declared environment.
+        """Run `operation` like local.Command: `/bin/sh -c <line>` fed `stdin`, `env` + the declared environment.
 
         Never raises on the exit code (a failed command is a result, as for the engine).
         """
         full_env = {**(os.environ if env is None else env), **(self.environment or {})}
         return subprocess.run(
-            [*LOCAL_INTERPRETER, self.script(operation)],
+            [*LOCAL_INTERPRETER, self.command_line(operation)],
             env=full_env,
             cwd=cwd,
-            stdin=subprocess.DEVNULL,
+            input=self.stdin or "",
             capture_output=True,
             text=True,
             timeout=timeout,

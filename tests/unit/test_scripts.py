@@ -21,11 +21,13 @@ from components.names import LB_CONTAINER
 from components.plan import ClusterPlan
 from components.render.cluster_scripts import join_script, leave_script, verify_script
 from components.render.host_scripts import (
+    HostOperation,
     PortClaim,
-    as_root,
+    host_program,
     node_dirs_delete_script,
     node_dirs_script,
     preflight_script,
+    shell_command,
     sysctl_apply_script,
     sysctl_restore_script,
 )
@@ -110,41 +112,66 @@ def fake_bin(tmp_path: Path) -> Iterator[dict[str, str]]:
 # ----------------------------------------------------------------------------- syntax and quoting
 
 
+def run_as_sent(
+    scripts: dict[str, str], operation: HostOperation, use_sudo: bool, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run `operation` as a host command does: its command line, the program on standard input."""
+    return subprocess.run(
+        [SH, "-c", shell_command(operation, use_sudo)],
+        input=host_program(scripts),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=20,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize("stack_name", ["dev", "prod"])
 @pytest.mark.parametrize("name", SCRIPT_NAMES)
-@pytest.mark.parametrize("use_sudo", [None, False, True], ids=["plain", "as_root", "as_root-sudo"])
-def test_every_script_is_valid_posix_sh(stack_name: str, name: str, use_sudo: bool | None) -> None:
+def test_every_script_is_valid_posix_sh_as_sent(stack_name: str, name: str) -> None:
     raw = stack_raw(stack_name)
     if stack_name == "prod":
         raw.update(tlsMode="self-signed")  # TLS material plays no part in the host scripts
     script = all_scripts(*validate(raw))[name]
-    if use_sudo is not None:
-        script = as_root(script, use_sudo)
-    result = subprocess.run([SH, "-n"], input=script, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stderr
+    for text in (script, host_program({"create": script, "delete": script})):
+        result = subprocess.run([SH, "-n"], input=text, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
 
 
-def test_as_root_runs_through_non_interactive_sudo() -> None:
-    script = "echo 'hello'\n"
-    assert as_root(script, True) == f"sudo -n sh -c {shlex.quote(script)}"
-    assert as_root(script, True).startswith("sudo -n sh -c '")
-    assert as_root(script, False) == f"sh -c {shlex.quote(script)}"
+def test_the_command_line_names_only_the_operation() -> None:
+    """What pulumi-command quotes in its error is a few words, never a script."""
+    assert shell_command("create", use_sudo=False) == "sh -s create"
+    assert shell_command("delete", use_sudo=True) == "sudo -n sh -s delete"
 
 
 TRICKY = 'it\'s "quoted" $HOME `date` $(id) \\ back\\slash\n  and ; a second line & | > < *'
 
 
 @pytest.mark.parametrize("use_sudo", [False, True])
-def test_as_root_quoting_round_trips(use_sudo: bool, fake_bin: dict[str, str]) -> None:
-    script = f"set -eu\nprintf '%s' {shlex.quote(TRICKY)}\n"
-    result = run(as_root(script, use_sudo), env=fake_bin)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == TRICKY
+def test_each_operation_runs_its_own_script_from_stdin(use_sudo: bool, fake_bin: dict[str, str]) -> None:
+    scripts = {
+        "create": f"set -eu\nprintf '%s' {shlex.quote(TRICKY)}\n",
+        "update": "echo update\n",
+        "delete": "echo delete\nexit 3\n",
+    }
+    created = run_as_sent(scripts, "create", use_sudo, fake_bin)
+    assert (created.returncode, created.stdout) == (0, TRICKY), created.stderr
+    assert run_as_sent(scripts, "update", use_sudo, fake_bin).stdout == "update\n"
+    deleted = run_as_sent(scripts, "delete", use_sudo, fake_bin)
+    assert (deleted.returncode, deleted.stdout) == (3, "delete\n")
+
+
+def test_an_undeclared_operation_fails_and_says_so(fake_bin: dict[str, str]) -> None:
+    result = run_as_sent({"create": "echo create\n"}, "delete", False, fake_bin)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "usage: sh -s create" in result.stderr
 
 
 def test_sudo_failure_is_not_hidden(fake_bin: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "bin" / "sudo").write_text("#!/bin/sh\necho 'sudo: a password is required' >&2\nexit 1\n")
-    result = run(as_root("echo never\n", True), env=fake_bin)
+    result = run_as_sent({"create": "echo never\n"}, "create", True, fake_bin)
     assert result.returncode != 0
     assert "never" not in result.stdout
 
@@ -214,7 +241,8 @@ def test_sysctl_script_sets_tuning_and_port_plan_keys(dev: tuple[StackConfig, Cl
     script = sysctl_apply_script(settings, config.sysctl_drop_in)
     for key, value in settings.items():
         assert f"\n{key} = {value}\n" in script
-        assert f"> {shlex.quote('/proc/sys/' + key.replace('.', '/'))}" in script
+        proc_file = "/proc/sys/" + key.replace(".", "/")
+        assert f"set_value {shlex.quote(key)} {shlex.quote(proc_file)} {shlex.quote(value)}\n" in script
     assert "/proc/sys/net/ipv4/ip_local_reserved_ports" in script
     assert shlex.quote(config.sysctl_drop_in) in script
 
