@@ -20,7 +20,7 @@ from tests.support.views import brokers, envs, walk_strings
 
 HOSTS = {"a": "10.0.0.11", "b": "10.0.0.12", "c": "10.0.0.13"}
 FAKE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nZmFrZQ==\n-----END OPENSSH PRIVATE KEY-----\n"
-BASELINE = Path(__file__).parent / "baselines" / "single-host-4b5c075.json"
+BASELINE = Path(__file__).parent / "baselines" / "single-host-3a23950.json"
 # The keys a `hosts` list replaces (the program's list, and `nodes`, which hosts count).
 REPLACED_BY_HOSTS = (*SINGLE_HOST_KEYS, "nodes")
 
@@ -171,10 +171,12 @@ def single_host_runs() -> dict[str, ProgramRun]:
     }
 
 
-def test_single_host_stacks_declare_what_they_declared_before_several_hosts() -> None:
-    """Same URNs, same inputs: nothing replaced, nothing even updated. The baseline was recorded by
-    the program at 4b5c075 (the last single-host commit) for the dev stack and a remote variant,
-    with this test's configs, as {stack: {URN: input_digest}}."""
+def test_single_host_stacks_declare_what_they_declared_at_the_baseline() -> None:
+    """Same URNs, same inputs: nothing replaced, nothing even updated. The baseline holds
+    {stack: {URN: input_digest}} of the dev stack and a remote variant with this test's configs,
+    recorded by the program at 3a23950 (`digests(run)` for `single_host_runs()`, written as JSON).
+    The one before it, recorded at 4b5c075 (the last single-host commit), held the same URNs and
+    the same inputs but for the host commands, whose scripts moved to stdin at 3a23950."""
     recorded = json.loads(BASELINE.read_text())
     for stack, run in single_host_runs().items():
         assert digests(run) == recorded[stack], stack
