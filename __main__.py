@@ -1,10 +1,35 @@
 """emqx-cluster: an EMQX cluster on one or several Docker hosts, each behind an Nginx TLS load balancer."""
 
+import os
+import signal
+import sys
+from types import FrameType
+
 import pulumi
 
-from components.config import ConfigError
 from components.config_loader import load_stack_config
+from components.config_parse import ConfigError
 from components.emqx_cluster import EmqxCluster
+
+
+def _stop_quietly(signum: int, frame: FrameType | None) -> None:
+    """Exit at once, saying nothing: the engine has reported why it stopped the program.
+
+    When a resource fails (or the user cancels), the engine cancels the program's run and the
+    Python language host sends it SIGINT (pulumi v3.259.0 sdk/python/cmd/pulumi-language-python
+    main.go: `cmd.Cancel` signals os.Interrupt once the Cancel RPC fires or the Run request
+    ends). Python's default turns that into a KeyboardInterrupt wherever the program is, often
+    inside the SDK's handling of the monitor's shutdown (runtime/resource.py formats a traceback
+    for a debug log there); pulumi-language-python-exec catches neither KeyboardInterrupt nor
+    BaseException, so the operator would read two Python tracebacks under the resource's own
+    error. Exit code 32 tells the language host that the error was already shown (`Bail`).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(32)
+
+
+signal.signal(signal.SIGINT, _stop_quietly)
 
 try:
     cluster = EmqxCluster(load_stack_config())

@@ -26,8 +26,10 @@ import pulumi
 import pulumi_docker as docker
 
 from components import names
+from components.broker_image import BrokerImage
 from components.cluster_tls import NodeTls
-from components.hostexec import HostAccess, HostCommand
+from components.host_site import HostSite
+from components.hostexec import HostCommand
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR, ClusterPlan, NodePlan
 from components.render.broker_env import CLUSTER_TLS_FILES
 from components.render.cluster_scripts import evict_script, join_script, leave_script, note_script, verify_script
@@ -78,20 +80,10 @@ HEALTHCHECK = Healthcheck(
 
 
 @dataclass(frozen=True)
-class NodeSite:
-    """Where one host's nodes run: its shell, its Docker engine, the image built there, and what
-    must be in place on it before any of its nodes starts (tuning, preflight, firewall, image)."""
-
-    access: HostAccess
-    provider: docker.Provider
-    image_id: pulumi.Input[str]
-    after: Sequence[pulumi.Resource]
-
-
-@dataclass(frozen=True)
 class BrokerClusterArgs:
     plan: ClusterPlan
-    sites: Mapping[str, NodeSite]  # host label -> its site
+    sites: Mapping[str, HostSite]  # host label -> its site (shell, engine, what is ready before nodes)
+    images: Mapping[str, BrokerImage]  # host label -> the broker image built there
     environments: Mapping[str, pulumi.Output[dict[str, str]]]  # node short name -> env (secret)
     tls: Mapping[str, NodeTls]  # node short name -> its TLS files; empty without cluster TLS
     log_opts: Mapping[str, str]  # json-file rotation, bounded
@@ -111,7 +103,7 @@ class ClusterFormation(pulumi.ComponentResource):
     """Groups the memberships and wave gates that BrokerCluster declares."""
 
     def __init__(self, name: str, opts: pulumi.ResourceOptions) -> None:
-        super().__init__("emqx-cluster:index:ClusterFormation", name, None, opts)
+        super().__init__(names.component_type("ClusterFormation"), name, None, opts)
 
 
 class BrokerCluster(pulumi.ComponentResource):
@@ -123,12 +115,12 @@ class BrokerCluster(pulumi.ComponentResource):
         # inherit their parent's), so an existing stack sees no replacement and no deletion.
         top = opts.parent if opts is not None else None
         super().__init__(
-            "emqx-cluster:index:BrokerCluster",
+            names.component_type("BrokerCluster"),
             name,
             None,
             pulumi.ResourceOptions.merge(
                 opts,
-                pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="emqx-cluster:index:BrokerNodes", parent=top)]),
+                pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=names.component_type("BrokerNodes"), parent=top)]),
             ),
         )
         self._args = args
@@ -136,7 +128,7 @@ class BrokerCluster(pulumi.ComponentResource):
             names.resource("cluster"),
             pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=top)] if top is not None else []),
         )
-        seed = self._node(args.plan.seed, after=list(args.sites[args.plan.seed.host].after))
+        seed = self._node(args.plan.seed, after=self._host_ready(args.plan.seed))
         verified: list[StartedNode] = []
         gate_of_previous_wave: list[pulumi.Resource] = []
         for wave_number, wave in enumerate(args.plan.waves, start=1):
@@ -146,8 +138,8 @@ class BrokerCluster(pulumi.ComponentResource):
                     started.append(seed)
                     continue
                 # A node waits for its own host to be ready and, after wave 1, for the previous gate.
-                after = [*gate_of_previous_wave, *args.sites[node.host].after]
-                if len(args.plan.hosts) > 1:
+                after = [*gate_of_previous_wave, *self._host_ready(node)]
+                if args.plan.several_hosts:
                     after.append(self._eviction(formation, node, seed))
                 started.append(self._node(node, after=after))
             # Every node but emqx1 has a membership, the seed too when placement left emqx1 out: a
@@ -160,9 +152,15 @@ class BrokerCluster(pulumi.ComponentResource):
         self.nodes = sorted(verified, key=lambda node: node.plan.index)
         self.register_outputs({"containers": [node.container.name for node in self.nodes]})
 
+    def _host_ready(self, node: NodePlan) -> list[pulumi.Resource]:
+        """What must be in place on the node's host before it starts: tuning, firewall, preflight
+        and the image (so on destroy the image goes after the containers that use it: deletes run
+        in reverse dependency order)."""
+        return [*self._args.sites[node.host_label].ready, self._args.images[node.host_label]]
+
     def _node(self, node: NodePlan, after: Sequence[pulumi.Resource]) -> StartedNode:
         args = self._args
-        site = args.sites[node.host]
+        site = args.sites[node.host_label]
         child = pulumi.ResourceOptions(parent=self)
         dirs = site.access.command(
             names.node_dirs(node.short_name),
@@ -176,8 +174,8 @@ class BrokerCluster(pulumi.ComponentResource):
             docker.ContainerVolumeArgs(host_path=node.log_dir, container_path=BROKER_LOG_DIR),
         ]
         labels = [
-            docker.ContainerLabelArgs(label="io.emqx-cluster.node", value=node.node_name),
-            docker.ContainerLabelArgs(label="io.emqx-cluster.healthcheck", value=HEALTHCHECK.label()),
+            docker.ContainerLabelArgs(label=names.NODE_LABEL, value=node.node_name),
+            docker.ContainerLabelArgs(label=names.HEALTHCHECK_LABEL, value=HEALTHCHECK.label()),
         ]
         tls = args.tls.get(node.short_name)
         if tls is not None:
@@ -198,14 +196,14 @@ class BrokerCluster(pulumi.ComponentResource):
             )
             # EMQX reads the files at boot only: a renewed certificate (a new fingerprint; labels
             # are ForceNew) replaces the container, wave by wave like any other change.
-            labels.append(docker.ContainerLabelArgs(label="io.emqx-cluster.certificate", value=tls.fingerprint))
+            labels.append(docker.ContainerLabelArgs(label=names.CERTIFICATE_LABEL, value=tls.fingerprint))
         envs = args.environments[node.short_name].apply(
             lambda env: [f"{key}={value}" for key, value in sorted(env.items())]
         )
         container = docker.Container(
             node.short_name,
             name=node.container_name,
-            image=site.image_id,
+            image=args.images[node.host_label].image_id,
             network_mode="host",  # no `ports`: with host networking the provider would lose them
             restart="always",
             must_run=True,
@@ -252,8 +250,8 @@ class BrokerCluster(pulumi.ComponentResource):
         join = _pinned_to([node], script)
         # A node that cannot leave by itself is forced out by the seed: here when it runs on this
         # host (and is another node), else by the node's eviction on the seed's host.
-        same_host = node.plan.host == seed.plan.host and node is not seed
-        return args.sites[node.plan.host].access.command(
+        same_host = node.plan.host_label == seed.plan.host_label and node is not seed
+        return args.sites[node.plan.host_label].access.command(
             names.node_membership(node.plan.short_name),
             create=join,
             update=join,
@@ -271,7 +269,7 @@ class BrokerCluster(pulumi.ComponentResource):
         may not reach them. The node's container depends on this command, so on removal it runs
         after the container went; it never touches a node that runs."""
         args = self._args
-        return args.sites[seed.plan.host].access.command(
+        return args.sites[seed.plan.host_label].access.command(
             names.node_eviction(node.short_name),
             create=note_script(
                 f"{node.node_name}: forced out of the cluster from the seed's host if it does not leave"
@@ -301,7 +299,7 @@ class BrokerCluster(pulumi.ComponentResource):
             ),
         )
         # On the seed's host: `cluster status` there lists every node of every host.
-        return args.sites[args.plan.seed.host].access.command(
+        return args.sites[args.plan.seed.host_label].access.command(
             names.wave_gate(wave),
             create=check,
             update=check,

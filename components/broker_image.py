@@ -21,6 +21,9 @@ import pulumi
 import pulumi_docker as docker
 
 from components import names
+from components.config import StackConfig
+from components.host_site import HostSite
+from components.plan import ClusterPlan
 
 BUILD_CONTEXT = "docker/emqx"  # relative to the project dir, Pulumi's working directory
 DIGEST_LENGTH = 12
@@ -48,6 +51,17 @@ class BrokerImageArgs:
     keep_image: bool
     provider: docker.Provider
 
+    @classmethod
+    def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> BrokerImageArgs:
+        return cls(
+            base_image=config.broker_image_base,
+            emqx_repository=config.emqx_repository,
+            version=config.emqx_version,
+            platform=config.image_platform,
+            keep_image=config.keep_image,
+            provider=site.provider,
+        )
+
 
 class BrokerImage(pulumi.ComponentResource):
     """Builds the broker image; `image_id` changes whenever the build context or base changes."""
@@ -55,7 +69,7 @@ class BrokerImage(pulumi.ComponentResource):
     image_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: BrokerImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("emqx-cluster:index:BrokerImage", name, None, opts)
+        super().__init__(names.component_type("BrokerImage"), name, None, opts)
         digest = build_digest(Path(BUILD_CONTEXT), args.base_image, args.platform or "")
         self.image_name = names.broker_image_tag(args.emqx_repository, args.version, digest)
         image = docker.RemoteImage(

@@ -1,28 +1,26 @@
-"""The stack configuration model: every `emqx-cluster:*` key, validated before any resource exists.
+"""The stack configuration model: every `emqx-cluster:*` key, checked before any resource exists.
 
-Pure Python (no Pulumi import): `__main__.py` reads the raw strings from the stack config and
-hands them to :func:`parse_stack_config`, which returns a :class:`StackConfig` or raises a
-:class:`ConfigError` whose lines each name the key, the bad value and what is allowed.
-
-Each kind of value (port, duration, PEM key, ...) and its check is an `Annotated` type in
-:mod:`components.config_types`; this module only assigns them to keys, with defaults and
-numeric bounds, and checks what involves several keys at once (:meth:`StackConfig._cross_checks`).
+Pure Python (no Pulumi import). :mod:`components.config_loader` reads the raw strings from
+Pulumi and :mod:`components.config_parse` turns them into a :class:`StackConfig` (or one
+ConfigError naming every bad key). Each kind of value (port, duration, PEM key, ...) and its
+check is an `Annotated` type in :mod:`components.config_types`; this module assigns them to keys,
+with defaults and bounds, groups the keys that belong together into sections (`lb`, `tls`,
+`tuning`, `single_host`: users keep writing them flat, as `lbPort` or `tlsMode`), checks what
+involves several keys, and resolves the hosts once: :attr:`StackConfig.cluster_hosts` is the one
+list of Docker hosts every later step reads, a single-host stack included.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Self
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.alias_generators import to_camel, to_snake
-from pydantic.fields import FieldInfo
 
-# Re-exported: other modules and the tests know these from here.
-from components.config_types import ERLANG_COOKIE as ERLANG_COOKIE
-from components.config_types import LOAD_BALANCING as LOAD_BALANCING
 from components.config_types import (
     AbsolutePath,
     BalancingMethod,
@@ -79,11 +77,6 @@ EMQX_TUNING_SYSCTLS: dict[str, str] = {
 # N = 1000 would run distribution ports into RPC ports, so a one-host cluster stays below it.
 MAX_NODES = 999
 
-
-class ConfigError(ValueError):
-    """Raised for any invalid `emqx-cluster:*` key; the message lists every problem found."""
-
-
 _MODEL_CONFIG = ConfigDict(
     alias_generator=AliasGenerator(validation_alias=to_camel),
     extra="forbid",
@@ -91,12 +84,23 @@ _MODEL_CONFIG = ConfigDict(
     populate_by_name=True,
 )
 
-# The keys that describe the one Docker host of a single-host stack; a `hosts` list says the
-# same per host, so a stack sets one or the other.
-SINGLE_HOST_KEYS = ("advertiseAddress", "dockerHost", "sshHost", "sshPort", "sshUser", "sshHostKey", "hostUseSudo")
+
+# ------------------------------------------------------------------------------ hosts
 
 
-class HostConfig(BaseModel):
+class _SshLoginConfig(BaseModel):
+    """How the deployer logs in to a Docker host for its shell: the keys a `hosts` entry and a
+    single-host stack share, under the same names."""
+
+    model_config = _MODEL_CONFIG
+
+    ssh_host: Hostname | None = None
+    ssh_port: Port = 22
+    ssh_user: PosixUser = "root"
+    ssh_host_key: str | None = None
+
+
+class HostConfig(_SshLoginConfig):
     """One Docker host of a several-host stack (an entry of `emqx-cluster:hosts`).
 
     Reached over SSH for its shell (host tuning, firewall, data dirs, cluster commands) with its
@@ -105,16 +109,10 @@ class HostConfig(BaseModel):
     SSH login.
     """
 
-    model_config = _MODEL_CONFIG
-
     name: HostLabel
     address: UnicastIPv4  # its nodes bind and advertise it: `emqx<i>@<address>`
     nodes: int | None = Field(None, ge=1, le=MAX_NODES)  # unset when `placement` places the nodes
     docker_host: DockerHost | None = None
-    ssh_host: Hostname | None = None
-    ssh_port: Port = 22
-    ssh_user: PosixUser = "root"
-    ssh_host_key: str | None = None
     ssh_private_key: PemPrivateKey | None = None
     use_sudo: bool = False
 
@@ -126,6 +124,164 @@ class HostConfig(BaseModel):
     def engine(self) -> str:
         """The Docker engine's address: as configured, or the host's SSH login."""
         return self.docker_host or f"ssh://{self.ssh_user}@{self.ssh_target}:{self.ssh_port}"
+
+
+# A single-host key -> the `hosts` entry key that says the same per host.
+SINGLE_HOST_KEYS = {
+    "advertiseAddress": "address",
+    "dockerHost": "dockerHost",
+    "sshHost": "sshHost",
+    "sshPort": "sshPort",
+    "sshUser": "sshUser",
+    "sshHostKey": "sshHostKey",
+    "hostUseSudo": "useSudo",
+}
+
+
+class SingleHostConfig(_SshLoginConfig):
+    """The one Docker host of a stack without `hosts`: the deployer's own machine unless
+    `sshHost` is set."""
+
+    advertise_address: UnicastIPv4 = "127.0.0.1"
+    docker_host: DockerHost = "unix:///var/run/docker.sock"
+    host_use_sudo: bool = False
+
+
+@dataclass(frozen=True)
+class SshLogin:
+    """Where the deployer logs in to run host commands."""
+
+    host: str
+    port: int
+    user: str
+    host_key: str | None
+
+
+@dataclass(frozen=True)
+class Host:
+    """One Docker host as every step after the config reads it, from `hosts` or the single-host keys."""
+
+    # None for the one host of a single-host stack: its resources keep the names they were first
+    # deployed with (`emqx-docker`, `emqx-lb`, ...); a named host's are `emqx-<name>-...`.
+    name: str | None
+    address: str
+    node_indexes: tuple[int, ...]
+    docker_host: str
+    ssh: SshLogin | None  # None: the deployer's own machine (local commands)
+    use_sudo: bool
+    ssh_private_key: SecretStr | None  # its own key, else the stack's; None: the SSH agent
+
+    @property
+    def label(self) -> str:
+        """How outputs and messages name the host."""
+        return self.name or self.address
+
+    def config_key(self, key: str) -> str:
+        """Where the user sets `key` (a hosts entry's name) for this host, for messages."""
+        if self.name is None:
+            single = next(single for single, per_host in SINGLE_HOST_KEYS.items() if per_host == key)
+            return f"{NAMESPACE}:{single}"
+        return f"{NAMESPACE}:hosts[{self.name}].{key}"
+
+
+# ------------------------------------------------------------------------ other sections
+
+
+class _Section(BaseModel):
+    """Keys that belong together, each read from its flat stack-config key (`validation_alias`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class LoadBalancerConfig(_Section):
+    """Each host's Nginx: its TLS listener, how it spreads clients, its passive health and limits."""
+
+    port: Port = Field(8884, validation_alias="lbPort")
+    listen_address: IPv4ListenAddress = Field("0.0.0.0", validation_alias="lbListenAddress")
+    public_hostname: PublicHostname | None = Field(None, validation_alias="publicHostname")
+    nginx_version: DockerTag = Field("1.27", validation_alias="nginxVersion")
+    balancing: BalancingMethod = Field("least_conn", validation_alias="lbBalancing")
+    max_fails: int = Field(2, ge=1, le=100, validation_alias="lbMaxFails")
+    fail_timeout: NginxDuration = Field("10s", validation_alias="lbFailTimeout")
+    connect_timeout: NginxDuration = Field("5s", validation_alias="lbConnectTimeout")
+    proxy_timeout_seconds: int = Field(300, ge=1, validation_alias="lbProxyTimeoutSeconds")
+    # Its nofile limit (2 x + 1024) must stay within fs.nr_open (2097152).
+    worker_connections: int = Field(65536, ge=1024, le=1048064, validation_alias="lbWorkerConnections")
+    mqtt_keepalive_seconds: int = Field(60, ge=1, le=65535, validation_alias="mqttKeepaliveSeconds")
+    # Seconds Nginx (SIGQUIT: it drains) gets to stop before Docker kills it.
+    stop_grace_seconds: int = Field(10, ge=1, le=3600, validation_alias="lbStopGraceSeconds")
+
+    def problems(self) -> list[str]:
+        floor = self.mqtt_keepalive_seconds * 3 // 2
+        if self.proxy_timeout_seconds > floor:
+            return []
+        return [
+            f"{NAMESPACE}:lbProxyTimeoutSeconds = {self.proxy_timeout_seconds}: allowed: more than "
+            f"1.5 x mqttKeepaliveSeconds ({self.mqtt_keepalive_seconds}) = {floor}, or nginx "
+            "cuts idle clients before their keepalive ping"
+        ]
+
+    @property
+    def nofile_limit(self) -> int:
+        return lb_nofile_limit(self.worker_connections)
+
+    @property
+    def image(self) -> str:
+        return f"nginx:{self.nginx_version}"
+
+
+def lb_nofile_limit(worker_connections: int) -> int:
+    """Nginx's `worker_rlimit_nofile` and its container's nofile: two descriptors per proxied
+    connection, plus headroom for logs and listeners."""
+    return worker_connections * 2 + 1024
+
+
+class TlsConfig(_Section):
+    """The load balancers' certificate: provided (secrets) or self-signed."""
+
+    mode: TlsMode = Field("provided", validation_alias="tlsMode")
+    certificate: PemCertificate | None = Field(None, validation_alias="tlsCertificate")
+    private_key: PemPrivateKey | None = Field(None, validation_alias="tlsPrivateKey")
+    dns_names: DnsNames = Field(default_factory=lambda: ["localhost"], validation_alias="tlsDnsNames")
+
+    def problems(self) -> list[str]:
+        if self.mode == "provided":
+            given = (("tlsCertificate", self.certificate), ("tlsPrivateKey", self.private_key))
+            missing = [key for key, value in given if value is None]
+            if not missing:
+                return []
+            return [
+                f"{NAMESPACE}:{' and '.join(missing)} = (unset): allowed: PEM set with "
+                f"`pulumi config set --secret {missing[0]} < file.pem`, required because tlsMode = 'provided' "
+                "(use tlsMode: self-signed for a dev stack)"
+            ]
+        if self.certificate is not None or self.private_key is not None:
+            return [
+                f"{NAMESPACE}:tlsMode = 'self-signed' while tlsCertificate/tlsPrivateKey are set: "
+                "allowed: tlsMode: provided to use them, or remove them"
+            ]
+        return []
+
+
+class HostTuningConfig(_Section):
+    """The sysctl drop-in every host gets."""
+
+    manage: bool = Field(True, validation_alias="manageSysctls")
+    overrides: SysctlMap = Field(default_factory=dict, validation_alias="sysctls")
+    drop_in: SysctlDropInPath = Field("/etc/sysctl.d/60-emqx-cluster.conf", validation_alias="sysctlDropIn")
+
+    def settings(self) -> dict[str, str]:
+        """EMQX's tuning values with the user's overrides; a null override drops a key."""
+        merged: dict[str, str | None] = {**EMQX_TUNING_SYSCTLS, **self.overrides}
+        return {key: value for key, value in merged.items() if value is not None}
+
+
+def section_keys(section: type[BaseModel]) -> list[str]:
+    """The flat stack-config keys a section reads."""
+    return [str(field.validation_alias or to_camel(name)) for name, field in section.model_fields.items()]
+
+
+# ----------------------------------------------------------------------------- the stack
 
 
 class StackConfig(BaseModel):
@@ -143,15 +299,15 @@ class StackConfig(BaseModel):
     # Open-files limit of each broker container; must not exceed the Docker daemon's own hard
     # limit (rootless Docker and some sandboxes cannot raise it): preflight compares them.
     broker_nofile_limit: int = Field(1048576, ge=1024, le=2097152)
-    # Seconds a broker (SIGTERM: EMQX hands sessions over and stops) and Nginx (SIGQUIT: drains)
-    # get to stop before Docker kills them, whenever a container is replaced or destroyed.
+    # Seconds a broker (SIGTERM: EMQX hands sessions over and stops) gets to stop before Docker
+    # kills it, whenever a container is replaced or destroyed.
     broker_stop_grace_seconds: int = Field(60, ge=1, le=3600)
-    lb_stop_grace_seconds: int = Field(10, ge=1, le=3600)
 
     # --- where things run ----------------------------------------------------------------
     # Several Docker hosts (each with its nodes and its own load balancer); unset: the one host
-    # the single-host keys below describe.
+    # the single-host keys describe.
     hosts: list[HostConfig] | None = Field(None, min_length=1)
+    single_host: SingleHostConfig
     # Node short name -> host name, to place each node explicitly (instead of `nodes` per host).
     placement: dict[str, str] | None = None
     # Erlang distribution over TLS and gen_rpc over SSL with a cluster CA; default: on with
@@ -159,14 +315,7 @@ class StackConfig(BaseModel):
     cluster_tls: bool | None = None
     # With several hosts: open the distribution and RPC ports to the cluster's hosts only.
     manage_firewall: bool = True
-    docker_host: DockerHost = "unix:///var/run/docker.sock"
-    ssh_host: Hostname | None = None
-    ssh_port: Port = 22
-    ssh_user: PosixUser = "root"
-    ssh_private_key: PemPrivateKey | None = None
-    ssh_host_key: str | None = None
-    host_use_sudo: bool = False
-    advertise_address: UnicastIPv4 = "127.0.0.1"
+    ssh_private_key: PemPrivateKey | None = None  # every host's, unless a host has its own
     data_dir: AbsolutePath = "/var/lib/emqx-cluster"
     purge_data: bool = False
 
@@ -175,30 +324,11 @@ class StackConfig(BaseModel):
     dashboard_port_base: Port = 62001
     ip_local_port_range: PortRange = "1024 60999"
 
-    # --- load balancer -------------------------------------------------------------------
-    lb_port: Port = 8884
-    lb_listen_address: IPv4ListenAddress = "0.0.0.0"
-    public_hostname: PublicHostname | None = None
-    nginx_version: DockerTag = "1.27"
-    lb_balancing: BalancingMethod = "least_conn"
-    lb_max_fails: int = Field(2, ge=1, le=100)
-    lb_fail_timeout: NginxDuration = "10s"
-    lb_connect_timeout: NginxDuration = "5s"
-    lb_proxy_timeout_seconds: int = Field(300, ge=1)
-    # Its nofile limit (2 x + 1024) must stay within fs.nr_open (2097152).
-    lb_worker_connections: int = Field(65536, ge=1024, le=1048064)
-    mqtt_keepalive_seconds: int = Field(60, ge=1, le=65535)
-
-    # --- TLS -----------------------------------------------------------------------------
-    tls_mode: TlsMode = "provided"
-    tls_certificate: PemCertificate | None = None
-    tls_private_key: PemPrivateKey | None = None
-    tls_dns_names: DnsNames = Field(default_factory=lambda: ["localhost"])
-
-    # --- host tuning ---------------------------------------------------------------------
-    manage_sysctls: bool = True
-    sysctls: SysctlMap = Field(default_factory=dict)
-    sysctl_drop_in: SysctlDropInPath = "/etc/sysctl.d/60-emqx-cluster.conf"
+    # --- sections ------------------------------------------------------------------------
+    # Filled from the flat keys by `_into_sections` (each from {} when none of its keys is set).
+    lb: LoadBalancerConfig
+    tls: TlsConfig
+    tuning: HostTuningConfig
 
     # --- secrets -------------------------------------------------------------------------
     erlang_cookie: ErlangCookie | None = None
@@ -211,6 +341,20 @@ class StackConfig(BaseModel):
     container_log_max_size: Size = "50m"
     container_log_max_files: int = Field(5, ge=1, le=100)
 
+    # ------------------------------------------------------------------ flat keys to sections
+    @model_validator(mode="before")
+    @classmethod
+    def _into_sections(cls, values: Any) -> Any:
+        """Users write every key flat (`lbPort`, `tlsMode`, `advertiseAddress`); each section reads
+        its own (as the key, or its snake_case name from Python, e.g. `lb_port`)."""
+        if not isinstance(values, Mapping):
+            return values
+        flat = dict(values)
+        for field, section in SECTIONS.items():
+            keys = {name: key for key in section_keys(section) for name in (key, to_snake(key))}
+            flat[field] = {keys[name]: flat.pop(name) for name in list(flat) if name in keys}
+        return flat
+
     # ------------------------------------------------------------------ cross-key checks
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
@@ -220,40 +364,18 @@ class StackConfig(BaseModel):
                 f"{NAMESPACE}:waves = {self.waves}: allowed: 1 to nodes ({self.node_count}); "
                 "a wave is a non-empty group of nodes replaced together"
             )
-        if self.docker_host.startswith("ssh://") and self.ssh_host is None:
+        single = self.single_host
+        if self.hosts is None and single.docker_host.startswith("ssh://") and single.ssh_host is None:
             problems.append(
                 f"{NAMESPACE}:sshHost = (unset): allowed: the Docker host's address; required because "
-                f"dockerHost = {self.docker_host!r} is remote and host tuning, data dirs and cluster "
+                f"dockerHost = {single.docker_host!r} is remote and host tuning, data dirs and cluster "
                 "commands must run on that host"
             )
-        if self.ssh_host is None and self.hosts is None and self.ssh_private_key is not None:
+        if single.ssh_host is None and self.hosts is None and self.ssh_private_key is not None:
             problems.append(
                 f"{NAMESPACE}:sshPrivateKey is set but sshHost = (unset): allowed: set sshHost too, or drop the key"
             )
-        if self.tls_mode == "provided":
-            missing = [
-                key
-                for key, value in (("tlsCertificate", self.tls_certificate), ("tlsPrivateKey", self.tls_private_key))
-                if value is None
-            ]
-            if missing:
-                problems.append(
-                    f"{NAMESPACE}:{' and '.join(missing)} = (unset): allowed: PEM set with "
-                    f"`pulumi config set --secret {missing[0]} < file.pem`, required because tlsMode = 'provided' "
-                    "(use tlsMode: self-signed for a dev stack)"
-                )
-        elif self.tls_certificate is not None or self.tls_private_key is not None:
-            problems.append(
-                f"{NAMESPACE}:tlsMode = 'self-signed' while tlsCertificate/tlsPrivateKey are set: "
-                "allowed: tlsMode: provided to use them, or remove them"
-            )
-        keepalive_floor = self.mqtt_keepalive_seconds * 3 // 2
-        if self.lb_proxy_timeout_seconds <= keepalive_floor:
-            problems.append(
-                f"{NAMESPACE}:lbProxyTimeoutSeconds = {self.lb_proxy_timeout_seconds}: allowed: more than "
-                f"1.5 x mqttKeepaliveSeconds ({self.mqtt_keepalive_seconds}) = {keepalive_floor}, or nginx "
-                "cuts idle clients before their keepalive ping"
-            )
+        problems.extend([*self.tls.problems(), *self.lb.problems()])
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -265,25 +387,12 @@ class StackConfig(BaseModel):
                 return []
             return [f"{NAMESPACE}:placement is set but hosts = (unset): allowed: a hosts list to place nodes on"]
         problems = [
-            f"{NAMESPACE}:{key} = {getattr(self, to_snake(key))!r}: allowed: unset when hosts is set "
-            f"(set it per host: hosts[].{_HOST_KEY_OF.get(key, key)})"
-            for key in SINGLE_HOST_KEYS
-            if to_snake(key) in self.model_fields_set
+            f"{NAMESPACE}:{key} = {getattr(self.single_host, to_snake(key))!r}: allowed: unset when hosts is set "
+            f"(set it per host: hosts[].{per_host})"
+            for key, per_host in SINGLE_HOST_KEYS.items()
+            if to_snake(key) in self.single_host.model_fields_set
         ]
-        # One machine listed twice would share its drop-in, firewall chains and container names.
-        for key, label, value_of in (
-            ("name", "names", lambda host: host.name),
-            ("address", "addresses", lambda host: host.address),
-            ("dockerHost", "Docker engines", lambda host: host.engine),
-            ("sshHost", "SSH logins", lambda host: f"{host.ssh_target}:{host.ssh_port}"),
-        ):
-            values = [value_of(host) for host in self.hosts]
-            problems.extend(
-                f"{NAMESPACE}:hosts[{position}].{key} = {value!r}: allowed: {label} used once; "
-                f"hosts[{values.index(value)}] has it already"
-                for position, value in enumerate(values)
-                if values.index(value) != position
-            )
+        problems.extend(_duplicates(self.hosts))
         if len(self.hosts) > 1:
             problems.extend(
                 f"{NAMESPACE}:hosts[{position}].address = {host.address!r}: allowed with several hosts: an "
@@ -291,11 +400,17 @@ class StackConfig(BaseModel):
                 for position, host in enumerate(self.hosts)
                 if ipaddress.IPv4Address(host.address).is_loopback
             )
-            if self.lb_listen_address != "0.0.0.0":
+            if self.lb.listen_address != "0.0.0.0":
                 problems.append(
-                    f"{NAMESPACE}:lbListenAddress = {self.lb_listen_address!r}: allowed with several hosts: "
+                    f"{NAMESPACE}:lbListenAddress = {self.lb.listen_address!r}: allowed with several hosts: "
                     "0.0.0.0 (one value for every host's load balancer; an address of one host cannot be "
                     "bound on the others)"
+                )
+            if self.lb.balancing in ("random", "hash_client_address"):
+                problems.append(
+                    f"{NAMESPACE}:lbBalancing = {self.lb.balancing!r}: allowed with several hosts: round_robin or "
+                    "least_conn; each load balancer lists the other hosts' nodes as `backup`, which nginx's hash "
+                    "and random methods do not take (ngx_stream_upstream_module, `server ... backup`)"
                 )
         if self.placement is None:
             problems.extend(
@@ -305,61 +420,64 @@ class StackConfig(BaseModel):
                 if host.nodes is None
             )
         else:
-            problems.extend(self._placement_problems(self.placement, self.hosts))
+            problems.extend(_placement_problems(self.placement, self.hosts))
         if "nodes" in self.model_fields_set and self.nodes != self.node_count:
             problems.append(
                 f"{NAMESPACE}:nodes = {self.nodes}: allowed: unset with hosts (or {self.node_count}, the nodes "
                 "the hosts list places)"
             )
-        if len(self.hosts) > 1 and self.lb_balancing in ("random", "hash_client_address"):
-            problems.append(
-                f"{NAMESPACE}:lbBalancing = {self.lb_balancing!r}: allowed with several hosts: round_robin or "
-                "least_conn; each load balancer lists the other hosts' nodes as `backup`, which nginx's hash "
-                "and random methods do not take (ngx_stream_upstream_module, `server ... backup`)"
-            )
         return problems
 
-    @staticmethod
-    def _placement_problems(placement: Mapping[str, str], hosts: list[HostConfig]) -> list[str]:
-        known = [host.name for host in hosts]
-        problems = [
-            f"{NAMESPACE}:hosts[{position}].nodes = {host.nodes}: allowed: unset when placement is set "
-            "(placement says which nodes each host runs)"
-            for position, host in enumerate(hosts)
-            if host.nodes is not None
-        ]
-        problems.extend(
-            f"{NAMESPACE}:placement.{node} = {host!r}: allowed: one of the hosts' names ({', '.join(known)})"
-            for node, host in placement.items()
-            if host not in known
-        )
-        problems.extend(
-            f"{NAMESPACE}:placement.{node} = {host!r}: allowed: node names emqx1 to emqx{MAX_NODES} (the node's "
-            "name and ports derive from its number; numbers may have gaps, e.g. after a host was removed)"
-            for node, host in placement.items()
-            if not 1 <= _node_number(node) <= MAX_NODES
-        )
-        problems.extend(
-            f"{NAMESPACE}:placement: no node on host {name!r}: allowed: at least one node per host "
-            "(or remove the host from hosts)"
-            for name in known
-            if name not in placement.values()
-        )
-        return problems
+    # ------------------------------------------------------------------ the hosts, resolved once
+    @cached_property
+    def cluster_hosts(self) -> tuple[Host, ...]:
+        """Every Docker host with its nodes, in config order: the single-host keys as one host,
+        or `hosts` with their node counts numbered host after host, or the placement map."""
+        if self.hosts is None:
+            single = self.single_host
+            ssh = None
+            if single.ssh_host is not None:
+                ssh = SshLogin(single.ssh_host, single.ssh_port, single.ssh_user, single.ssh_host_key)
+            return (
+                Host(
+                    name=None,
+                    address=single.advertise_address,
+                    node_indexes=tuple(range(1, self.nodes + 1)),
+                    docker_host=single.docker_host,
+                    ssh=ssh,
+                    use_sudo=single.host_use_sudo,
+                    ssh_private_key=self.ssh_private_key,
+                ),
+            )
+        hosts, first = [], 1
+        for spec in self.hosts:
+            if self.placement is not None:
+                placed = (node_number(node) for node, name in self.placement.items() if name == spec.name)
+                indexes = tuple(sorted(index for index in placed if index))
+            else:
+                indexes = tuple(range(first, first + (spec.nodes or 0)))
+                first += len(indexes)
+            hosts.append(
+                Host(
+                    name=spec.name,
+                    address=spec.address,
+                    node_indexes=indexes,
+                    docker_host=spec.engine,
+                    ssh=SshLogin(spec.ssh_target, spec.ssh_port, spec.ssh_user, spec.ssh_host_key),
+                    use_sudo=spec.use_sudo,
+                    ssh_private_key=spec.ssh_private_key or self.ssh_private_key,
+                )
+            )
+        return tuple(hosts)
 
     # ------------------------------------------------------------------ derived values
     @property
     def node_count(self) -> int:
-        """The cluster's size: `nodes` on one host, the placed nodes over several."""
-        if self.hosts is None:
-            return self.nodes
-        if self.placement is not None:
-            return len(self.placement)
-        return sum(host.nodes or 0 for host in self.hosts)
+        return sum(len(host.node_indexes) for host in self.cluster_hosts)
 
     @property
     def several_hosts(self) -> bool:
-        return self.hosts is not None and len(self.hosts) > 1
+        return len(self.cluster_hosts) > 1
 
     @property
     def encrypts_cluster_traffic(self) -> bool:
@@ -378,7 +496,7 @@ class StackConfig(BaseModel):
     @property
     def client_hostname(self) -> str:
         """The name clients put in their connection string (and the certificate should carry)."""
-        return self.public_hostname or (self.hosts[0].address if self.hosts else self.advertise_address)
+        return self.lb.public_hostname or self.cluster_hosts[0].address
 
     @property
     def container_log_opts(self) -> dict[str, str]:
@@ -387,8 +505,7 @@ class StackConfig(BaseModel):
 
     def self_signed_subjects(self) -> tuple[list[str], list[str]]:
         """DNS names and IP addresses a self-signed certificate must carry for clients to verify it."""
-        addresses = [host.address for host in self.hosts] if self.hosts else [self.advertise_address]
-        candidates = [*self.tls_dns_names, self.client_hostname, *addresses]
+        candidates = [*self.tls.dns_names, self.client_hostname, *(host.address for host in self.cluster_hosts)]
         dns_names = list(dict.fromkeys(name for name in candidates if not is_ipv4(name)))
         ip_addresses = list(dict.fromkeys(name for name in candidates if is_ipv4(name)))
         return dns_names, ip_addresses
@@ -397,128 +514,63 @@ class StackConfig(BaseModel):
     def broker_image_base(self) -> str:
         return f"{self.emqx_repository}:{self.emqx_version}"
 
-    @property
-    def nginx_image(self) -> str:
-        return f"nginx:{self.nginx_version}"
 
-    def sysctl_settings(self) -> dict[str, str]:
-        """EMQX's tuning values with the user's overrides; a null override drops a key."""
-        merged: dict[str, str | None] = {**EMQX_TUNING_SYSCTLS, **self.sysctls}
-        return {key: value for key, value in merged.items() if value is not None}
-
-
-# A single-host key's name inside a `hosts` entry.
-_HOST_KEY_OF = {"advertiseAddress": "address", "hostUseSudo": "useSudo"}
-
-
-def _node_number(short_name: str) -> int:
-    """N of `emqxN` (no leading zero), else 0."""
-    digits = short_name.removeprefix("emqx")
-    return int(digits) if short_name.startswith("emqx") and digits.isdigit() and not digits.startswith("0") else 0
-
-
-# Fields whose stack-config value is structured (YAML object/list, JSON in PULUMI_CONFIG).
-_STRUCTURED = {"sysctls", "tls_dns_names", "hosts", "placement"}
-SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "erlangCookie", "dashboardPassword")
-
-
-def holds_secrets(key: str, text: str) -> bool:
-    """Whether a structured key's value carries a secret (a host's SSH key): then the whole
-    value must be a secret in the stack config."""
-    if key != "hosts":
-        return False
-    try:
-        hosts = json.loads(text)
-    except json.JSONDecodeError:
-        return False
-    return isinstance(hosts, list) and any(isinstance(host, dict) and "sshPrivateKey" in host for host in hosts)
-
-
-def config_keys() -> list[str]:
-    """Every stack-config key (camelCase, without namespace) the model accepts."""
-    return [to_camel(name) for name in StackConfig.model_fields]
-
-
-def host_config_keys() -> list[str]:
-    """Every key a `hosts` entry accepts."""
-    return [to_camel(name) for name in HostConfig.model_fields]
-
-
-def parse_stack_config(raw: Mapping[str, str | None]) -> StackConfig:
-    """Validate raw stack-config strings (key without namespace -> value as Pulumi gives it)."""
-    values: dict[str, Any] = {}
-    problems: list[str] = []
-    for key, text in raw.items():
-        if text is None:
-            continue
-        if to_snake(key) in _STRUCTURED:
-            try:
-                values[key] = json.loads(text)
-            except json.JSONDecodeError:
-                problems.append(f"{NAMESPACE}:{key} = {text!r}: allowed: a YAML map/list in the stack file")
-                continue
-        else:
-            values[key] = text
-    if not problems:
-        try:
-            return StackConfig.model_validate(values)
-        except ValidationError as error:
-            problems.extend(_describe(error))
-    raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(problems))
-
-
-def _describe(error: ValidationError) -> list[str]:
-    """Turn pydantic errors into 'namespace:key = value: allowed ...' lines, hiding secrets."""
-    lines: list[str] = []
-    for item in error.errors(include_url=False):
-        location = [str(part) for part in item["loc"]]
-        message = item["msg"].removeprefix("Value error, ")
-        if not location:  # model-level checks already name their keys
-            lines.extend(message.split("\n"))
-            continue
-        key = location[0]
-        field = StackConfig.model_fields.get(to_snake(key))
-        if key == "hosts" and len(location) > 2:  # hosts[<i>].<field>, its own value shown
-            field = HostConfig.model_fields.get(to_snake(location[2]))
-            key, location = f"hosts[{location[1]}].{location[2]}", location[2:]
-        shown = repr(item.get("input"))
-        if key in SECRET_KEYS or key.endswith(".sshPrivateKey") or "PRIVATE KEY" in shown:
-            shown = "(hidden: secret)"
-        if item["type"] == "extra_forbidden":
-            close = ", ".join(host_config_keys() if key.startswith("hosts[") else config_keys())
-            lines.append(f"{NAMESPACE}:{key} = {shown}: unknown key; allowed keys: {close}")
-            continue
-        if item["type"] in ("greater_than_equal", "less_than_equal", "int_parsing", "int_type", "bool_parsing"):
-            allowed = _range_text(field)
-            message = f"allowed: {allowed}" if allowed else message
-        elif item["type"] == "literal_error":
-            message = f"allowed: {item.get('ctx', {}).get('expected', message)}"
-        elif not message.startswith("allowed"):
-            # Type errors ("Input should be a valid list"): say where, and keep the contract's wording.
-            where = f" (at {'.'.join(location[1:])})" if len(location) > 1 else ""
-            message = f"allowed: {_TYPE_TEXT.get(item['type'], 'a value of the documented type')}{where}; {message}"
-        lines.append(f"{NAMESPACE}:{key} = {shown}: {message}")
-    return lines
-
-
-_TYPE_TEXT = {
-    "dict_type": "a YAML map in the stack file",
-    "list_type": "a YAML list in the stack file",
-    "string_type": "a string or a number",
+SECTIONS: dict[str, type[BaseModel]] = {
+    "single_host": SingleHostConfig,
+    "lb": LoadBalancerConfig,
+    "tls": TlsConfig,
+    "tuning": HostTuningConfig,
 }
 
 
-def _range_text(field: FieldInfo | None) -> str:
-    if field is None:
-        return ""
-    if field.annotation is bool:
-        return "true or false"
-    low = high = None
-    for meta in field.metadata:
-        low = getattr(meta, "ge", low)
-        high = getattr(meta, "le", high)
-    if low is None and high is None:
-        return ""
-    if high is None:
-        return f"a whole number >= {low}"
-    return f"a whole number from {low} to {high}"
+def _duplicates(hosts: list[HostConfig]) -> list[str]:
+    """One machine listed twice would share its drop-in, firewall chains and container names."""
+    problems: list[str] = []
+    for key, label, value_of in (
+        ("name", "names", lambda host: host.name),
+        ("address", "addresses", lambda host: host.address),
+        ("dockerHost", "Docker engines", lambda host: host.engine),
+        ("sshHost", "SSH logins", lambda host: f"{host.ssh_target}:{host.ssh_port}"),
+    ):
+        values = [value_of(host) for host in hosts]
+        problems.extend(
+            f"{NAMESPACE}:hosts[{position}].{key} = {value!r}: allowed: {label} used once; "
+            f"hosts[{values.index(value)}] has it already"
+            for position, value in enumerate(values)
+            if values.index(value) != position
+        )
+    return problems
+
+
+def _placement_problems(placement: Mapping[str, str], hosts: list[HostConfig]) -> list[str]:
+    known = [host.name for host in hosts]
+    problems = [
+        f"{NAMESPACE}:hosts[{position}].nodes = {host.nodes}: allowed: unset when placement is set "
+        "(placement says which nodes each host runs)"
+        for position, host in enumerate(hosts)
+        if host.nodes is not None
+    ]
+    problems.extend(
+        f"{NAMESPACE}:placement.{node} = {host!r}: allowed: one of the hosts' names ({', '.join(known)})"
+        for node, host in placement.items()
+        if host not in known
+    )
+    problems.extend(
+        f"{NAMESPACE}:placement.{node} = {host!r}: allowed: node names emqx1 to emqx{MAX_NODES} (the node's "
+        "name and ports derive from its number; numbers may have gaps, e.g. after a host was removed)"
+        for node, host in placement.items()
+        if not 1 <= node_number(node) <= MAX_NODES
+    )
+    problems.extend(
+        f"{NAMESPACE}:placement: no node on host {name!r}: allowed: at least one node per host "
+        "(or remove the host from hosts)"
+        for name in known
+        if name not in placement.values()
+    )
+    return problems
+
+
+def node_number(short_name: str) -> int:
+    """N of `emqxN` (no leading zero), else 0."""
+    digits = short_name.removeprefix("emqx")
+    return int(digits) if short_name.startswith("emqx") and digits.isdigit() and not digits.startswith("0") else 0

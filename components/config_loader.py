@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import pulumi.runtime.config as pulumi_config
 
-from components.config import (
-    NAMESPACE,
-    SECRET_KEYS,
-    ConfigError,
-    StackConfig,
-    config_keys,
-    holds_secrets,
-    parse_stack_config,
-)
+from components.config import NAMESPACE, StackConfig
+from components.config_parse import SECRET_KEYS, ConfigError, config_keys, holds_secrets, parse_stack_config
 
 
 def _namespace_keys() -> set[str]:
@@ -33,17 +26,14 @@ def load_stack_config() -> StackConfig:
         and not pulumi_config.is_config_secret(f"{NAMESPACE}:{key}")
     ]
     if plain:
-        raise ConfigError(
-            "invalid stack configuration:\n  "
-            + "\n  ".join(
-                f"{NAMESPACE}:{key} is stored in plain text: allowed: a secret value, set with "
-                f"`pulumi config set --secret {key}`"
-                + (
-                    " (a host's key: `pulumi config set --secret --path 'hosts[i].sshPrivateKey'`)"
-                    if key == "hosts"
-                    else ""
-                )
-                for key in plain
+        raise ConfigError.of(
+            f"{NAMESPACE}:{key} is stored in plain text: allowed: a secret value, set with "
+            f"`pulumi config set --secret {key}`"
+            + (
+                " (a host's key: `pulumi config set --secret --path 'hosts[i].sshPrivateKey'`)"
+                if key == "hosts"
+                else ""
             )
+            for key in plain
         )
     return parse_stack_config(raw)

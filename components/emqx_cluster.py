@@ -1,48 +1,35 @@
 """EmqxCluster: the top component, the operator's step list from config to a verified cluster.
 
-Per host: host tuning -> firewall (several hosts) -> preflight -> broker image; then the broker
-cluster over every host (waves, memberships, gates) -> a load balancer on every host. The
-secrets and the TLS material feed the brokers and the load balancers.
+The steps, in the order `__init__` declares them (the engine runs each as soon as what it
+depends on is done, so hosts proceed side by side):
+
+1. per host: its Docker engine and shell;
+2. per host, before any node starts there: host tuning (unless manageSysctls is false), the
+   cluster firewall (several hosts, unless manageFirewall is false), preflight, the broker image;
+3. the secrets and, with cluster TLS, the cluster CA and node certificates;
+4. the broker cluster over every host: nodes wave by wave, memberships, gates;
+5. per host: its load balancer, with the stack's TLS certificate.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
 from components import names
-from components.broker_cluster import BrokerCluster, BrokerClusterArgs, NodeSite, StartedNode
+from components.broker_cluster import BrokerCluster, BrokerClusterArgs, StartedNode
 from components.broker_image import BrokerImage, BrokerImageArgs
 from components.cluster_tls import cluster_tls
 from components.config import StackConfig
 from components.firewall import ClusterFirewall, ClusterFirewallArgs
-from components.host_tuning import host_tuning
+from components.host_site import HostSite
+from components.host_tuning import HostTuning, HostTuningArgs
 from components.hostexec import HostAccess
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
-from components.plan import ClusterPlan, HostPlan, plan_cluster
-from components.preflight import Preflight, PreflightArgs, nofile_claims, port_claims
-from components.render.nginx import nginx_settings, render_nginx_conf
+from components.plan import HostPlan, plan_cluster
+from components.preflight import Preflight, PreflightArgs
 from components.secrets import broker_environments, dashboard_password, erlang_cookie
-from components.tls import TlsMaterial, tls_material
-
-
-@dataclass(frozen=True)
-class HostSite:
-    """What one host holds besides its nodes: its shell and engine, and what runs before them."""
-
-    plan: HostPlan
-    access: HostAccess
-    provider: docker.Provider
-    ready: list[pulumi.Resource]  # tuning, firewall, preflight
-    image: BrokerImage
-    opts: pulumi.ResourceOptions  # parent, and for the first host the aliases to single-host names
-
-    def node_site(self) -> NodeSite:
-        # The image too: deletes go in reverse dependency order, so on destroy the image is
-        # removed after the containers that use it.
-        return NodeSite(self.access, self.provider, self.image.image_id, [*self.ready, self.image])
+from components.tls import tls_material
 
 
 class EmqxCluster(pulumi.ComponentResource):
@@ -52,17 +39,45 @@ class EmqxCluster(pulumi.ComponentResource):
     def __init__(self, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         # Plan first: a ConfigError from the port plan must surface before any resource is declared.
         plan = plan_cluster(config)
-        super().__init__("emqx-cluster:index:EmqxCluster", names.TOP, None, opts)
-        sites = [self._host_site(config, plan, host, first=position == 0) for position, host in enumerate(plan.hosts)]
+        super().__init__(names.component_type("EmqxCluster"), names.TOP, None, opts)
+
+        # 1. Each host's engine and shell.
+        sites = [self._connect(host, first=position == 0) for position, host in enumerate(plan.hosts)]
+
+        # 2. Each host made ready for its nodes.
+        images: dict[str, BrokerImage] = {}
+        for site in sites:
+            if config.tuning.manage:
+                site.ready.append(
+                    HostTuning(site.resource_name("host"), HostTuningArgs.of(config, plan, site), opts=site.opts)
+                )
+            if plan.several_hosts and config.manage_firewall:
+                site.ready.append(
+                    ClusterFirewall(
+                        site.resource_name("firewall"), ClusterFirewallArgs.of(config, plan, site), opts=site.opts
+                    )
+                )
+            site.ready.append(
+                Preflight(site.resource_name("preflight"), PreflightArgs.of(config, plan, site), opts=site.opts)
+            )
+            images[site.plan.label] = BrokerImage(
+                site.resource_name("broker-image"), BrokerImageArgs.of(config, plan, site), opts=site.opts
+            )
+
+        # 3. Secrets and cluster TLS.
         cookie = erlang_cookie(config.erlang_cookie, names.resource("erlang-cookie"), self)
         password = dashboard_password(config.dashboard_password, names.resource("dashboard-password"), self)
+        node_tls = cluster_tls(plan, parent=self) if config.encrypts_cluster_traffic else {}
+
+        # 4. The brokers, wave by wave, formed into one verified cluster.
         brokers = BrokerCluster(
             names.resource("brokers"),
             BrokerClusterArgs(
                 plan=plan,
-                sites={site.plan.label: site.node_site() for site in sites},
+                sites={site.plan.label: site for site in sites},
+                images=images,
                 environments=broker_environments(plan, config, cookie, password),
-                tls=cluster_tls(plan, parent=self) if config.encrypts_cluster_traffic else {},
+                tls=node_tls,
                 log_opts=config.container_log_opts,
                 purge_data=config.purge_data,
                 join_timeout_seconds=config.join_timeout_seconds,
@@ -71,14 +86,18 @@ class EmqxCluster(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+        # 5. Each host's load balancer.
         tls = tls_material(config, parent=self)
         for site in sites:
-            self._load_balancer(config, plan, site, tls)
+            LoadBalancer(
+                site.resource_name("load-balancer"), LoadBalancerArgs.of(config, plan, site, tls), opts=site.opts
+            )
 
         self.endpoint = f"{config.client_hostname}:{plan.lb_port}"
         self.endpoints = {host.label: f"{host.address}:{plan.lb_port}" for host in plan.hosts}
         # One A record per host under the name clients use (None until publicHostname is set).
-        self.dns_round_robin = {"name": config.public_hostname, "aRecords": [host.address for host in plan.hosts]}
+        self.dns_round_robin = {"name": config.lb.public_hostname, "aRecords": [host.address for host in plan.hosts]}
         self.node_table = [_node_row(node) for node in brokers.nodes]
         self.dashboard_urls = [node.dashboard_url for node in plan.nodes]
         self.certificate_pem = tls.certificate_pem
@@ -93,63 +112,19 @@ class EmqxCluster(pulumi.ComponentResource):
             }
         )
 
-    def _host_site(self, config: StackConfig, plan: ClusterPlan, host: HostPlan, first: bool) -> HostSite:
-        """The host's provider, tuning, firewall, preflight and image, named after the host."""
+    def _connect(self, host: HostPlan, first: bool) -> HostSite:
+        """The host's Docker provider and shell; its resources are named after the host."""
         opts = pulumi.ResourceOptions(parent=self)
         if first and host.name is not None:
+            # `transformations`, not `transforms`: transforms run in the engine, and the mock
+            # monitor the stack tier runs the program under does not run them (pulumi
+            # runtime/mocks.py: "The mock monitor does not run them"), so the aliases every
+            # single-host stack moving into `hosts` relies on could not be checked there.
             opts = pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(transformations=[_as_single_host(host.name)])
             )
-        access = HostAccess.to(host, host.ssh_private_key or config.ssh_private_key, warn_on=self)
         provider = docker.Provider(names.host_resource(host.name, "docker"), host=host.docker_host, opts=opts)
-        ready: list[pulumi.Resource] = [*host_tuning(config, plan, host, access, opts)]
-        if config.several_hosts and config.manage_firewall:
-            ready.append(
-                ClusterFirewall(
-                    names.host_resource(host.name, "firewall"), ClusterFirewallArgs.of(plan, host, access), opts=opts
-                )
-            )
-        ready.append(
-            Preflight(
-                names.host_resource(host.name, "preflight"),
-                PreflightArgs(port_claims(host), nofile_claims(config, plan), config.data_dir, access),
-                opts=opts,
-            )
-        )
-        image = BrokerImage(
-            names.host_resource(host.name, "broker-image"),
-            BrokerImageArgs(
-                config.broker_image_base,
-                config.emqx_repository,
-                config.emqx_version,
-                config.image_platform,
-                config.keep_image,
-                provider,
-            ),
-            opts=opts,
-        )
-        return HostSite(plan=host, access=access, provider=provider, ready=ready, image=image, opts=opts)
-
-    @staticmethod
-    def _load_balancer(config: StackConfig, plan: ClusterPlan, site: HostSite, tls: TlsMaterial) -> LoadBalancer:
-        settings = nginx_settings(config, plan, site.plan)
-        return LoadBalancer(
-            names.host_resource(site.plan.name, "load-balancer"),
-            LoadBalancerArgs(
-                host=site.plan.name,
-                image=config.nginx_image,
-                nginx_conf=render_nginx_conf(settings),
-                certificate_pem=tls.certificate_pem,
-                private_key_pem=tls.private_key_pem,
-                nofile_limit=settings.worker_rlimit_nofile,
-                keep_image=config.keep_image,
-                log_opts=config.container_log_opts,
-                stop_grace_seconds=config.lb_stop_grace_seconds,
-                provider=site.provider,
-                after=site.ready,
-            ),
-            opts=site.opts,
-        )
+        return HostSite(plan=host, access=HostAccess.to(host, warn_on=self), provider=provider, opts=opts)
 
 
 def _as_single_host(host: str) -> pulumi.ResourceTransformation:
@@ -172,7 +147,7 @@ def _node_row(started: StartedNode) -> dict[str, object]:
     node = started.plan
     return {
         "name": node.node_name,
-        "host": node.host,
+        "host": node.host_label,
         "container": node.container_name,
         "wave": node.wave,
         "ports": node.ports.as_dict(),

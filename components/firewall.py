@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components import names
+from components.config import StackConfig
+from components.host_site import HostSite
 from components.hostexec import HostAccess
 from components.plan import ClusterPlan, HostPlan
 from components.render.host_scripts import firewall_apply_script, firewall_remove_script
@@ -27,20 +30,20 @@ def cluster_ports(host: HostPlan) -> list[int]:
 class ClusterFirewallArgs:
     ports: Sequence[int]
     peers: Sequence[str]  # every cluster host's address, this host's included
-    host: HostAccess
+    access: HostAccess
 
     @classmethod
-    def of(cls, plan: ClusterPlan, host: HostPlan, access: HostAccess) -> ClusterFirewallArgs:
-        return cls(ports=cluster_ports(host), peers=[peer.address for peer in plan.hosts], host=access)
+    def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> ClusterFirewallArgs:
+        return cls(ports=cluster_ports(site.plan), peers=[peer.address for peer in plan.hosts], access=site.access)
 
 
 class ClusterFirewall(pulumi.ComponentResource):
     """Resets connections to the host's cluster ports from anywhere but the cluster's hosts."""
 
     def __init__(self, name: str, args: ClusterFirewallArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("emqx-cluster:index:ClusterFirewall", name, None, opts)
+        super().__init__(names.component_type("ClusterFirewall"), name, None, opts)
         rules = firewall_apply_script(args.ports, args.peers)
-        self.rules = args.host.command(
+        self.rules = args.access.command(
             f"{name}-rules",
             create=rules,
             update=rules,

@@ -13,6 +13,7 @@ import pulumi
 
 from components import names
 from components.config import StackConfig
+from components.host_site import HostSite
 from components.hostexec import HostAccess
 from components.plan import ClusterPlan, HostPlan
 from components.render.host_scripts import sysctl_apply_script, sysctl_restore_script
@@ -20,7 +21,7 @@ from components.render.host_scripts import sysctl_apply_script, sysctl_restore_s
 
 def host_sysctls(config: StackConfig, plan: ClusterPlan, host: HostPlan) -> dict[str, str]:
     """EMQX's tuning values, the user's overrides, and the host's ephemeral-port settings."""
-    settings = config.sysctl_settings()
+    settings = config.tuning.settings()
     settings["net.ipv4.ip_local_port_range"] = plan.port_range_sysctl
     if host.reserved_ports:
         settings["net.ipv4.ip_local_reserved_ports"] = host.reserved_ports_sysctl
@@ -31,15 +32,19 @@ def host_sysctls(config: StackConfig, plan: ClusterPlan, host: HostPlan) -> dict
 class HostTuningArgs:
     settings: Mapping[str, str]  # EMQX tuning + overrides + the plan's port range and reservations
     drop_in: str
-    host: HostAccess
+    access: HostAccess
+
+    @classmethod
+    def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> HostTuningArgs:
+        return cls(settings=host_sysctls(config, plan, site.plan), drop_in=config.tuning.drop_in, access=site.access)
 
 
 class HostTuning(pulumi.ComponentResource):
     """Applies sysctls idempotently; deleting it restores the values found before the first apply."""
 
     def __init__(self, name: str, args: HostTuningArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("emqx-cluster:index:HostTuning", name, None, opts)
-        self.sysctls = args.host.command(
+        super().__init__(names.component_type("HostTuning"), name, None, opts)
+        self.sysctls = args.access.command(
             f"{name}-sysctls",
             create=sysctl_apply_script(args.settings, args.drop_in),
             delete=sysctl_restore_script(args.drop_in),
@@ -50,13 +55,3 @@ class HostTuning(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         self.register_outputs({"dropIn": args.drop_in, "settings": dict(args.settings)})
-
-
-def host_tuning(
-    config: StackConfig, plan: ClusterPlan, host: HostPlan, access: HostAccess, opts: pulumi.ResourceOptions
-) -> list[HostTuning]:
-    """The host's tuning, or none when `manageSysctls` is false."""
-    if not config.manage_sysctls:
-        return []
-    args = HostTuningArgs(settings=host_sysctls(config, plan, host), drop_in=config.sysctl_drop_in, host=access)
-    return [HostTuning(names.host_resource(host.name, "host"), args, opts=opts)]

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_command as command
-from pydantic import SecretStr
 
-from components.plan import HostPlan
+from components.config import Host
 from components.render.host_scripts import HostOperation, host_program, shell_command
 
 HostCommand = command.local.Command | command.remote.Command
@@ -28,25 +27,23 @@ class HostAccess:
     docker_host: str
 
     @classmethod
-    def to(cls, host: HostPlan, private_key: SecretStr | None, warn_on: pulumi.Resource | None = None) -> HostAccess:
-        """Access to `host`: over SSH with the stack's key (or the agent), or local commands."""
+    def to(cls, host: Host, warn_on: pulumi.Resource | None = None) -> HostAccess:
+        """Access to `host`: over SSH with its key (or the agent), or local commands."""
         connection = None
         if host.ssh is not None:
             if host.ssh.host_key is None:
-                where = (
-                    "emqx-cluster:sshHostKey" if host.name is None else f"emqx-cluster:hosts[{host.name}].sshHostKey"
-                )
                 pulumi.log.warn(
-                    f"{where} is unset: host commands will not verify the SSH host key of {host.ssh.host}; "
-                    "set it (e.g. from `ssh-keyscan`) to rule out a man in the middle",
+                    f"{host.config_key('sshHostKey')} is unset: host commands will not verify the SSH host key "
+                    f"of {host.ssh.host}; set it (e.g. from `ssh-keyscan`) to rule out a man in the middle",
                     warn_on,
                 )
+            key = host.ssh_private_key
             connection = command.remote.ConnectionArgs(
                 host=host.ssh.host,
                 port=host.ssh.port,
                 user=host.ssh.user,
                 # Secret end to end; without it the SSH agent (SSH_AUTH_SOCK) is used.
-                private_key=pulumi.Output.secret(private_key.get_secret_value()) if private_key else None,
+                private_key=pulumi.Output.secret(key.get_secret_value()) if key else None,
                 host_key=host.ssh.host_key,
             )
         return cls(connection=connection, use_sudo=host.use_sudo, docker_host=host.docker_host)

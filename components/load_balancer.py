@@ -14,12 +14,16 @@ import pulumi
 import pulumi_docker as docker
 
 from components import names
-from components.render.nginx import CONTAINER_RUNTIME
+from components.config import StackConfig
+from components.host_site import HostSite
+from components.plan import ClusterPlan
+from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
+from components.tls import TlsMaterial
 
 
 @dataclass(frozen=True)
 class LoadBalancerArgs:
-    host: str | None  # the host's name over several hosts (names its resources), None on one
+    host_name: str | None  # the host's name over several hosts (names its resources), None on one
     image: str  # nginx:<tag>; the official image has the stream module built in
     nginx_conf: str
     certificate_pem: pulumi.Input[str]
@@ -29,7 +33,23 @@ class LoadBalancerArgs:
     log_opts: Mapping[str, str]  # json-file rotation, bounded
     stop_grace_seconds: int
     provider: docker.Provider
-    after: Sequence[pulumi.Resource] = ()  # host tuning and preflight: ports reserved, checked
+    ready: Sequence[pulumi.Resource]  # host tuning and preflight: ports reserved, checked
+
+    @classmethod
+    def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite, tls: TlsMaterial) -> LoadBalancerArgs:
+        return cls(
+            host_name=site.plan.name,
+            image=config.lb.image,
+            nginx_conf=render_nginx_conf(nginx_settings(config, plan, site.plan)),
+            certificate_pem=tls.certificate_pem,
+            private_key_pem=tls.private_key_pem,
+            nofile_limit=config.lb.nofile_limit,
+            keep_image=config.keep_image,
+            log_opts=config.container_log_opts,
+            stop_grace_seconds=config.lb.stop_grace_seconds,
+            provider=site.provider,
+            ready=list(site.ready),
+        )
 
 
 class LoadBalancer(pulumi.ComponentResource):
@@ -43,7 +63,7 @@ class LoadBalancer(pulumi.ComponentResource):
         # First deployed under the container's own name (emqx-lb): the alias keeps its URN and,
         # through it, its children's.
         super().__init__(
-            "emqx-cluster:index:LoadBalancer",
+            names.component_type("LoadBalancer"),
             name,
             None,
             pulumi.ResourceOptions.merge(
@@ -52,11 +72,11 @@ class LoadBalancer(pulumi.ComponentResource):
                     aliases=[pulumi.Alias(name=names.LB_CONTAINER, parent=opts.parent if opts else None)]
                 ),
             )
-            if args.host is None
+            if args.host_name is None
             else opts,
         )
-        child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(args.after))
-        container_name = names.lb_container(args.host)
+        child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(args.ready))
+        container_name = names.lb_container(args.host_name)
         image = docker.RemoteImage(
             f"{container_name}-image",
             name=args.image,
@@ -83,7 +103,7 @@ class LoadBalancer(pulumi.ComponentResource):
             ],
             log_driver="json-file",
             log_opts=dict(args.log_opts),
-            labels=[docker.ContainerLabelArgs(label="io.emqx-cluster.role", value="load-balancer")],
+            labels=[docker.ContainerLabelArgs(label=names.ROLE_LABEL, value="load-balancer")],
             # The nginx image stops with SIGQUIT (graceful: stop accepting, drain). The provider's
             # delete would SIGKILL at once unless destroy_grace_seconds > 0 (terraform-provider-docker
             # v4.5.0, resource_docker_container_funcs.go, resourceDockerContainerDelete).

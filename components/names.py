@@ -1,4 +1,5 @@
-"""Every derived name in one place: EMQX nodes, containers, images and Pulumi resources.
+"""Every derived name in one place: EMQX nodes, containers, images, Docker labels, and the
+Pulumi resources' names and component type tokens.
 
 Pure Python. Names are identities: EMQX keys a node's database by its node name, Docker finds a
 container by its name, Pulumi keys state by resource name (the URN). None of them may change for
@@ -15,6 +16,17 @@ from __future__ import annotations
 TOP = "emqx"  # the top component; every other resource name derives from it
 LB_CONTAINER = "emqx-lb"
 IMAGE_REPOSITORY_PREFIX = "emqx-cluster"
+
+# Docker labels on the stack's containers.
+NODE_LABEL = "io.emqx-cluster.node"  # a broker's EMQX node name
+HEALTHCHECK_LABEL = "io.emqx-cluster.healthcheck"  # a broker's health check, as text
+CERTIFICATE_LABEL = "io.emqx-cluster.certificate"  # a broker's cluster certificate fingerprint
+ROLE_LABEL = "io.emqx-cluster.role"  # the load balancer's role
+
+
+def component_type(kind: str) -> str:
+    """The type token of one of the program's components: `emqx-cluster:index:<kind>`."""
+    return f"emqx-cluster:index:{kind}"
 
 
 def node_short_name(index: int) -> str:

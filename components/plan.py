@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-
-from pydantic import SecretStr
+from dataclasses import dataclass, fields
 
 from components import names
-from components.config import NAMESPACE, ConfigError, HostConfig, StackConfig
+from components.config import NAMESPACE, Host, StackConfig
+from components.config_parse import ConfigError
 
 # Erlang distribution and cluster RPC ports: 4370 + N and 5370 + N, N = trailing digits of the
 # node's short name (ekka's static-port distribution; rpc.port_discovery = stateless). Keys exist
@@ -48,7 +47,7 @@ class NodePlan:
     index: int
     short_name: str
     node_name: str
-    host: str  # the name of the HostPlan it runs on
+    host_label: str  # the label of the host it runs on
     address: str
     ports: NodePorts
     host_dir: str
@@ -81,35 +80,13 @@ class NodePlan:
 
 
 @dataclass(frozen=True)
-class SshTarget:
-    """Where the deployer logs in to run host commands (the key is the stack's sshPrivateKey)."""
+class HostPlan(Host):
+    """A Docker host with what the plan gives it: its nodes, and the ports it must keep out of
+    the ephemeral range."""
 
-    host: str
-    port: int
-    user: str
-    host_key: str | None
-
-
-@dataclass(frozen=True)
-class HostPlan:
-    """One Docker host: how to reach it, its nodes, and the ports it must keep out of the ephemeral range."""
-
-    # None for the one host of a single-host stack: its resources keep the names they were first
-    # deployed with (`emqx-docker`, `emqx-lb`, ...); a named host's are `emqx-<name>-...`.
-    name: str | None
-    address: str
-    docker_host: str
-    ssh: SshTarget | None  # None: the deployer's own machine (local commands)
-    use_sudo: bool
-    ssh_private_key: SecretStr | None
     nodes: tuple[NodePlan, ...]
     lb_port: int
     reserved_ports: tuple[int, ...]
-
-    @property
-    def label(self) -> str:
-        """How outputs and messages name the host."""
-        return self.name or self.address
 
     @property
     def reserved_ports_sysctl(self) -> str:
@@ -129,6 +106,7 @@ class ClusterPlan:
     nodes: tuple[NodePlan, ...]  # every host's, by index
     lb_port: int
     port_range: tuple[int, int]
+    several_hosts: bool
     # One source of truth for both ends: Nginx sends a PROXY header iff the brokers' listeners
     # expect one (a mismatch breaks every client, or floods EMQX with `Parse failed`).
     proxy_protocol: bool = True
@@ -148,88 +126,40 @@ class ClusterPlan:
     def port_range_sysctl(self) -> str:
         return f"{self.port_range[0]} {self.port_range[1]}"
 
-    def host(self, name: str) -> HostPlan:
-        return next(host for host in self.hosts if host.label == name)
+    def host(self, label: str) -> HostPlan:
+        return next(host for host in self.hosts if host.label == label)
 
 
 def plan_cluster(config: StackConfig) -> ClusterPlan:
     """Derive the plan, or raise ConfigError naming the keys whose ports collide or cannot be reserved."""
-    placed = _placement(config)
-    waves = _waves([site.indexes for site in placed], config.effective_waves)
+    hosts = config.cluster_hosts
+    waves = _waves([host.node_indexes for host in hosts], config.effective_waves)
     host_nodes = [
-        tuple(_node(config, index, site.label, site.spec.address, waves[index]) for index in site.indexes)
-        for site in placed
+        tuple(_node(config, index, host.label, host.address, waves[index]) for index in host.node_indexes)
+        for host in hosts
     ]
     problems = [problem for hosted in host_nodes for problem in _port_problems(config, hosted)]
     if config.several_hosts:
-        problems.extend(_wave_problems(config, placed, waves))
+        problems.extend(_wave_problems(config, hosts, waves))
     if problems:
-        raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(dict.fromkeys(problems)))
-    hosts = tuple(
+        raise ConfigError.of(problems)
+    planned = tuple(
         HostPlan(
-            name=site.spec.name if config.hosts is not None else None,
-            address=site.spec.address,
-            docker_host=site.spec.engine,
-            ssh=_ssh_target(config, site.spec),
-            use_sudo=site.spec.use_sudo,
-            ssh_private_key=site.spec.ssh_private_key,
+            **{field.name: getattr(host, field.name) for field in fields(Host)},
             nodes=hosted,
-            lb_port=config.lb_port,
+            lb_port=config.lb.port,
             reserved_ports=_reserved(config, hosted),
         )
-        for site, hosted in zip(placed, host_nodes, strict=True)
+        for host, hosted in zip(hosts, host_nodes, strict=True)
     )
     nodes = tuple(sorted((node for hosted in host_nodes for node in hosted), key=lambda node: node.index))
-    return ClusterPlan(hosts=hosts, nodes=nodes, lb_port=config.lb_port, port_range=config.port_range)
-
-
-@dataclass(frozen=True)
-class _Placed:
-    """A host's config, the label its nodes and messages use, and the indexes of its nodes."""
-
-    spec: HostConfig
-    label: str
-    indexes: tuple[int, ...]
-
-
-def _placement(config: StackConfig) -> list[_Placed]:
-    """Each host's nodes, in config order: counts numbered host after host, or the placement map."""
-    if config.hosts is None:
-        # The one host the single-host keys describe, as a `hosts` entry would.
-        spec = HostConfig(
-            name="local",
-            address=config.advertise_address,
-            nodes=config.nodes,
-            docker_host=config.docker_host,
-            ssh_host=config.ssh_host,
-            ssh_port=config.ssh_port,
-            ssh_user=config.ssh_user,
-            ssh_host_key=config.ssh_host_key,
-            use_sudo=config.host_use_sudo,
-        )
-        return [_Placed(spec, config.advertise_address, tuple(range(1, config.nodes + 1)))]
-    if config.placement is not None:
-        placement = config.placement
-        return [
-            _Placed(
-                spec,
-                spec.name,
-                tuple(sorted(int(node.removeprefix("emqx")) for node, host in placement.items() if host == spec.name)),
-            )
-            for spec in config.hosts
-        ]
-    placed, first = [], 1
-    for spec in config.hosts:
-        count = spec.nodes or 0
-        placed.append(_Placed(spec, spec.name, tuple(range(first, first + count))))
-        first += count
-    return placed
-
-
-def _ssh_target(config: StackConfig, spec: HostConfig) -> SshTarget | None:
-    if config.hosts is None and config.ssh_host is None:
-        return None  # a single-host stack on the deployer's machine
-    return SshTarget(host=spec.ssh_target, port=spec.ssh_port, user=spec.ssh_user, host_key=spec.ssh_host_key)
+    return ClusterPlan(
+        hosts=planned,
+        nodes=nodes,
+        lb_port=config.lb.port,
+        port_range=config.port_range,
+        several_hosts=config.several_hosts,
+    )
 
 
 def _waves(host_indexes: Sequence[tuple[int, ...]], wave_count: int) -> dict[int, int]:
@@ -247,29 +177,30 @@ def _waves(host_indexes: Sequence[tuple[int, ...]], wave_count: int) -> dict[int
     return {index: position % wave_count + 1 for position, index in enumerate(sequence)}
 
 
-def _wave_problems(config: StackConfig, placed: Sequence[_Placed], waves: dict[int, int]) -> list[str]:
+def _wave_problems(config: StackConfig, hosts: Sequence[Host], waves: dict[int, int]) -> list[str]:
     """With several hosts, a wave may restart at most half of any host's nodes (one, on a host with
     one or two), so every host's load balancer keeps local nodes to send clients to."""
     problems = []
-    for site in placed:
-        allowed = max(1, len(site.indexes) // 2)
-        worst = max(sum(1 for index in site.indexes if waves[index] == wave) for wave in set(waves.values()))
+    for host in hosts:
+        indexes = host.node_indexes
+        allowed = max(1, len(indexes) // 2)
+        worst = max(sum(1 for index in indexes if waves[index] == wave) for wave in set(waves.values()))
         if worst > allowed:
             problems.append(
-                f"{NAMESPACE}:waves = {config.effective_waves}: allowed: {math.ceil(len(site.indexes) / allowed)} "
-                f"or more, because host {site.label!r} runs {len(site.indexes)} nodes and one wave would restart "
+                f"{NAMESPACE}:waves = {config.effective_waves}: allowed: {math.ceil(len(indexes) / allowed)} "
+                f"or more, because host {host.label!r} runs {len(indexes)} nodes and one wave would restart "
                 f"{worst} of them; a wave may restart at most {allowed} (never a majority of a host's nodes)"
             )
     return problems
 
 
-def _node(config: StackConfig, index: int, host: str, address: str, wave: int) -> NodePlan:
+def _node(config: StackConfig, index: int, host_label: str, address: str, wave: int) -> NodePlan:
     short_name = names.node_short_name(index)
     return NodePlan(
         index=index,
         short_name=short_name,
         node_name=names.node_name(index, address),
-        host=host,
+        host_label=host_label,
         address=address,
         ports=NodePorts(
             mqtt=config.mqtt_port_base + index - 1,
@@ -289,27 +220,30 @@ def _host_ports(nodes: tuple[NodePlan, ...], lb_port: int) -> tuple[int, ...]:
 def _reserved(config: StackConfig, nodes: tuple[NodePlan, ...]) -> tuple[int, ...]:
     """The host's planned ports inside the ephemeral range, or ConfigError when they cannot be reserved."""
     low, high = config.port_range
-    ports = _host_ports(nodes, config.lb_port)
+    ports = _host_ports(nodes, config.lb.port)
     reserved = tuple(sorted({port for port in ports if low <= port <= high}))
-    if reserved and not config.manage_sysctls:
-        raise ConfigError(
-            f"invalid stack configuration:\n  {NAMESPACE}:manageSysctls = false while planned ports "
-            f"{compress_ports(reserved)} lie inside ipLocalPortRange {config.ip_local_port_range!r}: allowed: "
-            "manageSysctls: true (so they are reserved in net.ipv4.ip_local_reserved_ports), or port bases "
-            "and an ipLocalPortRange that keep every planned port outside the ephemeral range"
+    if reserved and not config.tuning.manage:
+        raise ConfigError.of(
+            [
+                f"{NAMESPACE}:manageSysctls = false while planned ports {compress_ports(reserved)} lie inside "
+                f"ipLocalPortRange {config.ip_local_port_range!r}: allowed: manageSysctls: true (so they are "
+                "reserved in net.ipv4.ip_local_reserved_ports), or port bases and an ipLocalPortRange that keep "
+                "every planned port outside the ephemeral range"
+            ]
         )
     if len(reserved) * 2 > high - low + 1:
-        raise ConfigError(
-            f"invalid stack configuration:\n  {NAMESPACE}:ipLocalPortRange = {config.ip_local_port_range!r}: "
-            f"allowed: a range in which the {len(reserved)} reserved ports take at most half, so outgoing "
-            "connections still find ephemeral ports"
+        raise ConfigError.of(
+            [
+                f"{NAMESPACE}:ipLocalPortRange = {config.ip_local_port_range!r}: allowed: a range in which the "
+                f"{len(reserved)} reserved ports take at most half, so outgoing connections still find ephemeral ports"
+            ]
         )
     return reserved
 
 
 def _port_problems(config: StackConfig, nodes: tuple[NodePlan, ...]) -> list[str]:
     """On one host, every planned port must be a valid port, used once, and never the LB's port."""
-    owners: dict[int, str] = {config.lb_port: f"{NAMESPACE}:lbPort = {config.lb_port}"}
+    owners: dict[int, str] = {config.lb.port: f"{NAMESPACE}:lbPort = {config.lb.port}"}
     problems: list[str] = []
     # Each line names the key (and its value) that placed the port, so the user knows what to change.
     sources = {

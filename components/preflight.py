@@ -14,10 +14,10 @@ import pulumi
 
 from components import names
 from components.config import NAMESPACE, StackConfig
+from components.host_site import HostSite
 from components.hostexec import HostAccess
 from components.plan import ClusterPlan, HostPlan
 from components.render.host_scripts import NofileClaim, PortClaim, preflight_script
-from components.render.nginx import nginx_settings
 
 
 def port_claims(host: HostPlan) -> list[PortClaim]:
@@ -30,11 +30,11 @@ def port_claims(host: HostPlan) -> list[PortClaim]:
     return [*claims, PortClaim(port=host.lb_port, owner=names.LB_CONTAINER, role="TLS listener")]
 
 
-def nofile_claims(config: StackConfig, plan: ClusterPlan) -> list[NofileClaim]:
+def nofile_claims(config: StackConfig) -> list[NofileClaim]:
     return [
         NofileClaim(config.broker_nofile_limit, "the brokers", f"{NAMESPACE}:brokerNofileLimit"),
         NofileClaim(
-            nginx_settings(config, plan).worker_rlimit_nofile,
+            config.lb.nofile_limit,
             "the load balancer (2 x lbWorkerConnections + 1024)",
             f"{NAMESPACE}:lbWorkerConnections",
         ),
@@ -46,16 +46,20 @@ class PreflightArgs:
     claims: Sequence[PortClaim]
     nofile: Sequence[NofileClaim]
     data_dir: str
-    host: HostAccess
+    access: HostAccess
+
+    @classmethod
+    def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> PreflightArgs:
+        return cls(port_claims(site.plan), nofile_claims(config), config.data_dir, site.access)
 
 
 class Preflight(pulumi.ComponentResource):
     """Checks Docker, every planned port, the containers' nofile limits and the data dir."""
 
     def __init__(self, name: str, args: PreflightArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("emqx-cluster:index:Preflight", name, None, opts)
+        super().__init__(names.component_type("Preflight"), name, None, opts)
         script = preflight_script(args.claims, args.data_dir, args.nofile)
-        self.check = args.host.command(
+        self.check = args.access.command(
             f"{name}-check",
             create=script,
             update=script,

@@ -29,10 +29,10 @@ class TlsMaterial:
 
 
 def tls_material(config: StackConfig, parent: pulumi.Resource) -> TlsMaterial:
-    if config.tls_certificate is not None and config.tls_private_key is not None:
+    if config.tls.certificate is not None and config.tls.private_key is not None:
         return TlsMaterial(
-            pulumi.Output.secret(config.tls_certificate.get_secret_value()),
-            pulumi.Output.secret(config.tls_private_key.get_secret_value()),
+            pulumi.Output.secret(config.tls.certificate.get_secret_value()),
+            pulumi.Output.secret(config.tls.private_key.get_secret_value()),
         )
     child = pulumi.ResourceOptions(parent=parent)
     key = tls.PrivateKey(names.resource("tls-key"), algorithm="ECDSA", ecdsa_curve="P256", opts=child)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.config import StackConfig
+from components.config import StackConfig, lb_nofile_limit
 from components.plan import ClusterPlan, HostPlan
 from components.render.templating import render
 
@@ -63,8 +63,7 @@ class NginxSettings:
 
     @property
     def worker_rlimit_nofile(self) -> int:
-        # Two descriptors per proxied connection, plus headroom for logs and listeners.
-        return self.worker_connections * 2 + 1024
+        return lb_nofile_limit(self.worker_connections)
 
     @property
     def next_upstream_tries(self) -> int:
@@ -125,16 +124,16 @@ def nginx_settings(config: StackConfig, plan: ClusterPlan, host: HostPlan | None
     """
     local = host or plan.hosts[0]
     return NginxSettings(
-        listen_address=config.lb_listen_address,
+        listen_address=config.lb.listen_address,
         listen_port=plan.lb_port,
         upstreams=tuple(node.mqtt_endpoint for node in local.nodes),
-        backups=tuple(node.mqtt_endpoint for node in plan.nodes if node.host != local.label),
-        balancing=config.lb_balancing,
-        max_fails=config.lb_max_fails,
-        fail_timeout=config.lb_fail_timeout,
-        connect_timeout=config.lb_connect_timeout,
-        proxy_timeout_seconds=config.lb_proxy_timeout_seconds,
-        worker_connections=config.lb_worker_connections,
+        backups=tuple(node.mqtt_endpoint for node in plan.nodes if node.host_label != local.label),
+        balancing=config.lb.balancing,
+        max_fails=config.lb.max_fails,
+        fail_timeout=config.lb.fail_timeout,
+        connect_timeout=config.lb.connect_timeout,
+        proxy_timeout_seconds=config.lb.proxy_timeout_seconds,
+        worker_connections=config.lb.worker_connections,
         proxy_protocol=plan.proxy_protocol,
     )
 

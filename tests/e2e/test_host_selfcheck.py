@@ -169,7 +169,7 @@ def test_nginx_standin_terminates_tls_and_proxies_to_the_broker(cluster: Cluster
         CONTAINER_RUNTIME.certificate_path: b"".join(blob.bytes() for blob in cert.cert_chain_pems),
         CONTAINER_RUNTIME.private_key_path: cert.private_key_pem.bytes(),
     }
-    nofile = cluster.config.lb_worker_connections * 2 + 1024
+    nofile = cluster.config.lb.nofile_limit
     name = "emqx-lb-selfcheck"
     cluster.containers.append(name)
     # As the provider does: create, upload the files, start.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from components.config import parse_stack_config
+from components.config_parse import parse_stack_config
 from components.plan import plan_cluster
 from components.render.broker_env import broker_environment, hocon_string, with_secrets
 from tests.support.emqx import emqx58

@@ -158,7 +158,7 @@ def test_sysctls_apply_idempotently_and_restore_in_a_network_namespace(
     expected = expected_settings(stack, sysctl_scope.per_netns)
     plan = stack.plan()
     assert "net.core.somaxconn" in expected
-    drop_in = Path(stack.stack_config().sysctl_drop_in)
+    drop_in = Path(stack.stack_config().tuning.drop_in)
     saved = drop_in.with_name(drop_in.name + ".before")
 
     for key, value in PREVIOUS.items():
@@ -207,7 +207,7 @@ def test_a_value_the_kernel_refuses_undoes_this_run_and_names_the_key(
     refused = "net.ipv4.tcp_fin_timeout"  # per netns, written after somaxconn and the others
     overrides = {**{key: None for key in sysctl_scope.host_global}, refused: "99999999999999999999"}
     stack = run_program(throwaway_config(tmp_path, nodes=3, sysctls=overrides))
-    drop_in = Path(stack.stack_config().sysctl_drop_in)
+    drop_in = Path(stack.stack_config().tuning.drop_in)
     netns.set_sysctl("net.core.somaxconn", "1234")
     before = {key: netns.sysctl(key) for key in ("net.core.somaxconn", refused)}
 
@@ -230,7 +230,7 @@ def test_a_key_this_kernel_lacks_is_refused_before_anything_is_saved(
     missing_key = "net.ipv4.emqx_cluster_no_such_key"
     overrides = {**{key: None for key in sysctl_scope.host_global}, missing_key: "1"}
     stack = run_program(throwaway_config(tmp_path, nodes=3, sysctls=overrides))
-    drop_in = Path(stack.stack_config().sysctl_drop_in)
+    drop_in = Path(stack.stack_config().tuning.drop_in)
     somaxconn = netns.sysctl("net.core.somaxconn")
 
     result = netns.run(stack.commands["emqx-host-sysctls"].script("create"))
@@ -251,7 +251,7 @@ def test_keys_read_only_in_this_namespace_are_refused_before_anything_is_saved(
         pytest.skip("no EMQX tuning key is read-only in a network namespace on this kernel")
     absent = [key for key, why in sysctl_scope.host_global.items() if not why.startswith("read-only")]
     stack = run_program(throwaway_config(tmp_path, nodes=3, sysctls=dict.fromkeys(absent)))
-    drop_in = Path(stack.stack_config().sysctl_drop_in)
+    drop_in = Path(stack.stack_config().tuning.drop_in)
     somaxconn = netns.sysctl("net.core.somaxconn")
 
     result = netns.run(stack.commands["emqx-host-sysctls"].script("create"))
@@ -272,7 +272,7 @@ def test_restore_skips_a_saved_key_that_is_read_only_here(
     if not read_only:
         pytest.skip("no EMQX tuning key is read-only in a network namespace on this kernel")
     stack = run_program(throwaway_config(tmp_path, nodes=3))
-    drop_in = Path(stack.stack_config().sysctl_drop_in)
+    drop_in = Path(stack.stack_config().tuning.drop_in)
     drop_in.parent.mkdir(parents=True)
     somaxconn = netns.sysctl("net.core.somaxconn")
     changed = str(int(somaxconn) + 7)
@@ -299,7 +299,7 @@ def test_default_settings_including_host_global_keys_run_against_a_stand_in_proc
     stack = run_program(throwaway_config(tmp_path, nodes=3))
     command = stack.commands["emqx-host-sysctls"]
     expected = expected_settings(stack, set(EMQX_TUNING_SYSCTLS))
-    drop_in = Path(stack.stack_config().sysctl_drop_in)
+    drop_in = Path(stack.stack_config().tuning.drop_in)
 
     stand_in = tmp_path / "proc-sys"
     host_values = {key: host_sysctl(key) for key in expected}
@@ -463,7 +463,7 @@ def test_sysctl_strings_over_ssh_apply_and_restore_in_a_network_namespace(
     restored = in_netns(command.script("delete"))
     assert restored.returncode == 0, restored.stderr
     assert {key: netns.sysctl(key) for key in (PORT_RANGE, RESERVED)} == before
-    assert not Path(stack.stack_config().sysctl_drop_in).exists()
+    assert not Path(stack.stack_config().tuning.drop_in).exists()
 
 
 def test_without_sudo_the_ssh_user_cannot_chown_node_dirs(sshd_server: SshEndpoint, ssh_root: Path) -> None:

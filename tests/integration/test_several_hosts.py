@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from components.config import StackConfig, parse_stack_config
+from components.config import StackConfig
+from components.config_parse import parse_stack_config
 from components.firewall import ClusterFirewallArgs, cluster_ports
 from components.hostexec import HostAccess
 from components.plan import ClusterPlan, HostPlan, plan_cluster
@@ -94,7 +95,11 @@ def plan(config: StackConfig) -> ClusterPlan:
 def firewall_args(plan: ClusterPlan, host_plan: HostPlan) -> ClusterFirewallArgs:
     """The ClusterFirewall's inputs for `host_plan`, as the program builds them (no connection:
     these tests log in themselves)."""
-    return ClusterFirewallArgs.of(plan, host_plan, HostAccess(None, host_plan.use_sudo, host_plan.docker_host))
+    return ClusterFirewallArgs(
+        ports=cluster_ports(host_plan),
+        peers=[peer.address for peer in plan.hosts],
+        access=HostAccess(None, host_plan.use_sudo, host_plan.docker_host),
+    )
 
 
 def firewall_command(
@@ -105,7 +110,7 @@ def firewall_command(
     args = firewall_args(plan, host_plan)
     rules = firewall_apply_script(args.ports, args.peers)
     program = host_program({"create": rules, "update": rules, "delete": firewall_remove_script()})
-    return host.ssh_run(shell_command(operation, args.host.use_sudo), stdin=program)
+    return host.ssh_run(shell_command(operation, args.access.use_sudo), stdin=program)
 
 
 def apply_rules(host: Host, plan: ClusterPlan, host_plan: HostPlan) -> subprocess.CompletedProcess[str]:
@@ -323,12 +328,12 @@ def test_nginx_serves_clients_from_local_nodes_and_falls_back_to_remote_ones(
     a, a_plan = bridge.host("a"), plan.host("a")
     settings = nginx_settings(config, plan, a_plan)
     nginx = NamespacedNginx(a, tmp_path / "nginx", settings, pki)
-    assert upstream_servers(nginx.write_config()) == {node.mqtt_endpoint: node.host != "a" for node in plan.nodes}
+    assert upstream_servers(nginx.write_config()) == {node.mqtt_endpoint: node.host_label != "a" for node in plan.nodes}
 
     with ExitStack() as stack:
         nodes: dict[str, ProxyNode] = {}
         for node in plan.nodes:
-            stand_in = ProxyNode(bridge.host(node.host), node.short_name, node.address, node.ports.mqtt)
+            stand_in = ProxyNode(bridge.host(node.host_label), node.short_name, node.address, node.ports.mqtt)
             stack.callback(stand_in.stop)
             nodes[node.short_name] = stand_in
         stack.enter_context(nginx)

@@ -13,7 +13,8 @@ import pytest
 
 from components.broker_cluster import HEALTHCHECK
 from components.broker_image import BUILD_CONTEXT, build_digest
-from components.config import NAMESPACE, ConfigError
+from components.config import NAMESPACE
+from components.config_parse import ConfigError
 from components.host_tuning import host_sysctls
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
 from components.preflight import nofile_claims, port_claims
@@ -92,7 +93,7 @@ def test_resource_types_and_counts(any_run: ProgramRun, case: StackCase) -> None
         "emqx-erlang-cookie",
         "emqx-dashboard-password",
     }
-    assert any_run.named("emqx-lb-image").inputs["name"] == f"nginx:{case.parsed().nginx_version}"
+    assert any_run.named("emqx-lb-image").inputs["name"] == f"nginx:{case.parsed().lb.nginx_version}"
 
 
 def test_every_docker_resource_uses_the_configured_host(any_run: ProgramRun, case: StackCase) -> None:
@@ -228,8 +229,8 @@ def test_host_tuning_sets_emqx_sysctls_and_reserves_planned_ports(deployed: Prog
     tuning = deployed.named("emqx-host-sysctls")
     assert tuning.stdin == host_program(
         {
-            "create": sysctl_apply_script(settings, config.sysctl_drop_in),
-            "delete": sysctl_restore_script(config.sysctl_drop_in),
+            "create": sysctl_apply_script(settings, config.tuning.drop_in),
+            "delete": sysctl_restore_script(config.tuning.drop_in),
         }
     )
     script = tuning.stdin
@@ -246,7 +247,7 @@ def test_host_tuning_sets_emqx_sysctls_and_reserves_planned_ports(deployed: Prog
 def test_preflight_checks_every_planned_port(deployed: ProgramRun, case: StackCase) -> None:
     config, plan = case.parsed(), case.plan()
     check = deployed.named("emqx-preflight-check")
-    expected = preflight_script(port_claims(plan.hosts[0]), config.data_dir, nofile_claims(config, plan))
+    expected = preflight_script(port_claims(plan.hosts[0]), config.data_dir, nofile_claims(config))
     # Re-checked whenever the plan changes.
     assert check.stdin == host_program({"create": expected, "update": expected})
     assert len(port_claims(plan.hosts[0])) == 4 * case.nodes + 1
@@ -357,7 +358,7 @@ def test_load_balancer_container(any_run: ProgramRun, case: StackCase) -> None:
     assert "uploads" in lb.secret_inputs
     assert "uploads" in lb.additional_secret_outputs
     # Replace and destroy stop Nginx with its stop signal (SIGQUIT: drain) and this much time.
-    grace = case.parsed().lb_stop_grace_seconds
+    grace = case.parsed().lb.stop_grace_seconds
     assert lb.inputs["destroyGraceSeconds"] == grace > 0
     assert lb.inputs["stopTimeout"] == grace
 

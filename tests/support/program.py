@@ -17,6 +17,7 @@ import json
 import os
 import re
 import runpy
+import signal
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -366,7 +367,12 @@ def run_program(
         mocks.set_mocks(mock, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(mock, run))
 
         async def program() -> None:
-            runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
+            # The program takes SIGINT for its engine-cancel exit; the test process keeps its own.
+            sigint = signal.getsignal(signal.SIGINT)
+            try:
+                runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
+            finally:
+                signal.signal(signal.SIGINT, sigint)
 
         _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
         root = settings.get_root_resource()

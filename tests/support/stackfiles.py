@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from components.config import NAMESPACE, StackConfig, parse_stack_config
+from components.config import NAMESPACE, StackConfig
+from components.config_parse import parse_stack_config
 from components.plan import ClusterPlan, plan_cluster
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]

@@ -11,14 +11,8 @@ from typing import Any
 
 import pytest
 
-from components.config import (
-    EMQX_TUNING_SYSCTLS,
-    NAMESPACE,
-    ConfigError,
-    StackConfig,
-    config_keys,
-    parse_stack_config,
-)
+from components.config import EMQX_TUNING_SYSCTLS, NAMESPACE, StackConfig
+from components.config_parse import ConfigError, config_keys, parse_stack_config
 from components.plan import plan_cluster
 from tests.support.stackfiles import TlsMaterial, stack_raw, validate
 
@@ -42,7 +36,7 @@ def test_defaults_are_valid_apart_from_the_tls_material_they_require() -> None:
     config, plan = validate({"tlsMode": "self-signed"})
     assert config.nodes == 3
     assert config.effective_waves == 2
-    assert config.lb_port == 8884
+    assert config.lb.port == 8884
     assert [node.node_name for node in plan.nodes] == ["emqx1@127.0.0.1", "emqx2@127.0.0.1", "emqx3@127.0.0.1"]
 
     with pytest.raises(ConfigError) as refused:
@@ -62,9 +56,9 @@ def test_dev_stack_file_is_valid() -> None:
     config, plan = validate(stack_raw("dev"))
     assert config.nodes == 3
     assert config.waves == 2
-    assert config.tls_mode == "self-signed"
-    assert config.tls_dns_names == ["localhost"]
-    assert config.docker_host == "unix:///var/run/docker.sock"
+    assert config.tls.mode == "self-signed"
+    assert config.tls.dns_names == ["localhost"]
+    assert config.single_host.docker_host == "unix:///var/run/docker.sock"
     assert config.data_dir == "/var/lib/emqx-cluster/dev"
     assert plan.lb_port == 8884
     assert len(plan.nodes) == 3
@@ -76,13 +70,13 @@ def test_prod_stack_file_is_valid_once_its_tls_secrets_are_set(tls_material: Tls
     raw["tlsPrivateKey"] = tls_material.private_key_pem
     config, plan = validate(raw)
     assert plan.hosts[0].ssh is not None
-    assert config.ssh_host == "mqtt-01.prod.internal"
-    assert config.host_use_sudo
-    assert config.lb_worker_connections == 262144
+    assert config.single_host.ssh_host == "mqtt-01.prod.internal"
+    assert config.single_host.host_use_sudo
+    assert config.lb.worker_connections == 262144
     assert config.client_hostname == "mqtt.prod.internal"
     assert [node.short_name for node in plan.nodes] == [f"emqx{i}" for i in range(1, 6)]
-    assert config.tls_private_key is not None
-    assert config.tls_private_key.get_secret_value() == tls_material.private_key_pem
+    assert config.tls.private_key is not None
+    assert config.tls.private_key.get_secret_value() == tls_material.private_key_pem
 
 
 def test_secrets_do_not_leak_through_the_config_repr() -> None:
@@ -414,13 +408,13 @@ def test_explicit_waves_above_a_single_node_are_refused() -> None:
 
 def test_sysctl_defaults_are_emqx_tuning_values() -> None:
     config = parse_stack_config({"tlsMode": "self-signed"})
-    assert config.sysctl_settings() == EMQX_TUNING_SYSCTLS
-    assert config.sysctl_settings()["net.core.somaxconn"] == "32768"
+    assert config.tuning.settings() == EMQX_TUNING_SYSCTLS
+    assert config.tuning.settings()["net.core.somaxconn"] == "32768"
 
 
 def test_null_sysctl_override_drops_a_default_key() -> None:
     config = parse_stack_config({"tlsMode": "self-signed", "sysctls": '{"fs.file-max": null}'})
-    settings = config.sysctl_settings()
+    settings = config.tuning.settings()
     assert "fs.file-max" not in settings
     assert settings == {key: value for key, value in EMQX_TUNING_SYSCTLS.items() if key != "fs.file-max"}
 
@@ -429,7 +423,7 @@ def test_sysctl_overrides_replace_and_extend_the_defaults() -> None:
     config = parse_stack_config(
         {"tlsMode": "self-signed", "sysctls": '{"net.core.somaxconn": "65535", "vm.swappiness": "10"}'}
     )
-    settings = config.sysctl_settings()
+    settings = config.tuning.settings()
     assert settings["net.core.somaxconn"] == "65535"
     assert settings["vm.swappiness"] == "10"
     assert settings["fs.nr_open"] == EMQX_TUNING_SYSCTLS["fs.nr_open"]
@@ -438,7 +432,7 @@ def test_sysctl_overrides_replace_and_extend_the_defaults() -> None:
 def test_numeric_sysctl_values_from_yaml_are_accepted() -> None:
     """`net.core.somaxconn: 65535` in the stack YAML reaches the program as a JSON number."""
     config = parse_stack_config({"tlsMode": "self-signed", "sysctls": '{"net.core.somaxconn": 65535}'})
-    assert config.sysctl_settings()["net.core.somaxconn"] == "65535"
+    assert config.tuning.settings()["net.core.somaxconn"] == "65535"
 
 
 def test_trailing_slash_of_data_dir_is_dropped() -> None:
@@ -485,7 +479,7 @@ def test_fidelity_defaults() -> None:
     assert config.image_platform is None  # the Docker host's own
     assert config.broker_nofile_limit == 1048576
     assert config.broker_stop_grace_seconds > 0
-    assert config.lb_stop_grace_seconds > 0
+    assert config.lb.stop_grace_seconds > 0
     assert (
         parse_stack_config({"tlsMode": "self-signed", "imagePlatform": "linux/arm64"}).image_platform == "linux/arm64"
     )

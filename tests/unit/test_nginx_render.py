@@ -17,7 +17,8 @@ from typing import Any
 import crossplane
 import pytest
 
-from components.config import LOAD_BALANCING, StackConfig
+from components.config import StackConfig
+from components.config_types import LOAD_BALANCING
 from components.render.nginx import (
     CONTAINER_RUNTIME,
     DEBIAN_STREAM_MODULE,
@@ -106,7 +107,7 @@ def test_rendered_config_structure(stack_name: str, tls_material: TlsMaterial, t
     top = parse(render_nginx_conf(settings, local_runtime(tmp_path, tls_material)), tmp_path)
 
     worker_connections = int(args(only(top, "events")["block"], "worker_connections")[0])
-    assert worker_connections == config.lb_worker_connections
+    assert worker_connections == config.lb.worker_connections
     assert int(args(top, "worker_rlimit_nofile")[0]) >= 2 * worker_connections
 
     stream = only(top, "stream")["block"]
@@ -116,22 +117,24 @@ def test_rendered_config_structure(stack_name: str, tls_material: TlsMaterial, t
 
     upstream = only(stream, "upstream")
     servers = [d["args"] for d in upstream["block"] if d["directive"] == "server"]
-    assert [s[0] for s in servers] == [f"{config.advertise_address}:{61000 + i}" for i in range(1, config.nodes + 1)]
+    assert [s[0] for s in servers] == [
+        f"{config.single_host.advertise_address}:{61000 + i}" for i in range(1, config.nodes + 1)
+    ]
     for server in servers:
-        assert f"max_fails={config.lb_max_fails}" in server
-        assert f"fail_timeout={config.lb_fail_timeout}" in server
+        assert f"max_fails={config.lb.max_fails}" in server
+        assert f"fail_timeout={config.lb.fail_timeout}" in server
 
     server = only(stream, "server")["block"]
-    assert args(server, "listen") == [f"{config.lb_listen_address}:{config.lb_port}", "ssl"]
+    assert args(server, "listen") == [f"{config.lb.listen_address}:{config.lb.port}", "ssl"]
     assert args(server, "proxy_pass") == upstream["args"]
     assert args(server, "ssl_protocols") == ["TLSv1.2", "TLSv1.3"]
     assert args(server, "ssl_session_cache")[0].startswith("shared:")
     assert args(server, "proxy_protocol") == ["on"]
     assert args(server, "proxy_next_upstream") == ["on"]
     assert int(args(server, "proxy_next_upstream_tries")[0]) == config.nodes
-    assert seconds(args(server, "proxy_connect_timeout")[0]) == seconds(config.lb_connect_timeout)
-    assert seconds(args(server, "proxy_timeout")[0]) > 1.5 * config.mqtt_keepalive_seconds
-    assert seconds(args(server, "proxy_timeout")[0]) == config.lb_proxy_timeout_seconds
+    assert seconds(args(server, "proxy_connect_timeout")[0]) == seconds(config.lb.connect_timeout)
+    assert seconds(args(server, "proxy_timeout")[0]) > 1.5 * config.lb.mqtt_keepalive_seconds
+    assert seconds(args(server, "proxy_timeout")[0]) == config.lb.proxy_timeout_seconds
 
 
 @pytest.mark.parametrize("stack_name", ["dev", "prod"])

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from components.config import ConfigError, StackConfig
+from components.config import StackConfig
+from components.config_parse import ConfigError
 from components.plan import ClusterPlan, compress_ports, plan_cluster
 
 MAX_TESTED_NODES = 50

@@ -74,8 +74,8 @@ def all_scripts(config: StackConfig, plan: ClusterPlan) -> dict[str, str]:
     node = plan.nodes[-1]
     names = [n.node_name for n in plan.nodes]
     return {
-        "sysctl-apply": sysctl_apply_script(host_sysctls(config, plan, plan.hosts[0]), config.sysctl_drop_in),
-        "sysctl-restore": sysctl_restore_script(config.sysctl_drop_in),
+        "sysctl-apply": sysctl_apply_script(host_sysctls(config, plan, plan.hosts[0]), config.tuning.drop_in),
+        "sysctl-restore": sysctl_restore_script(config.tuning.drop_in),
         "preflight": preflight_script(port_claims(plan.hosts[0]), config.data_dir),
         "node-dirs": node_dirs_script(node.host_dir),
         "node-dirs-delete-keep": node_dirs_delete_script(node.host_dir, node.node_name, False, node.container_name),
@@ -238,13 +238,13 @@ def test_sysctl_script_sets_tuning_and_port_plan_keys(dev: tuple[StackConfig, Cl
     settings = host_sysctls(config, plan, plan.hosts[0])
     assert settings["net.ipv4.ip_local_port_range"] == "1024 60999"
     assert settings["net.ipv4.ip_local_reserved_ports"] == "4371-4373,5371-5373,8884"
-    script = sysctl_apply_script(settings, config.sysctl_drop_in)
+    script = sysctl_apply_script(settings, config.tuning.drop_in)
     for key, value in settings.items():
         assert f"\n{key} = {value}\n" in script
         proc_file = "/proc/sys/" + key.replace(".", "/")
         assert f"set_value {shlex.quote(key)} {shlex.quote(proc_file)} {shlex.quote(value)}\n" in script
     assert "/proc/sys/net/ipv4/ip_local_reserved_ports" in script
-    assert shlex.quote(config.sysctl_drop_in) in script
+    assert shlex.quote(config.tuning.drop_in) in script
 
 
 def sandboxed(script: str, root: Path) -> str:

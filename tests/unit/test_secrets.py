@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import ERLANG_COOKIE
+from components.config_types import ERLANG_COOKIE
 from components.secrets import COOKIE_LENGTH, letter_led
 
 

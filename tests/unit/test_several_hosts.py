@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from components import names
-from components.config import ConfigError, StackConfig, parse_stack_config
+from components.config import StackConfig
+from components.config_parse import ConfigError, parse_stack_config
 from components.firewall import cluster_ports
 from components.plan import ClusterPlan, plan_cluster
 from components.render.cluster_scripts import evict_script
@@ -52,7 +53,7 @@ def refusal(raw: dict[str, str]) -> str:
 
 def test_counts_place_nodes_host_after_host_with_names_of_their_host_address() -> None:
     _, plan = parsed(three_hosts())
-    assert [(node.short_name, node.host, node.node_name) for node in plan.nodes] == [
+    assert [(node.short_name, node.host_label, node.node_name) for node in plan.nodes] == [
         ("emqx1", "a", f"emqx1@{A}"),
         ("emqx2", "a", f"emqx2@{A}"),
         ("emqx3", "b", f"emqx3@{B}"),
@@ -68,7 +69,7 @@ def test_explicit_placement_puts_each_node_on_its_host() -> None:
     hosts = [{"name": "a", "address": A}, {"name": "b", "address": B}]
     placement = {"emqx1": "a", "emqx2": "b", "emqx3": "a", "emqx4": "b"}
     _, plan = parsed({"tlsMode": "self-signed", "hosts": json.dumps(hosts), "placement": json.dumps(placement)})
-    assert {node.short_name: node.host for node in plan.nodes} == placement
+    assert {node.short_name: node.host_label for node in plan.nodes} == placement
     assert plan.host("b").nodes[0].node_name == f"emqx2@{B}"
 
 
@@ -140,7 +141,7 @@ def test_a_wave_never_restarts_a_majority_of_a_host_nor_more_than_its_share(
     for wave in plan.waves:
         assert len(wave) <= math.ceil(total / config.effective_waves)
         for host in plan.hosts:
-            restarted = sum(1 for node in wave if node.host == host.label)
+            restarted = sum(1 for node in wave if node.host_label == host.label)
             assert restarted <= max(1, len(host.nodes) // 2), (host.label, [n.short_name for n in wave])
 
 

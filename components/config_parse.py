@@ -1,0 +1,146 @@
+"""From the raw strings Pulumi holds to a StackConfig, or one ConfigError naming every bad key.
+
+Pure Python. Each line of a ConfigError reads `emqx-cluster:<key> = <value>: allowed: ...`, with
+the key as the user writes it in the stack file (flat, even when the model keeps it in a
+section) and a secret value hidden.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel, to_snake
+from pydantic.fields import FieldInfo
+
+from components.config import NAMESPACE, SECTIONS, HostConfig, StackConfig, section_keys
+
+# Fields whose stack-config value is structured (YAML object/list, JSON in PULUMI_CONFIG).
+_STRUCTURED = {"sysctls", "tlsDnsNames", "hosts", "placement"}
+SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "erlangCookie", "dashboardPassword")
+
+
+class ConfigError(ValueError):
+    """Any invalid `emqx-cluster:*` key; the message lists every problem found."""
+
+    @classmethod
+    def of(cls, problems: Iterable[str]) -> ConfigError:
+        return cls("invalid stack configuration:\n  " + "\n  ".join(dict.fromkeys(problems)))
+
+
+def config_keys() -> list[str]:
+    """Every stack-config key (camelCase, without namespace) the model accepts."""
+    top = [to_camel(name) for name in StackConfig.model_fields if name not in SECTIONS]
+    return [*top, *(key for section in SECTIONS.values() for key in section_keys(section))]
+
+
+def host_config_keys() -> list[str]:
+    """Every key a `hosts` entry accepts, its own (name, address, ...) before the SSH login's."""
+    own = list(HostConfig.__annotations__)
+    return [to_camel(name) for name in sorted(HostConfig.model_fields, key=lambda name: name not in own)]
+
+
+def holds_secrets(key: str, text: str) -> bool:
+    """Whether a structured key's value carries a secret (a host's SSH key): then the whole
+    value must be a secret in the stack config."""
+    if key != "hosts":
+        return False
+    try:
+        hosts = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(hosts, list) and any(isinstance(host, dict) and "sshPrivateKey" in host for host in hosts)
+
+
+def parse_stack_config(raw: Mapping[str, str | None]) -> StackConfig:
+    """Validate raw stack-config strings (key without namespace -> value as Pulumi gives it)."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, text in raw.items():
+        if text is None:
+            continue
+        if key in _STRUCTURED:
+            try:
+                values[key] = json.loads(text)
+            except json.JSONDecodeError:
+                problems.append(f"{NAMESPACE}:{key} = {text!r}: allowed: a YAML map/list in the stack file")
+                continue
+        else:
+            values[key] = text
+    if not problems:
+        try:
+            return StackConfig.model_validate(values)
+        except ValidationError as error:
+            problems.extend(_describe(error))
+    raise ConfigError.of(problems)
+
+
+def _describe(error: ValidationError) -> list[str]:
+    """Turn pydantic errors into 'namespace:key = value: allowed ...' lines, hiding secrets."""
+    lines: list[str] = []
+    for item in error.errors(include_url=False):
+        location = [str(part) for part in item["loc"]]
+        message = item["msg"].removeprefix("Value error, ")
+        if location and location[0] in SECTIONS:  # a section field: the user's flat key
+            location = location[1:]
+        if not location:  # model-level checks already name their keys
+            lines.extend(message.split("\n"))
+            continue
+        key = location[0]
+        field = _field_of(key)
+        if key == "hosts" and len(location) > 2:  # hosts[<i>].<field>, its own value shown
+            field = HostConfig.model_fields.get(to_snake(location[2]))
+            key, location = f"hosts[{location[1]}].{location[2]}", location[2:]
+        shown = repr(item.get("input"))
+        if key in SECRET_KEYS or key.endswith(".sshPrivateKey") or "PRIVATE KEY" in shown:
+            shown = "(hidden: secret)"
+        if item["type"] == "extra_forbidden":
+            close = ", ".join(host_config_keys() if key.startswith("hosts[") else config_keys())
+            lines.append(f"{NAMESPACE}:{key} = {shown}: unknown key; allowed keys: {close}")
+            continue
+        if item["type"] in ("greater_than_equal", "less_than_equal", "int_parsing", "int_type", "bool_parsing"):
+            allowed = _range_text(field)
+            message = f"allowed: {allowed}" if allowed else message
+        elif item["type"] == "literal_error":
+            message = f"allowed: {item.get('ctx', {}).get('expected', message)}"
+        elif not message.startswith("allowed"):
+            # Type errors ("Input should be a valid list"): say where, and keep the contract's wording.
+            where = f" (at {'.'.join(location[1:])})" if len(location) > 1 else ""
+            message = f"allowed: {_TYPE_TEXT.get(item['type'], 'a value of the documented type')}{where}; {message}"
+        lines.append(f"{NAMESPACE}:{key} = {shown}: {message}")
+    return lines
+
+
+def _field_of(key: str) -> FieldInfo | None:
+    """The model field a flat stack-config key fills, in the stack or in a section."""
+    models: list[type[BaseModel]] = [StackConfig, *SECTIONS.values()]
+    for model in models:
+        for name, field in model.model_fields.items():
+            if key == (field.validation_alias or to_camel(name)) and name not in SECTIONS:
+                return field
+    return None
+
+
+_TYPE_TEXT = {
+    "dict_type": "a YAML map in the stack file",
+    "list_type": "a YAML list in the stack file",
+    "string_type": "a string or a number",
+}
+
+
+def _range_text(field: FieldInfo | None) -> str:
+    if field is None:
+        return ""
+    if field.annotation is bool:
+        return "true or false"
+    low = high = None
+    for meta in field.metadata:
+        low = getattr(meta, "ge", low)
+        high = getattr(meta, "le", high)
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f"a whole number >= {low}"
+    return f"a whole number from {low} to {high}"

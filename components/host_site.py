@@ -1,0 +1,32 @@
+"""HostSite: one Docker host as the per-host steps and the brokers see it.
+
+Every per-host step is built the same way, `<Step>Args.of(config, plan, site)` and the step's
+component under `site.opts`; what must be in place before the host's nodes start goes into
+`site.ready` (tuning, firewall, preflight, the image built there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+
+from components import names
+from components.hostexec import HostAccess
+from components.plan import HostPlan
+
+
+@dataclass
+class HostSite:
+    """A host's plan, its shell, its Docker engine, and what runs on it before its nodes."""
+
+    plan: HostPlan
+    access: HostAccess
+    provider: docker.Provider
+    opts: pulumi.ResourceOptions  # parent, and for the first host the aliases to single-host names
+    ready: list[pulumi.Resource] = field(default_factory=list)
+
+    def resource_name(self, what: str) -> str:
+        """`emqx-<host>-<what>`, or `emqx-<what>` for the one host of a single-host stack."""
+        return names.host_resource(self.plan.name, what)
