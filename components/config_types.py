@@ -4,7 +4,7 @@ In the style of data-safe-haven's `types/annotated_types.py`: a pydantic v2 `Ann
 kind of value (a port, a unicast IPv4 address, an nginx duration, a PEM key, ...), so the model in
 :mod:`components.config` only annotates its fields and a check is never written twice.
 
-Every check raises ``ValueError("allowed: ...")``: ``config._describe`` prints that text after
+Every check raises ``ValueError("allowed: ...")``: ``config_parse._describe`` prints that text after
 ``emqx-cluster:<key> = <value>: `` (secrets: ``(hidden: secret)``), so the text says what is
 allowed and never repeats a secret value. Pure Python: no Pulumi import.
 """

@@ -19,7 +19,7 @@ DASHBOARD_PASSWORD_LENGTH = 24
 
 
 def letter_led(generated: str) -> str:
-    """A generated cookie that starts with a letter, as EMQX needs it (see config.ERLANG_COOKIE).
+    """A generated cookie that starts with a letter, as EMQX needs it (see config_types.ERLANG_COOKIE).
 
     pulumi-random may put a digit first; a fixed letter in front keeps every generated cookie
     valid without a retry loop (the random part keeps its full length).
@@ -39,7 +39,7 @@ def erlang_cookie(given: SecretStr | None, name: str, parent: pulumi.Resource) -
 def dashboard_password(given: SecretStr | None, name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
     if given is not None:
         return pulumi.Output.secret(given.get_secret_value())
-    # EMQX's password rule wants two kinds of characters (config.py): with these minimums every
+    # EMQX's password rule wants two kinds of characters (config_types.DashboardPassword): with these minimums every
     # generated password passes it, whatever the draw.
     generated = random.RandomPassword(
         name,

@@ -1,4 +1,6 @@
-"""A stack deployed with the first layout upgrades to the current one with no deletion and no
+"""Stacks deployed by earlier commits upgrade to the working tree with nothing lost.
+
+A stack deployed with the first layout upgrades to the current one with no deletion and no
 replacement of anything the layout moved: the real engine resolves the aliases of moved and
 renamed components (without them, every moved resource would be created anew and its old URN
 deleted).
@@ -23,7 +25,7 @@ import pytest
 from tests.support.e2e.cluster_probe import cluster_status
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.images import StandInImages, ensure_images
-from tests.support.e2e.pulumi_cli import PulumiProject, step_ops, toolchain_bin
+from tests.support.e2e.pulumi_cli import BEFORE_STDIN_SCRIPTS, PulumiProject, in_place_only, step_ops, toolchain_bin
 from tests.support.e2e.stacks import dev_like
 
 pytestmark = pytest.mark.e2e
@@ -34,19 +36,31 @@ RESTRUCTURE = "f34b96f"
 FOLLOWS_A_NEW_IMAGE = re.compile(r"^(emqx-broker-image-build|emqx\d+)$")
 
 
+def deployed_at(commit: str, host: E2eHost, root: Path, stack: str) -> PulumiProject:
+    ensure_images(host)  # an earlier stack's destroy removed the nginx image, as on a real host
+    bin_dir = toolchain_bin()
+    if bin_dir is None:
+        pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")
+    project = PulumiProject.create(root / "project", bin_dir, commit=commit, stack=stack, netns=host.netns_path)
+    project.init_stack(dev_like(host, root))
+    project.up()
+    return project
+
+
 @pytest.fixture
 def first_layout_stack(
     e2e_host_session: E2eHost, standin_images: StandInImages, tmp_path: Path
 ) -> Iterator[PulumiProject]:
-    ensure_images(e2e_host_session)  # an earlier stack's destroy removed the nginx image, as on a real host
-    bin_dir = toolchain_bin()
-    if bin_dir is None:
-        pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")
-    project = PulumiProject.create(
-        tmp_path / "project", bin_dir, commit=FIRST_LAYOUT, stack="layout", netns=e2e_host_session.netns_path
-    )
-    project.init_stack(dev_like(e2e_host_session, tmp_path))
-    project.up()
+    project = deployed_at(FIRST_LAYOUT, e2e_host_session, tmp_path, "layout")
+    yield project
+    project.destroy()
+
+
+@pytest.fixture
+def stack_before_stdin_scripts(
+    e2e_host_session: E2eHost, standin_images: StandInImages, tmp_path: Path
+) -> Iterator[PulumiProject]:
+    project = deployed_at(BEFORE_STDIN_SCRIPTS, e2e_host_session, tmp_path, "before")
     yield project
     project.destroy()
 
@@ -67,3 +81,26 @@ def test_first_layout_upgrades_without_replacing_or_deleting_anything(
     assert len({r["urn"] for r in project.resources()}) == len(urns_before)
     project.up("--expect-no-changes")
     assert cluster_status(e2e_host_session, "emqx1")["running_nodes"] == [f"emqx{i}@127.0.0.1" for i in (1, 2, 3)]
+
+
+def test_host_commands_move_to_stdin_in_place_without_restarting_a_node(
+    stack_before_stdin_scripts: PulumiProject, e2e_host_session: E2eHost, tmp_path: Path
+) -> None:
+    """The scripts' move to stdin and the restructure change the commands' inputs only: every
+    command is updated in place (its idempotent script runs once more), nothing is created,
+    deleted or replaced, no container restarts, and the sysctl values saved at the first apply
+    stay the ones restored on destroy."""
+    project, host = stack_before_stdin_scripts, e2e_host_session
+    containers = ("emqx1", "emqx2", "emqx3", "emqx-lb")
+    started = host.docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}", *containers).stdout
+    saved = tmp_path / "sysctl.d" / "60-emqx-cluster.conf.before"
+    saved_before = saved.read_text()
+    project.switch_to(None)
+
+    preview = project.preview()
+    assert in_place_only(preview) == {}, in_place_only(preview)
+    project.up()
+    assert host.docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}", *containers).stdout == started
+    assert saved.read_text() == saved_before
+    project.up("--expect-no-changes")
+    assert cluster_status(host, "emqx1")["running_nodes"] == [f"emqx{i}@127.0.0.1" for i in (1, 2, 3)]

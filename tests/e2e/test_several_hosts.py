@@ -16,7 +16,15 @@ import pytest
 from tests.support.e2e.cluster_probe import client_context, cluster_status, container_names, health, proxied_sources
 from tests.support.e2e.host import E2eHost, engine_start, engine_stop, link
 from tests.support.e2e.images import ensure_images
-from tests.support.e2e.pulumi_cli import REPO, PulumiProject, Result, changed, toolchain_bin
+from tests.support.e2e.pulumi_cli import (
+    BEFORE_STDIN_SCRIPTS,
+    REPO,
+    PulumiProject,
+    Result,
+    changed,
+    in_place_only,
+    toolchain_bin,
+)
 from tests.support.e2e.several_hosts import bridged_hosts, probe, several_hosts_stack
 from tests.support.e2e.stacks import lb_answers
 from tests.support.ports import wait_until
@@ -241,3 +249,39 @@ def test_8_a_single_host_stack_moves_into_a_hosts_list_without_a_change(
     finally:
         project.destroy()
     assert container_names(a) == []
+
+
+def test_9_a_stack_deployed_before_the_stdin_scripts_upgrades_in_place(
+    hosts: dict[str, E2eHost], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A several-host stack deployed by the commit before the scripts moved to stdin (and the
+    model resolved the hosts once): only its host commands update in place; nothing is created,
+    deleted or replaced, and no container on any host restarts."""
+    a = hosts["a"]
+    assert a.ssh is not None
+    for host in hosts.values():
+        ensure_images(host, emqx_versions=("5.8.6",))  # test 7's destroy removed the nginx images
+    bin_dir = toolchain_bin()
+    assert bin_dir is not None
+    root = tmp_path_factory.mktemp("before-stdin")
+    project = PulumiProject.create(root / "project", bin_dir, commit=BEFORE_STDIN_SCRIPTS, stack="before")
+    project.init_stack(several_hosts_stack(hosts, root), {"sshPrivateKey": a.ssh.private_key_pem})
+    try:
+        project.up()
+
+        def started() -> dict[str, str]:
+            return {
+                name: host.docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}", *NODES[name], "emqx-lb").stdout
+                for name, host in hosts.items()
+            }
+
+        before = started()
+        project.switch_to(None)
+        preview = project.preview()
+        assert in_place_only(preview) == {}, in_place_only(preview)
+        project.up()
+        assert started() == before
+        project.up("--expect-no-changes")
+        assert sorted(cluster_status(a, "emqx1")["running_nodes"]) == node_names(hosts, "a", "b", "c")
+    finally:
+        project.run("destroy", "--stack", project.stack, "--yes", check=False)

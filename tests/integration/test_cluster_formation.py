@@ -1,4 +1,4 @@
-"""Issue 4, cluster formation: the declared join / leave / verify commands against a fake `docker`.
+"""Cluster formation: the declared join / leave / verify commands against a fake `docker`.
 
 The fake answers `docker exec <c> /opt/emqx/bin/emqx ctl cluster join|leave|force-leave|status
 --json` with the texts of EMQX 5.8's emqx_mgmt_cli.erl (github.com/emqx/emqx,

@@ -1,4 +1,4 @@
-"""Issue 8: the scripted `docker`/`emqx` enforces what EMQX 5.8 enforces (support/emqx58.py).
+"""The scripted `docker`/`emqx` enforces what EMQX 5.8 enforces (support/emqx58.py).
 
 Each test drives the fake through its CLI (`docker exec ... emqx ctl ...`, as the host scripts
 do) or its container lifecycle, with environments from the program's own renderer

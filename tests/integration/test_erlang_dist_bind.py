@@ -1,4 +1,4 @@
-"""Issue 8, defect 3: the ERL_AFLAGS the program ships binds Erlang distribution to one address.
+"""The ERL_AFLAGS the program ships binds Erlang distribution to one address.
 
 EMQX 5.8 has no config key for the distribution listener's address (`node.dist_bind_address`
 only arrives in 6.2), so each node gets the OTP Kernel parameter `inet_dist_use_interface`

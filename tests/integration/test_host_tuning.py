@@ -1,4 +1,4 @@
-"""Issue 4, host side: the declared sysctl, node-dir and preflight commands, run for real.
+"""The host side: the declared sysctl, node-dir and preflight commands, run for real.
 
 Every script is taken from the mocked program (tests/support/program.py), never copied:
 - sysctls run inside a throwaway network namespace, restricted to the keys that really are

@@ -1,4 +1,4 @@
-"""Issue 4, preflight: the declared check, run locally against real sockets and a fake docker.
+"""Preflight: the declared check, run locally against real sockets and a fake docker.
 
 The script is the one the mocked program declares for each config; ports are held with real
 listening sockets on loopback, which the script finds in the kernel's /proc/net/tcp{,6}.

@@ -1,4 +1,4 @@
-"""Issue 5, rollout in waves: the declared resources executed in the engine's order against a fake docker.
+"""Rollout in waves: the declared resources executed in the engine's order against a fake docker.
 
 The engine (tests/support/engine.py) walks the mocked program's resources in dependency order,
 as `pulumi up` would, creating broker containers in the fake docker world (EMQX 5.8's rules

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from components.hostexec import HostAccess
 from components.plan import ClusterPlan, HostPlan, plan_cluster
 from components.render.host_scripts import (
     FIREWALL_CHAIN,
-    FIREWALL_PEERS_CHAIN,
+    FIREWALL_TABLE,
     HostOperation,
     firewall_apply_script,
     firewall_remove_script,
@@ -52,10 +51,6 @@ from tests.support.lb_stack import missing_prerequisites as lb_missing
 pytestmark = pytest.mark.integration
 
 NODES_PER_HOST = 2
-NEEDS_IPTABLES = pytest.mark.skipif(
-    shutil.which("iptables", path="/usr/sbin:/sbin:/usr/bin:/bin") is None,
-    reason="the firewall tests read the rules back with iptables (the nft-only path is not covered here)",
-)
 NGINX_MISSING = [item for item in lb_missing() if "mosquitto" not in item]
 NEEDS_NGINX = pytest.mark.skipif(bool(NGINX_MISSING), reason=f"the Nginx test needs: {', '.join(NGINX_MISSING)}")
 
@@ -103,39 +98,109 @@ def firewall_args(plan: ClusterPlan, host_plan: HostPlan) -> ClusterFirewallArgs
 
 
 def firewall_command(
-    host: Host, plan: ClusterPlan, host_plan: HostPlan, operation: HostOperation
+    host: Host, plan: ClusterPlan, host_plan: HostPlan, operation: HostOperation, backend: Backend
 ) -> subprocess.CompletedProcess[str]:
     """The ClusterFirewall's command for `operation`, sent over SSH as remote.Command sends it:
-    the command line, and every operation's script on standard input."""
+    the command line, and every operation's script on standard input (on the nft backend, each
+    script first drops iptables from its PATH, as on a host with nftables alone)."""
     args = firewall_args(plan, host_plan)
-    rules = firewall_apply_script(args.ports, args.peers)
-    program = host_program({"create": rules, "update": rules, "delete": firewall_remove_script()})
+    rules = backend.confined(firewall_apply_script(args.ports, args.peers))
+    program = host_program({"create": rules, "update": rules, "delete": backend.confined(firewall_remove_script())})
     return host.ssh_run(shell_command(operation, args.access.use_sudo), stdin=program)
 
 
-def apply_rules(host: Host, plan: ClusterPlan, host_plan: HostPlan) -> subprocess.CompletedProcess[str]:
-    return firewall_command(host, plan, host_plan, "update")
+class Backend:
+    """How a host filters: iptables (legacy or nf_tables), or nftables where iptables is absent.
+
+    The same tests run on both: the rules are read back with the backend's own tool.
+    """
+
+    def __init__(self, name: str, tools: Path) -> None:
+        self.name = name
+        self.tools = tools  # a dir with `nft` alone, for the nft backend
+
+    def confined(self, script: str) -> str:
+        if self.name == "iptables":
+            return script
+        return f"PATH={self.tools}:/usr/bin:/bin; export PATH\n{script}"
+
+    @property
+    def banner(self) -> str:
+        return {"iptables": "iptables: ports", "nft": "nftables: ports"}[self.name]
+
+    def ours(self, host: Host) -> str:
+        """Our rules as the backend lists them ("" when there are none)."""
+        if self.name == "iptables":
+            listed = run_ok(host, "iptables -w -S")
+            return "\n".join(line for line in listed.splitlines() if FIREWALL_CHAIN in line)
+        return host.run(f"nft list table inet {FIREWALL_TABLE}").stdout
+
+    def entries(self, host: Host) -> int:
+        """How often the host's input path enters our rules: the INPUT jump, or our table."""
+        if self.name == "iptables":
+            return run_ok(host, "iptables -w -S INPUT").splitlines().count(f"-A INPUT -j {FIREWALL_CHAIN}")
+        return run_ok(host, "nft list tables").split().count(FIREWALL_TABLE)
+
+    def ports(self, host: Host) -> list[int]:
+        """The ports our rules send to the peer check, ranges expanded."""
+        if self.name == "iptables":
+            spans = [item for match in re.finditer(r"--dports (\S+)", self.ours(host)) for item in match[1].split(",")]
+            bounds = [span.partition(":")[::2] for span in spans]
+        else:
+            found = re.search(r"tcp dport \{ ([^}]*) \} iifname", self.ours(host))
+            assert found is not None, self.ours(host)
+            bounds = [span.strip().partition("-")[::2] for span in found[1].split(",")]
+        return sorted(port for low, high in bounds for port in range(int(low), int(high or low) + 1))
+
+    def add_operator_rules(self, host: Host) -> list[str]:
+        """Rules the host had before the deployment (the operator's, Docker's): ours leave them be."""
+        if self.name == "iptables":
+            for rule in OPERATOR_RULES:
+                run_ok(host, f"iptables -w {rule}")
+            return list(OPERATOR_RULES)
+        run_ok(host, f"nft -f - <<'RULES'\n{OPERATOR_TABLE}\nRULES")
+        return [OPERATOR_NFT_RULE]
+
+    def kept(self, host: Host, rules: list[str]) -> list[str]:
+        """Those of `rules` still in the host's rule set."""
+        listed = run_ok(host, "iptables -w -S" if self.name == "iptables" else "nft list ruleset")
+        return [rule for rule in rules if rule in listed]
+
+    def clean(self, host: Host) -> None:
+        host.run(self.confined(firewall_remove_script()))
+        host.run("iptables -w -F && iptables -w -X")
+        host.run("nft delete table inet operator")
 
 
-def remove_rules(host: Host, plan: ClusterPlan, host_plan: HostPlan) -> subprocess.CompletedProcess[str]:
-    return firewall_command(host, plan, host_plan, "delete")
-
-
-def iptables(host: Host, *args: str) -> str:
-    """`iptables ARGS` output read in the host's namespace (as root, not through the program)."""
-    proc = host.run(" ".join(["iptables", "-w", *args]))
+def run_ok(host: Host, script: str) -> str:
+    """`script` in the host's namespace as root (not through the program); its stdout."""
+    proc = host.run(script)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
-def chain_ports(host: Host) -> list[int]:
-    """The ports our chain sends to the peer check, its multiport `low:high` ranges expanded."""
-    ports: list[int] = []
-    for match in re.finditer(r"--dports (\S+)", iptables(host, "-S", FIREWALL_CHAIN)):
-        for item in match[1].split(","):
-            low, _, high = item.partition(":")
-            ports.extend(range(int(low), int(high or low) + 1))
-    return sorted(ports)
+@pytest.fixture(scope="module", params=["iptables", "nft"])
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backend:
+    tools = tmp_path_factory.mktemp("only-nft")
+    nft = shutil.which("nft", path="/usr/sbin:/sbin:/usr/bin:/bin")
+    assert nft is not None, "nft (Debian package nftables) is missing: scripts/install-test-deps installs it"
+    assert shutil.which("iptables", path="/usr/sbin:/sbin"), (
+        "iptables is missing: scripts/install-test-deps installs it"
+    )
+    (tools / "nft").symlink_to(nft)
+    return Backend(request.param, tools)
+
+
+def apply_rules(
+    host: Host, plan: ClusterPlan, host_plan: HostPlan, backend: Backend
+) -> subprocess.CompletedProcess[str]:
+    return firewall_command(host, plan, host_plan, "update", backend)
+
+
+def remove_rules(
+    host: Host, plan: ClusterPlan, host_plan: HostPlan, backend: Backend
+) -> subprocess.CompletedProcess[str]:
+    return firewall_command(host, plan, host_plan, "delete", backend)
 
 
 @pytest.fixture
@@ -150,35 +215,31 @@ def cluster_listeners(bridge: Bridge, plan: ClusterPlan) -> Iterator[None]:
 
 
 @pytest.fixture
-def clean_rules(bridge: Bridge) -> Iterator[None]:
-    """Every host's filter table empty afterwards, even when a test failed half-way."""
+def clean_rules(bridge: Bridge, backend: Backend) -> Iterator[None]:
+    """Every host's rules gone afterwards, even when a test failed half-way."""
     yield
     for host in bridge.hosts:
-        host.run(firewall_remove_script())
-        host.run("iptables -w -F && iptables -w -X")
+        backend.clean(host)
 
 
-# Rules the host had before the deployment (the operator's, Docker's): ours must leave them be.
 OPERATOR_RULES = (
     "-N DOCKER-USER",
     "-A INPUT -s 192.0.2.99/32 -p tcp -m tcp --dport 2222 -j DROP",
     "-A DOCKER-USER -j RETURN",
 )
+OPERATOR_NFT_RULE = "ip saddr 192.0.2.99 tcp dport 2222 drop"
+OPERATOR_TABLE = f"""table inet operator {{
+  chain input {{
+    type filter hook input priority filter; policy accept;
+    {OPERATOR_NFT_RULE}
+  }}
+}}"""
 
 
 @pytest.fixture
-def operator_rules(bridge: Bridge) -> list[str]:
-    """OPERATOR_RULES on host a (removed by clean_rules)."""
-    a = bridge.host("a")
-    for rule in OPERATOR_RULES:
-        iptables(a, *rule.split())
-    return list(OPERATOR_RULES)
-
-
-def kept(host: Host, rules: list[str]) -> list[str]:
-    """Those of `rules` still in the host's filter table."""
-    present = iptables(host, "-S").splitlines()
-    return [rule for rule in rules if rule in present]
+def operator_rules(bridge: Bridge, backend: Backend) -> list[str]:
+    """The operator's own rules on host a (removed by clean_rules)."""
+    return backend.add_operator_rules(bridge.host("a"))
 
 
 def probes(sources: list[Station], targets: list[tuple[Host, HostPlan]]) -> dict[tuple[str, str, int], Outcome]:
@@ -197,10 +258,9 @@ def probes(sources: list[Station], targets: list[tuple[Host, HostPlan]]) -> dict
         }
 
 
-@NEEDS_IPTABLES
 @pytest.mark.usefixtures("cluster_listeners", "clean_rules")
 def test_each_host_gets_its_own_rules_over_ssh_and_the_cluster_can_still_dial_every_node(
-    bridge: Bridge, plan: ClusterPlan
+    bridge: Bridge, plan: ClusterPlan, backend: Backend
 ) -> None:
     """The firewall command, rendered per host and run over SSH through sudo on all three hosts,
     lands on the right host (its own ports), and leaves every node reachable from every cluster
@@ -213,10 +273,10 @@ def test_each_host_gets_its_own_rules_over_ssh_and_the_cluster_can_still_dial_ev
             host.ssh.port,
             host.ssh.user,
         )
-        applied = apply_rules(host, plan, host_plan)
+        applied = apply_rules(host, plan, host_plan, backend)
         assert applied.returncode == 0, f"{host.name}: {applied.stderr}"
-        assert "iptables: ports" in applied.stdout
-    assert {host.name: chain_ports(host) for host, _ in targets} == {
+        assert backend.banner in applied.stdout
+    assert {host.name: backend.ports(host) for host, _ in targets} == {
         host.name: cluster_ports(host_plan) for host, host_plan in targets
     }
 
@@ -227,16 +287,15 @@ def test_each_host_gets_its_own_rules_over_ssh_and_the_cluster_can_still_dial_ev
     assert set(from_outsider.values()) == {"refused"}, {k: v for k, v in from_outsider.items() if v != "refused"}
 
     for host, host_plan in targets:
-        removed = remove_rules(host, plan, host_plan)
+        removed = remove_rules(host, plan, host_plan, backend)
         assert removed.returncode == 0, f"{host.name}: {removed.stderr}"
     after = probes([bridge.outsider], targets)
     assert set(after.values()) == {"accepted"}, {k: v for k, v in after.items() if v != "accepted"}
 
 
-@NEEDS_IPTABLES
 @pytest.mark.usefixtures("cluster_listeners", "clean_rules")
 def test_firewall_resets_outsiders_at_cluster_ports_only(
-    bridge: Bridge, plan: ClusterPlan, operator_rules: list[str]
+    bridge: Bridge, plan: ClusterPlan, backend: Backend, operator_rules: list[str]
 ) -> None:
     """On host a: a cluster host may dial the distribution and RPC ports, the outsider gets an
     immediate reset (a REJECT, not a silent drop that would hang a node for the connect
@@ -245,7 +304,7 @@ def test_firewall_resets_outsiders_at_cluster_ports_only(
     a, b = bridge.host("a"), bridge.host("b")
     a_plan = plan.host("a")
     node = a_plan.nodes[0]
-    applied = apply_rules(a, plan, a_plan)
+    applied = apply_rules(a, plan, a_plan, backend)
     assert applied.returncode == 0, applied.stderr
 
     assert b.probe(a.address, node.ports.distribution) == "accepted"
@@ -254,55 +313,53 @@ def test_firewall_resets_outsiders_at_cluster_ports_only(
     assert bridge.outsider.probe(a.address, node.ports.distribution) == "refused"
     assert bridge.outsider.probe(a.address, node.ports.rpc) == "refused"
     assert bridge.outsider.probe(a.address, node.ports.mqtt) == "accepted"
-    assert kept(a, operator_rules) == operator_rules
+    assert backend.kept(a, operator_rules) == operator_rules
 
 
-@NEEDS_IPTABLES
 @pytest.mark.usefixtures("cluster_listeners", "clean_rules")
 def test_reapplying_the_rules_replaces_them_and_follows_the_peer_list(
-    bridge: Bridge, plan: ClusterPlan, operator_rules: list[str]
+    bridge: Bridge, plan: ClusterPlan, backend: Backend, operator_rules: list[str]
 ) -> None:
-    """`pulumi up` runs the command again on every update: one INPUT jump, no duplicated rules,
-    and a host dropped from the peer list (host c leaving the stack) loses access."""
+    """`pulumi up` runs the command again on every update: our rules entered once (one INPUT
+    jump, one table), nothing duplicated, and a host dropped from the peer list (host c leaving
+    the stack) loses access."""
     a, b, c = bridge.host("a"), bridge.host("b"), bridge.host("c")
     a_plan = plan.host("a")
     distribution = a_plan.nodes[0].ports.distribution
-    assert apply_rules(a, plan, a_plan).returncode == 0
-    first = iptables(a, "-S")
-    second = apply_rules(a, plan, a_plan)
+    assert apply_rules(a, plan, a_plan, backend).returncode == 0
+    first = backend.ours(a)
+    second = apply_rules(a, plan, a_plan, backend)
     assert second.returncode == 0, second.stderr
-    assert iptables(a, "-S") == first
-    assert iptables(a, "-S", "INPUT").splitlines().count(f"-A INPUT -j {FIREWALL_CHAIN}") == 1
+    assert backend.ours(a) == first
+    assert backend.entries(a) == 1
 
     smaller = plan_cluster(stack_config(bridge, (a, b)))
     assert cluster_ports(smaller.host("a")) == cluster_ports(a_plan)
-    updated = apply_rules(a, smaller, smaller.host("a"))
+    updated = apply_rules(a, smaller, smaller.host("a"), backend)
     assert updated.returncode == 0, updated.stderr
-    assert iptables(a, "-S", "INPUT").splitlines().count(f"-A INPUT -j {FIREWALL_CHAIN}") == 1
+    assert backend.entries(a) == 1
     assert b.probe(a.address, distribution) == "accepted"
     assert c.probe(a.address, distribution) == "refused"
-    assert kept(a, operator_rules) == operator_rules
+    assert backend.kept(a, operator_rules) == operator_rules
 
 
-@NEEDS_IPTABLES
 @pytest.mark.usefixtures("cluster_listeners", "clean_rules")
 def test_removing_the_rules_opens_the_ports_again_and_is_safe_twice(
-    bridge: Bridge, plan: ClusterPlan, operator_rules: list[str]
+    bridge: Bridge, plan: ClusterPlan, backend: Backend, operator_rules: list[str]
 ) -> None:
     """`pulumi destroy` (or dropping to one host) runs the delete command: nothing of ours stays,
     nothing else goes, and a second run, e.g. after a failed destroy, still succeeds."""
     a, a_plan = bridge.host("a"), plan.host("a")
     distribution = a_plan.nodes[0].ports.distribution
-    assert apply_rules(a, plan, a_plan).returncode == 0
+    assert apply_rules(a, plan, a_plan, backend).returncode == 0
     assert bridge.outsider.probe(a.address, distribution) == "refused"
 
     for attempt in (1, 2):
-        removed = remove_rules(a, plan, a_plan)
+        removed = remove_rules(a, plan, a_plan, backend)
         assert removed.returncode == 0, f"remove #{attempt}: {removed.stderr}"
-        rules = iptables(a, "-S")
-        assert FIREWALL_CHAIN not in rules and FIREWALL_PEERS_CHAIN not in rules, rules
+        assert backend.ours(a) == "" and backend.entries(a) == 0
         assert bridge.outsider.probe(a.address, distribution) == "accepted"
-        assert kept(a, operator_rules) == operator_rules
+        assert backend.kept(a, operator_rules) == operator_rules
 
 
 # --------------------------------------------------------------------------- Nginx per host
@@ -361,9 +418,10 @@ def test_nginx_serves_clients_from_local_nodes_and_falls_back_to_remote_ones(
         assert {name: node.rejected for name, node in nodes.items() if node.rejected} == {}
 
 
-@NEEDS_IPTABLES
 @pytest.mark.usefixtures("clean_rules")
-def test_a_host_dropped_from_the_peers_keeps_its_open_connections(bridge: Bridge, plan: ClusterPlan) -> None:
+def test_a_host_dropped_from_the_peers_keeps_its_open_connections(
+    bridge: Bridge, plan: ClusterPlan, backend: Backend
+) -> None:
     """When a host leaves the stack, the other hosts' rules are updated before its nodes' deletes
     run `cluster leave`: only new connections are judged, so the leaving nodes still talk over
     the connections they have, while nothing new from that host gets in."""
@@ -373,45 +431,11 @@ def test_a_host_dropped_from_the_peers_keeps_its_open_connections(bridge: Bridge
         listener.settimeout(10)
         served, _ = listener.accept()
         with served:
-            assert apply_rules(a, plan, plan.host("a")).returncode == 0
+            assert apply_rules(a, plan, plan.host("a"), backend).returncode == 0
             smaller = plan_cluster(stack_config(bridge, (a, b)))
-            assert apply_rules(a, smaller, smaller.host("a")).returncode == 0
+            assert apply_rules(a, smaller, smaller.host("a"), backend).returncode == 0
             leaving.sendall(b"leave")
             served.settimeout(10)
             assert served.recv(5) == b"leave"
             assert c.probe(a.address, port) == "refused"
             assert b.probe(a.address, port) == "accepted"
-
-
-NFT = shutil.which("nft", path="/usr/sbin:/sbin:/usr/bin:/bin")
-
-
-@pytest.mark.skipif(NFT is None, reason="nft (Debian package nftables) is not installed")
-@pytest.mark.usefixtures("cluster_listeners")
-def test_where_only_nft_exists_the_rules_are_an_nftables_table(
-    bridge: Bridge, plan: ClusterPlan, tmp_path: Path
-) -> None:
-    """A host with nftables and no iptables: the same rules as one table of ours, replaced in one
-    transaction, removed on delete."""
-    assert NFT is not None
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    (tools / "nft").symlink_to(NFT)
-    only_nft = f"PATH={tools}:/usr/bin:/bin"  # iptables lives in /usr/sbin
-    b, c = bridge.host("b"), bridge.host("c")
-    b_plan = plan.host("b")
-    port = b_plan.nodes[0].ports.distribution
-    args = firewall_args(plan, b_plan)
-    try:
-        for _ in range(2):  # a re-run replaces the table
-            applied = b.run(f"env {only_nft} sh -c {shlex.quote(firewall_apply_script(args.ports, args.peers))}")
-            assert applied.returncode == 0 and "nftables: ports" in applied.stdout, applied.stderr
-        assert b.run("nft list tables").stdout.count("emqx_cluster") == 1
-        assert bridge.outsider.probe(b.address, port) == "refused"
-        assert c.probe(b.address, port) == "accepted"
-        assert bridge.outsider.probe(b.address, b_plan.nodes[0].ports.mqtt) == "accepted"
-    finally:
-        removed = b.run(f"env {only_nft} sh -c {shlex.quote(firewall_remove_script())}")
-    assert removed.returncode == 0, removed.stderr
-    assert "emqx_cluster" not in b.run("nft list tables").stdout
-    assert bridge.outsider.probe(b.address, port) == "accepted"

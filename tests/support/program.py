@@ -2,7 +2,8 @@
 
 One record type for every tier: the stack tests read a `ProgramRun`'s `Recorded` resources, and
 the integration tests execute them for real (a command's exact `create` / `update` / `delete`
-string through `Recorded.run_local`, a container through the fake docker, tests/support/engine.py)
+command line fed its `stdin` through `Recorded.run_local`, a container through the fake docker,
+tests/support/engine.py)
 in the order tests/support/graph.py computes.
 
 Each run happens in a fresh `contextvars.Context`, because the SDK keeps its settings and root
@@ -30,6 +31,7 @@ from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.sync_await import _sync_await
 
+from components import names
 from components.config import StackConfig
 from components.plan import ClusterPlan, plan_cluster
 from tests.support.stackfiles import PROJECT, PROJECT_DIR, StackCase, parse_config
@@ -39,7 +41,7 @@ Operation = Literal["create", "update", "delete"]
 LOCAL_COMMAND = "command:local:Command"
 REMOTE_COMMAND = "command:remote:Command"
 CONTAINER = "docker:index/container:Container"
-NODE_LABEL = "io.emqx-cluster.node"  # the label BrokerNodes puts on every broker container
+NODE_LABEL = names.NODE_LABEL  # the label BrokerCluster puts on every broker container
 LOCAL_INTERPRETER = ("/bin/sh", "-c")  # pulumi-command's local.Command default interpreter on Linux
 STDIN_DELIMITER = "EMQX_CLUSTER_TEST_STDIN"
 SECRET_SIG = rpc._special_sig_key
