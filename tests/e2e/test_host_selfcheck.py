@@ -32,7 +32,7 @@ from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR, ClusterPlan, NodePl
 from components.render.broker_env import broker_environment, with_secrets
 from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
 from tests.support.e2e.host import E2eHost
-from tests.support.e2e.images import StandInImages
+from tests.support.e2e.images import StandInImages, ensure_images
 from tests.support.lb_stack import CONNACK_ACCEPTED, mqtt_connect_packet, recv_up_to
 from tests.support.ports import wait_until
 from tests.support.stackfiles import PROJECT_DIR, stack_raw, validate
@@ -114,6 +114,7 @@ def cluster(
 ) -> Iterator[Cluster]:
     """Two stand-in nodes of the dev stack's plan on the host address, from the program's broker image."""
     host = e2e_host_session
+    ensure_images(host)  # an earlier stack's destroy removed the nginx image, as on a real host
     # The program's broker image, FROM the stand-in (the provider would build the same context).
     subprocess.run(
         [*host.docker_argv("build", "--quiet", "--tag", BROKER_IMAGE, "--build-arg", f"EMQX_BASE_IMAGE={standin_images.emqx_image('5.8.6')}", str(PROJECT_DIR / "docker" / "emqx"))],
