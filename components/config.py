@@ -5,34 +5,43 @@ Pulumi and :mod:`components.config_parse` turns them into a :class:`StackConfig`
 ConfigError naming every bad key). Each kind of value (port, duration, PEM key, ...) and its
 check is an `Annotated` type in :mod:`components.config_types`; this module assigns them to keys,
 with defaults and bounds, groups the keys that belong together into sections (`lb`, `tls`,
-`tuning`, `single_host`: users keep writing them flat, as `lbPort` or `tlsMode`), checks what
-involves several keys, and resolves the hosts once: :attr:`StackConfig.cluster_hosts` is the one
-list of Docker hosts every later step reads, a single-host stack included.
+`tuning`, `single_host`: users keep writing them flat, as `lbPort` or `tlsMode`) and checks what
+involves several keys. The hosts' keys and their resolution live in :mod:`components.config_hosts`:
+:attr:`StackConfig.cluster_hosts` is the one list of Docker hosts every later step reads, a
+single-host stack included.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Self
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 
+from components.config_hosts import (
+    SINGLE_HOST_KEYS,
+    Host,
+    HostConfig,
+    SingleHostConfig,
+    duplicate_hosts,
+    placement_problems,
+    resolve_hosts,
+)
 from components.config_types import (
+    MAX_NODES,
+    MODEL_CONFIG,
+    NAMESPACE,
     AbsolutePath,
     BalancingMethod,
     DashboardPassword,
     DnsNames,
-    DockerHost,
     DockerRepository,
     DockerTag,
     EmqxVersion,
     ErlangCookie,
-    HostLabel,
-    Hostname,
     ImagePlatform,
     IPv4ListenAddress,
     NginxDuration,
@@ -40,20 +49,16 @@ from components.config_types import (
     PemPrivateKey,
     Port,
     PortRange,
-    PosixUser,
     PublicHostname,
     Size,
     SysctlDropInPath,
     SysctlMap,
     TlsMode,
-    UnicastIPv4,
     is_ipv4,
 )
 
-NAMESPACE = "emqx-cluster"
-
-# EMQX's OS tuning guide (docs.emqx.com/en/emqx/latest/performance/tune.html), as listed in
-# the project issue; conntrack keys are left out because the module may not be loaded.
+# EMQX's OS tuning guide (docs.emqx.com/en/emqx/latest/performance/tune.html); its conntrack
+# keys are left out because the module may not be loaded.
 EMQX_TUNING_SYSCTLS: dict[str, str] = {
     "fs.file-max": "2097152",
     "fs.nr_open": "2097152",
@@ -70,119 +75,6 @@ EMQX_TUNING_SYSCTLS: dict[str, str] = {
     "net.ipv4.tcp_max_tw_buckets": "1048576",
     "net.ipv4.tcp_fin_timeout": "15",
 }
-
-# EMQX 5 derives the Erlang distribution and cluster RPC ports from the trailing digits of the
-# node's short name: 4370 + N and 5370 + N (EMQX docs, "Cluster security": "the port is
-# 4370 + N where N is the number suffix of the node name"; `rpc.port_discovery = stateless`).
-# N = 1000 would run distribution ports into RPC ports, so a one-host cluster stays below it.
-MAX_NODES = 999
-
-_MODEL_CONFIG = ConfigDict(
-    alias_generator=AliasGenerator(validation_alias=to_camel),
-    extra="forbid",
-    frozen=True,
-    populate_by_name=True,
-)
-
-
-# ------------------------------------------------------------------------------ hosts
-
-
-class _SshLoginConfig(BaseModel):
-    """How the deployer logs in to a Docker host for its shell: the keys a `hosts` entry and a
-    single-host stack share, under the same names."""
-
-    model_config = _MODEL_CONFIG
-
-    ssh_host: Hostname | None = None
-    ssh_port: Port = 22
-    ssh_user: PosixUser = "root"
-    ssh_host_key: str | None = None
-
-
-class HostConfig(_SshLoginConfig):
-    """One Docker host of a several-host stack (an entry of `emqx-cluster:hosts`).
-
-    Reached over SSH for its shell (host tuning, firewall, data dirs, cluster commands) with its
-    own `sshPrivateKey` (set with `pulumi config set --secret --path 'hosts[i].sshPrivateKey'`),
-    else the stack's, else the agent; its Docker engine by `dockerHost`, by default the same
-    SSH login.
-    """
-
-    name: HostLabel
-    address: UnicastIPv4  # its nodes bind and advertise it: `emqx<i>@<address>`
-    nodes: int | None = Field(None, ge=1, le=MAX_NODES)  # unset when `placement` places the nodes
-    docker_host: DockerHost | None = None
-    ssh_private_key: PemPrivateKey | None = None
-    use_sudo: bool = False
-
-    @property
-    def ssh_target(self) -> str:
-        return self.ssh_host or self.address
-
-    @property
-    def engine(self) -> str:
-        """The Docker engine's address: as configured, or the host's SSH login."""
-        return self.docker_host or f"ssh://{self.ssh_user}@{self.ssh_target}:{self.ssh_port}"
-
-
-# A single-host key -> the `hosts` entry key that says the same per host.
-SINGLE_HOST_KEYS = {
-    "advertiseAddress": "address",
-    "dockerHost": "dockerHost",
-    "sshHost": "sshHost",
-    "sshPort": "sshPort",
-    "sshUser": "sshUser",
-    "sshHostKey": "sshHostKey",
-    "hostUseSudo": "useSudo",
-}
-
-
-class SingleHostConfig(_SshLoginConfig):
-    """The one Docker host of a stack without `hosts`: the deployer's own machine unless
-    `sshHost` is set."""
-
-    advertise_address: UnicastIPv4 = "127.0.0.1"
-    docker_host: DockerHost = "unix:///var/run/docker.sock"
-    host_use_sudo: bool = False
-
-
-@dataclass(frozen=True)
-class SshLogin:
-    """Where the deployer logs in to run host commands."""
-
-    host: str
-    port: int
-    user: str
-    host_key: str | None
-
-
-@dataclass(frozen=True)
-class Host:
-    """One Docker host as every step after the config reads it, from `hosts` or the single-host keys."""
-
-    # None for the one host of a single-host stack: its resources keep the names they were first
-    # deployed with (`emqx-docker`, `emqx-lb`, ...); a named host's are `emqx-<name>-...`.
-    name: str | None
-    address: str
-    node_indexes: tuple[int, ...]
-    docker_host: str
-    ssh: SshLogin | None  # None: the deployer's own machine (local commands)
-    use_sudo: bool
-    ssh_private_key: SecretStr | None  # its own key, else the stack's; None: the SSH agent
-
-    @property
-    def label(self) -> str:
-        """How outputs and messages name the host."""
-        return self.name or self.address
-
-    def config_key(self, key: str) -> str:
-        """Where the user sets `key` (a hosts entry's name) for this host, for messages."""
-        if self.name is None:
-            single = next(single for single, per_host in SINGLE_HOST_KEYS.items() if per_host == key)
-            return f"{NAMESPACE}:{single}"
-        return f"{NAMESPACE}:hosts[{self.name}].{key}"
-
 
 # ------------------------------------------------------------------------ other sections
 
@@ -287,7 +179,7 @@ def section_keys(section: type[BaseModel]) -> list[str]:
 class StackConfig(BaseModel):
     """Validated `emqx-cluster:*` configuration of one stack (see the README for every key)."""
 
-    model_config = _MODEL_CONFIG
+    model_config = MODEL_CONFIG
 
     # --- cluster shape -------------------------------------------------------------------
     nodes: int = Field(3, ge=1, le=MAX_NODES)
@@ -392,7 +284,7 @@ class StackConfig(BaseModel):
             for key, per_host in SINGLE_HOST_KEYS.items()
             if to_snake(key) in self.single_host.model_fields_set
         ]
-        problems.extend(_duplicates(self.hosts))
+        problems.extend(duplicate_hosts(self.hosts))
         if len(self.hosts) > 1:
             problems.extend(
                 f"{NAMESPACE}:hosts[{position}].address = {host.address!r}: allowed with several hosts: an "
@@ -420,7 +312,7 @@ class StackConfig(BaseModel):
                 if host.nodes is None
             )
         else:
-            problems.extend(_placement_problems(self.placement, self.hosts))
+            problems.extend(placement_problems(self.placement, self.hosts))
         if "nodes" in self.model_fields_set and self.nodes != self.node_count:
             problems.append(
                 f"{NAMESPACE}:nodes = {self.nodes}: allowed: unset with hosts (or {self.node_count}, the nodes "
@@ -431,44 +323,8 @@ class StackConfig(BaseModel):
     # ------------------------------------------------------------------ the hosts, resolved once
     @cached_property
     def cluster_hosts(self) -> tuple[Host, ...]:
-        """Every Docker host with its nodes, in config order: the single-host keys as one host,
-        or `hosts` with their node counts numbered host after host, or the placement map."""
-        if self.hosts is None:
-            single = self.single_host
-            ssh = None
-            if single.ssh_host is not None:
-                ssh = SshLogin(single.ssh_host, single.ssh_port, single.ssh_user, single.ssh_host_key)
-            return (
-                Host(
-                    name=None,
-                    address=single.advertise_address,
-                    node_indexes=tuple(range(1, self.nodes + 1)),
-                    docker_host=single.docker_host,
-                    ssh=ssh,
-                    use_sudo=single.host_use_sudo,
-                    ssh_private_key=self.ssh_private_key,
-                ),
-            )
-        hosts, first = [], 1
-        for spec in self.hosts:
-            if self.placement is not None:
-                placed = (node_number(node) for node, name in self.placement.items() if name == spec.name)
-                indexes = tuple(sorted(index for index in placed if index))
-            else:
-                indexes = tuple(range(first, first + (spec.nodes or 0)))
-                first += len(indexes)
-            hosts.append(
-                Host(
-                    name=spec.name,
-                    address=spec.address,
-                    node_indexes=indexes,
-                    docker_host=spec.engine,
-                    ssh=SshLogin(spec.ssh_target, spec.ssh_port, spec.ssh_user, spec.ssh_host_key),
-                    use_sudo=spec.use_sudo,
-                    ssh_private_key=spec.ssh_private_key or self.ssh_private_key,
-                )
-            )
-        return tuple(hosts)
+        """Every Docker host with its nodes, in config order (see config_hosts.resolve_hosts)."""
+        return resolve_hosts(self.hosts, self.placement, self.single_host, self.nodes, self.ssh_private_key)
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -521,56 +377,3 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "tls": TlsConfig,
     "tuning": HostTuningConfig,
 }
-
-
-def _duplicates(hosts: list[HostConfig]) -> list[str]:
-    """One machine listed twice would share its drop-in, firewall chains and container names."""
-    problems: list[str] = []
-    for key, label, value_of in (
-        ("name", "names", lambda host: host.name),
-        ("address", "addresses", lambda host: host.address),
-        ("dockerHost", "Docker engines", lambda host: host.engine),
-        ("sshHost", "SSH logins", lambda host: f"{host.ssh_target}:{host.ssh_port}"),
-    ):
-        values = [value_of(host) for host in hosts]
-        problems.extend(
-            f"{NAMESPACE}:hosts[{position}].{key} = {value!r}: allowed: {label} used once; "
-            f"hosts[{values.index(value)}] has it already"
-            for position, value in enumerate(values)
-            if values.index(value) != position
-        )
-    return problems
-
-
-def _placement_problems(placement: Mapping[str, str], hosts: list[HostConfig]) -> list[str]:
-    known = [host.name for host in hosts]
-    problems = [
-        f"{NAMESPACE}:hosts[{position}].nodes = {host.nodes}: allowed: unset when placement is set "
-        "(placement says which nodes each host runs)"
-        for position, host in enumerate(hosts)
-        if host.nodes is not None
-    ]
-    problems.extend(
-        f"{NAMESPACE}:placement.{node} = {host!r}: allowed: one of the hosts' names ({', '.join(known)})"
-        for node, host in placement.items()
-        if host not in known
-    )
-    problems.extend(
-        f"{NAMESPACE}:placement.{node} = {host!r}: allowed: node names emqx1 to emqx{MAX_NODES} (the node's "
-        "name and ports derive from its number; numbers may have gaps, e.g. after a host was removed)"
-        for node, host in placement.items()
-        if not 1 <= node_number(node) <= MAX_NODES
-    )
-    problems.extend(
-        f"{NAMESPACE}:placement: no node on host {name!r}: allowed: at least one node per host "
-        "(or remove the host from hosts)"
-        for name in known
-        if name not in placement.values()
-    )
-    return problems
-
-
-def node_number(short_name: str) -> int:
-    """N of `emqxN` (no leading zero), else 0."""
-    digits = short_name.removeprefix("emqx")
-    return int(digits) if short_name.startswith("emqx") and digits.isdigit() and not digits.startswith("0") else 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pulumi.runtime.config as pulumi_config
 
-from components.config import NAMESPACE, StackConfig
+from components.config import StackConfig
 from components.config_parse import SECRET_KEYS, ConfigError, config_keys, holds_secrets, parse_stack_config
+from components.config_types import NAMESPACE
 
 
 def _namespace_keys() -> set[str]:

@@ -15,7 +15,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic.fields import FieldInfo
 
-from components.config import NAMESPACE, SECTIONS, HostConfig, StackConfig, section_keys
+from components.config import SECTIONS, StackConfig, section_keys
+from components.config_hosts import HostConfig
+from components.config_types import NAMESPACE
 
 # Fields whose stack-config value is structured (YAML object/list, JSON in PULUMI_CONFIG).
 _STRUCTURED = {"sysctls", "tlsDnsNames", "hosts", "placement"}

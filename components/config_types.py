@@ -1,4 +1,5 @@
-"""The kinds of value an `emqx-cluster:*` key can hold, each defined once with its check.
+"""The kinds of value an `emqx-cluster:*` key can hold, each defined once with its check, and
+what every config model shares (the namespace, the node limit, the models' settings).
 
 In the style of data-safe-haven's `types/annotated_types.py`: a pydantic v2 `Annotated` type per
 kind of value (a port, a unicast IPv4 address, an nginx duration, a PEM key, ...), so the model in
@@ -16,7 +17,25 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
+from pydantic import AfterValidator, AliasGenerator, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "emqx-cluster"
+
+# EMQX 5 derives the Erlang distribution and cluster RPC ports from the trailing digits of the
+# node's short name: 4370 + N and 5370 + N (EMQX docs, "Cluster security": "the port is
+# 4370 + N where N is the number suffix of the node name"; `rpc.port_discovery = stateless`).
+# N = 1000 would run distribution ports into RPC ports, so a one-host cluster stays below it.
+MAX_NODES = 999
+
+# Every config model: keys in camelCase as users write them (snake_case from Python), unknown
+# keys refused, values frozen once checked.
+MODEL_CONFIG = ConfigDict(
+    alias_generator=AliasGenerator(validation_alias=to_camel),
+    extra="forbid",
+    frozen=True,
+    populate_by_name=True,
+)
 
 
 def is_ipv4(value: str) -> bool:

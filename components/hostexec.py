@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.config import Host
+from components.config_hosts import Host
 from components.render.host_scripts import HostOperation, host_program, shell_command
 
 HostCommand = command.local.Command | command.remote.Command

@@ -12,8 +12,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 
 from components import names
-from components.config import NAMESPACE, Host, StackConfig
+from components.config import StackConfig
+from components.config_hosts import Host
 from components.config_parse import ConfigError
+from components.config_types import NAMESPACE
 
 # Erlang distribution and cluster RPC ports: 4370 + N and 5370 + N, N = trailing digits of the
 # node's short name (ekka's static-port distribution; rpc.port_discovery = stateless). Keys exist

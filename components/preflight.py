@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import pulumi
 
 from components import names
-from components.config import NAMESPACE, StackConfig
+from components.config import StackConfig
+from components.config_types import NAMESPACE
 from components.host_site import HostSite
 from components.hostexec import HostAccess
 from components.plan import ClusterPlan, HostPlan

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,31 +68,39 @@ def assert_reads_well(result: Result, resource: str, *expected: str) -> None:
     assert not NOISE.search(result.output), result.output
 
 
+def fails_with(project: PulumiProject, root: Path, key: str, value: Any, resource: str, *expected: str) -> None:
+    """`pulumi up` with `key` set to `value` fails at `resource` reading `expected`; the key is
+    then put back to the stack's own value."""
+    project.set_config({key: value})
+    assert_reads_well(failed_up(project), resource, *expected)
+    project.set_config({key: host_paths(root)[key]})
+
+
 def test_1_a_sysctl_value_the_kernel_refuses_names_the_key(project: PulumiProject, root: Path) -> None:
-    sysctls = {**host_paths(root)["sysctls"], "net.ipv4.tcp_fin_timeout": "99999999999999999999"}
-    project.set_config({"sysctls": sysctls})
-    result = failed_up(project)
-    assert_reads_well(
-        result,
+    refused = {**host_paths(root)["sysctls"], "net.ipv4.tcp_fin_timeout": "99999999999999999999"}
+    fails_with(
+        project,
+        root,
+        "sysctls",
+        refused,
         "emqx-host-sysctls",
         'running "sh -s create"',
         "sysctl net.ipv4.tcp_fin_timeout = '99999999999999999999' refused by the kernel",
         "in emqx-cluster:sysctls",
     )
-    project.set_config({"sysctls": host_paths(root)["sysctls"]})
 
 
 def test_2_a_nofile_limit_above_the_daemon_fails_preflight_with_the_key(project: PulumiProject, root: Path) -> None:
-    project.set_config({"brokerNofileLimit": 1048576})
-    result = failed_up(project)
-    assert_reads_well(
-        result,
+    fails_with(
+        project,
+        root,
+        "brokerNofileLimit",
+        1048576,
         "emqx-preflight-check",
         'running "sh -s update"',
         "nofile limit 1048576 of the brokers exceeds the hard limit of the Docker daemon",
         "emqx-cluster:brokerNofileLimit",
     )
-    project.set_config({"brokerNofileLimit": host_paths(root)["brokerNofileLimit"]})
 
 
 def test_3_a_node_that_cannot_reach_the_seed_says_so(project: PulumiProject, e2e_host_session: E2eHost) -> None:

@@ -17,7 +17,7 @@ itself (commit RESTRUCTURE) the preview planned `same` for every resource.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,39 +36,34 @@ RESTRUCTURE = "f34b96f"
 FOLLOWS_A_NEW_IMAGE = re.compile(r"^(emqx-broker-image-build|emqx\d+)$")
 
 
-def deployed_at(commit: str, host: E2eHost, root: Path, stack: str) -> PulumiProject:
-    ensure_images(host)  # an earlier stack's destroy removed the nginx image, as on a real host
-    bin_dir = toolchain_bin()
-    if bin_dir is None:
-        pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")
-    project = PulumiProject.create(root / "project", bin_dir, commit=commit, stack=stack, netns=host.netns_path)
-    project.init_stack(dev_like(host, root))
-    project.up()
-    return project
-
-
 @pytest.fixture
-def first_layout_stack(
+def deployed_at(
     e2e_host_session: E2eHost, standin_images: StandInImages, tmp_path: Path
-) -> Iterator[PulumiProject]:
-    project = deployed_at(FIRST_LAYOUT, e2e_host_session, tmp_path, "layout")
-    yield project
-    project.destroy()
+) -> Iterator[Callable[[str], PulumiProject]]:
+    """Deploys a dev-like stack with the program as in a commit; destroyed after the test."""
+    deployed: list[PulumiProject] = []
 
+    def deploy(commit: str) -> PulumiProject:
+        host = e2e_host_session
+        ensure_images(host)  # an earlier stack's destroy removed the nginx image, as on a real host
+        bin_dir = toolchain_bin()
+        if bin_dir is None:
+            pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")
+        project = PulumiProject.create(tmp_path / "project", bin_dir, commit=commit, stack="old", netns=host.netns_path)
+        project.init_stack(dev_like(host, tmp_path))
+        deployed.append(project)
+        project.up()
+        return project
 
-@pytest.fixture
-def stack_before_stdin_scripts(
-    e2e_host_session: E2eHost, standin_images: StandInImages, tmp_path: Path
-) -> Iterator[PulumiProject]:
-    project = deployed_at(BEFORE_STDIN_SCRIPTS, e2e_host_session, tmp_path, "before")
-    yield project
-    project.destroy()
+    yield deploy
+    for project in deployed:
+        project.destroy()
 
 
 def test_first_layout_upgrades_without_replacing_or_deleting_anything(
-    first_layout_stack: PulumiProject, e2e_host_session: E2eHost
+    deployed_at: Callable[[str], PulumiProject], e2e_host_session: E2eHost
 ) -> None:
-    project = first_layout_stack
+    project = deployed_at(FIRST_LAYOUT)
     urns_before = {r["urn"] for r in project.resources()}
     project.switch_to(None)
 
@@ -84,13 +79,13 @@ def test_first_layout_upgrades_without_replacing_or_deleting_anything(
 
 
 def test_host_commands_move_to_stdin_in_place_without_restarting_a_node(
-    stack_before_stdin_scripts: PulumiProject, e2e_host_session: E2eHost, tmp_path: Path
+    deployed_at: Callable[[str], PulumiProject], e2e_host_session: E2eHost, tmp_path: Path
 ) -> None:
     """The scripts' move to stdin and the restructure change the commands' inputs only: every
     command is updated in place (its idempotent script runs once more), nothing is created,
     deleted or replaced, no container restarts, and the sysctl values saved at the first apply
     stay the ones restored on destroy."""
-    project, host = stack_before_stdin_scripts, e2e_host_session
+    project, host = deployed_at(BEFORE_STDIN_SCRIPTS), e2e_host_session
     containers = ("emqx1", "emqx2", "emqx3", "emqx-lb")
     started = host.docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}", *containers).stdout
     saved = tmp_path / "sysctl.d" / "60-emqx-cluster.conf.before"

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components.cluster_tls import CA_VALIDITY_HOURS, NODE_EARLY_RENEWAL_HOURS, NODE_VALIDITY_HOURS
-from components.config import SINGLE_HOST_KEYS
+from components.config_hosts import SINGLE_HOST_KEYS
 from components.render.broker_env import (
     CLUSTER_TLS_FILES,
     ClusterTlsFiles,

@@ -13,8 +13,8 @@ import pytest
 
 from components.broker_cluster import HEALTHCHECK
 from components.broker_image import BUILD_CONTEXT, build_digest
-from components.config import NAMESPACE
 from components.config_parse import ConfigError
+from components.config_types import NAMESPACE
 from components.host_tuning import host_sysctls
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
 from components.preflight import nofile_claims, port_claims

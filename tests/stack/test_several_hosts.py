@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.config import SINGLE_HOST_KEYS
+from components.config_hosts import SINGLE_HOST_KEYS
 from components.render.broker_env import CLUSTER_TLS_FILES
 from components.render.host_scripts import firewall_apply_script, firewall_remove_script, host_program
 from tests.support.program import CONTAINER, ProgramRun, Recorded, input_digest, run_program

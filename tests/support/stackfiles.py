@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from components.config import NAMESPACE, StackConfig
+from components.config import StackConfig
 from components.config_parse import parse_stack_config
+from components.config_types import NAMESPACE
 from components.plan import ClusterPlan, plan_cluster
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from components.config import EMQX_TUNING_SYSCTLS, NAMESPACE, StackConfig
+from components.config import EMQX_TUNING_SYSCTLS, StackConfig
 from components.config_parse import ConfigError, config_keys, parse_stack_config
+from components.config_types import NAMESPACE
 from components.plan import plan_cluster
 from tests.support.stackfiles import TlsMaterial, stack_raw, validate
 

@@ -27,6 +27,8 @@ from components.render.host_scripts import (
 from components.render.nginx import nginx_settings, render_nginx_conf
 
 A, B, C = "10.0.0.11", "10.0.0.12", "10.0.0.13"
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nstack\n-----END OPENSSH PRIVATE KEY-----\n"
+OTHER_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nhost-a\n-----END OPENSSH PRIVATE KEY-----\n"
 
 
 def three_hosts(**extra: Any) -> dict[str, str]:
@@ -46,6 +48,51 @@ def refusal(raw: dict[str, str]) -> str:
     with pytest.raises(ConfigError) as caught:
         plan_cluster(parse_stack_config(raw))
     return str(caught.value)
+
+
+# ------------------------------------------------------------------------- hosts, resolved once
+
+
+def test_a_single_host_stack_is_one_unnamed_host_from_the_single_host_keys() -> None:
+    raw = {
+        "tlsMode": "self-signed",
+        "nodes": "4",
+        "advertiseAddress": A,
+        "sshHost": "mqtt-01.example.net",
+        "sshUser": "deploy",
+        "hostUseSudo": "true",
+        "dockerHost": "ssh://deploy@mqtt-01.example.net",
+        "sshPrivateKey": KEY,
+    }
+    (host,) = parse_stack_config(raw).cluster_hosts
+    assert (host.name, host.label, host.address, host.node_indexes) == (None, A, A, (1, 2, 3, 4))
+    assert host.ssh is not None and (host.ssh.host, host.ssh.port, host.ssh.user) == (
+        "mqtt-01.example.net",
+        22,
+        "deploy",
+    )
+    assert host.use_sudo and host.docker_host == "ssh://deploy@mqtt-01.example.net"
+    assert host.ssh_private_key is not None and host.ssh_private_key.get_secret_value() == KEY
+    assert host.config_key("sshHostKey") == "emqx-cluster:sshHostKey"
+
+
+def test_a_local_single_host_has_no_ssh_login() -> None:
+    (host,) = parse_stack_config({"tlsMode": "self-signed"}).cluster_hosts
+    assert (host.ssh, host.docker_host, host.node_indexes) == (None, "unix:///var/run/docker.sock", (1, 2, 3))
+
+
+def test_each_listed_host_takes_its_own_key_or_the_stack_s() -> None:
+    hosts = [
+        {"name": "a", "address": A, "nodes": 1, "sshPrivateKey": OTHER_KEY},
+        {"name": "b", "address": B, "nodes": 2},
+    ]
+    config = parse_stack_config({"tlsMode": "self-signed", "hosts": json.dumps(hosts), "sshPrivateKey": KEY})
+    a, b = config.cluster_hosts
+    assert [a.node_indexes, b.node_indexes] == [(1,), (2, 3)] and config.node_count == 3 and config.several_hosts
+    assert a.ssh_private_key is not None and a.ssh_private_key.get_secret_value() == OTHER_KEY
+    assert b.ssh_private_key is not None and b.ssh_private_key.get_secret_value() == KEY
+    assert b.ssh is not None and b.ssh.host == B and b.docker_host == f"ssh://root@{B}:22"
+    assert b.config_key("sshHostKey") == "emqx-cluster:hosts[b].sshHostKey"
 
 
 # ------------------------------------------------------------------------- placement, names
