@@ -100,6 +100,16 @@ class EmqxCluster(pulumi.ComponentResource):
         self.dns_round_robin = {"name": config.lb.public_hostname, "aRecords": [host.address for host in plan.hosts]}
         self.node_table = [_node_row(node) for node in brokers.nodes]
         self.dashboard_urls = [node.dashboard_url for node in plan.nodes]
+        # Each node's dashboard, on its host's loopback, and how to reach it from here.
+        self.dashboards = [
+            {
+                "node": node.node_name,
+                "host": node.host_label,
+                "url": node.dashboard_url,
+                "tunnel": plan.host(node.host_label).tunnel(node.ports.dashboard),
+            }
+            for node in plan.nodes
+        ]
         self.certificate_pem = tls.certificate_pem
         self.dashboard_password = password
         self.register_outputs(
@@ -109,6 +119,7 @@ class EmqxCluster(pulumi.ComponentResource):
                 "dnsRoundRobin": self.dns_round_robin,
                 "nodes": self.node_table,
                 "dashboardUrls": self.dashboard_urls,
+                "dashboards": self.dashboards,
             }
         )
 

@@ -25,6 +25,11 @@ from components.config_types import NAMESPACE
 DISTRIBUTION_PORT_BASE = 4370
 RPC_PORT_BASE = 5370
 
+# The dashboard, REST API and Prometheus stats listener of every node (EMQX 5.8.6 serves all
+# three on `dashboard.listeners.http`; /api/v5/prometheus/stats answers without credentials by
+# default) binds the host's loopback: nothing on the network reaches it; operators use `ssh -L`.
+ADMIN_ADDRESS = "127.0.0.1"
+
 BROKER_DATA_DIR = "/opt/emqx/data"
 BROKER_LOG_DIR = "/opt/emqx/log"
 
@@ -77,8 +82,13 @@ class NodePlan:
         return f"{self.address}:{self.ports.mqtt}"
 
     @property
+    def dashboard_endpoint(self) -> str:
+        return f"{ADMIN_ADDRESS}:{self.ports.dashboard}"
+
+    @property
     def dashboard_url(self) -> str:
-        return f"http://{self.address}:{self.ports.dashboard}"
+        """The node's dashboard as its own host sees it (elsewhere: through `HostPlan.tunnel`)."""
+        return f"http://{self.dashboard_endpoint}"
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,13 @@ class HostPlan(Host):
     def all_ports(self) -> tuple[int, ...]:
         """Every port the host's containers listen on: its nodes' and its load balancer's."""
         return _host_ports(self.nodes, self.lb_port)
+
+    def tunnel(self, port: int) -> str | None:
+        """The `ssh -L` command that brings the host's loopback `port` to the deployer's machine
+        (None for the deployer's own machine: the port is local already)."""
+        if self.ssh is None:
+            return None
+        return f"ssh -N -L {port}:{ADMIN_ADDRESS}:{port} -p {self.ssh.port} {self.ssh.user}@{self.ssh.host}"
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ def broker_environment(node: NodePlan, plan: ClusterPlan, config: StackConfig) -
         "EMQX_LISTENERS__TCP__DEFAULT__BIND": hocon_string(node.mqtt_endpoint),
         "EMQX_LISTENERS__TCP__DEFAULT__PROXY_PROTOCOL": str(plan.proxy_protocol).lower(),
         "EMQX_LISTENERS__TCP__DEFAULT__PROXY_PROTOCOL_TIMEOUT": hocon_string("5s"),
-        "EMQX_DASHBOARD__LISTENERS__HTTP__BIND": hocon_string(f"{node.address}:{node.ports.dashboard}"),
+        # Dashboard, REST API and Prometheus stats: the host's loopback only (plan.ADMIN_ADDRESS).
+        "EMQX_DASHBOARD__LISTENERS__HTTP__BIND": hocon_string(node.dashboard_endpoint),
         # Bounded file logs in the per-node log dir, 10 x 50MB (EMQX 5.8 docs, "Logs
         # Configuration": log.file.rotation_count / rotation_size); the console log goes to
         # Docker's json-file driver, bounded by the container's log options.

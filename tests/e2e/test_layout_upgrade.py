@@ -1,4 +1,4 @@
-"""Stacks deployed by earlier commits upgrade to the working tree with nothing lost.
+"""Stacks deployed by earlier commits upgrade with nothing lost.
 
 A stack deployed with the first layout upgrades to the current one with no deletion and no
 replacement of anything the layout moved: the real engine resolves the aliases of moved and
@@ -25,7 +25,14 @@ import pytest
 from tests.support.e2e.cluster_probe import cluster_status
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.images import StandInImages, ensure_images
-from tests.support.e2e.pulumi_cli import BEFORE_STDIN_SCRIPTS, PulumiProject, in_place_only, step_ops, toolchain_bin
+from tests.support.e2e.pulumi_cli import (
+    AFTER_STDIN_SCRIPTS,
+    BEFORE_STDIN_SCRIPTS,
+    PulumiProject,
+    in_place_only,
+    step_ops,
+    toolchain_bin,
+)
 from tests.support.e2e.stacks import dev_like
 
 pytestmark = pytest.mark.e2e
@@ -90,7 +97,7 @@ def test_host_commands_move_to_stdin_in_place_without_restarting_a_node(
     started = host.docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}", *containers).stdout
     saved = tmp_path / "sysctl.d" / "60-emqx-cluster.conf.before"
     saved_before = saved.read_text()
-    project.switch_to(None)
+    project.switch_to(AFTER_STDIN_SCRIPTS)
 
     preview = project.preview()
     assert in_place_only(preview) == {}, in_place_only(preview)

@@ -17,6 +17,7 @@ from tests.support.e2e.cluster_probe import client_context, cluster_status, cont
 from tests.support.e2e.host import E2eHost, engine_start, engine_stop, link
 from tests.support.e2e.images import ensure_images
 from tests.support.e2e.pulumi_cli import (
+    AFTER_STDIN_SCRIPTS,
     BEFORE_STDIN_SCRIPTS,
     REPO,
     PulumiProject,
@@ -124,6 +125,25 @@ def test_3_clients_connect_through_every_host(hosts: dict[str, E2eHost]) -> None
     for name, host in hosts.items():
         sources = {source for node in NODES[name] for source in proxied_sources(host, node)}
         assert sources == {host.gateway}, (name, sources)
+
+
+def test_3a_dashboards_answer_on_their_host_loopback_only(stack: PulumiProject, hosts: dict[str, E2eHost]) -> None:
+    """The dashboard, REST API and Prometheus stats of every node: reachable on its host's loopback,
+    refused from another cluster host and from the machine; the output says how to tunnel."""
+    dashboards = {row["node"]: row for row in stack.outputs()["dashboards"]}
+    for name, host in hosts.items():
+        other = hosts["b" if name == "a" else "a"]
+        for node in NODES[name]:
+            row = dashboards[f"{node}@{host.address}"]
+            port = int(row["url"].rsplit(":", 1)[1])
+            assert row["url"] == f"http://127.0.0.1:{port}" and row["host"] == name
+            assert host.ssh is not None
+            assert (
+                row["tunnel"] == f"ssh -N -L {port}:127.0.0.1:{port} -p {host.ssh.port} {host.ssh.user}@{host.address}"
+            )
+            assert probe(host, "127.0.0.1", port) == {"connected": True}, (node, "loopback")
+            assert probe(other, host.address, port)["connected"] is False, (node, "from another host")
+            assert probe(None, host.address, port)["connected"] is False, (node, "from the machine")
 
 
 def test_4_a_host_cut_off_clients_move_and_the_gates_name_the_missing_nodes(
@@ -276,7 +296,7 @@ def test_9_a_stack_deployed_before_the_stdin_scripts_upgrades_in_place(
             }
 
         before = started()
-        project.switch_to(None)
+        project.switch_to(AFTER_STDIN_SCRIPTS)
         preview = project.preview()
         assert in_place_only(preview) == {}, in_place_only(preview)
         project.up()

@@ -422,6 +422,20 @@ def test_load_balancer_starts_after_host_tuning(any_run: ProgramRun) -> None:
 # --------------------------------------------------------------------------- secrets
 
 
+def test_dashboards_output_gives_each_node_a_loopback_url_and_its_tunnel(deployed: ProgramRun, case: StackCase) -> None:
+    plan = case.plan()
+    rows = deployed.outputs["dashboards"]
+    assert [row["node"] for row in rows] == [node.node_name for node in plan.nodes]
+    for row, node in zip(rows, plan.nodes, strict=True):
+        port = node.ports.dashboard
+        assert row["url"] == f"http://127.0.0.1:{port}"
+        if case.stack == "dev":  # the deployer's own machine: the port is local already
+            assert row["tunnel"] is None
+        else:
+            ssh = f"-p 22 {case.setting('sshUser')}@{case.setting('sshHost')}"
+            assert row["tunnel"] == f"ssh -N -L {port}:127.0.0.1:{port} {ssh}"
+
+
 def test_dashboard_password_output_is_secret(any_run: ProgramRun) -> None:
     assert "dashboardPassword" in any_run.secret_outputs
 

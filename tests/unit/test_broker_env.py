@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from components.config import StackConfig
-from components.plan import ClusterPlan
+from components.config_parse import parse_stack_config
+from components.plan import ClusterPlan, plan_cluster
 from components.render.broker_env import (
     COOKIE_VARIABLE,
     DASHBOARD_PASSWORD_VARIABLE,
@@ -44,8 +45,20 @@ def test_binds_are_hocon_quoted_node_addresses(cluster: tuple[StackConfig, Clust
     for node in plan.nodes:
         env = broker_environment(node, plan, config)
         assert env["EMQX_LISTENERS__TCP__DEFAULT__BIND"] == f'"{node.address}:{node.ports.mqtt}"'
-        assert env["EMQX_DASHBOARD__LISTENERS__HTTP__BIND"] == f'"{node.address}:{node.ports.dashboard}"'
         assert "0.0.0.0" not in env["EMQX_LISTENERS__TCP__DEFAULT__BIND"]
+
+
+def test_the_dashboard_api_and_prometheus_listen_on_loopback_on_every_host() -> None:
+    """Over several hosts too: the admin listener never binds a routable address."""
+    hosts = [
+        {"name": name, "address": address, "nodes": 2} for name, address in (("a", "10.0.0.11"), ("b", "10.0.0.12"))
+    ]
+    config = parse_stack_config({"tlsMode": "self-signed", "hosts": json.dumps(hosts)})
+    plan = plan_cluster(config)
+    for node in plan.nodes:
+        env = broker_environment(node, plan, config)
+        assert env["EMQX_DASHBOARD__LISTENERS__HTTP__BIND"] == f'"127.0.0.1:{node.ports.dashboard}"'
+        assert node.dashboard_url == f"http://127.0.0.1:{node.ports.dashboard}"
 
 
 @pytest.mark.parametrize("value", ["127.0.0.1:61001", "mqtt.example.net:1883", 'say "hi"', "back\\slash", ""])
