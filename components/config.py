@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from functools import cached_property
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -242,6 +241,14 @@ class StackConfig(BaseModel):
         if not isinstance(values, Mapping):
             return values
         flat = dict(values)
+        clashing = [key for key in flat if to_snake(key) in SECTIONS]
+        if clashing:  # a section is the model's grouping, never a key of the stack file
+            raise ValueError(
+                "\n".join(
+                    f"{NAMESPACE}:{key} = {flat[key]!r}: unknown key; allowed keys: {', '.join(config_keys())}"
+                    for key in clashing
+                )
+            )
         for field, section in SECTIONS.items():
             keys = {name: key for key in section_keys(section) for name in (key, to_snake(key))}
             flat[field] = {keys[name]: flat.pop(name) for name in list(flat) if name in keys}
@@ -321,9 +328,10 @@ class StackConfig(BaseModel):
         return problems
 
     # ------------------------------------------------------------------ the hosts, resolved once
-    @cached_property
+    @property
     def cluster_hosts(self) -> tuple[Host, ...]:
-        """Every Docker host with its nodes, in config order (see config_hosts.resolve_hosts)."""
+        """Every Docker host with its nodes, in config order (see config_hosts.resolve_hosts).
+        Derived on each read (a few hosts), so it never outlives a change of the model."""
         return resolve_hosts(self.hosts, self.placement, self.single_host, self.nodes, self.ssh_private_key)
 
     # ------------------------------------------------------------------ derived values
@@ -377,3 +385,9 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "tls": TlsConfig,
     "tuning": HostTuningConfig,
 }
+
+
+def config_keys() -> list[str]:
+    """Every stack-config key (camelCase, without namespace) the model accepts."""
+    top = [to_camel(name) for name in StackConfig.model_fields if name not in SECTIONS]
+    return [*top, *(key for section in SECTIONS.values() for key in section_keys(section))]

@@ -110,6 +110,7 @@ class Host:
     ssh: SshLogin | None  # None: the deployer's own machine (local commands)
     use_sudo: bool
     ssh_private_key: SecretStr | None  # its own key, else the stack's; None: the SSH agent
+    position: int | None  # its place in `hosts`; None for the single host
 
     @property
     def label(self) -> str:
@@ -117,11 +118,12 @@ class Host:
         return self.name or self.address
 
     def config_key(self, key: str) -> str:
-        """Where the user sets `key` (a hosts entry's name) for this host, for messages."""
-        if self.name is None:
-            single = next(single for single, per_host in SINGLE_HOST_KEYS.items() if per_host == key)
-            return f"{NAMESPACE}:{single}"
-        return f"{NAMESPACE}:hosts[{self.name}].{key}"
+        """Where the user sets `key` (a `hosts` entry's key) for this host, for messages: the
+        entry's `--path` (`hosts[<position>].<key>`), or the stack's own key on a single host."""
+        if self.position is None:
+            single = {per_host: single for single, per_host in SINGLE_HOST_KEYS.items()}
+            return f"{NAMESPACE}:{single.get(key, key)}"
+        return f"{NAMESPACE}:hosts[{self.position}].{key}"
 
 
 def resolve_hosts(
@@ -147,10 +149,11 @@ def resolve_hosts(
                 ssh=ssh,
                 use_sudo=single.host_use_sudo,
                 ssh_private_key=stack_key,
+                position=None,
             ),
         )
     resolved, first = [], 1
-    for spec in hosts:
+    for position, spec in enumerate(hosts):
         if placement is not None:
             placed = (node_number(node) for node, name in placement.items() if name == spec.name)
             indexes = tuple(sorted(index for index in placed if index))
@@ -166,6 +169,7 @@ def resolve_hosts(
                 ssh=SshLogin(spec.ssh_target, spec.ssh_port, spec.ssh_user, spec.ssh_host_key),
                 use_sudo=spec.use_sudo,
                 ssh_private_key=spec.ssh_private_key or stack_key,
+                position=position,
             )
         )
     return tuple(resolved)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pulumi.runtime.config as pulumi_config
 
-from components.config import StackConfig
-from components.config_parse import SECRET_KEYS, ConfigError, config_keys, holds_secrets, parse_stack_config
+from components.config import StackConfig, config_keys
+from components.config_parse import SECRET_KEYS, ConfigError, holds_secrets, parse_stack_config
 from components.config_types import NAMESPACE
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic.fields import FieldInfo
 
-from components.config import SECTIONS, StackConfig, section_keys
+from components.config import SECTIONS, StackConfig, config_keys
 from components.config_hosts import HostConfig
 from components.config_types import NAMESPACE
 
@@ -30,12 +30,6 @@ class ConfigError(ValueError):
     @classmethod
     def of(cls, problems: Iterable[str]) -> ConfigError:
         return cls("invalid stack configuration:\n  " + "\n  ".join(dict.fromkeys(problems)))
-
-
-def config_keys() -> list[str]:
-    """Every stack-config key (camelCase, without namespace) the model accepts."""
-    top = [to_camel(name) for name in StackConfig.model_fields if name not in SECTIONS]
-    return [*top, *(key for section in SECTIONS.values() for key in section_keys(section))]
 
 
 def host_config_keys() -> list[str]:
@@ -63,7 +57,7 @@ def parse_stack_config(raw: Mapping[str, str | None]) -> StackConfig:
     for key, text in raw.items():
         if text is None:
             continue
-        if key in _STRUCTURED:
+        if to_camel(key) in _STRUCTURED:
             try:
                 values[key] = json.loads(text)
             except json.JSONDecodeError:

@@ -60,7 +60,7 @@ class EmqxCluster(pulumi.ComponentResource):
             site.ready.append(
                 Preflight(site.resource_name("preflight"), PreflightArgs.of(config, plan, site), opts=site.opts)
             )
-            images[site.plan.label] = BrokerImage(
+            images[site.host.label] = BrokerImage(
                 site.resource_name("broker-image"), BrokerImageArgs.of(config, plan, site), opts=site.opts
             )
 
@@ -74,7 +74,7 @@ class EmqxCluster(pulumi.ComponentResource):
             names.resource("brokers"),
             BrokerClusterArgs(
                 plan=plan,
-                sites={site.plan.label: site for site in sites},
+                sites={site.host.label: site for site in sites},
                 images=images,
                 environments=broker_environments(plan, config, cookie, password),
                 tls=node_tls,
@@ -135,15 +135,15 @@ class EmqxCluster(pulumi.ComponentResource):
                 opts, pulumi.ResourceOptions(transformations=[_as_single_host(host.name)])
             )
         provider = docker.Provider(names.host_resource(host.name, "docker"), host=host.docker_host, opts=opts)
-        return HostSite(plan=host, access=HostAccess.to(host, warn_on=self), provider=provider, opts=opts)
+        return HostSite(host=host, access=HostAccess.to(host, warn_on=self), provider=provider, opts=opts)
 
 
-def _as_single_host(host: str) -> pulumi.ResourceTransformation:
+def _as_single_host(host_name: str) -> pulumi.ResourceTransformation:
     """Aliases every resource of the first host to the name it had in a single-host stack, so
     moving such a stack to a `hosts` list (or growing it to several hosts) keeps its resources."""
 
     def add_alias(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
-        previous = names.single_host_name(args.name, host)
+        previous = names.single_host_name(args.name, host_name)
         if previous == args.name:
             return None
         return pulumi.ResourceTransformationResult(

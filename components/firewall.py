@@ -34,7 +34,7 @@ class ClusterFirewallArgs:
 
     @classmethod
     def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> ClusterFirewallArgs:
-        return cls(ports=cluster_ports(site.plan), peers=[peer.address for peer in plan.hosts], access=site.access)
+        return cls(ports=cluster_ports(site.host), peers=[peer.address for peer in plan.hosts], access=site.access)
 
 
 class ClusterFirewall(pulumi.ComponentResource):

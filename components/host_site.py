@@ -1,8 +1,9 @@
 """HostSite: one Docker host as the per-host steps and the brokers see it.
 
-Every per-host step is built the same way, `<Step>Args.of(config, plan, site)` and the step's
-component under `site.opts`; what must be in place before the host's nodes start goes into
-`site.ready` (tuning, firewall, preflight, the image built there).
+Every per-host step is built the same way: `<Step>Args.of(config, plan, site)` (the load
+balancer also takes the stack's TLS material) and the step's component under `site.opts`; each
+`of` takes the same three whether or not it reads all of them. What must be in place before
+the host's nodes start goes into `site.ready` (tuning, firewall, preflight).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from components.plan import HostPlan
 class HostSite:
     """A host's plan, its shell, its Docker engine, and what runs on it before its nodes."""
 
-    plan: HostPlan
+    host: HostPlan
     access: HostAccess
     provider: docker.Provider
     opts: pulumi.ResourceOptions  # parent, and for the first host the aliases to single-host names
@@ -29,4 +30,4 @@ class HostSite:
 
     def resource_name(self, what: str) -> str:
         """`emqx-<host>-<what>`, or `emqx-<what>` for the one host of a single-host stack."""
-        return names.host_resource(self.plan.name, what)
+        return names.host_resource(self.host.name, what)

@@ -36,7 +36,7 @@ class HostTuningArgs:
 
     @classmethod
     def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> HostTuningArgs:
-        return cls(settings=host_sysctls(config, plan, site.plan), drop_in=config.tuning.drop_in, access=site.access)
+        return cls(settings=host_sysctls(config, plan, site.host), drop_in=config.tuning.drop_in, access=site.access)
 
 
 class HostTuning(pulumi.ComponentResource):

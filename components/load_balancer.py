@@ -38,9 +38,9 @@ class LoadBalancerArgs:
     @classmethod
     def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite, tls: TlsMaterial) -> LoadBalancerArgs:
         return cls(
-            host_name=site.plan.name,
+            host_name=site.host.name,
             image=config.lb.image,
-            nginx_conf=render_nginx_conf(nginx_settings(config, plan, site.plan)),
+            nginx_conf=render_nginx_conf(nginx_settings(config, plan, site.host)),
             certificate_pem=tls.certificate_pem,
             private_key_pem=tls.private_key_pem,
             nofile_limit=config.lb.nofile_limit,

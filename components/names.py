@@ -25,7 +25,8 @@ ROLE_LABEL = "io.emqx-cluster.role"  # the load balancer's role
 
 
 def component_type(kind: str) -> str:
-    """The type token of one of the program's components: `emqx-cluster:index:<kind>`."""
+    """The type token of one of the program's components: `emqx-cluster:index:<kind>` (the
+    Pulumi package the URNs of every deployed stack carry: it never changes)."""
     return f"emqx-cluster:index:{kind}"
 
 
@@ -55,25 +56,25 @@ def resource(what: str) -> str:
     return f"{TOP}-{what}"
 
 
-def host_resource(host: str | None, what: str) -> str:
-    """A resource of one host: `emqx-<host>-<what>`; the one host of a single-host stack (None)
-    keeps the stack-wide name it was first deployed with, `emqx-<what>`."""
-    return resource(what if host is None else f"{host}-{what}")
+def host_resource(host_name: str | None, what: str) -> str:
+    """A resource of one host: `emqx-<host name>-<what>`; the one host of a single-host stack
+    (None) keeps the stack-wide name it was first deployed with, `emqx-<what>`."""
+    return resource(what if host_name is None else f"{host_name}-{what}")
 
 
-def single_host_name(name: str, host: str) -> str:
-    """The name a resource of `host` had when the stack ran on that host alone: growing a
-    single-host stack to several hosts hands its resources to the first host (an alias)."""
-    return name.replace(f"{TOP}-{host}-", f"{TOP}-", 1)
+def single_host_name(name: str, host_name: str) -> str:
+    """The name a resource of host `host_name` had when the stack ran on that host alone: growing
+    a single-host stack to several hosts hands its resources to the first host (an alias)."""
+    return name.replace(f"{TOP}-{host_name}-", f"{TOP}-", 1)
 
 
 def node_certificate(short_name: str, what: str) -> str:
     return f"{short_name}-tls-{what}"
 
 
-def lb_container(host: str | None) -> str:
+def lb_container(host_name: str | None) -> str:
     """The load balancer's Pulumi name; its Docker name is LB_CONTAINER on every host."""
-    return LB_CONTAINER if host is None else host_resource(host, "lb")
+    return LB_CONTAINER if host_name is None else host_resource(host_name, "lb")
 
 
 def node_dirs(short_name: str) -> str:

@@ -51,7 +51,7 @@ class PreflightArgs:
 
     @classmethod
     def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> PreflightArgs:
-        return cls(port_claims(site.plan), nofile_claims(config), config.data_dir, site.access)
+        return cls(port_claims(site.host), nofile_claims(config), config.data_dir, site.access)
 
 
 class Preflight(pulumi.ComponentResource):

@@ -33,12 +33,16 @@ def shell_command(operation: HostOperation, use_sudo: bool) -> str:
 
 
 def host_program(scripts: Mapping[str, str]) -> str:
-    """Every operation's script in one text for the command's standard input (see host-program.sh.j2)."""
+    """Every operation's script in one text for the command's standard input (see
+    host-program.sh.j2); operations with the same script share one branch (`create|update)`),
+    so a script, and a secret in it, is sent once."""
+    branches: dict[str, list[str]] = {}
+    for operation, script in scripts.items():
+        branches.setdefault(script if script.endswith("\n") else f"{script}\n", []).append(operation)
     return render(
         "host-program.sh.j2",
-        scripts={
-            operation: script if script.endswith("\n") else f"{script}\n" for operation, script in scripts.items()
-        },
+        branches={"|".join(operations): script for script, operations in branches.items()},
+        operations="|".join(scripts),
     )
 
 

@@ -220,6 +220,33 @@ def test_a_value_the_kernel_refuses_undoes_this_run_and_names_the_key(
     assert action == f"Set another value for {refused} (or null to leave it alone) in emqx-cluster:sysctls."
     assert {key: netns.sysctl(key) for key in before} == before
     assert not drop_in.exists() and not Path(f"{drop_in}.tmp").exists()
+    assert not Path(f"{drop_in}.before").exists() and not Path(f"{drop_in}.before.undo").exists()
+    assert "(Invalid argument)" in headline  # the kernel's own reason (EINVAL), not the shell's
+
+
+def test_a_refused_value_on_a_later_update_keeps_the_applied_tuning_and_saved_values(
+    netns: NetNamespace, sysctl_scope: SysctlScope, tmp_path: Path
+) -> None:
+    """An update whose new value is refused leaves the host as the last good apply left it: the
+    same drop-in, the same values saved for the destroy, the same values in the kernel."""
+    left_alone = {key: None for key in sysctl_scope.host_global}
+    good = run_program(throwaway_config(tmp_path, nodes=3, sysctls=left_alone))
+    drop_in = Path(good.stack_config().tuning.drop_in)
+    applied = netns.run(good.commands["emqx-host-sysctls"].script("create"))
+    assert applied.returncode == 0, applied.stderr
+    files = (drop_in.read_text(), Path(f"{drop_in}.before").read_text())
+    somaxconn = netns.sysctl("net.core.somaxconn")
+
+    refused = {**left_alone, "net.ipv4.tcp_fin_timeout": "99999999999999999999"}
+    bad = run_program(throwaway_config(tmp_path, nodes=3, sysctls=refused))
+    result = netns.run(bad.commands["emqx-host-sysctls"].script("create"))  # an update runs create
+
+    assert result.returncode == 1 and "refused by the kernel" in result.stderr
+    assert (drop_in.read_text(), Path(f"{drop_in}.before").read_text()) == files
+    assert not Path(f"{drop_in}.before.undo").exists()
+    assert netns.sysctl("net.core.somaxconn") == somaxconn
+    restored = netns.run(good.commands["emqx-host-sysctls"].script("delete"))
+    assert restored.returncode == 0, restored.stderr
 
 
 def test_a_key_this_kernel_lacks_is_refused_before_anything_is_saved(

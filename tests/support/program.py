@@ -72,12 +72,15 @@ _COMPUTED: dict[str, Callable[[str], dict[str, str]]] = {
 SecretPath = tuple[str | int, ...]
 
 
-_BRANCH = re.compile(r"^(create|update|delete)\)\n(.*?)^;;\n", re.DOTALL | re.MULTILINE)
+_BRANCH = re.compile(
+    r"^((?:create|update|delete)(?:\|(?:create|update|delete))*)\)\n(.*?)^;;\n", re.DOTALL | re.MULTILINE
+)
 
 
 def scripts_of(program: str) -> dict[str, str]:
-    """Each operation's script in a host command's program (host-program.sh.j2), as rendered."""
-    return {match[1]: match[2] for match in _BRANCH.finditer(program)}
+    """Each operation's script in a host command's program (host-program.sh.j2), as rendered
+    (operations sharing a branch, `create|update)`, share its script)."""
+    return {operation: match[2] for match in _BRANCH.finditer(program) for operation in match[1].split("|")}
 
 
 def input_digest(type_: str, name: str, inputs: Mapping[str, Any]) -> str:

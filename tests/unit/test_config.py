@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from components.config import EMQX_TUNING_SYSCTLS, StackConfig
-from components.config_parse import ConfigError, config_keys, parse_stack_config
+from components.config import EMQX_TUNING_SYSCTLS, StackConfig, config_keys
+from components.config_parse import ConfigError, parse_stack_config
 from components.config_types import NAMESPACE
 from components.plan import plan_cluster
 from tests.support.stackfiles import TlsMaterial, stack_raw, validate
@@ -309,6 +309,10 @@ BAD_INPUTS = [
     bad("sysctls-not-json", {"sysctls": "net.core.somaxconn=1"}, "sysctls", "net.core.somaxconn=1"),
     # misc
     bad("unknown-key-nodeCount", {"nodeCount": "3"}, "nodeCount", "3", also=("unknown key", "nodes")),
+    # the model's sections are no keys of the stack file (users write `lbPort`, not `lb`)
+    bad("unknown-key-lb", {"lb": '{"port": 1}'}, "lb", '{"port": 1}', also=("unknown key", "lbPort")),
+    bad("unknown-key-tls", {"tls": "x"}, "tls", "x", also=("unknown key", "tlsMode")),
+    bad("unknown-key-singleHost", {"singleHost": "x"}, "singleHost", "x", also=("unknown key", "advertiseAddress")),
     bad("log-size-without-unit", {"containerLogMaxSize": "50"}, "containerLogMaxSize", "50"),
     bad("keepImage-maybe", {"keepImage": "maybe"}, "keepImage", "maybe", also=("true or false",)),
     bad("manageSysctls-maybe", {"manageSysctls": "maybe"}, "manageSysctls", "maybe", also=("true or false",)),

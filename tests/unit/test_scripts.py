@@ -162,6 +162,20 @@ def test_each_operation_runs_its_own_script_from_stdin(use_sudo: bool, fake_bin:
     assert (deleted.returncode, deleted.stdout) == (3, "delete\n")
 
 
+def test_operations_with_one_script_share_one_branch(fake_bin: dict[str, str]) -> None:
+    """A script, and a secret in it, is sent once: `create|update)`."""
+    scripts = {"create": "echo apply SECRET-1\n", "update": "echo apply SECRET-1\n", "delete": "echo remove\n"}
+    assert host_program(scripts).count("SECRET-1") == 1
+    assert "create|update)\n" in host_program(scripts)
+    outputs: list[tuple[HostOperation, str]] = [
+        ("create", "apply SECRET-1\n"),
+        ("update", "apply SECRET-1\n"),
+        ("delete", "remove\n"),
+    ]
+    for operation, expected in outputs:
+        assert run_as_sent(scripts, operation, False, fake_bin).stdout == expected
+
+
 def test_an_undeclared_operation_fails_and_says_so(fake_bin: dict[str, str]) -> None:
     result = run_as_sent({"create": "echo create\n"}, "delete", False, fake_bin)
     assert result.returncode == 2

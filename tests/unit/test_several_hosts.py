@@ -92,7 +92,11 @@ def test_each_listed_host_takes_its_own_key_or_the_stack_s() -> None:
     assert a.ssh_private_key is not None and a.ssh_private_key.get_secret_value() == OTHER_KEY
     assert b.ssh_private_key is not None and b.ssh_private_key.get_secret_value() == KEY
     assert b.ssh is not None and b.ssh.host == B and b.docker_host == f"ssh://root@{B}:22"
-    assert b.config_key("sshHostKey") == "emqx-cluster:hosts[b].sshHostKey"
+    assert b.config_key("sshHostKey") == "emqx-cluster:hosts[1].sshHostKey"
+    assert a.config_key("sshPrivateKey") == "emqx-cluster:hosts[0].sshPrivateKey"
+    assert parse_stack_config({"tlsMode": "self-signed"}).cluster_hosts[0].config_key("sshPrivateKey") == (
+        "emqx-cluster:sshPrivateKey"
+    )
 
 
 # ------------------------------------------------------------------------- placement, names

@@ -475,8 +475,8 @@ def _sshd_up(host: E2eHost, user: str, port: int) -> E2eHost:
     sudoers = Path("/etc/sudoers.d") / f"zz-{host.name}".replace(".", "-")
     host = _replace(host, sudoers_file=sudoers)
     host.save()
-    # NOPASSWD sudo as the prod host has; env_keep so `sudo -n sh -c 'docker ...'` (the
-    # program's as_root) still talks to this host's engine, not /var/run/docker.sock.
+    # NOPASSWD sudo as the prod host has; env_keep so `sudo -n sh -s <operation>` (every host
+    # command of the program) still talks to this host's engine, not /var/run/docker.sock.
     tmp = sudoers.with_name(sudoers.name + "~")  # ignored by sudo while being validated
     tmp.write_text(f'Defaults:{user} env_keep += "DOCKER_HOST"\n{user} ALL=(ALL:ALL) NOPASSWD: ALL\n')
     tmp.chmod(0o440)
