@@ -14,7 +14,7 @@ single-host stack included.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -241,12 +241,11 @@ class StackConfig(BaseModel):
         if not isinstance(values, Mapping):
             return values
         flat = dict(values)
-        clashing = [key for key in flat if to_snake(key) in SECTIONS]
-        if clashing:  # a section is the model's grouping, never a key of the stack file
+        clashing = section_names_in(flat)
+        if clashing:  # config_parse reports these with the rest; this guards direct construction
             raise ValueError(
                 "\n".join(
-                    f"{NAMESPACE}:{key} = {flat[key]!r}: unknown key; allowed keys: {', '.join(config_keys())}"
-                    for key in clashing
+                    f"{NAMESPACE}:{key}: unknown key; allowed keys: {', '.join(config_keys())}" for key in clashing
                 )
             )
         for field, section in SECTIONS.items():
@@ -391,3 +390,9 @@ def config_keys() -> list[str]:
     """Every stack-config key (camelCase, without namespace) the model accepts."""
     top = [to_camel(name) for name in StackConfig.model_fields if name not in SECTIONS]
     return [*top, *(key for section in SECTIONS.values() for key in section_keys(section))]
+
+
+def section_names_in(keys: Iterable[str]) -> list[str]:
+    """Those of `keys` that name a section (`lb`, `singleHost`, ...): the model's own grouping,
+    never a key of the stack file, so unknown keys there."""
+    return [key for key in keys if to_snake(key) in SECTIONS]

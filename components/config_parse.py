@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic.fields import FieldInfo
 
-from components.config import SECTIONS, StackConfig, config_keys
+from components.config import SECTIONS, StackConfig, config_keys, section_names_in
 from components.config_hosts import HostConfig
 from components.config_types import NAMESPACE
 
@@ -65,12 +65,16 @@ def parse_stack_config(raw: Mapping[str, str | None]) -> StackConfig:
                 continue
         else:
             values[key] = text
-    if not problems:
-        try:
-            return StackConfig.model_validate(values)
-        except ValidationError as error:
-            problems.extend(_describe(error))
-    raise ConfigError.of(problems)
+    if problems:  # a structured value that is no YAML: the model would read the stack wrongly
+        raise ConfigError.of(problems)
+    problems.extend(_unknown_key(key, values.pop(key)) for key in section_names_in(values))
+    try:
+        config = StackConfig.model_validate(values)
+    except ValidationError as error:
+        problems.extend(_describe(error))
+    if problems:
+        raise ConfigError.of(problems)
+    return config
 
 
 def _describe(error: ValidationError) -> list[str]:
@@ -89,13 +93,10 @@ def _describe(error: ValidationError) -> list[str]:
         if key == "hosts" and len(location) > 2:  # hosts[<i>].<field>, its own value shown
             field = HostConfig.model_fields.get(to_snake(location[2]))
             key, location = f"hosts[{location[1]}].{location[2]}", location[2:]
-        shown = repr(item.get("input"))
-        if key in SECRET_KEYS or key.endswith(".sshPrivateKey") or "PRIVATE KEY" in shown:
-            shown = "(hidden: secret)"
         if item["type"] == "extra_forbidden":
-            close = ", ".join(host_config_keys() if key.startswith("hosts[") else config_keys())
-            lines.append(f"{NAMESPACE}:{key} = {shown}: unknown key; allowed keys: {close}")
+            lines.append(_unknown_key(key, item.get("input")))
             continue
+        shown = _shown(key, item.get("input"))
         if item["type"] in ("greater_than_equal", "less_than_equal", "int_parsing", "int_type", "bool_parsing"):
             allowed = _range_text(field)
             message = f"allowed: {allowed}" if allowed else message
@@ -107,6 +108,19 @@ def _describe(error: ValidationError) -> list[str]:
             message = f"allowed: {_TYPE_TEXT.get(item['type'], 'a value of the documented type')}{where}; {message}"
         lines.append(f"{NAMESPACE}:{key} = {shown}: {message}")
     return lines
+
+
+def _shown(key: str, value: Any) -> str:
+    """A value as an error line shows it: its repr, or `(hidden: secret)`."""
+    shown = repr(value)
+    if key in SECRET_KEYS or key.endswith(".sshPrivateKey") or "PRIVATE KEY" in shown:
+        return "(hidden: secret)"
+    return shown
+
+
+def _unknown_key(key: str, value: Any) -> str:
+    close = ", ".join(host_config_keys() if key.startswith("hosts[") else config_keys())
+    return f"{NAMESPACE}:{key} = {_shown(key, value)}: unknown key; allowed keys: {close}"
 
 
 def _field_of(key: str) -> FieldInfo | None:

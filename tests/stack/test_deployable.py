@@ -306,7 +306,7 @@ def test_broker_environment_configures_each_node(deployed: ProgramRun, case: Sta
         assert env["EMQX_LISTENERS__TCP__DEFAULT__BIND"] == f'"{node.address}:{node.ports.mqtt}"'
         assert env["EMQX_LISTENERS__TCP__DEFAULT__PROXY_PROTOCOL"] == "true"
         assert env["EMQX_CLUSTER__DISCOVERY_STRATEGY"] == "manual"
-        assert env["EMQX_DASHBOARD__LISTENERS__HTTP__BIND"] == f'"{node.address}:{node.ports.dashboard}"'
+        assert env["EMQX_DASHBOARD__LISTENERS__HTTP__BIND"] == f'"127.0.0.1:{node.ports.dashboard}"'
         assert env[COOKIE_VARIABLE]
         # bin/emqx compares the variable RAW with the booted cookie: a bare token, never quoted.
         assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{15,254}", env[COOKIE_VARIABLE])

@@ -313,6 +313,17 @@ BAD_INPUTS = [
     bad("unknown-key-lb", {"lb": '{"port": 1}'}, "lb", '{"port": 1}', also=("unknown key", "lbPort")),
     bad("unknown-key-tls", {"tls": "x"}, "tls", "x", also=("unknown key", "tlsMode")),
     bad("unknown-key-singleHost", {"singleHost": "x"}, "singleHost", "x", also=("unknown key", "advertiseAddress")),
+    bad("unknown-key-tuning-with-more", {"tuning": "x", "nodes": "0"}, "nodes", "0"),  # both reported
+    bad("unknown-key-tuning-beside-a-bad-one", {"tuning": "x", "nodes": "0"}, "tuning", "x", also=("unknown key",)),
+    bad(
+        "unknown-key-tls-holding-a-key",
+        {"tls": FAKE_KEY},
+        "tls",
+        "(hidden: secret)",
+        paired=False,
+        also=("unknown key",),
+        never=("MIIBfakeKEYbody",),
+    ),
     bad("log-size-without-unit", {"containerLogMaxSize": "50"}, "containerLogMaxSize", "50"),
     bad("keepImage-maybe", {"keepImage": "maybe"}, "keepImage", "maybe", also=("true or false",)),
     bad("manageSysctls-maybe", {"manageSysctls": "maybe"}, "manageSysctls", "maybe", also=("true or false",)),
