@@ -45,6 +45,7 @@ from components.config_types import (
     IPv4ListenAddress,
     NginxDuration,
     PemCertificate,
+    PemCrl,
     PemPrivateKey,
     Port,
     PortRange,
@@ -134,24 +135,33 @@ class TlsConfig(_Section):
     certificate: PemCertificate | None = Field(None, validation_alias="tlsCertificate")
     private_key: PemPrivateKey | None = Field(None, validation_alias="tlsPrivateKey")
     dns_names: DnsNames = Field(default_factory=lambda: ["localhost"], validation_alias="tlsDnsNames")
+    # Clients must present a certificate signed by this CA (a public certificate, set plain or
+    # secret): Nginx refuses any other in the TLS handshake, before a broker is touched.
+    client_ca: PemCertificate | None = Field(None, validation_alias="tlsClientCa")
+    client_verify_depth: int = Field(2, ge=1, le=10, validation_alias="tlsClientVerifyDepth")
+    client_crl: PemCrl | None = Field(None, validation_alias="tlsClientCrl")
 
     def problems(self) -> list[str]:
-        if self.mode == "provided":
-            given = (("tlsCertificate", self.certificate), ("tlsPrivateKey", self.private_key))
-            missing = [key for key, value in given if value is None]
-            if not missing:
-                return []
-            return [
+        problems = []
+        given = (("tlsCertificate", self.certificate), ("tlsPrivateKey", self.private_key))
+        missing = [key for key, value in given if value is None]
+        if self.mode == "provided" and missing:
+            problems.append(
                 f"{NAMESPACE}:{' and '.join(missing)} = (unset): allowed: PEM set with "
                 f"`pulumi config set --secret {missing[0]} < file.pem`, required because tlsMode = 'provided' "
                 "(use tlsMode: self-signed for a dev stack)"
-            ]
-        if self.certificate is not None or self.private_key is not None:
-            return [
+            )
+        if self.mode == "self-signed" and len(missing) < len(given):
+            problems.append(
                 f"{NAMESPACE}:tlsMode = 'self-signed' while tlsCertificate/tlsPrivateKey are set: "
                 "allowed: tlsMode: provided to use them, or remove them"
-            ]
-        return []
+            )
+        if self.client_ca is None and ("client_verify_depth" in self.model_fields_set or self.client_crl):
+            problems.append(
+                f"{NAMESPACE}:tlsClientVerifyDepth/tlsClientCrl set while tlsClientCa = (unset): allowed: "
+                "set tlsClientCa (the CA that signs client certificates) too, or remove them"
+            )
+        return problems
 
 
 class HostTuningConfig(_Section):

@@ -22,6 +22,8 @@ from components.config_types import NAMESPACE
 # Fields whose stack-config value is structured (YAML object/list, JSON in PULUMI_CONFIG).
 _STRUCTURED = {"sysctls", "tlsDnsNames", "hosts", "placement"}
 SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "erlangCookie", "dashboardPassword")
+# Never echoed in an error either: the secrets, and a client CA, which may be set as one.
+_HIDDEN_KEYS = (*SECRET_KEYS, "tlsClientCa")
 
 
 class ConfigError(ValueError):
@@ -113,7 +115,7 @@ def _describe(error: ValidationError) -> list[str]:
 def _shown(key: str, value: Any) -> str:
     """A value as an error line shows it: its repr, or `(hidden: secret)`."""
     shown = repr(value)
-    if key in SECRET_KEYS or key.endswith(".sshPrivateKey") or "PRIVATE KEY" in shown:
+    if key in _HIDDEN_KEYS or key.endswith(".sshPrivateKey") or "PRIVATE KEY" in shown:
         return "(hidden: secret)"
     return shown
 

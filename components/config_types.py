@@ -260,6 +260,15 @@ def _pem_certificate(value: SecretStr) -> SecretStr:
 PemCertificate = Annotated[SecretStr, AfterValidator(_pem_certificate)]
 
 
+def _pem_crl(value: str) -> str:
+    if "-----BEGIN X509 CRL-----" not in value:
+        raise ValueError("allowed: a PEM certificate revocation list (-----BEGIN X509 CRL-----)")
+    return value
+
+
+PemCrl = Annotated[str, AfterValidator(_pem_crl)]
+
+
 def _pem_private_key(value: SecretStr) -> SecretStr:
     if not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", value.get_secret_value()):
         raise ValueError("allowed: a PEM private key (-----BEGIN ... PRIVATE KEY-----); value not shown")

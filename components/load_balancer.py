@@ -28,6 +28,8 @@ class LoadBalancerArgs:
     nginx_conf: str
     certificate_pem: pulumi.Input[str]
     private_key_pem: pulumi.Input[str]  # secret
+    client_ca_pem: str | None  # clients must present a certificate it signed
+    client_crl_pem: str | None
     nofile_limit: int
     keep_image: bool
     log_opts: Mapping[str, str]  # json-file rotation, bounded
@@ -43,6 +45,8 @@ class LoadBalancerArgs:
             nginx_conf=render_nginx_conf(nginx_settings(config, plan, site.host)),
             certificate_pem=tls.certificate_pem,
             private_key_pem=tls.private_key_pem,
+            client_ca_pem=config.tls.client_ca.get_secret_value() if config.tls.client_ca else None,
+            client_crl_pem=config.tls.client_crl,
             nofile_limit=config.lb.nofile_limit,
             keep_image=config.keep_image,
             log_opts=config.container_log_opts,
@@ -99,6 +103,15 @@ class LoadBalancer(pulumi.ComponentResource):
                     file=runtime.private_key_path,
                     content=pulumi.Output.secret(args.private_key_pem),
                     permissions="0600",
+                ),
+                # Public by nature, but kept secret in state: it may have been set as a secret.
+                *(
+                    docker.ContainerUploadArgs(file=path, content=pulumi.Output.secret(content))
+                    for path, content in (
+                        (runtime.client_ca_path, args.client_ca_pem),
+                        (runtime.client_crl_path, args.client_crl_pem),
+                    )
+                    if content is not None
                 ),
             ],
             log_driver="json-file",

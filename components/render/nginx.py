@@ -54,6 +54,10 @@ class NginxSettings:
     proxy_timeout_seconds: int = 300
     worker_connections: int = 65536
     proxy_protocol: bool = True
+    # With a client CA: how deep a client chain may be (None: clients present no certificate),
+    # and whether a revocation list is checked too.
+    client_verify_depth: int | None = None
+    client_crl: bool = False
     ciphers: str = MODERN_CIPHERS
     ecdh_curves: str = INTERMEDIATE_GROUPS
 
@@ -76,6 +80,8 @@ class NginxRuntime:
 
     certificate_path: str
     private_key_path: str
+    client_ca_path: str
+    client_crl_path: str
     pid_path: str
     error_log: str
     access_log: str
@@ -90,6 +96,8 @@ TLS_DIR = "/etc/nginx/tls"
 CONTAINER_RUNTIME = NginxRuntime(
     certificate_path=f"{TLS_DIR}/server.crt",
     private_key_path=f"{TLS_DIR}/server.key",
+    client_ca_path=f"{TLS_DIR}/client-ca.pem",
+    client_crl_path=f"{TLS_DIR}/client-crl.pem",
     pid_path="/var/run/nginx.pid",
     error_log="/dev/stderr",
     access_log="/dev/stdout",
@@ -101,10 +109,13 @@ DEBIAN_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 
 def standalone_runtime(directory: str, certificate_path: str, private_key_path: str) -> NginxRuntime:
-    """Debian's nginx outside a container: stream module by absolute path, pid and logs in `directory`."""
+    """Debian's nginx outside a container: stream module by absolute path, pid, logs and the
+    client CA / CRL files in `directory`."""
     return NginxRuntime(
         certificate_path=certificate_path,
         private_key_path=private_key_path,
+        client_ca_path=f"{directory}/client-ca.pem",
+        client_crl_path=f"{directory}/client-crl.pem",
         pid_path=f"{directory}/nginx.pid",
         error_log=f"{directory}/error.log",
         access_log=f"{directory}/access.log",
@@ -135,6 +146,8 @@ def nginx_settings(config: StackConfig, plan: ClusterPlan, host: HostPlan | None
         proxy_timeout_seconds=config.lb.proxy_timeout_seconds,
         worker_connections=config.lb.worker_connections,
         proxy_protocol=plan.proxy_protocol,
+        client_verify_depth=config.tls.client_verify_depth if config.tls.client_ca is not None else None,
+        client_crl=config.tls.client_crl is not None,
     )
 
 

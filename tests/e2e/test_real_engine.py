@@ -148,6 +148,28 @@ def test_3_up_again_changes_nothing(dev: PulumiProject) -> None:
     print(f"no-op pulumi up: {result.seconds:.1f}s")
 
 
+def test_3a_a_client_ca_admits_only_clients_with_its_certificate(dev: PulumiProject, e2e_host_session: E2eHost) -> None:
+    """tlsClientCa: the load balancer refuses a client without a certificate the client CA signed
+    in the TLS handshake; another CA's certificate too; without the key again, anyone with TLS."""
+    host = e2e_host_session
+    client_ca = trustme.CA()
+    dev.set_config({"tlsClientCa": client_ca.cert_pem.bytes().decode()})
+    try:
+        dev.up()
+        server_ca = dev.outputs()["tlsCertificate"]
+        assert not lb_answers(host.address, 8884, client_context(server_ca), host.address)
+        for authority, admitted in ((trustme.CA(), False), (client_ca, True)):
+            device = authority.issue_cert("device-1.clients.example")
+            context = client_context(server_ca)
+            with device.cert_chain_pems[0].tempfile() as cert, device.private_key_pem.tempfile() as key:
+                context.load_cert_chain(cert, key)
+            assert lb_answers(host.address, 8884, context, host.address) is admitted
+    finally:
+        dev.set_config({"tlsClientCa": None})
+        dev.up()
+    assert lb_answers(host.address, 8884, client_context(dev.outputs()["tlsCertificate"]), host.address)
+
+
 def test_4_scale_up_adds_a_node_and_touches_no_existing_container(
     dev: PulumiProject, e2e_host_session: E2eHost
 ) -> None:

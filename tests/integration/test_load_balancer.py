@@ -35,6 +35,7 @@ from tests.support.lb_stack import (
     MqttSession,
     Nginx,
     Pki,
+    backend_of,
     connect_mqtt,
     lb_settings,
     make_pki,
@@ -430,3 +431,42 @@ def test_key_exchange_groups_are_mozilla_intermediate(start_lb: StartLb, group: 
     )
     output = (handshake.stdout + handshake.stderr).decode(errors="replace")
     assert (handshake.returncode == 0 and "Protocol version" in output) is accepted, output
+
+
+# ------------------------------------------------------------------------- client certificates
+
+
+def mqtt_over_tls(nginx: Nginx, pki: Pki, client_id: str, cert: Path | None, key: Path | None) -> bytes | str:
+    """A raw MQTT CONNECT through Nginx presenting `cert` (or none): the CONNACK bytes, or how
+    the TLS session ended (with TLS 1.3 a refused client certificate shows on the first read)."""
+    context = pki.client_context()
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    try:
+        with tls_connection(nginx, context) as tls:
+            tls.settimeout(5)
+            tls.sendall(mqtt_connect_packet(client_id))
+            return recv_up_to(tls, 4) or "closed"
+    except (ssl.SSLError, OSError) as error:
+        return type(error).__name__
+
+
+def test_a_client_ca_admits_only_clients_with_its_certificate_before_any_broker(
+    start_lb: StartLb, pki: Pki, backends: list[Backend], client_id: Callable[[int], str]
+) -> None:
+    """tlsClientCa: a certificate the client CA signed reaches a broker; no certificate, or one
+    from another CA, ends in the TLS handshake and no broker ever sees the client."""
+    nginx = start_lb(client_verify_depth=2)
+    admitted, bare, stranger = client_id(1), client_id(2), client_id(3)
+    assert mqtt_over_tls(nginx, pki, admitted, pki.client_cert, pki.client_key) == CONNACK_ACCEPTED
+    assert mqtt_over_tls(nginx, pki, bare, None, None) != CONNACK_ACCEPTED
+    assert mqtt_over_tls(nginx, pki, stranger, pki.stranger_cert, pki.stranger_key) != CONNACK_ACCEPTED
+    wait_backend_of(backends, admitted)
+    assert backend_of(backends, bare) is None and backend_of(backends, stranger) is None
+
+
+def test_without_a_client_ca_no_certificate_is_asked(
+    start_lb: StartLb, pki: Pki, client_id: Callable[[int], str]
+) -> None:
+    nginx = start_lb()
+    assert mqtt_over_tls(nginx, pki, client_id(1), None, None) == CONNACK_ACCEPTED

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pulumi
 import pytest
+import trustme
 
 from components.broker_cluster import HEALTHCHECK
 from components.broker_image import BUILD_CONTEXT, build_digest
@@ -361,6 +362,19 @@ def test_load_balancer_container(any_run: ProgramRun, case: StackCase) -> None:
     grace = case.parsed().lb.stop_grace_seconds
     assert lb.inputs["destroyGraceSeconds"] == grace > 0
     assert lb.inputs["stopTimeout"] == grace
+
+
+def test_a_client_ca_reaches_nginx_as_a_secret_upload_and_turns_verification_on(
+    deployments: Deployments, stacks: dict[str, StackCase]
+) -> None:
+    ca = trustme.CA().cert_pem.bytes().decode()
+    lb = lb_container(deployments.run(stacks["dev"].with_config(tlsClientCa=ca)))
+    files = uploads(lb)
+    index, upload = files[CONTAINER_RUNTIME.client_ca_path]
+    assert upload["content"] == ca and is_secret_at(lb, ("uploads", index, "content"))
+    assert CONTAINER_RUNTIME.client_crl_path not in files
+    conf = files[NGINX_CONF][1]["content"]
+    assert "ssl_verify_client on;" in conf and f"ssl_client_certificate {CONTAINER_RUNTIME.client_ca_path};" in conf
 
 
 def test_load_balancer_serves_the_stack_certificate(

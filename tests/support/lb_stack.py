@@ -149,6 +149,13 @@ class Pki:
     server_cert: Path
     server_key: Path
     other_ca_cert: Path
+    # Client certificates: one from the client CA a stack may declare (tlsClientCa), one from
+    # a CA nobody declared.
+    client_ca_cert: Path
+    client_cert: Path
+    client_key: Path
+    stranger_cert: Path
+    stranger_key: Path
 
     def client_context(
         self,
@@ -183,7 +190,21 @@ def make_pki(directory: Path) -> Pki:
         server_cert=directory / "server-chain.pem",
         server_key=directory / "server.key",
         other_ca_cert=directory / "other-ca.pem",
+        client_ca_cert=directory / "client-ca.pem",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client.key",
+        stranger_cert=directory / "stranger.pem",
+        stranger_key=directory / "stranger.key",
     )
+    client_ca = trustme.CA()
+    client_ca.cert_pem.write_to_path(str(pki.client_ca_cert))
+    for authority, cert_path, key_path in (
+        (client_ca, pki.client_cert, pki.client_key),
+        (trustme.CA(), pki.stranger_cert, pki.stranger_key),
+    ):
+        issued = authority.issue_cert("device-1.clients.example")
+        issued.cert_chain_pems[0].write_to_path(str(cert_path))
+        issued.private_key_pem.write_to_path(str(key_path))
     root.cert_pem.write_to_path(str(pki.ca_cert))
     pki.server_cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     leaf.private_key_pem.write_to_path(str(pki.server_key))
@@ -454,6 +475,7 @@ def lb_settings(
     connect_timeout: str = "2s",
     proxy_protocol: bool = True,
     worker_connections: int = 1024,
+    client_verify_depth: int | None = None,
 ) -> NginxSettings:
     """Test-sized settings: short fail_timeout so failover/recovery happen within a test."""
     return NginxSettings(
@@ -466,6 +488,7 @@ def lb_settings(
         connect_timeout=connect_timeout,
         proxy_protocol=proxy_protocol,
         worker_connections=worker_connections,
+        client_verify_depth=client_verify_depth,
     )
 
 
@@ -475,6 +498,7 @@ class Nginx:
     def __init__(self, directory: Path, settings: NginxSettings, pki: Pki) -> None:
         self.directory = directory
         self.settings = settings
+        self.pki = pki
         self.runtime = nginx_runtime(directory, pki)
         self.conf_path = directory / "nginx.conf"
         self.startup_log = directory / "startup-error.log"
@@ -493,6 +517,8 @@ class Nginx:
 
     def write_config(self) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.settings.client_verify_depth:  # where the container gets the stack's tlsClientCa
+            shutil.copyfile(self.pki.client_ca_cert, self.runtime.client_ca_path)
         text = render_nginx_conf(self.settings, self.runtime)
         self.conf_path.write_text(text)
         return text

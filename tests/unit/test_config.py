@@ -307,6 +307,17 @@ BAD_INPUTS = [
     ),
     bad("sysctls-list-not-map", {"sysctls": '["net.core.somaxconn"]'}, "sysctls", "net.core.somaxconn", paired=False),
     bad("sysctls-not-json", {"sysctls": "net.core.somaxconn=1"}, "sysctls", "net.core.somaxconn=1"),
+    # client certificates
+    bad("client-ca-not-pem", {"tlsClientCa": "not-a-ca"}, "tlsClientCa", "not-a-ca", secret=True),
+    bad("client-depth-zero", {"tlsClientCa": FAKE_CERT, "tlsClientVerifyDepth": "0"}, "tlsClientVerifyDepth", "0"),
+    bad("client-crl-not-pem", {"tlsClientCa": FAKE_CERT, "tlsClientCrl": "crl"}, "tlsClientCrl", "crl"),
+    bad(
+        "client-crl-without-ca",
+        {"tlsClientCrl": "-----BEGIN X509 CRL-----\nMIIB\n-----END X509 CRL-----\n"},
+        "tlsClientVerifyDepth/tlsClientCrl",
+        "tlsClientCa = (unset)",
+        paired=False,
+    ),
     # misc
     bad("unknown-key-nodeCount", {"nodeCount": "3"}, "nodeCount", "3", also=("unknown key", "nodes")),
     # the model's sections are no keys of the stack file (users write `lbPort`, not `lb`)

@@ -6,6 +6,7 @@ The tests render with a runtime that points at temp files and loads Debian's str
 
 from __future__ import annotations
 
+import datetime
 import re
 import shutil
 import ssl
@@ -16,6 +17,9 @@ from typing import Any
 
 import crossplane
 import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from components.config import StackConfig
 from components.config_types import LOAD_BALANCING
@@ -260,3 +264,44 @@ def test_nginx_t_catches_a_broken_config(tls_material: TlsMaterial, tmp_path: Pa
     result = nginx_test(conf, tmp_path)
     assert result.returncode != 0
     assert "missing.crt" in result.stderr
+
+
+# ------------------------------------------------------------------------- client certificates
+
+
+def empty_crl(ca: trustme.CA) -> str:
+    """A PEM CRL the CA signed, revoking nothing."""
+    key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
+    issuer = x509.load_pem_x509_certificate(ca.cert_pem.bytes()).subject
+    now = datetime.datetime.now(datetime.UTC)
+    builder = x509.CertificateRevocationListBuilder().issuer_name(issuer).last_update(now)
+    crl = builder.next_update(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    return crl.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@needs_nginx
+def test_a_client_ca_makes_nginx_verify_client_certificates(tls_material: TlsMaterial, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    crl = empty_crl(ca)
+    _, settings = stack(
+        "dev", tls_material, tlsClientCa=ca.cert_pem.bytes().decode(), tlsClientCrl=crl, tlsClientVerifyDepth="3"
+    )
+    runtime = local_runtime(tmp_path, tls_material)
+    text = render_nginx_conf(settings, runtime)
+    server = only(only(parse(text, tmp_path), "stream")["block"], "server")["block"]
+    assert args(server, "ssl_verify_client") == ["on"]
+    assert args(server, "ssl_client_certificate") == [runtime.client_ca_path]
+    assert args(server, "ssl_verify_depth") == ["3"]
+    assert args(server, "ssl_crl") == [runtime.client_crl_path]
+    Path(runtime.client_ca_path).write_bytes(ca.cert_pem.bytes())
+    Path(runtime.client_crl_path).write_text(crl)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    result = nginx_test(conf, tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_without_a_client_ca_nginx_asks_no_client_certificate(tls_material: TlsMaterial) -> None:
+    _, settings = stack("dev", tls_material)
+    assert settings.client_verify_depth is None
+    assert "ssl_verify_client" not in render_nginx_conf(settings)
