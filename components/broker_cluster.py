@@ -2,9 +2,9 @@
 
 Creates, all inside `__init__`:
 - per node, on its host: `<node>-dirs` (host dirs, owned by the image's user), with cluster TLS
-  `<node>-tls-files` (its certificate, key and the cluster CA, in its secret script on stdin), `<node>` (the
-  container on the host network), and, for every node but the seed, `<node>-membership` (join
-  the seed on create and update, `cluster leave` on delete);
+  `<node>-tls-files` (its certificate, key and the cluster CA, in its secret script on stdin),
+  `<node>` (the container on the host network), and, for every node but the seed,
+  `<node>-membership` (join the seed on create and update, `cluster leave` on delete);
 - per wave: `wave<k>-verify`, the gate: every node so far is running in the cluster.
 Memberships and gates are grouped under a `ClusterFormation` child, as they were first deployed.
 

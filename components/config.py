@@ -17,7 +17,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 
 from components.config_hosts import (
@@ -76,13 +76,14 @@ EMQX_TUNING_SYSCTLS: dict[str, str] = {
     "net.ipv4.tcp_fin_timeout": "15",
 }
 
-# ------------------------------------------------------------------------ other sections
+# ------------------------------------------------------------------------------ sections
 
 
 class _Section(BaseModel):
-    """Keys that belong together, each read from its flat stack-config key (`validation_alias`)."""
+    """Keys that belong together, each read from its flat stack-config key: every field names it
+    as its `validation_alias`, which takes precedence over the camelCase alias generator."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = MODEL_CONFIG
 
 
 class LoadBalancerConfig(_Section):

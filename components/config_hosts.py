@@ -39,6 +39,10 @@ class _SshLoginConfig(BaseModel):
     ssh_user: PosixUser = "root"
     ssh_host_key: str | None = None
 
+    def login(self, host: str) -> SshLogin:
+        """The SSH login to `host` with these keys."""
+        return SshLogin(host, self.ssh_port, self.ssh_user, self.ssh_host_key)
+
 
 class HostConfig(_SshLoginConfig):
     """One Docker host of a several-host stack (an entry of `emqx-cluster:hosts`).
@@ -137,16 +141,13 @@ def resolve_hosts(
     `hosts` with their node counts numbered host after host, or the placement map. A host
     without its own SSH key takes the stack's (`stack_key`)."""
     if hosts is None:
-        ssh = None
-        if single.ssh_host is not None:
-            ssh = SshLogin(single.ssh_host, single.ssh_port, single.ssh_user, single.ssh_host_key)
         return (
             Host(
                 name=None,
                 address=single.advertise_address,
                 node_indexes=tuple(range(1, nodes + 1)),
                 docker_host=single.docker_host,
-                ssh=ssh,
+                ssh=single.login(single.ssh_host) if single.ssh_host is not None else None,
                 use_sudo=single.host_use_sudo,
                 ssh_private_key=stack_key,
                 position=None,
@@ -166,7 +167,7 @@ def resolve_hosts(
                 address=spec.address,
                 node_indexes=indexes,
                 docker_host=spec.engine,
-                ssh=SshLogin(spec.ssh_target, spec.ssh_port, spec.ssh_user, spec.ssh_host_key),
+                ssh=spec.login(spec.ssh_target),
                 use_sudo=spec.use_sudo,
                 ssh_private_key=spec.ssh_private_key or stack_key,
                 position=position,

@@ -39,8 +39,8 @@ def erlang_cookie(given: SecretStr | None, name: str, parent: pulumi.Resource) -
 def dashboard_password(given: SecretStr | None, name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
     if given is not None:
         return pulumi.Output.secret(given.get_secret_value())
-    # EMQX's password rule wants two kinds of characters (config_types.DashboardPassword): with these minimums every
-    # generated password passes it, whatever the draw.
+    # EMQX's password rule wants two kinds of characters (config_types.DashboardPassword): with
+    # these minimums every generated password passes it, whatever the draw.
     generated = random.RandomPassword(
         name,
         length=DASHBOARD_PASSWORD_LENGTH,
