@@ -25,9 +25,11 @@ from components.config_types import NAMESPACE
 DISTRIBUTION_PORT_BASE = 4370
 RPC_PORT_BASE = 5370
 
-# The dashboard, REST API and Prometheus stats listener of every node (EMQX 5.8.6 serves all
-# three on `dashboard.listeners.http`; /api/v5/prometheus/stats answers without credentials by
-# default) binds the host's loopback: nothing on the network reaches it; operators use `ssh -L`.
+# The dashboard, REST API and Prometheus stats listener of every node (EMQX serves all three on
+# `dashboard.listeners.http`; emqx/emqx rel/config/examples/prometheus.conf.example, read at
+# 4ed422c: "EMQX's Prometheus scraping endpoint is enabled by default without authentication.
+# And there is no way to turn it off.") binds the host's loopback: nothing on the network
+# reaches it; operators use `ssh -L`.
 ADMIN_ADDRESS = "127.0.0.1"
 
 BROKER_DATA_DIR = "/opt/emqx/data"
