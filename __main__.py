@@ -46,3 +46,6 @@ pulumi.export("dashboardUrls", cluster.dashboard_urls)
 pulumi.export("dashboards", cluster.dashboards)
 pulumi.export("tlsCertificate", cluster.certificate_pem)
 pulumi.export("dashboardPassword", cluster.dashboard_password)
+if cluster.mqtt_client is not None:
+    pulumi.export("mqttClient", cluster.mqtt_client)
+pulumi.export("mqttAuthentication", cluster.mqtt_authentication)

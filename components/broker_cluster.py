@@ -1,8 +1,9 @@
 """BrokerCluster: the N EMQX nodes, wave by wave, on their hosts, formed into one verified cluster.
 
 Creates, all inside `__init__`:
-- per node, on its host: `<node>-dirs` (host dirs, owned by the image's user), with cluster TLS
-  `<node>-tls-files` (its certificate, key and the cluster CA, in its secret script on stdin),
+- per node, on its host: `<node>-dirs` (host dirs, owned by the image's user),
+  `<node>-access-files` (MQTT users, API key, ACL: render/access.py), with cluster TLS
+  `<node>-tls-files` (its certificate, key and the cluster CA), both in secret scripts on stdin,
   `<node>` (the container on the host network), and, for every node but the seed,
   `<node>-membership` (join the seed on create and update, `cluster leave` on delete);
 - per wave: `wave<k>-verify`, the gate: every node so far is running in the cluster.
@@ -31,13 +32,14 @@ from components.cluster_tls import NodeTls
 from components.host_site import HostSite
 from components.hostexec import HostCommand
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR, ClusterPlan, NodePlan
+from components.render.access import ACCESS_FILES
 from components.render.broker_env import CLUSTER_TLS_FILES
 from components.render.cluster_scripts import evict_script, join_script, leave_script, note_script, verify_script
 from components.render.host_scripts import (
     node_dirs_delete_script,
     node_dirs_script,
-    node_tls_delete_script,
-    node_tls_script,
+    node_files_delete_script,
+    node_files_script,
 )
 
 
@@ -86,6 +88,7 @@ class BrokerClusterArgs:
     images: Mapping[str, BrokerImage]  # host label -> the broker image built there
     environments: Mapping[str, pulumi.Output[dict[str, str]]]  # node short name -> env (secret)
     tls: Mapping[str, NodeTls]  # node short name -> its TLS files; empty without cluster TLS
+    access_files: pulumi.Output[str]  # secret: every node's access files, as file_bundle frames
     log_opts: Mapping[str, str]  # json-file rotation, bounded
     purge_data: bool
     join_timeout_seconds: int  # health waits, joins and gates
@@ -150,6 +153,7 @@ class BrokerCluster(pulumi.ComponentResource):
             gate_of_previous_wave = [self._gate(formation, wave_number, tuple(verified), joins, started)]
         formation.register_outputs({"verifiedNodes": [node.plan.node_name for node in verified]})
         self.nodes = sorted(verified, key=lambda node: node.plan.index)
+        self.verified = gate_of_previous_wave  # the last gate: the whole cluster runs
         self.register_outputs({"containers": [node.container.name for node in self.nodes]})
 
     def _host_ready(self, node: NodePlan) -> list[pulumi.Resource]:
@@ -168,10 +172,27 @@ class BrokerCluster(pulumi.ComponentResource):
             delete=node_dirs_delete_script(node.host_dir, node.node_name, args.purge_data, node.container_name),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(after))),
         )
-        ready: list[pulumi.Resource] = [dirs]
+        after_dirs = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[dirs]))
+        # Read at boot; a change reaches running nodes through the client registry's REST calls,
+        # so the container does not depend on their content (no label): nothing restarts.
+        access = args.access_files.apply(
+            lambda bundle: node_files_script(node.access_dir, ACCESS_FILES.names(), bundle, "access")
+        )
+        access_files = site.access.command(
+            names.node_access_files(node.short_name),
+            create=access,
+            update=access,
+            delete=node_files_delete_script(node.access_dir, node.container_name, ACCESS_FILES.directory),
+            # Beside the dirs, not after them (the script makes its own dir): no longer path.
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(after))),
+        )
+        ready: list[pulumi.Resource] = [dirs, access_files]
         volumes = [
             docker.ContainerVolumeArgs(host_path=node.data_dir, container_path=BROKER_DATA_DIR),
             docker.ContainerVolumeArgs(host_path=node.log_dir, container_path=BROKER_LOG_DIR),
+            docker.ContainerVolumeArgs(
+                host_path=node.access_dir, container_path=ACCESS_FILES.directory, read_only=True
+            ),
         ]
         labels = [
             docker.ContainerLabelArgs(label=names.NODE_LABEL, value=node.node_name),
@@ -179,14 +200,16 @@ class BrokerCluster(pulumi.ComponentResource):
         ]
         tls = args.tls.get(node.short_name)
         if tls is not None:
-            script = tls.bundle.apply(lambda bundle: node_tls_script(node.tls_dir, CLUSTER_TLS_FILES.names(), bundle))
+            script = tls.bundle.apply(
+                lambda bundle: node_files_script(node.tls_dir, CLUSTER_TLS_FILES.names(), bundle, "cluster TLS")
+            )
             ready.append(
                 site.access.command(
                     names.node_certificate(node.short_name, "files"),
                     create=script,
                     update=script,
-                    delete=node_tls_delete_script(node.tls_dir, node.container_name, CLUSTER_TLS_FILES.directory),
-                    opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[dirs])),
+                    delete=node_files_delete_script(node.tls_dir, node.container_name, CLUSTER_TLS_FILES.directory),
+                    opts=after_dirs,
                 )
             )
             volumes.append(

@@ -20,7 +20,7 @@ import pulumi_tls as tls
 from components import names
 from components.plan import ClusterPlan
 from components.render.broker_env import CLUSTER_TLS_FILES, ssl_dist_options
-from components.render.host_scripts import tls_bundle
+from components.render.host_scripts import file_bundle
 
 CA_VALIDITY_HOURS = 24 * 365 * 10
 NODE_VALIDITY_HOURS = 24 * 365
@@ -31,7 +31,7 @@ NODE_EARLY_RENEWAL_HOURS = 24 * 30
 
 @dataclass(frozen=True)
 class NodeTls:
-    bundle: pulumi.Output[str]  # secret: the files as tls_bundle frames, for node_tls_script
+    bundle: pulumi.Output[str]  # secret: the files as file_bundle frames, for node_files_script
     fingerprint: pulumi.Output[str]  # SHA-256 of the node's certificate (public)
 
 
@@ -86,7 +86,7 @@ def cluster_tls(plan: ClusterPlan, parent: pulumi.Resource) -> Mapping[str, Node
 def _node_files(pems: list[str]) -> str:
     ca, certificate, key = pems
     layout = CLUSTER_TLS_FILES
-    return tls_bundle(
+    return file_bundle(
         {
             layout.ca: ca,
             layout.certificate: certificate,

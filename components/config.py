@@ -5,7 +5,7 @@ Pulumi and :mod:`components.config_parse` turns them into a :class:`StackConfig`
 ConfigError naming every bad key). Each kind of value (port, duration, PEM key, ...) and its
 check is an `Annotated` type in :mod:`components.config_types`; this module assigns them to keys,
 with defaults and bounds, groups the keys that belong together into sections (`lb`, `tls`,
-`tuning`, `single_host`: users keep writing them flat, as `lbPort` or `tlsMode`) and checks what
+`tuning`, `single_host`, `access`: users keep writing them flat, as `lbPort` or `tlsMode`) and checks what
 involves several keys. The hosts' keys and their resolution live in :mod:`components.config_hosts`:
 :attr:`StackConfig.cluster_hosts` is the one list of Docker hosts every later step reads, a
 single-host stack included.
@@ -20,6 +20,7 @@ from typing import Any, Self
 from pydantic import BaseModel, Field, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 
+from components.config_access import AccessConfig
 from components.config_hosts import (
     SINGLE_HOST_KEYS,
     Host,
@@ -231,6 +232,7 @@ class StackConfig(BaseModel):
     lb: LoadBalancerConfig
     tls: TlsConfig
     tuning: HostTuningConfig
+    access: AccessConfig
 
     # --- secrets -------------------------------------------------------------------------
     erlang_cookie: ErlangCookie | None = None
@@ -284,7 +286,7 @@ class StackConfig(BaseModel):
             problems.append(
                 f"{NAMESPACE}:sshPrivateKey is set but sshHost = (unset): allowed: set sshHost too, or drop the key"
             )
-        problems.extend([*self.tls.problems(), *self.lb.problems()])
+        problems.extend([*self.tls.problems(), *self.lb.problems(), *self.access.problems()])
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -394,6 +396,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "lb": LoadBalancerConfig,
     "tls": TlsConfig,
     "tuning": HostTuningConfig,
+    "access": AccessConfig,
 }
 
 

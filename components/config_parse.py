@@ -16,12 +16,15 @@ from pydantic.alias_generators import to_camel, to_snake
 from pydantic.fields import FieldInfo
 
 from components.config import SECTIONS, StackConfig, config_keys, section_names_in
+from components.config_access import AclRuleConfig, MqttClientConfig
 from components.config_hosts import HostConfig
 from components.config_types import NAMESPACE
 
 # Fields whose stack-config value is structured (YAML object/list, JSON in PULUMI_CONFIG).
-_STRUCTURED = {"sysctls", "tlsDnsNames", "hosts", "placement"}
-SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "erlangCookie", "dashboardPassword")
+_STRUCTURED = {"sysctls", "tlsDnsNames", "hosts", "placement", "mqttClients", "mqttAcl"}
+# mqttClients holds passwords or their hashes: the whole list is a secret
+# (`pulumi config set --secret --path 'mqttClients[0].password'` makes it one).
+SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "erlangCookie", "dashboardPassword", "mqttClients")
 # Never echoed in an error either: the secrets, and a client CA, which may be set as one.
 _HIDDEN_KEYS = (*SECRET_KEYS, "tlsClientCa")
 
@@ -92,9 +95,11 @@ def _describe(error: ValidationError) -> list[str]:
             continue
         key = location[0]
         field = _field_of(key)
-        if key == "hosts" and len(location) > 2:  # hosts[<i>].<field>, its own value shown
-            field = HostConfig.model_fields.get(to_snake(location[2]))
-            key, location = f"hosts[{location[1]}].{location[2]}", location[2:]
+        if key in _LIST_ITEMS and len(location) > 2:  # hosts[<i>].<field>, its own value shown
+            field = _LIST_ITEMS[key].model_fields.get(to_snake(location[2]))
+            key, location = f"{key}[{location[1]}].{location[2]}", location[2:]
+        elif key in _LIST_ITEMS and len(location) == 2:  # a whole item's check: mqttAcl[<i>]
+            key, location = f"{key}[{location[1]}]", location[:1]
         if item["type"] == "extra_forbidden":
             lines.append(_unknown_key(key, item.get("input")))
             continue
@@ -112,16 +117,35 @@ def _describe(error: ValidationError) -> list[str]:
     return lines
 
 
+# Structured keys whose items are models: their errors name `key[i].field`.
+_LIST_ITEMS: dict[str, type[BaseModel]] = {
+    "hosts": HostConfig,
+    "mqttClients": MqttClientConfig,
+    "mqttAcl": AclRuleConfig,
+}
+
+
 def _shown(key: str, value: Any) -> str:
     """A value as an error line shows it: its repr, or `(hidden: secret)`."""
     shown = repr(value)
-    if key in _HIDDEN_KEYS or key.endswith(".sshPrivateKey") or "PRIVATE KEY" in shown:
+    if key in _HIDDEN_KEYS or key.endswith(".sshPrivateKey") or "PRIVATE KEY" in shown or _client_secret(key):
         return "(hidden: secret)"
     return shown
 
 
+def _client_secret(key: str) -> bool:
+    """A declared client's password or hash, or a whole client entry (which holds one)."""
+    return key.startswith("mqttClients") and not key.endswith((".username", ".clientid", ".salt", ".superuser"))
+
+
 def _unknown_key(key: str, value: Any) -> str:
-    close = ", ".join(host_config_keys() if key.startswith("hosts[") else config_keys())
+    item = key.split("[", 1)[0] if "[" in key else None
+    if item == "hosts":
+        close = ", ".join(host_config_keys())
+    elif item in _LIST_ITEMS:
+        close = ", ".join(to_camel(name) for name in _LIST_ITEMS[item].model_fields)
+    else:
+        close = ", ".join(config_keys())
     return f"{NAMESPACE}:{key} = {_shown(key, value)}: unknown key; allowed keys: {close}"
 
 

@@ -6,9 +6,11 @@ depends on is done, so hosts proceed side by side):
 1. per host: its Docker engine and shell;
 2. per host, before any node starts there: host tuning (unless manageSysctls is false), the
    cluster firewall (several hosts, unless manageFirewall is false), preflight, the broker image;
-3. the secrets and, with cluster TLS, the cluster CA and node certificates;
+3. the secrets, the access material (MQTT users, API key, ACL) and, with cluster TLS, the
+   cluster CA and node certificates;
 4. the broker cluster over every host: nodes wave by wave, memberships, gates;
-5. per host: its load balancer, with the stack's TLS certificate.
+5. the client registry: declared clients and topic rules applied to the running cluster;
+6. per host: its load balancer, with the stack's TLS certificate.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import pulumi
 import pulumi_docker as docker
 
 from components import names
+from components.access import access_material
 from components.broker_cluster import BrokerCluster, BrokerClusterArgs, StartedNode
 from components.broker_image import BrokerImage, BrokerImageArgs
+from components.client_registry import ClientRegistry, ClientRegistryArgs
 from components.cluster_tls import cluster_tls
 from components.config import StackConfig
 from components.firewall import ClusterFirewall, ClusterFirewallArgs
@@ -68,6 +72,7 @@ class EmqxCluster(pulumi.ComponentResource):
         cookie = erlang_cookie(config.erlang_cookie, names.resource("erlang-cookie"), self)
         password = dashboard_password(config.dashboard_password, names.resource("dashboard-password"), self)
         node_tls = cluster_tls(plan, parent=self) if config.encrypts_cluster_traffic else {}
+        access = access_material(config, parent=self)
 
         # 4. The brokers, wave by wave, formed into one verified cluster.
         brokers = BrokerCluster(
@@ -78,6 +83,7 @@ class EmqxCluster(pulumi.ComponentResource):
                 images=images,
                 environments=broker_environments(plan, config, cookie, password),
                 tls=node_tls,
+                access_files=access.files,
                 log_opts=config.container_log_opts,
                 purge_data=config.purge_data,
                 join_timeout_seconds=config.join_timeout_seconds,
@@ -87,7 +93,22 @@ class EmqxCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-        # 5. Each host's load balancer.
+        # 5. Who may connect and what they may do, applied to the running cluster.
+        seed_site = next(site for site in sites if site.host.label == plan.seed.host_label)
+        ClientRegistry(
+            names.resource("clients"),
+            ClientRegistryArgs(
+                plan=plan,
+                seed_site=seed_site,
+                access=access,
+                user_ids=config.access.user_ids if config.access.authenticates else [],
+                timeout_seconds=config.join_timeout_seconds,
+                after=brokers.verified,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        # 6. Each host's load balancer.
         tls = tls_material(config, parent=self)
         for site in sites:
             LoadBalancer(
@@ -112,6 +133,13 @@ class EmqxCluster(pulumi.ComponentResource):
         ]
         self.certificate_pem = tls.certificate_pem
         self.dashboard_password = password
+        self.mqtt_client = access.generated_client
+        self.mqtt_authentication = (
+            "anonymous: allowAnonymous is true, every client is accepted"
+            if not config.access.authenticates
+            else f"MQTT {config.access.client_id_type} and password (EMQX built-in database, "
+            f"{config.access.password_hash}); topics as mqttAcl allows, everything else denied"
+        )
         self.register_outputs(
             {
                 "endpoint": self.endpoint,
@@ -120,6 +148,7 @@ class EmqxCluster(pulumi.ComponentResource):
                 "nodes": self.node_table,
                 "dashboardUrls": self.dashboard_urls,
                 "dashboards": self.dashboards,
+                "mqttAuthentication": self.mqtt_authentication,
             }
         )
 

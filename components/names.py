@@ -91,3 +91,12 @@ def node_eviction(short_name: str) -> str:
 
 def wave_gate(wave: int) -> str:
     return f"wave{wave}-verify"
+
+
+def node_access_files(short_name: str) -> str:
+    return f"{short_name}-access-files"
+
+
+def mqtt_client(user_id: str) -> str:
+    """A declared MQTT client's registration: `emqx-mqtt-client-<id>` (ids are URL- and URN-safe)."""
+    return resource(f"mqtt-client-{user_id}")

@@ -80,6 +80,11 @@ class NodePlan:
         return f"{self.host_dir}/tls"
 
     @property
+    def access_dir(self) -> str:
+        """Its access files (MQTT users, API key, ACL): render/access.py."""
+        return f"{self.host_dir}/access"
+
+    @property
     def mqtt_endpoint(self) -> str:
         return f"{self.address}:{self.ports.mqtt}"
 

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from components.config import StackConfig
+from components.config_access import AccessConfig
 from components.plan import ClusterPlan, NodePlan
+from components.render.access import ACCESS_FILES, BCRYPT_ROUNDS, PBKDF2_ITERATIONS, AccessFiles
 from components.render.templating import render
 
 COOKIE_VARIABLE = "EMQX_NODE__COOKIE"
@@ -76,6 +78,7 @@ def broker_environment(node: NodePlan, plan: ClusterPlan, config: StackConfig) -
         env[f"EMQX_LISTENERS__{listener}__DEFAULT__ENABLE"] = "false"
     if config.encrypts_cluster_traffic:
         env.update(cluster_tls_environment())
+    env.update(access_environment(config.access))
     return env
 
 
@@ -128,6 +131,48 @@ def ssl_dist_options(files: ClusterTlsFiles = CLUSTER_TLS_FILES) -> str:
         keyfile=files.path(files.key),
         cacertfile=files.path(files.ca),
     )
+
+
+def access_environment(access: AccessConfig, files: AccessFiles = ACCESS_FILES) -> dict[str, str]:
+    """EMQX settings for authentication, authorization and the API key (no secret in them).
+
+    `authentication` is an array; hocon_tconf reads `__1__` as its first element and creates it
+    when the array is empty (hocon 0.43.4 hocon_maps:do_put/4, do_update_array_element; EMQX
+    changes/v5.0.12-en.md documents EMQX_AUTHENTICATION__1__ENABLE). Environment variables
+    override every config file (apps/emqx_conf/etc/base.hocon: "etc/base.hocon < cluster.hocon
+    < emqx.conf < environment variables").
+    """
+    env = {
+        "EMQX_API_KEY__BOOTSTRAP_FILE": hocon_string(files.path(files.api_keys)),
+        "EMQX_AUTHORIZATION__NO_MATCH": "deny",
+        "EMQX_AUTHORIZATION__SOURCES__1__TYPE": "file",
+        "EMQX_AUTHORIZATION__SOURCES__1__ENABLE": "true",
+        "EMQX_AUTHORIZATION__SOURCES__1__PATH": hocon_string(files.path(files.acl)),
+    }
+    if access.authenticates:
+        prefix = "EMQX_AUTHENTICATION__1__"
+        env.update(
+            {
+                f"{prefix}MECHANISM": "password_based",
+                f"{prefix}BACKEND": "built_in_database",
+                f"{prefix}ENABLE": "true",
+                f"{prefix}USER_ID_TYPE": access.client_id_type,
+                f"{prefix}BOOTSTRAP_FILE": hocon_string(files.path(files.users)),
+                f"{prefix}BOOTSTRAP_TYPE": "hash",
+                **{f"{prefix}PASSWORD_HASH_ALGORITHM__{key}": value for key, value in _hash_settings(access).items()},
+            }
+        )
+    return env
+
+
+def _hash_settings(access: AccessConfig) -> dict[str, str]:
+    """`password_hash_algorithm` (emqx_authn_password_hashing.erl: simple with salt_position,
+    pbkdf2 with mac_fun and the required iterations, bcrypt_rw with salt_rounds)."""
+    if access.password_hash == "pbkdf2":
+        return {"NAME": "pbkdf2", "MAC_FUN": "sha256", "ITERATIONS": str(PBKDF2_ITERATIONS)}
+    if access.password_hash == "bcrypt":
+        return {"NAME": "bcrypt", "SALT_ROUNDS": str(BCRYPT_ROUNDS)}
+    return {"NAME": "sha256", "SALT_POSITION": "prefix"}
 
 
 def with_secrets(public: Mapping[str, str], cookie: str, dashboard_password: str) -> dict[str, str]:

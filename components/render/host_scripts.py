@@ -118,22 +118,30 @@ def node_dirs_delete_script(host_dir: str, node_name: str, purge: bool, containe
     return render("node-dirs-delete.sh.j2", host_dir=host_dir, node_name=node_name, purge=purge, container=container)
 
 
-def tls_bundle(files: Mapping[str, str]) -> str:
-    """Several PEM files as one text for node_tls_script: `=== <name>` then the file."""
+def file_bundle(files: Mapping[str, str]) -> str:
+    """Several files as one text for node_files_script: `=== <name>` then the file."""
     return "".join(f"=== {name}\n{content.rstrip(chr(10))}\n" for name, content in files.items())
 
 
-def node_tls_script(tls_dir: str, files: Sequence[str], bundle: str) -> str:
-    """Write the node's TLS files from `bundle` (a tls_bundle), readable by the image's user only.
+def node_files_script(directory: str, files: Sequence[str], bundle: str, what: str) -> str:
+    """Write a node's private files (`what`: "cluster TLS", "access") from `bundle` (a
+    file_bundle), readable by the image's user only.
 
-    The script holds the private key: it reaches the host only as a secret on standard input.
+    The script holds keys or password hashes: it reaches the host only as a secret on standard input.
     """
-    return render("node-tls.sh.j2", tls_dir=tls_dir, files=list(files), bundle=bundle, owner=f"{EMQX_UID}:{EMQX_UID}")
+    return render(
+        "node-files.sh.j2",
+        directory=directory,
+        files=list(files),
+        bundle=bundle,
+        what=what,
+        owner=f"{EMQX_UID}:{EMQX_UID}",
+    )
 
 
-def node_tls_delete_script(tls_dir: str, container: str, mount_point: str) -> str:
-    """Remove the node's TLS files once no container of its name mounts them at `mount_point`."""
-    return render("node-tls-delete.sh.j2", tls_dir=tls_dir, container=container, mount_point=mount_point)
+def node_files_delete_script(directory: str, container: str, mount_point: str) -> str:
+    """Remove a node's private files once no container of its name mounts them at `mount_point`."""
+    return render("node-files-delete.sh.j2", files_dir=directory, container=container, mount_point=mount_point)
 
 
 FIREWALL_CHAIN = "EMQX-CLUSTER"

@@ -66,7 +66,8 @@ def test_each_of_three_waves_waits_for_the_previous_gate(
     graph = RolloutGraph(run)
     waves = case.plan().waves
     assert [[n.index for n in wave] for wave in waves] == [[1, 4], [2, 5], [3]]
-    assert len(run.of_type(command_type("prod"))) == 2 + 5 + 4 + 3  # tuning, preflight, dirs, joins, gates
+    # tuning, preflight, dirs, access files, joins, gates, topic rules
+    assert len(run.of_type(command_type("prod"))) == 2 + 5 + 5 + 4 + 3 + 1
     for number, wave in enumerate(waves, start=1):
         for node in wave:
             gates = _wave_gate_dependencies(run, node.container_name)
@@ -86,7 +87,10 @@ def test_scale_down_removes_only_the_dropped_nodes(stacks: dict[str, StackCase],
     before, after = deployments.run(five), deployments.run(three)
 
     removed = {r.name for r in before.resources} - {r.name for r in after.resources}
-    assert removed == {"emqx4", "emqx5", "emqx4-dirs", "emqx5-dirs", "emqx4-membership", "emqx5-membership"}
+    assert removed == {
+        *("emqx4", "emqx5", "emqx4-dirs", "emqx5-dirs", "emqx4-membership", "emqx5-membership"),
+        *("emqx4-access-files", "emqx5-access-files"),
+    }
     assert {r.name for r in after.resources} <= {r.name for r in before.resources}
 
     for name in ("emqx1", "emqx2", "emqx3", "emqx1-dirs", "emqx2-dirs", "emqx3-dirs"):
@@ -118,9 +122,9 @@ def test_critical_path_does_not_grow_with_the_node_count(
     assert len(plan_cluster(stacks["dev"].with_config(nodes=20).parsed()).nodes) == 20
     lengths = {nodes: len(chain) for nodes, chain in chains.items()}
     assert len(set(lengths.values())) == 1, {n: (lengths[n], chains[n]) for n in chains}
-    # image build -> dirs -> wave-1 node -> join -> gate 1 -> dirs -> wave-2 node
-    # -> join -> gate 2
-    assert lengths[3] <= 9, chains[3]
+    # image build -> dirs (beside them: access files) -> wave-1 node -> join -> gate 1 -> dirs
+    # -> wave-2 node -> join -> gate 2 -> a client's registration
+    assert lengths[3] <= 10, chains[3]
 
 
 # --------------------------------------------------------------------------- replaced nodes

@@ -19,6 +19,7 @@ from components.config_types import NAMESPACE
 from components.host_tuning import host_sysctls
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
 from components.preflight import nofile_claims, port_claims
+from components.render.access import ACCESS_FILES
 from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, erlang_address, hocon_string
 from components.render.host_scripts import host_program, preflight_script, sysctl_apply_script, sysctl_restore_script
 from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
@@ -45,6 +46,7 @@ COMPONENTS = (
     "BrokerImage",
     "BrokerCluster",
     "ClusterFormation",
+    "ClientRegistry",
     "LoadBalancer",
 )
 NGINX_CONF = "/etc/nginx/nginx.conf"
@@ -60,8 +62,11 @@ def host_command_names(case: StackCase) -> set[str]:
         "emqx-host-sysctls",
         "emqx-preflight-check",
         *(f"emqx{i}-dirs" for i in range(1, nodes + 1)),
+        *(f"emqx{i}-access-files" for i in range(1, nodes + 1)),
         *(f"emqx{i}-membership" for i in range(2, nodes + 1)),
         *(f"wave{k}-verify" for k in range(1, wave_count(case) + 1)),
+        "emqx-mqtt-acl",
+        *(f"emqx-mqtt-client-{user_id}" for user_id in case.parsed().access.user_ids),
     }
 
 
@@ -77,9 +82,11 @@ def test_resource_types_and_counts(any_run: ProgramRun, case: StackCase) -> None
             "pulumi:providers:docker": 1,
             CONTAINER: nodes + 1,  # the brokers and the load balancer
             "docker:index/remoteImage:RemoteImage": 2,  # the built broker image and nginx
-            # host tuning, preflight, N dirs, N-1 memberships, one verify per wave
-            command_type(case.stack): 2 + nodes + (nodes - 1) + 2,
-            "random:index/randomPassword:RandomPassword": 2,  # cookie and dashboard password
+            # host tuning, preflight, N dirs, N access files, N-1 memberships, one verify per
+            # wave, the topic rules, one per declared client (dev: its generated one)
+            command_type(case.stack): 2 + nodes + nodes + (nodes - 1) + 2 + 1 + len(case.parsed().access.user_ids),
+            # cookie, dashboard password, API secret, salt key (+ dev's generated client password)
+            "random:index/randomPassword:RandomPassword": 4 + (case.stack == "dev"),
             **{f"emqx-cluster:index:{component}": 1 for component in COMPONENTS},
         }
     )
@@ -93,6 +100,9 @@ def test_resource_types_and_counts(any_run: ProgramRun, case: StackCase) -> None
     assert {r.name for r in any_run.of_type("random:index/randomPassword:RandomPassword")} == {
         "emqx-erlang-cookie",
         "emqx-dashboard-password",
+        "emqx-api-secret",
+        "emqx-mqtt-salt-key",
+        *(["emqx-mqtt-generated-password"] if case.stack == "dev" else []),
     }
     assert any_run.named("emqx-lb-image").inputs["name"] == f"nginx:{case.parsed().lb.nginx_version}"
 
@@ -220,8 +230,10 @@ def test_host_commands_run_where_the_stack_says(any_run: ProgramRun, case: Stack
             line = command.inputs.get(operation)
             assert line in (None, f"sudo -n sh -s {operation}"), command.name
     programs = {c.name for c in commands if isinstance(c.stdin, str)}
-    pinned = {c.name for c in commands if c.name.endswith(("-membership", "-verify"))}
-    assert programs >= {c.name for c in commands} - pinned
+    # Unknown in preview: programs pinned to container IDs, and those built from generated secrets.
+    pinned = {c.name for c in commands if c.name.endswith(("-membership", "-verify", "-access-files"))}
+    keyed = {c.name for c in commands if c.name.startswith("emqx-mqtt-")}
+    assert programs >= {c.name for c in commands} - pinned - keyed
 
 
 def test_host_tuning_sets_emqx_sysctls_and_reserves_planned_ports(deployed: ProgramRun, case: StackCase) -> None:
@@ -272,6 +284,7 @@ def test_broker_containers_run_on_the_host_network(any_run: ProgramRun, case: St
         limit = config.broker_nofile_limit
         assert inputs["ulimits"] == [{"name": "nofile", "soft": limit, "hard": limit}]
         assert sorted((v["hostPath"], v["containerPath"]) for v in inputs["volumes"]) == [
+            (f"{config.data_dir}/{node.short_name}/access", ACCESS_FILES.directory),
             (f"{config.data_dir}/{node.short_name}/data", BROKER_DATA_DIR),
             (f"{config.data_dir}/{node.short_name}/log", BROKER_LOG_DIR),
         ]
@@ -325,7 +338,8 @@ def test_configured_cookie_and_password_replace_generated_ones(
     given = {"erlangCookie": "c" * 32, "dashboardPassword": 'Dash "board" #1 ${x}'}
     dev = stacks["dev"]
     run = deployments.run(StackCase(dev.stack, dev.config, {**dev.secrets, **given}))
-    assert not run.of_type("random:index/randomPassword:RandomPassword")
+    generated = {r.name for r in run.of_type("random:index/randomPassword:RandomPassword")}
+    assert generated == {"emqx-api-secret", "emqx-mqtt-salt-key", "emqx-mqtt-generated-password"}
     for container in brokers(run):
         assert envs(container)[COOKIE_VARIABLE] == given["erlangCookie"]
         assert envs(container)[DASHBOARD_PASSWORD_VARIABLE] == hocon_string(given["dashboardPassword"])
@@ -458,7 +472,7 @@ def test_dev_certificate_output_is_public(deployments: Deployments, stacks: dict
     run = deployments.run(stacks["dev"])
     assert "tlsCertificate" not in run.secret_outputs
     assert run.outputs["tlsCertificate"].startswith("-----BEGIN CERTIFICATE-----")
-    assert run.secret_outputs == {"dashboardPassword"}
+    assert run.secret_outputs == {"dashboardPassword", "mqttClient"}
 
 
 def test_a_configured_certificate_stays_secret_in_outputs(
@@ -533,7 +547,7 @@ def test_scale_up_leaves_existing_nodes_untouched(case: StackCase, deployments: 
             assert after.named(name).inputs == before.named(name).inputs, f"{name} would be replaced or updated"
     new = f"emqx{nodes + 1}"
     added = {r.name for r in after.resources} - {r.name for r in before.resources}
-    assert added == {new, f"{new}-dirs", f"{new}-membership"}
+    assert added == {new, f"{new}-dirs", f"{new}-access-files", f"{new}-membership"}
     membership = after.named(f"{new}-membership")
     assert f"# {new} container {after.named(new).id}\n" in str(membership.stdin)
     assert RolloutGraph(after).is_after(f"{new}-membership", new)

@@ -20,7 +20,7 @@ from tests.support.views import brokers, envs, walk_strings
 
 HOSTS = {"a": "10.0.0.11", "b": "10.0.0.12", "c": "10.0.0.13"}
 FAKE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nZmFrZQ==\n-----END OPENSSH PRIVATE KEY-----\n"
-BASELINE = Path(__file__).parent / "baselines" / "single-host-b8b9261.json"
+BASELINE = Path(__file__).parent / "baselines" / "single-host-mqtt-access.json"
 # The keys a `hosts` list replaces (the program's list, and `nodes`, which hosts count).
 REPLACED_BY_HOSTS = (*SINGLE_HOST_KEYS, "nodes")
 
@@ -174,12 +174,16 @@ def single_host_runs() -> dict[str, ProgramRun]:
 def test_single_host_stacks_declare_what_they_declared_at_the_baseline() -> None:
     """Same URNs, same inputs: nothing replaced, nothing even updated. The baseline holds
     {stack: {URN: input_digest}} of the dev stack and a remote variant with this test's configs,
-    recorded by the program at b8b9261 (`digests(run)` for `single_host_runs()`, written as JSON).
+    recorded by the program when MQTT access arrived (`digests(run)` for `single_host_runs()`,
+    written as JSON).
     Its history: recorded at 4b5c075 (the last single-host commit); at 3a23950 the host
     commands' scripts moved to stdin (their inputs only); the restructure that followed
     (c97b9a2) declared the very same inputs; at 64e77eb the remote variant's brokers bind their
     dashboard to loopback (its nodes and the commands pinned to them), the dev stack unchanged;
-    at b8b9261 the host commands' programs changed (one branch per script, the sysctl apply's undo)."""
+    at b8b9261 the host commands' programs changed (one branch per script, the sysctl apply's undo);
+    with MQTT access (authentication, ACL, API key) every broker's environment and volumes changed
+    (a rolling replacement, wave by wave) and the access files, client registry and their
+    secrets were added."""
     recorded = json.loads(BASELINE.read_text())
     for stack, run in single_host_runs().items():
         assert digests(run) == recorded[stack], stack

@@ -17,12 +17,12 @@ from components.firewall import cluster_ports
 from components.plan import ClusterPlan, plan_cluster
 from components.render.cluster_scripts import evict_script
 from components.render.host_scripts import (
+    file_bundle,
     firewall_apply_script,
     firewall_remove_script,
     host_program,
-    node_tls_delete_script,
-    node_tls_script,
-    tls_bundle,
+    node_files_delete_script,
+    node_files_script,
 )
 from components.render.nginx import nginx_settings, render_nginx_conf
 
@@ -419,9 +419,9 @@ def test_many_scattered_ports_are_split_within_the_multiport_limit() -> None:
 def test_node_tls_files_are_written_from_the_script_on_stdin_private_to_the_node_user(tmp_path: Any) -> None:
     files = {"ca.pem": "CA\n", "node.pem": "CERT\nCHAIN\n", "node.key": "KEY"}
     tls_dir = tmp_path / "emqx1" / "tls"
-    script = node_tls_script(str(tls_dir), ("ca.pem", "node.pem", "node.key"), tls_bundle(files)).replace(
-        "chown ", ": chown "
-    )  # unprivileged test run
+    script = node_files_script(
+        str(tls_dir), ("ca.pem", "node.pem", "node.key"), file_bundle(files), "cluster TLS"
+    ).replace("chown ", ": chown ")  # unprivileged test run
     program = host_program({"create": script})
     proc = subprocess.run(["sh", "-s", "create"], input=program, text=True, capture_output=True, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -434,8 +434,8 @@ def test_node_tls_files_are_written_from_the_script_on_stdin_private_to_the_node
 
 
 def test_a_node_tls_bundle_missing_a_file_is_refused(tmp_path: Any) -> None:
-    script = node_tls_script(
-        str(tmp_path / "tls"), ("ca.pem", "node.pem", "node.key"), tls_bundle({"ca.pem": "CA"})
+    script = node_files_script(
+        str(tmp_path / "tls"), ("ca.pem", "node.pem", "node.key"), file_bundle({"ca.pem": "CA"}), "cluster TLS"
     ).replace("chown ", ": chown ")
     proc = subprocess.run(["sh", "-c", script], text=True, capture_output=True, check=False)
     assert proc.returncode == 1 and "node.pem missing" in proc.stderr
@@ -473,7 +473,7 @@ def test_node_tls_files_go_only_when_no_container_of_the_node_mounts_them(
     docker = bin_dir / "docker"
     docker.write_text("#!/bin/sh\n" + inspect + "\n")
     docker.chmod(0o755)
-    script = node_tls_delete_script(str(tls_dir), "emqx1", "/opt/emqx/etc/cluster-tls")
+    script = node_files_delete_script(str(tls_dir), "emqx1", "/opt/emqx/etc/cluster-tls")
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     proc = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,91 @@
+"""The access material every node gets and the client registry applies: users, API key, ACL.
+
+Creates (pulumi-random, kept in state as secrets): `emqx-api-secret` (the program's REST key),
+`emqx-mqtt-salt-key` (the HMAC key that derives each declared password's salt, see
+render/access.py) and, with mqttGeneratedClient, `emqx-mqtt-generated-password`. Everything
+derived from them is a secret output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_random as random
+
+from components import names
+from components.config import StackConfig
+from components.render.access import (
+    ACCESS_FILES,
+    MqttUser,
+    acl_file,
+    api_keys_file,
+    declared_user,
+    generated_user,
+    users_file,
+)
+from components.render.host_scripts import file_bundle
+
+# Letters and digits only: the API secret sits in `key:secret:role` (no `:`) and in curl's
+# config; the generated password in any client's command line.
+API_SECRET_LENGTH = 40
+SALT_KEY_LENGTH = 32
+GENERATED_PASSWORD_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class AccessMaterial:
+    users: pulumi.Output[list[MqttUser]]  # secret: every declared client, hashed
+    api_secret: pulumi.Output[str]  # secret
+    acl: str  # the rendered ACL file (topic rules are not secret)
+    files: pulumi.Output[str]  # secret: the three access files as file_bundle frames
+    generated_client: pulumi.Output[dict[str, str]] | None  # secret {username or clientid, password}
+
+
+def _random(name: str, length: int, parent: pulumi.Resource) -> pulumi.Output[str]:
+    generated = random.RandomPassword(name, length=length, special=False, opts=pulumi.ResourceOptions(parent=parent))
+    return pulumi.Output.secret(generated.result)
+
+
+def access_material(config: StackConfig, parent: pulumi.Resource) -> AccessMaterial:
+    access = config.access
+    api_secret = _random(names.resource("api-secret"), API_SECRET_LENGTH, parent)
+    salt_key = _random(names.resource("mqtt-salt-key"), SALT_KEY_LENGTH, parent)
+    generated_password = (
+        _random(names.resource("mqtt-generated-password"), GENERATED_PASSWORD_LENGTH, parent)
+        if access.generated_client is not None
+        else None
+    )
+
+    def hashed(values: list[str]) -> list[MqttUser]:
+        key, password = values[0], values[1] if len(values) > 1 else None
+        users = [declared_user(client, access.password_hash, key) for client in access.clients]
+        if access.generated_client is not None and password is not None:
+            users.append(generated_user(access.generated_client, password, access.password_hash, key))
+        return users
+
+    inputs = [salt_key] if generated_password is None else [salt_key, generated_password]
+    # Whatever is computed from a secret output is a secret output (pulumi Output.apply keeps
+    # is_secret), so users, files and the generated client stay secrets.
+    users: pulumi.Output[list[MqttUser]] = pulumi.Output.all(*inputs).apply(hashed)
+    acl = acl_file(access.acl)
+
+    def bundle(values: list[Any]) -> str:
+        return file_bundle(
+            {
+                ACCESS_FILES.users: users_file(values[0]),
+                ACCESS_FILES.api_keys: api_keys_file(values[1]),
+                ACCESS_FILES.acl: acl,
+            }
+        )
+
+    files: pulumi.Output[str] = pulumi.Output.all(users, api_secret).apply(bundle)
+    generated_client = (
+        generated_password.apply(
+            lambda password: {access.client_id_type: str(access.generated_client), "password": password}
+        )
+        if generated_password is not None
+        else None
+    )
+    return AccessMaterial(users=users, api_secret=api_secret, acl=acl, files=files, generated_client=generated_client)
