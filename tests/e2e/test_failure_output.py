@@ -19,7 +19,7 @@ import pytest
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.images import StandInImages, ensure_images
 from tests.support.e2e.pulumi_cli import PulumiProject, Result, toolchain_bin
-from tests.support.e2e.stacks import dev_like, host_paths
+from tests.support.e2e.stacks import dev_like, host_paths, probe_secrets
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ def project(e2e_host_session: E2eHost, standin_images: StandInImages, root: Path
     if bin_dir is None:
         pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")
     project = PulumiProject.create(root / "project", bin_dir, stack="failing", netns=e2e_host_session.netns_path)
-    project.init_stack(dev_like(e2e_host_session, root, nodes=1, waves=1, joinTimeoutSeconds=10))
+    project.init_stack(dev_like(e2e_host_session, root, nodes=1, waves=1, joinTimeoutSeconds=10), probe_secrets())
     yield project
     e2e_host_session.docker("start", "emqx1", check=False)
     if project.resources():

@@ -37,7 +37,7 @@ from tests.support.e2e.cluster_probe import (
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.images import StandInImages, ensure_images
 from tests.support.e2e.pulumi_cli import PulumiProject, changed, step_ops, toolchain_bin
-from tests.support.e2e.stacks import dev_like, lb_answers, prod_like
+from tests.support.e2e.stacks import dev_like, lb_answers, probe_secrets, prod_like
 from tests.support.ports import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +60,7 @@ def dev(
     ensure_images(e2e_host_session)  # an earlier stack's destroy removed the nginx image, as on a real host
     root = tmp_path_factory.mktemp("dev-stack")
     project = PulumiProject.create(root / "project", bin_dir, stack="dev", netns=e2e_host_session.netns_path)
-    project.init_stack(dev_like(e2e_host_session, root))
+    project.init_stack(dev_like(e2e_host_session, root), probe_secrets())
     yield project
     if project.resources():
         project.destroy()
@@ -338,7 +338,7 @@ def test_8_prod_like_stack_over_ssh_up_update_destroy(
         stack="prod",
         extra_env={"PATH": f"{ssh_client_bin}:{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
     )
-    prod.init_stack(prod_like(host, root), secrets)
+    prod.init_stack(prod_like(host, root), {**secrets, **probe_secrets()})
     try:
         prod.up()
         assert health(host, "emqx1", "emqx2") == {"emqx1": "healthy", "emqx2": "healthy"}

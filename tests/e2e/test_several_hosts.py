@@ -27,7 +27,7 @@ from tests.support.e2e.pulumi_cli import (
     toolchain_bin,
 )
 from tests.support.e2e.several_hosts import bridged_hosts, probe, several_hosts_stack
-from tests.support.e2e.stacks import lb_answers
+from tests.support.e2e.stacks import lb_answers, probe_secrets
 from tests.support.ports import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +50,9 @@ def stack(hosts: dict[str, E2eHost], tmp_path_factory: pytest.TempPathFactory) -
     assert bin_dir is not None and hosts["a"].ssh is not None
     root = tmp_path_factory.mktemp("several-hosts")
     project = PulumiProject.create(root / "project", bin_dir, stack="multi")
-    project.init_stack(several_hosts_stack(hosts, root), {"sshPrivateKey": hosts["a"].ssh.private_key_pem})
+    project.init_stack(
+        several_hosts_stack(hosts, root), {"sshPrivateKey": hosts["a"].ssh.private_key_pem, **probe_secrets()}
+    )
     yield project
     if project.resources():
         project.run("destroy", "--stack", project.stack, "--yes", check=False)
@@ -254,7 +256,7 @@ def test_8_a_single_host_stack_moves_into_a_hosts_list_without_a_change(
         "sshHostKey": entry["sshHostKey"],
         "hostUseSudo": True,
     }
-    project.init_stack(single, {"sshPrivateKey": a.ssh.private_key_pem})
+    project.init_stack(single, {"sshPrivateKey": a.ssh.private_key_pem, **probe_secrets()})
     try:
         project.up()
         before = {r["urn"] for r in project.resources()}
@@ -285,7 +287,7 @@ def test_9_a_stack_deployed_before_the_stdin_scripts_upgrades_in_place(
     assert bin_dir is not None
     root = tmp_path_factory.mktemp("before-stdin")
     project = PulumiProject.create(root / "project", bin_dir, commit=BEFORE_STDIN_SCRIPTS, stack="before")
-    project.init_stack(several_hosts_stack(hosts, root), {"sshPrivateKey": a.ssh.private_key_pem})
+    project.init_stack(several_hosts_stack(hosts, root), {"sshPrivateKey": a.ssh.private_key_pem, **probe_secrets()})
     try:
         project.up()
 

@@ -620,10 +620,15 @@ class MqttSession:
         self.connect_reason: ReasonCode | None = None
         self._subscribed: dict[int, list[ReasonCode]] = {}
         self._subscribe_done = threading.Condition()
+        self.publish_reasons: dict[int, int] = {}  # message id -> PUBACK reason code (MQTT 5)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Any) -> None:
+        self.publish_reasons[mid] = int(reason.value)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any) -> None:
         self.connect_reason = reason
@@ -658,8 +663,8 @@ class MqttSession:
         sock = self.client.socket()
         return sock.version() if isinstance(sock, ssl.SSLSocket) else None
 
-    def subscribe(self, topic: str, qos: int, timeout: float = 10.0) -> list[int]:
-        """Subscribe and return the granted QoS values from the SUBACK."""
+    def subscribe(self, topic: str | list[tuple[str, int]], qos: int = 0, timeout: float = 10.0) -> list[int]:
+        """Subscribe (one filter, or several in one SUBSCRIBE) and return the SUBACK's codes."""
         result, mid = self.client.subscribe(topic, qos)
         if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
             raise RuntimeError(f"subscribe failed: {mqtt.error_string(result)}")
@@ -700,6 +705,8 @@ def connect_mqtt(
     bind_address: str = "",
     keepalive: int = 60,
     timeout: float = 10.0,
+    username: str | None = None,
+    password: str | None = None,
 ) -> MqttSession:
     """Connect (TCP, TLS, CONNECT) and wait for an accepting CONNACK; raises otherwise."""
     client = mqtt.Client(
@@ -708,6 +715,8 @@ def connect_mqtt(
         protocol=protocol,
         clean_session=True if protocol != MQTT_V5 else None,
     )
+    if username is not None:
+        client.username_pw_set(username, password)
     if tls_context is not None:
         client.tls_set_context(tls_context)
     session = MqttSession(client, client_id)
@@ -718,8 +727,16 @@ def connect_mqtt(
         raise TimeoutError(f"no CONNACK for {client_id} from {host}:{port}")
     if session.connect_reason.is_failure:
         session.close()
-        raise ConnectionRefusedError(f"{client_id} refused: {session.connect_reason}")
+        raise MqttRefusedError(int(session.connect_reason.value), f"{client_id} refused: {session.connect_reason}")
     return session
+
+
+class MqttRefusedError(ConnectionRefusedError):
+    """A CONNACK with a failure code (`code`: the MQTT 5 reason code; paho maps 3.1.1's to them)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @contextmanager
@@ -742,10 +759,17 @@ def mqtt_remaining_length(length: int) -> bytes:
             return bytes(encoded)
 
 
-def mqtt_connect_packet(client_id: str, keepalive: int = 60) -> bytes:
+def mqtt_connect_packet(
+    client_id: str, keepalive: int = 60, username: str | None = None, password: str | None = None
+) -> bytes:
     """A bare MQTT 3.1.1 CONNECT (clean session): for raw-socket probes without paho."""
-    cid = client_id.encode()
-    body = b"\x00\x04MQTT\x04\x02" + keepalive.to_bytes(2, "big") + len(cid).to_bytes(2, "big") + cid
+
+    def field(text: str) -> bytes:
+        return len(text.encode()).to_bytes(2, "big") + text.encode()
+
+    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+    body = b"\x00\x04MQTT\x04" + bytes([flags]) + keepalive.to_bytes(2, "big") + field(client_id)
+    body += b"".join(field(value) for value in (username, password) if value is not None)
     return b"\x10" + mqtt_remaining_length(len(body)) + body
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.support.e2e.host import E2eHost
+from tests.support.e2e.stacks import PROBE_PASSWORD, PROBE_USERNAME
 from tests.support.lb_stack import connect_mqtt
 
 EMQX = "/opt/emqx/bin/emqx"
@@ -75,11 +76,14 @@ def client_context(ca_pem: str) -> ssl.SSLContext:
 
 
 def round_trip(address: str, port: int, context: ssl.SSLContext, server_name: str | None = None) -> str:
-    """Subscribe, publish QoS 1 and receive it through the TLS listener; returns the client id."""
+    """Subscribe, publish QoS 1 and receive it through the TLS listener, as the probe client;
+    returns the client id."""
     client_id = f"e2e-{uuid.uuid4().hex[:10]}"
     if server_name is not None:
         context.check_hostname = True
-    session = connect_mqtt(address, port, client_id=client_id, tls_context=context)
+    session = connect_mqtt(
+        address, port, client_id=client_id, tls_context=context, username=PROBE_USERNAME, password=PROBE_PASSWORD
+    )
     try:
         topic = f"e2e/{client_id}"
         session.subscribe(topic, qos=1)

@@ -35,6 +35,7 @@ Runs on the image's Python 3 stdlib plus `proxy-protocol` (copied in at build ti
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import errno
 import hashlib
@@ -49,12 +50,13 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.emqx import emqx58
+from tests.support.emqx import emqx58, emqx58_access, mqtt_gate
 
 VERSION = os.environ.get("EMQX_STANDIN_VERSION", "5.8.6")
 HOME = Path(os.environ.get("EMQX_STANDIN_HOME", "/opt/emqx"))
@@ -63,6 +65,8 @@ CONNECT_TIMEOUT = 2.0
 CALL_TIMEOUT = 10.0
 MEMBERSHIP_FILE = "standin-cluster.json"
 ADMIN_FILE = "standin-admin.json"
+USERS_FILE = "standin-authn-users.json"  # the built-in database's table
+AUTHN_PATH = "/api/v5/authentication/password_based:built_in_database"
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class NodeConfig:
     sockets: tuple[Listener, ...]  # every socket EMQX would listen on, in boot order
     proxy_protocol: dict[str, tuple[bool, float]]  # listener owner -> (on, header timeout s)
     log_to_file: bool
+    access: emqx58_access.AccessSettings
     tls: ClusterTls | None = None  # cluster.proto_dist = inet_tls
 
     @property
@@ -147,7 +152,10 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
             timeout = _seconds(_env_setting(env, prefix + "__PROXY_PROTOCOL_TIMEOUT", "3s"))
             proxy[sock.name] = (on, timeout)
     log_to_file = str(_env_setting(env, "EMQX_LOG__FILE__ENABLE", True)).lower() == "true"
-    return NodeConfig(rules=rules, sockets=sockets, proxy_protocol=proxy, log_to_file=log_to_file, tls=cluster_tls(env))
+    access = emqx58_access.access_settings(emqx58.env_values(env)[0])
+    return NodeConfig(
+        rules=rules, sockets=sockets, proxy_protocol=proxy, log_to_file=log_to_file, access=access, tls=cluster_tls(env)
+    )
 
 
 # --- cluster TLS -------------------------------------------------------------------------------
@@ -318,6 +326,54 @@ class Node:
         self.servers: list[asyncio.AbstractServer] = []
         self.mosquitto: subprocess.Popen[bytes] | None = None
         self.stopping = asyncio.Event()
+        self.access = emqx58_access.NodeAccess(config.access)  # the MQTT gate's policy
+        self.api_keys: dict[str, str] = {}
+        self.tokens: set[str] = set()
+
+    # access (emqx58_access has EMQX's rules) --------------------------------------------------
+
+    def load_acl(self) -> None:
+        """The file source, read when the config loads: a missing or invalid file stops the node."""
+        try:
+            self.access.acl = emqx58_access.read_acl(self.config.access.acl_path)
+        except (emqx58_access.AclError, OSError, UnicodeDecodeError) as exc:
+            raise StartError(f"Failed to load config: authorization: {exc}") from exc
+
+    def load_users(self) -> None:
+        """The table from the data dir, then the bootstrap file imported without overwriting."""
+        path = self.config.mnesia_dir / USERS_FILE
+        if path.exists():
+            self.access.users = emqx58_access.UserDb.from_json(json.loads(path.read_text()))
+        authenticator = self.config.access.authenticator
+        if authenticator is None:
+            return
+        try:
+            rows = authenticator.bootstrap_rows()
+        except (ValueError, OSError) as exc:
+            self.log("warning", f"failed_to_import_users_from_bootstrap_file: {exc}")
+            return
+        counts = self.access.users.import_rows(rows, override=False)
+        if counts["failed"]:
+            self.log("warning", f"import_an_exists_userid_into_authentication_database_failed: {counts}")
+        self.save_users()
+
+    def save_users(self) -> None:
+        path = self.config.mnesia_dir / USERS_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.access.users.to_json()))
+        tmp.replace(path)
+
+    def load_api_keys(self) -> None:
+        path = self.config.access.api_key_file
+        if path is None:
+            return
+        try:
+            keys, error = emqx58_access.parse_api_keys(Path(path).read_text())
+        except OSError as exc:
+            keys, error = {}, str(exc)
+        self.api_keys = keys
+        if error:
+            self.log("error", f"failed_to_load_bootstrap_api_keys: {error}")
 
     # membership -----------------------------------------------------------------------------
 
@@ -403,6 +459,10 @@ class Node:
         self.members = set(result["members"]) | {name, seed}
         self.removed = set()
         self.save_membership()
+        # mria replaces a joining node's tables with the cluster's.
+        with contextlib.suppress(CallError):
+            self.access.users = emqx58_access.UserDb.from_json(await self.call_peer(seed, {"op": "authn_all"}))
+            self.save_users()
         await self.tell([peer for peer in self.peers() if peer != seed], {"op": "announce", "node": name})
         self.log("info", f"joined the cluster of {seed}: {sorted(self.members)}")
         return 0, "Join the cluster successfully.\n" + await self.status_text()
@@ -457,6 +517,22 @@ class Node:
         op = request.get("op")
         name = self.config.node_name
         node = str(request.get("node", ""))
+        # The replicated tables: the authn users (mnesia) and the authz rules (a cluster-wide
+        # config update).
+        if op == "authn_all":
+            return {"result": self.access.users.to_json()}
+        if op == "authn_put":
+            rows = [emqx58_access.UserRow.from_json(item) for item in request.get("rows", [])]
+            self.access.users.import_rows(rows, override=True)
+            self.save_users()
+            return {"result": "ok"}
+        if op == "authn_delete":
+            self.access.users.rows.pop(str(request.get("user_id")), None)
+            self.save_users()
+            return {"result": "ok"}
+        if op == "authz_rules":
+            self.apply_rules(str(request.get("text", "")))
+            return {"result": "ok"}
         if op == "ping":
             return {"result": {"node": name, "status": self.status, "version": VERSION}}
         if op == "ctl":
@@ -515,9 +591,24 @@ class Node:
             method, path = [*lines[0].split(" "), "", ""][:2]
             headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
             body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-            code, content_type, text = self.http(method, path.split("?")[0], body)
+            target, _, query = path.partition("?")
+            if target.startswith("/api/v5/") and not self.authorized(target, headers.get("authorization", "")):
+                code, content_type, text = (
+                    401,
+                    "application/json",
+                    json.dumps({"code": "BAD_API_KEY_OR_SECRET", "message": "Check api_key/api_secret"}),
+                )
+            else:
+                code, content_type, text = await self.http(method, urllib.parse.unquote(target), query, body)
             payload = text.encode()
-            reason = {200: "OK", 401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}.get(code, "")
+            reason = {
+                200: "OK",
+                204: "No Content",
+                400: "Bad Request",
+                401: "Unauthorized",
+                404: "Not Found",
+                503: "Service Unavailable",
+            }.get(code, "")
             writer.write(
                 f"HTTP/1.1 {code} {reason}\r\ncontent-type: {content_type}\r\n"
                 f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n".encode()
@@ -529,7 +620,26 @@ class Node:
         finally:
             writer.close()
 
-    def http(self, method: str, path: str, body: bytes) -> tuple[int, str, str]:
+    def authorized(self, path: str, authorization: str) -> bool:
+        """emqx_dashboard.erl authorize/1: login and status are open; the rest takes a bearer token
+        from login or an API key as HTTP Basic (api_key_authorize/3)."""
+        if path in ("/api/v5/login", "/api/v5/status"):
+            return True
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            return credentials in self.tokens
+        if scheme.lower() != "basic":
+            return False
+        try:
+            key, _, secret = base64.b64decode(credentials).decode().partition(":")
+        except ValueError:
+            return False
+        return key in self.api_keys and hmac.compare_digest(self.api_keys[key], secret)
+
+    async def http(self, method: str, path: str, query: str, body: bytes) -> tuple[int, str, str]:
+        """The REST calls the program and the tests make (status, login, users, topic rules)."""
+        if path.startswith(AUTHN_PATH) or path == "/api/v5/authorization/sources/file":
+            return await self.access_api(method, path, query, body)
         name = self.config.node_name
         if method == "GET" and path in ("/status", "/api/v5/status"):
             running = "running" if self.status == "started" else "not_running"
@@ -549,9 +659,58 @@ class Node:
                 _password_hash(given, admin["salt"]), admin["hash"]
             ):
                 token = secrets.token_hex(16)
+                self.tokens.add(token)
                 return 200, "application/json", json.dumps({"token": token, "version": VERSION, "license": {}})
             return 401, "application/json", json.dumps({"code": "BAD_USERNAME_OR_PWD", "message": "Auth failed"})
         return 404, "application/json", json.dumps({"code": "NOT_FOUND", "message": "stand-in: not implemented"})
+
+    async def access_api(self, method: str, path: str, query: str, body: bytes) -> tuple[int, str, str]:
+        """emqx_authn_user_import_api.erl import_users, emqx_authn_api.erl users and
+        emqx_authz_api_sources.erl source(put): applied here and on every running member."""
+        json_type = "application/json"
+        if path == "/api/v5/authorization/sources/file" and method == "PUT":
+            try:
+                text = str(json.loads(body)["rules"])
+                emqx58_access.parse_acl(text)
+            except (ValueError, KeyError, emqx58_access.AclError) as exc:
+                return 400, json_type, json.dumps({"code": "BAD_REQUEST", "message": str(exc)})
+            self.apply_rules(text)
+            await self.tell(self.peers(), {"op": "authz_rules", "text": text})
+            return 204, json_type, ""
+        if self.config.access.authenticator is None:
+            return 404, json_type, json.dumps({"code": "NOT_FOUND", "message": "Authenticator not found"})
+        if path == f"{AUTHN_PATH}/import_users" and method == "POST":
+            try:
+                rows = [emqx58_access.UserRow.from_json(item) for item in json.loads(body)]
+            except (ValueError, TypeError) as exc:
+                return 400, json_type, json.dumps({"code": "BAD_REQUEST", "message": str(exc)})
+            if "type=plain" in query.split("&"):
+                return 400, json_type, json.dumps({"code": "BAD_REQUEST", "message": "stand-in: type=hash only"})
+            counts = self.access.users.import_rows(rows, override=True)
+            self.save_users()
+            await self.tell(self.peers(), {"op": "authn_put", "rows": [row.as_json() for row in rows]})
+            return 200, json_type, json.dumps(counts, separators=(",", ":"))
+        if path == f"{AUTHN_PATH}/users" and method == "GET":
+            data = [
+                {"user_id": row["user_id"], "is_superuser": row["is_superuser"]} for row in self.access.users.to_json()
+            ]
+            return 200, json_type, json.dumps({"data": data, "meta": {"page": 1, "limit": 100, "count": len(data)}})
+        if path.startswith(f"{AUTHN_PATH}/users/") and method == "DELETE":
+            user_id = path.removeprefix(f"{AUTHN_PATH}/users/")
+            if self.access.users.rows.pop(user_id, None) is None:
+                return 404, json_type, json.dumps({"code": "NOT_FOUND", "message": "User not found"})
+            self.save_users()
+            await self.tell(self.peers(), {"op": "authn_delete", "user_id": user_id})
+            return 204, json_type, ""
+        return 404, json_type, json.dumps({"code": "NOT_FOUND", "message": "stand-in: not implemented"})
+
+    def apply_rules(self, text: str) -> None:
+        """A cluster-wide update of the file source: written to data/authz/acl.conf and read."""
+        target = HOME / "data" / "authz" / "acl.conf"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        self.access.acl = emqx58_access.parse_acl(text)
+        self.log("info", f"authorization rules updated: {len(self.access.acl)} rules")
 
     async def accept_and_close(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
@@ -621,8 +780,21 @@ class Node:
     ) -> Callable[..., Awaitable[None]]:
         from tests.support.emqx.proxy_shim import Shim  # needs proxy-protocol, copied into the image
 
+        node = self
+
         class UnixShim(Shim):
-            """The integration tier's shim, relaying to mosquitto's unix socket (any source)."""
+            """The integration tier's shim, relaying to mosquitto's unix socket (any source),
+            with EMQX's access checks on the way (mqtt_gate)."""
+
+            async def relay(
+                self,
+                reader: asyncio.StreamReader,
+                writer: asyncio.StreamWriter,
+                up_reader: asyncio.StreamReader,
+                up_writer: asyncio.StreamWriter,
+                client_address: str,
+            ) -> None:
+                await mqtt_gate.relay(node.access, client_address, reader, writer, up_reader, up_writer, self.record)
 
             def source_address(self, result: Any) -> str:
                 return self.host
@@ -641,7 +813,6 @@ class Node:
         return UnixShim(listener.host, 0, events, header_timeout).handle
 
     def _plain_handler(self, sock_path: str) -> Callable[..., Awaitable[None]]:
-        from tests.support.emqx.proxy_shim import Shim
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
@@ -649,7 +820,8 @@ class Node:
             except OSError:
                 writer.close()
                 return
-            await asyncio.gather(Shim.pump(reader, up_writer, writer), Shim.pump(up_reader, writer, up_writer))
+            peer = writer.get_extra_info("peername")
+            await mqtt_gate.relay(self.access, str(peer[0]) if peer else "", reader, writer, up_reader, up_writer)
 
         return handle
 
@@ -679,13 +851,17 @@ class Node:
         if config.cookie == emqx58.DEFAULT_COOKIE:
             self.log("warning", "node.cookie is EMQX's public default")
         try:
+            self.load_acl()  # the config loads before anything starts
             for listener in config.sockets:
                 if listener.name == "distribution":
                     await self.bind(listener, self.handle_distribution, config.tls.dist_server if config.tls else None)
                     self.write_booted(listener)
-                    # The VM is up: mria opens the data dir, the dashboard app adds its admin.
+                    # The VM is up: mria opens the data dir, the dashboard app adds its admin,
+                    # the authenticator imports its bootstrap file, the API keys theirs.
                     self.first_boot()
                     self.load_membership()
+                    self.load_users()
+                    self.load_api_keys()
                 elif listener.name.startswith("listener tcp:"):
                     await self.bind(listener, await self.mqtt_handler(listener))
                 elif listener.name == "dashboard http":

@@ -41,6 +41,8 @@ STANDIN_SOURCES: tuple[str, ...] = (
     "tests/support/e2e/emqx_standin.py",
     "tests/support/emqx/emqx58.py",
     "tests/support/emqx/proxy_shim.py",
+    "tests/support/emqx/emqx58_access.py",
+    "tests/support/emqx/mqtt_gate.py",
 )
 STANDIN_PACKAGES: tuple[str, ...] = (
     "tests",

@@ -151,13 +151,23 @@ class PulumiProject:
             raise PulumiError(f"`pulumi {' '.join(args)}` exited {done.returncode}:\n{result.output[-12000:]}")
         return result
 
-    def init_stack(self, config: Mapping[str, Any], secrets: Mapping[str, str] | None = None) -> None:
+    def init_stack(self, config: Mapping[str, Any], secrets: Mapping[str, Any] | None = None) -> None:
         """Create the stack with `config` (keys without namespace) and `secrets` (set --secret)."""
         self.run("login", f"file://{self.directory / 'state'}")
         self.run("stack", "init", self.stack, "--secrets-provider", "passphrase")
         self.set_config(config)
         for key, value in (secrets or {}).items():
+            self.set_secret(key, value)
+
+    def set_secret(self, key: str, value: Any) -> None:
+        """`value` as a secret: a string as it is, a list or map leaf by leaf (`--path`, each leaf
+        secret), replacing whatever the key held."""
+        if isinstance(value, str):
             self.run("config", "set", "--stack", self.stack, "--secret", f"{NAMESPACE}:{key}", stdin=value)
+            return
+        self.run("config", "rm", "--stack", self.stack, f"{NAMESPACE}:{key}", check=False)
+        for path, leaf in _leaves(key, value):
+            self.run("config", "set", "--stack", self.stack, "--secret", "--path", f"{NAMESPACE}:{path}", stdin=leaf)
 
     def set_config(self, config: Mapping[str, Any]) -> None:
         """Write plain keys into Pulumi.<stack>.yaml (keeps the encryption salt and secrets)."""
@@ -203,6 +213,15 @@ class PulumiProject:
         if len(matches) != 1:
             raise KeyError(f"{len(matches)} resources named {name!r}")
         return matches[0]
+
+
+def _leaves(path: str, value: Any) -> list[tuple[str, str]]:
+    """`mqttClients[0].password`-style paths to every scalar in `value` (as Pulumi's `--path`)."""
+    if isinstance(value, list):
+        return [leaf for index, item in enumerate(value) for leaf in _leaves(f"{path}[{index}]", item)]
+    if isinstance(value, dict):
+        return [leaf for name, item in value.items() for leaf in _leaves(f"{path}.{name}", item)]
+    return [(path, str(value).lower() if isinstance(value, bool) else str(value))]
 
 
 def step_ops(preview: Mapping[str, Any]) -> dict[str, list[str]]:

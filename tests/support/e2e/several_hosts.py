@@ -18,7 +18,7 @@ from typing import Any
 from tests.support.bridge import station_in
 from tests.support.e2e.host import PRIVATE_DIR, E2eHost, host_down, host_up
 from tests.support.e2e.images import ensure_images
-from tests.support.e2e.stacks import host_paths
+from tests.support.e2e.stacks import PROBE_ACL, host_paths
 
 BRIDGE = "emqxe2e-br"
 HOST_NAMES = ("a", "b", "c")
@@ -71,6 +71,7 @@ def several_hosts_stack(hosts: dict[str, E2eHost], root: Path, nodes_per_host: i
         "publicHostname": "mqtt.e2e.internal",
         "tlsMode": "self-signed",
         "tlsDnsNames": ["mqtt.e2e.internal"],
+        "mqttAcl": PROBE_ACL,
         **host_paths(root),
         # Each host's own, like /etc/sysctl.d: the hosts share the machine's filesystem otherwise.
         "sysctlDropIn": str(PRIVATE_DIR / "sysctl.d" / "60-emqx-cluster.conf"),

@@ -37,6 +37,21 @@ GLOBAL_SYSCTLS_LEFT_ALONE = dict.fromkeys(
 # another value, as here.
 KERNEL_REFUSES = {"net.ipv4.tcp_rmem": "4096 4096 16777216"}
 
+# Every e2e stack declares the probe client the checks connect as (its password a secret, as a
+# user sets one), allowed everything under e2e/; any other client is refused, as in any stack.
+PROBE_USERNAME = "e2e-probe"
+PROBE_PASSWORD = "e2e-probe-password-7f3a9c"
+PROBE_CLIENTS = [{"username": PROBE_USERNAME, "password": PROBE_PASSWORD}]
+PROBE_ACL = [{"permission": "allow", "username": PROBE_USERNAME, "topics": ["e2e/#"]}]
+# Pulumi.dev.yaml's generated client and its rule.
+DEV_CLIENT = "dev-client"
+DEV_ACL = [{"permission": "allow", "username": DEV_CLIENT, "topics": ["dev/#"]}]
+
+
+def probe_secrets() -> dict[str, Any]:
+    """The secrets every e2e stack is initialised with (init_stack's `secrets`)."""
+    return {"mqttClients": PROBE_CLIENTS}
+
 
 def host_paths(root: Path) -> dict[str, Any]:
     return {
@@ -64,6 +79,8 @@ def dev_like(host: E2eHost, root: Path, **overrides: Any) -> dict[str, Any]:
         "publicHostname": host.address,
         "tlsMode": "self-signed",
         "tlsDnsNames": ["localhost"],
+        "mqttGeneratedClient": DEV_CLIENT,
+        "mqttAcl": [*DEV_ACL, *PROBE_ACL],
         **host_paths(root),
         **overrides,
     }
@@ -89,20 +106,21 @@ def prod_like(host: E2eHost, root: Path, **overrides: Any) -> dict[str, Any]:
         "publicHostname": "mqtt.e2e.internal",
         "tlsMode": "provided",
         "purgeData": True,
+        "mqttAcl": PROBE_ACL,
         **host_paths(root),
         **overrides,
     }
 
 
 def lb_answers(address: str, port: int, context: ssl.SSLContext, server_name: str) -> bool:
-    """One TLS connection through Nginx gets an accepting CONNACK from some live node."""
+    """One TLS connection through Nginx gets an accepting CONNACK from some live node (as the probe)."""
     try:
         with (
             socket.create_connection((address, port), timeout=5) as raw,
             context.wrap_socket(raw, server_hostname=server_name) as tls,
         ):
             tls.settimeout(5)
-            tls.sendall(mqtt_connect_packet("e2e-probe"))
+            tls.sendall(mqtt_connect_packet("e2e-probe", username=PROBE_USERNAME, password=PROBE_PASSWORD))
             return bool(recv_up_to(tls, 4) == CONNACK_ACCEPTED)
     except (OSError, ssl.SSLError):
         return False

@@ -700,7 +700,7 @@ def _dist_interface(env: Mapping[str, str]) -> str:
     return address
 
 
-def _env_values(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+def env_values(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     """Every EMQX_* variable parsed (hocon_tconf:parse_env/3), keyed by its config path in lower
     case (hocon_tconf env_name_to_path: `__` separates path segments); nulls are dropped."""
     values: dict[str, Any] = {}
@@ -724,7 +724,7 @@ def resolve_node(env: Mapping[str, str]) -> NodeConfig:
     the official image).  Only the settings a single-host deployment depends on are modelled;
     other EMQX_* variables are parsed (so a HOCON crash is seen) but not type-checked."""
     env = _legacy_names(env)
-    values, errors = _env_values(env)
+    values, errors = env_values(env)
 
     def get(path: str, default: Any, convert: Any, *args: Any) -> Any:
         if path not in values:
