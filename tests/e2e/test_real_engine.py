@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,7 +38,19 @@ from tests.support.e2e.cluster_probe import (
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.images import StandInImages, ensure_images
 from tests.support.e2e.pulumi_cli import PulumiProject, changed, step_ops, toolchain_bin
-from tests.support.e2e.stacks import dev_like, lb_answers, probe_secrets, prod_like
+from tests.support.e2e.stacks import (
+    DEV_ACL,
+    DEV_CLIENT,
+    PROBE_ACL,
+    PROBE_PASSWORD,
+    PROBE_USERNAME,
+    dev_like,
+    lb_answers,
+    probe_secrets,
+    prod_like,
+)
+from tests.support.emqx.emqx58_access import BAD_USERNAME_OR_PASSWORD, NOT_AUTHORIZED
+from tests.support.lb_stack import MqttRefusedError, MqttSession, connect_mqtt
 from tests.support.ports import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -135,7 +148,10 @@ def test_2_up_deploys_a_healthy_cluster_behind_nginx(dev: PulumiProject, e2e_hos
         for line in json.loads(host.docker("inspect", "--format", "{{json .Config.Env}}", "emqx1").stdout)
         if line.startswith("EMQX_NODE__COOKIE=")
     )
-    for secret in (outputs["dashboardPassword"], cookie):
+    # So are the MQTT passwords (declared and generated) and the API key, in state and in the
+    # node's access files' here-document (the command's stdin).
+    api_key = host.docker("exec", "emqx1", "cat", "/opt/emqx/etc/access/api-keys").stdout.split(":")[1]
+    for secret in (outputs["dashboardPassword"], cookie, outputs["mqttClient"]["password"], PROBE_PASSWORD, api_key):
         assert not appears_in(secret, text)
     State.ids_at_three = container_ids(host, nodes_of(3))
 
@@ -170,6 +186,99 @@ def test_3a_a_client_ca_admits_only_clients_with_its_certificate(dev: PulumiProj
     assert lb_answers(host.address, 8884, client_context(dev.outputs()["tlsCertificate"]), host.address)
 
 
+def mqtt_through_lb(
+    host: E2eHost, dev: PulumiProject, username: str | None, password: str | None, client_id: str | None = None
+) -> MqttSession:
+    """An MQTT 5 client through the dev stack's load balancer (TLS with the stack's CA)."""
+    context = client_context(dev.outputs()["tlsCertificate"])
+    return connect_mqtt(
+        host.address,
+        8884,
+        client_id=client_id or f"e2e-{uuid.uuid4().hex[:8]}",
+        tls_context=context,
+        username=username,
+        password=password,
+    )
+
+
+def refusal(host: E2eHost, dev: PulumiProject, username: str | None, password: str | None) -> int:
+    """The CONNACK reason code a client gets through the load balancer (0: accepted)."""
+    try:
+        mqtt_through_lb(host, dev, username, password).close()
+    except MqttRefusedError as refused:
+        return refused.code
+    return 0
+
+
+def test_3b_only_declared_clients_connect_and_only_to_their_topics(
+    dev: PulumiProject, e2e_host_session: E2eHost
+) -> None:
+    """Secure by default: no anonymous client, no wrong password; the generated dev client (the
+    `mqttClient` output, as the README's first connection uses it) may use dev/# only."""
+    host = e2e_host_session
+    assert refusal(host, dev, None, None) == NOT_AUTHORIZED
+    assert refusal(host, dev, PROBE_USERNAME, "not-the-password-at-all") == BAD_USERNAME_OR_PASSWORD
+    generated = dev.outputs()["mqttClient"]
+    shown = json.loads(dev.run("stack", "output", "--stack", dev.stack, "--json").stdout)
+    assert shown["mqttClient"] == "[secret]"
+    client = mqtt_through_lb(host, dev, generated["username"], generated["password"])
+    try:
+        assert client.subscribe([("dev/#", 1), ("other/#", 1)]) == [1, NOT_AUTHORIZED]
+        inside = client.publish("dev/hello", b"first connection", qos=1)
+        outside = client.publish("other/hello", b"nope", qos=1)
+        assert client.receive(timeout=15).payload == b"first connection"
+        assert client.publish_reasons[inside.mid] == 0
+        assert client.publish_reasons[outside.mid] == NOT_AUTHORIZED
+    finally:
+        client.close()
+
+
+def test_3c_clients_and_rules_change_with_pulumi_up_and_no_node_restarts(
+    dev: PulumiProject, e2e_host_session: E2eHost
+) -> None:
+    """A new password, an added client, a new rule, then a removed client: each applied by
+    `pulumi up` through the REST API, no container replaced or restarted."""
+    host = e2e_host_session
+    started = host.docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}", *nodes_of(3)).stdout
+    generated = dev.outputs()["mqttClient"]
+    added = {"username": "e2e-added", "password": "e2e-added-password-0001"}
+    new_probe = {"username": PROBE_USERNAME, "password": "e2e-probe-rotated-password"}
+    dev.set_secret("mqttClients", [new_probe, added])
+    dev.set_config(
+        {"mqttAcl": [*DEV_ACL, *PROBE_ACL, {"permission": "allow", "username": DEV_CLIENT, "topics": ["extra/#"]}]}
+    )
+    try:
+        ops = step_ops(dev.preview())
+        touched = {name: op for name, op in ops.items() if op != ["same"] and name != "emqx-clients"}
+        assert set(touched) == {
+            *(f"emqx{i}-access-files" for i in (1, 2, 3)),
+            f"emqx-mqtt-client-{PROBE_USERNAME}",
+            "emqx-mqtt-client-e2e-added",
+            "emqx-mqtt-acl",
+        }, touched
+        assert touched["emqx-mqtt-client-e2e-added"] == ["create"]
+        dev.up()
+        assert refusal(host, dev, PROBE_USERNAME, PROBE_PASSWORD) == BAD_USERNAME_OR_PASSWORD
+        assert refusal(host, dev, PROBE_USERNAME, new_probe["password"]) == 0
+        assert refusal(host, dev, added["username"], added["password"]) == 0
+        client = mqtt_through_lb(host, dev, generated["username"], generated["password"])
+        try:
+            allowed = client.publish("extra/x", b"now allowed", qos=1)
+            assert client.publish_reasons[allowed.mid] < 0x80  # 0x10: allowed, nobody subscribed
+        finally:
+            client.close()
+
+        dev.set_secret("mqttClients", [new_probe])
+        dev.up()
+        assert refusal(host, dev, added["username"], added["password"]) == NOT_AUTHORIZED
+    finally:
+        dev.set_secret("mqttClients", probe_secrets()["mqttClients"])
+        dev.set_config({"mqttAcl": [*DEV_ACL, *PROBE_ACL]})
+        dev.up()
+    assert refusal(host, dev, PROBE_USERNAME, PROBE_PASSWORD) == 0
+    assert host.docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}", *nodes_of(3)).stdout == started
+
+
 def test_4_scale_up_adds_a_node_and_touches_no_existing_container(
     dev: PulumiProject, e2e_host_session: E2eHost
 ) -> None:
@@ -177,9 +286,10 @@ def test_4_scale_up_adds_a_node_and_touches_no_existing_container(
     dev.set_config({"nodes": 4})
     preview = dev.preview()
     diff = changed(preview)
-    # What the README promises: the new node's dirs, container and membership; the LB (its
+    # What the README promises: the new node's dirs, access files, container and membership; the LB (its
     # upstream list); the host tuning and preflight (new ports); the gates re-check.
-    assert {name for name, ops in diff.items() if ops == ["create"]} == {"emqx4", "emqx4-dirs", "emqx4-membership"}
+    created = {name for name, ops in diff.items() if ops == ["create"]}
+    assert created == {"emqx4", "emqx4-dirs", "emqx4-access-files", "emqx4-membership"}
     for name in nodes_of(3):
         assert name not in diff, diff
     dev.up()
