@@ -5,13 +5,11 @@ checked against Erlang's crypto, which EMQX calls (emqx_passwd.erl)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import socket
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,29 +74,10 @@ def gate(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gate]:
     broker = Mosquitto(tmp_path / "mosquitto", port=free_port())
     broker.start()
     access = node_access(stack_config(request.param))
-    port = free_port()
-    loop = asyncio.new_event_loop()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", broker.port)
-        await mqtt_gate.relay(access, "127.0.0.1", reader, writer, up_reader, up_writer)
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    server = asyncio.run_coroutine_threadsafe(asyncio.start_server(handle, "127.0.0.1", port), loop).result(10)
-
-    def stop() -> None:
-        server.close()
-        for task in asyncio.all_tasks(loop):
-            task.cancel()
-        loop.call_later(0.2, loop.stop)
-
     try:
-        yield Gate(port, access)
+        with mqtt_gate.running_gate(access, broker.port) as port:
+            yield Gate(port, access)
     finally:
-        loop.call_soon_threadsafe(stop)
-        thread.join(10)
-        loop.close()
         broker.stop()
 
 

@@ -34,8 +34,18 @@ DEFAULT_SUITE = "bookworm"
 # builds the stream module as a loadable module); mosquitto: the EMQX stand-in's MQTT engine;
 # procps and curl: like the official EMQX image, which installs both (emqx deploy/docker/
 # Dockerfile: `apt-get install ... ca-certificates procps curl`); the program's REST calls run
-# curl inside a node. python3-bcrypt: the stand-in checks bcrypt password hashes as EMQX does.
-PACKAGES: tuple[str, ...] = ("python3", "nginx", "libnginx-mod-stream", "mosquitto", "procps", "curl", "python3-bcrypt")
+# curl inside a node. python3-bcrypt (and python3-cffi-backend, which it needs through a virtual
+# package debootstrap does not resolve): the stand-in checks bcrypt hashes as EMQX does.
+PACKAGES: tuple[str, ...] = (
+    "python3",
+    "nginx",
+    "libnginx-mod-stream",
+    "mosquitto",
+    "procps",
+    "curl",
+    "python3-bcrypt",
+    "python3-cffi-backend",
+)
 
 # Run in the chroot after debootstrap. Users as the official images have them: `emqx` 1000:1000
 # (emqx/deploy/docker/Dockerfile: groupadd -r -g 1000 emqx; useradd -r -m -u 1000 -g emqx emqx)

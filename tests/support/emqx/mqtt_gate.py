@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -313,3 +314,38 @@ async def _from_broker(session: _Session, reader: asyncio.StreamReader, client_w
             await client_writer.drain()
     finally:
         client_writer.close()
+
+
+@contextlib.contextmanager
+def running_gate(policy: Policy, broker_port: int, host: str = "127.0.0.1") -> Iterator[int]:
+    """The gate on a free loopback port, relaying to a broker's plain listener, in a thread of
+    its own (an event loop, as the stand-in runs it); yields the port."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    open_writers: set[asyncio.StreamWriter] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(host, broker_port)
+        open_writers.update((writer, up_writer))
+        try:
+            await relay(policy, host, reader, writer, up_reader, up_writer)
+        finally:
+            open_writers.difference_update((writer, up_writer))
+
+    server = asyncio.run_coroutine_threadsafe(asyncio.start_server(handle, host, 0), loop).result(10)
+
+    def stop() -> None:
+        """Close every connection: each relay then ends by itself, and the loop after them."""
+        server.close()
+        for writer in list(open_writers):
+            writer.close()
+        loop.call_later(0.5, loop.stop)
+
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        loop.call_soon_threadsafe(stop)
+        thread.join(10)
+        loop.close()
