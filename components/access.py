@@ -8,6 +8,7 @@ derived from them is a secret output.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from components.render.access import (
     users_file,
 )
 from components.render.host_scripts import file_bundle
+from components.tls import TlsMaterial
 
 # Letters and digits only: the API secret sits in `key:secret:role` (no `:`) and in curl's
 # config; the generated password in any client's command line.
@@ -39,8 +41,10 @@ class AccessMaterial:
     users: pulumi.Output[list[MqttUser]]  # secret: every declared client, hashed
     api_secret: pulumi.Output[str]  # secret
     acl: str  # the rendered ACL file (topic rules are not secret)
-    files: pulumi.Output[str]  # secret: the three access files as file_bundle frames
+    files: pulumi.Output[str]  # secret: the access files as file_bundle frames
     generated_client: pulumi.Output[dict[str, str]] | None  # secret {username or clientid, password}
+    # With adminNetworks: a digest of the HTTPS dashboard's certificate (EMQX reads it at boot).
+    admin_certificate_digest: pulumi.Output[str] | None
 
 
 def _random(name: str, length: int, parent: pulumi.Resource) -> pulumi.Output[str]:
@@ -48,7 +52,9 @@ def _random(name: str, length: int, parent: pulumi.Resource) -> pulumi.Output[st
     return pulumi.Output.secret(generated.result)
 
 
-def access_material(config: StackConfig, parent: pulumi.Resource) -> AccessMaterial:
+def access_material(config: StackConfig, tls: TlsMaterial, parent: pulumi.Resource) -> AccessMaterial:
+    """The access files' content; with adminNetworks they carry the stack's TLS certificate and
+    key for the HTTPS dashboard too."""
     access = config.access
     api_secret = _random(names.resource("api-secret"), API_SECRET_LENGTH, parent)
     salt_key = _random(names.resource("mqtt-salt-key"), SALT_KEY_LENGTH, parent)
@@ -71,16 +77,20 @@ def access_material(config: StackConfig, parent: pulumi.Resource) -> AccessMater
     users: pulumi.Output[list[MqttUser]] = pulumi.Output.all(*inputs).apply(hashed)
     acl = acl_file(access.acl)
 
-    def bundle(values: list[Any]) -> str:
-        return file_bundle(
-            {
-                ACCESS_FILES.users: users_file(values[0]),
-                ACCESS_FILES.api_keys: api_keys_file(values[1]),
-                ACCESS_FILES.acl: acl,
-            }
-        )
+    admin_https = bool(access.admin_networks)
 
-    files: pulumi.Output[str] = pulumi.Output.all(users, api_secret).apply(bundle)
+    def bundle(values: list[Any]) -> str:
+        files = {
+            ACCESS_FILES.users: users_file(values[0]),
+            ACCESS_FILES.api_keys: api_keys_file(values[1]),
+            ACCESS_FILES.acl: acl,
+        }
+        if admin_https:
+            files |= {ACCESS_FILES.admin_certificate: values[2], ACCESS_FILES.admin_key: values[3]}
+        return file_bundle(files)
+
+    tls_files = [tls.certificate_pem, tls.private_key_pem] if admin_https else []
+    files: pulumi.Output[str] = pulumi.Output.all(users, api_secret, *tls_files).apply(bundle)
     generated_client = (
         generated_password.apply(
             lambda password: {access.client_id_type: str(access.generated_client), "password": password}
@@ -88,4 +98,14 @@ def access_material(config: StackConfig, parent: pulumi.Resource) -> AccessMater
         if generated_password is not None
         else None
     )
-    return AccessMaterial(users=users, api_secret=api_secret, acl=acl, files=files, generated_client=generated_client)
+    digest = (
+        tls.certificate_pem.apply(lambda pem: hashlib.sha256(pem.encode()).hexdigest()[:16]) if admin_https else None
+    )
+    return AccessMaterial(
+        users=users,
+        api_secret=api_secret,
+        acl=acl,
+        files=files,
+        generated_client=generated_client,
+        admin_certificate_digest=digest,
+    )

@@ -89,6 +89,7 @@ class BrokerClusterArgs:
     environments: Mapping[str, pulumi.Output[dict[str, str]]]  # node short name -> env (secret)
     tls: Mapping[str, NodeTls]  # node short name -> its TLS files; empty without cluster TLS
     access_files: pulumi.Output[str]  # secret: every node's access files, as file_bundle frames
+    admin_certificate_digest: pulumi.Output[str] | None  # with adminNetworks: the HTTPS certificate's
     log_opts: Mapping[str, str]  # json-file rotation, bounded
     purge_data: bool
     join_timeout_seconds: int  # health waits, joins and gates
@@ -175,8 +176,9 @@ class BrokerCluster(pulumi.ComponentResource):
         after_dirs = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[dirs]))
         # Read at boot; a change reaches running nodes through the client registry's REST calls,
         # so the container does not depend on their content (no label): nothing restarts.
+        admin_https = args.admin_certificate_digest is not None
         access = args.access_files.apply(
-            lambda bundle: node_files_script(node.access_dir, ACCESS_FILES.names(), bundle, "access")
+            lambda bundle: node_files_script(node.access_dir, ACCESS_FILES.names(admin_https), bundle, "access")
         )
         access_files = site.access.command(
             names.node_access_files(node.short_name),
@@ -198,6 +200,12 @@ class BrokerCluster(pulumi.ComponentResource):
             docker.ContainerLabelArgs(label=names.NODE_LABEL, value=node.node_name),
             docker.ContainerLabelArgs(label=names.HEALTHCHECK_LABEL, value=HEALTHCHECK.label()),
         ]
+        if args.admin_certificate_digest is not None:
+            # The HTTPS dashboard reads its certificate at boot: a renewed one (a new digest;
+            # labels are ForceNew) replaces the node, wave by wave.
+            labels.append(
+                docker.ContainerLabelArgs(label=names.ADMIN_CERTIFICATE_LABEL, value=args.admin_certificate_digest)
+            )
         tls = args.tls.get(node.short_name)
         if tls is not None:
             script = tls.bundle.apply(

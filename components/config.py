@@ -287,9 +287,28 @@ class StackConfig(BaseModel):
                 f"{NAMESPACE}:sshPrivateKey is set but sshHost = (unset): allowed: set sshHost too, or drop the key"
             )
         problems.extend([*self.tls.problems(), *self.lb.problems(), *self.access.problems()])
+        problems.extend(self._admin_problems())
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _admin_problems(self) -> list[str]:
+        """An admin listener on a loopback address would be reachable from nowhere else."""
+        if not self.access.admin_networks:
+            return []
+        return [
+            f"{NAMESPACE}:adminNetworks = {self.access.admin_networks!r}: allowed only when the nodes' address is "
+            f"reachable from those networks; {host.config_key('address')} = {host.address!r} is loopback "
+            "(set a routable address, or reach the dashboards through the `dashboards` output's ssh tunnel)"
+            for host in self.cluster_hosts
+            if ipaddress.IPv4Address(host.address).is_loopback
+        ]
+
+    @property
+    def opens_firewall(self) -> bool:
+        """Whether each host gets the program's firewall: several hosts (cluster ports) or admin
+        networks (admin ports), unless manageFirewall is false."""
+        return self.manage_firewall and (self.several_hosts or bool(self.access.admin_networks))
 
     def _host_problems(self) -> list[str]:
         """What makes `hosts` and `placement` unusable, each line naming the key and value."""

@@ -15,6 +15,7 @@ The EMQX 5.8.6 facts these checks follow (each cited where it is used):
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal, Self
 
@@ -37,6 +38,19 @@ BCRYPT_MAX_PASSWORD_BYTES = 72
 USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}")
 PLACEHOLDERS = ("${username}", "${clientid}")
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+
+
+def _admin_network(value: str) -> str:
+    try:
+        network = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as error:
+        raise ValueError(f"allowed: an IPv4 network in CIDR form, e.g. 10.20.0.0/24 ({error})") from None
+    if network.prefixlen == 0:
+        raise ValueError("allowed: the networks your operators come from, not 0.0.0.0/0 (everyone)")
+    return str(network)
+
+
+AdminNetwork = Annotated[str, AfterValidator(_admin_network)]
 
 
 def _user_id(value: str) -> str:
@@ -128,6 +142,9 @@ class AccessConfig(BaseModel):
     # A client the program creates with a generated password (the `mqttClient` secret output).
     generated_client: UserId | None = Field(None, validation_alias="mqttGeneratedClient")
     acl: list[AclRuleConfig] = Field(default_factory=list, validation_alias="mqttAcl")
+    # Operators' networks: each node's dashboard/API/Prometheus also listens with HTTPS on its
+    # host's address, open to these networks only (the host firewall); unset: loopback only.
+    admin_networks: list[AdminNetwork] = Field(default_factory=list, validation_alias="adminNetworks")
 
     @property
     def authenticates(self) -> bool:

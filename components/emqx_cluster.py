@@ -55,7 +55,7 @@ class EmqxCluster(pulumi.ComponentResource):
                 site.ready.append(
                     HostTuning(site.resource_name("host"), HostTuningArgs.of(config, plan, site), opts=site.opts)
                 )
-            if plan.several_hosts and config.manage_firewall:
+            if config.opens_firewall:
                 site.ready.append(
                     ClusterFirewall(
                         site.resource_name("firewall"), ClusterFirewallArgs.of(config, plan, site), opts=site.opts
@@ -72,7 +72,8 @@ class EmqxCluster(pulumi.ComponentResource):
         cookie = erlang_cookie(config.erlang_cookie, names.resource("erlang-cookie"), self)
         password = dashboard_password(config.dashboard_password, names.resource("dashboard-password"), self)
         node_tls = cluster_tls(plan, parent=self) if config.encrypts_cluster_traffic else {}
-        access = access_material(config, parent=self)
+        tls = tls_material(config, parent=self)
+        access = access_material(config, tls, parent=self)
 
         # 4. The brokers, wave by wave, formed into one verified cluster.
         brokers = BrokerCluster(
@@ -84,6 +85,7 @@ class EmqxCluster(pulumi.ComponentResource):
                 environments=broker_environments(plan, config, cookie, password),
                 tls=node_tls,
                 access_files=access.files,
+                admin_certificate_digest=access.admin_certificate_digest,
                 log_opts=config.container_log_opts,
                 purge_data=config.purge_data,
                 join_timeout_seconds=config.join_timeout_seconds,
@@ -109,7 +111,6 @@ class EmqxCluster(pulumi.ComponentResource):
         )
 
         # 6. Each host's load balancer.
-        tls = tls_material(config, parent=self)
         for site in sites:
             LoadBalancer(
                 site.resource_name("load-balancer"), LoadBalancerArgs.of(config, plan, site, tls), opts=site.opts
@@ -128,6 +129,8 @@ class EmqxCluster(pulumi.ComponentResource):
                 "host": node.host_label,
                 "url": node.dashboard_url,
                 "tunnel": plan.host(node.host_label).tunnel(node.ports.dashboard),
+                # From adminNetworks only (the host firewall), with the stack's certificate.
+                "https": node.admin_url if config.access.admin_networks else None,
             }
             for node in plan.nodes
         ]

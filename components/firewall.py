@@ -1,9 +1,10 @@
-"""ClusterFirewall: the host's cluster ports open to the cluster's hosts only.
+"""ClusterFirewall: the host's cluster ports open to the cluster's hosts only, and with
+adminNetworks its nodes' HTTPS dashboard ports open to those networks only.
 
 Creates one host command, `<name>-rules`: on create and update it (re)writes the rules for the
-host's distribution and RPC ports (iptables chains or an nftables table of ours, replaced in one
-transaction); on delete it removes them. Only for stacks over several hosts: on one host the
-cluster ports listen on its address, and no other host needs them.
+host's distribution and RPC ports and its admin ports (iptables chains or an nftables table of
+ours, replaced in one transaction); on delete it removes them. For stacks over several hosts and
+for any stack with adminNetworks (StackConfig.opens_firewall), unless manageFirewall is false.
 """
 
 from __future__ import annotations
@@ -31,10 +32,18 @@ class ClusterFirewallArgs:
     ports: Sequence[int]
     peers: Sequence[str]  # every cluster host's address, this host's included
     access: HostAccess
+    admin_ports: Sequence[int] = ()  # the nodes' dashboard ports, with adminNetworks
+    admin_networks: Sequence[str] = ()
 
     @classmethod
     def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> ClusterFirewallArgs:
-        return cls(ports=cluster_ports(site.host), peers=[peer.address for peer in plan.hosts], access=site.access)
+        return cls(
+            ports=cluster_ports(site.host),
+            peers=[peer.address for peer in plan.hosts],
+            access=site.access,
+            admin_ports=sorted(node.ports.dashboard for node in site.host.nodes),
+            admin_networks=config.access.admin_networks,
+        )
 
 
 class ClusterFirewall(pulumi.ComponentResource):
@@ -42,7 +51,7 @@ class ClusterFirewall(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterFirewallArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(names.component_type("ClusterFirewall"), name, None, opts)
-        rules = firewall_apply_script(args.ports, args.peers)
+        rules = firewall_apply_script(args.ports, args.peers, args.admin_ports, args.admin_networks)
         self.rules = args.access.command(
             f"{name}-rules",
             create=rules,
@@ -50,4 +59,6 @@ class ClusterFirewall(pulumi.ComponentResource):
             delete=firewall_remove_script(),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.register_outputs({"ports": list(args.ports), "peers": list(args.peers)})
+        self.register_outputs(
+            {"ports": list(args.ports), "peers": list(args.peers), "adminNetworks": list(args.admin_networks)}
+        )

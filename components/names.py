@@ -22,6 +22,7 @@ NODE_LABEL = "io.emqx-cluster.node"  # a broker's EMQX node name
 HEALTHCHECK_LABEL = "io.emqx-cluster.healthcheck"  # a broker's health check, as text
 CERTIFICATE_LABEL = "io.emqx-cluster.certificate"  # a broker's cluster certificate fingerprint
 ROLE_LABEL = "io.emqx-cluster.role"  # the load balancer's role
+ADMIN_CERTIFICATE_LABEL = "io.emqx-cluster.admin-certificate"  # the HTTPS dashboard's certificate digest
 
 
 def component_type(kind: str) -> str:

@@ -93,6 +93,11 @@ class NodePlan:
         return f"{ADMIN_ADDRESS}:{self.ports.dashboard}"
 
     @property
+    def admin_url(self) -> str:
+        """The node's dashboard over HTTPS on its host's address (with adminNetworks set)."""
+        return f"https://{self.address}:{self.ports.dashboard}"
+
+    @property
     def dashboard_url(self) -> str:
         """The node's dashboard as its own host sees it (elsewhere: through `HostPlan.tunnel`)."""
         return f"http://{self.dashboard_endpoint}"

@@ -62,12 +62,15 @@ class AccessFiles:
     users: str = "mqtt-users.json"
     api_keys: str = "api-keys"
     acl: str = "acl.conf"
+    admin_certificate: str = "admin-cert.pem"  # the HTTPS dashboard's, with adminNetworks
+    admin_key: str = "admin-key.pem"
 
     def path(self, name: str) -> str:
         return f"{self.directory}/{name}"
 
-    def names(self) -> tuple[str, ...]:
-        return (self.users, self.api_keys, self.acl)
+    def names(self, admin_https: bool = False) -> tuple[str, ...]:
+        admin = (self.admin_certificate, self.admin_key) if admin_https else ()
+        return (self.users, self.api_keys, self.acl, *admin)
 
 
 ACCESS_FILES = AccessFiles()

@@ -79,7 +79,24 @@ def broker_environment(node: NodePlan, plan: ClusterPlan, config: StackConfig) -
     if config.encrypts_cluster_traffic:
         env.update(cluster_tls_environment())
     env.update(access_environment(config.access))
+    if config.access.admin_networks:
+        env.update(admin_https_environment(node))
     return env
+
+
+def admin_https_environment(node: NodePlan, files: AccessFiles = ACCESS_FILES) -> dict[str, str]:
+    """The dashboard listener (REST API and Prometheus stats with it) also on the node's address,
+    with HTTPS (emqx_dashboard_schema.erl fields("https"): bind, ssl_options; its default bind 0
+    is off), and Prometheus stats behind the same credentials as the API
+    (emqx_prometheus_api.erl security/0: basicAuth or bearerAuth once enable_basic_auth is true;
+    false by default, when the stats answer anyone). The loopback HTTP listener stays."""
+    return {
+        "EMQX_DASHBOARD__LISTENERS__HTTPS__ENABLE": "true",
+        "EMQX_DASHBOARD__LISTENERS__HTTPS__BIND": hocon_string(f"{node.address}:{node.ports.dashboard}"),
+        "EMQX_DASHBOARD__LISTENERS__HTTPS__SSL_OPTIONS__CERTFILE": hocon_string(files.path(files.admin_certificate)),
+        "EMQX_DASHBOARD__LISTENERS__HTTPS__SSL_OPTIONS__KEYFILE": hocon_string(files.path(files.admin_key)),
+        "EMQX_PROMETHEUS__ENABLE_BASIC_AUTH": "true",
+    }
 
 
 @dataclass(frozen=True)

@@ -146,31 +146,49 @@ def node_files_delete_script(directory: str, container: str, mount_point: str) -
 
 FIREWALL_CHAIN = "EMQX-CLUSTER"
 FIREWALL_PEERS_CHAIN = "EMQX-CLUSTER-PEERS"
+FIREWALL_ADMIN_CHAIN = "EMQX-CLUSTER-ADMIN"
 FIREWALL_TABLE = "emqx_cluster"
 # iptables' multiport match takes at most 15 ports, a range counting as two (iptables-extensions).
 _MULTIPORT_RANGES = 7
 
 
-def firewall_apply_script(ports: Sequence[int], peers: Sequence[str]) -> str:
-    """Allow `ports` (the host's distribution and RPC ports) from `peers` (every cluster host's
-    address, this one's included) and loopback only; reset every other connection to them."""
+def _opening(what: str, chain: str, ports: Sequence[int], sources: Sequence[str]) -> dict[str, object]:
+    """One group of ports and the sources allowed to open connections to them, as the template
+    writes it for iptables (multiport chunks, `low:high`) and for nft (`low-high`)."""
     ranges = port_ranges(ports)
     iptables = [f"{low}:{high}" if high > low else str(low) for low, high in ranges]
-    nft = [f"{low}-{high}" if high > low else str(low) for low, high in ranges]
-    return render(
-        "firewall-apply.sh.j2",
-        chain=FIREWALL_CHAIN,
-        peers_chain=FIREWALL_PEERS_CHAIN,
-        table=FIREWALL_TABLE,
-        port_chunks=[
+    return {
+        "what": what,
+        "chain": chain,
+        "port_chunks": [
             iptables[start : start + _MULTIPORT_RANGES] for start in range(0, len(iptables), _MULTIPORT_RANGES)
         ],
-        nft_ports=", ".join(nft),
-        ports_text=",".join(iptables),
-        peers=list(dict.fromkeys(peers)),
-    )
+        "nft_ports": ", ".join(f"{low}-{high}" if high > low else str(low) for low, high in ranges),
+        "ports_text": ",".join(iptables),
+        "sources": list(dict.fromkeys(sources)),
+    }
+
+
+def firewall_apply_script(
+    ports: Sequence[int],
+    peers: Sequence[str],
+    admin_ports: Sequence[int] = (),
+    admin_networks: Sequence[str] = (),
+) -> str:
+    """Allow `ports` (the host's distribution and RPC ports) from `peers` (every cluster host's
+    address, this one's included) and, with admin networks, `admin_ports` (the nodes' HTTPS
+    dashboards) from those networks; loopback always; reset every other connection to them."""
+    openings = [_opening("cluster", FIREWALL_PEERS_CHAIN, ports, [f"{peer}/32" for peer in peers])]
+    if admin_networks:
+        openings.append(_opening("admin", FIREWALL_ADMIN_CHAIN, admin_ports, admin_networks))
+    return render("firewall-apply.sh.j2", chain=FIREWALL_CHAIN, table=FIREWALL_TABLE, openings=openings)
 
 
 def firewall_remove_script() -> str:
     """Remove what firewall_apply_script put in place (iptables chains or the nftables table)."""
-    return render("firewall-remove.sh.j2", chain=FIREWALL_CHAIN, peers_chain=FIREWALL_PEERS_CHAIN, table=FIREWALL_TABLE)
+    return render(
+        "firewall-remove.sh.j2",
+        chain=FIREWALL_CHAIN,
+        chains=[FIREWALL_CHAIN, FIREWALL_PEERS_CHAIN, FIREWALL_ADMIN_CHAIN],
+        table=FIREWALL_TABLE,
+    )

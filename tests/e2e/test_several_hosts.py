@@ -6,6 +6,9 @@ over SSH (sudo) to each host's address on the bridge.
 
 from __future__ import annotations
 
+import base64
+import http.client
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,6 +149,51 @@ def test_3a_dashboards_answer_on_their_host_loopback_only(stack: PulumiProject, 
             assert probe(host, "127.0.0.1", port) == {"connected": True}, (node, "loopback")
             assert probe(other, host.address, port)["connected"] is False, (node, "from another host")
             assert probe(None, host.address, port)["connected"] is False, (node, "from the machine")
+
+
+def stats(address: str, port: int, ca: Path, api_key: str | None) -> int:
+    """GET the node's Prometheus stats over HTTPS (verifying the stack's certificate): the status."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = False
+    connection = http.client.HTTPSConnection(address, port, timeout=10, context=context)
+    headers = {"Authorization": "Basic " + base64.b64encode(api_key.encode()).decode()} if api_key else {}
+    try:
+        connection.request("GET", "/api/v5/prometheus/stats", headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_3b_admin_networks_reach_the_dashboards_over_https_and_no_one_else(
+    stack: PulumiProject, hosts: dict[str, E2eHost], tmp_path: Path
+) -> None:
+    """adminNetworks (here the machine's address alone): every node's dashboard port answers
+    HTTPS with the stack's certificate from there, Prometheus stats only with the API key; the
+    other cluster hosts are reset. Without the key again: loopback only, as before."""
+    machine = hosts["a"].gateway
+    ca = tmp_path / "ca.pem"
+    ca.write_text(State.ca)
+    stack.set_config({"adminNetworks": [f"{machine}/32"]})
+    try:
+        stack.up()
+        dashboards = {row["node"]: row for row in stack.outputs()["dashboards"]}
+        api_key = hosts["a"].docker("exec", "emqx1", "cat", "/opt/emqx/etc/access/api-keys").stdout.strip()
+        api_key = api_key.rsplit(":", 1)[0]  # key:secret, without the role
+        for name, host in hosts.items():
+            other = hosts["b" if name == "a" else "a"]
+            for node in NODES[name]:
+                row = dashboards[f"{node}@{host.address}"]
+                port = int(row["url"].rsplit(":", 1)[1])
+                assert row["https"] == f"https://{host.address}:{port}"
+                assert probe(None, host.address, port, ca)["tls"] is True, (node, "from the admin network")
+                assert probe(other, host.address, port)["connected"] is False, (node, "from another host")
+                assert stats(host.address, port, ca, None) == 401, node
+                assert stats(host.address, port, ca, api_key) == 200, node
+    finally:
+        stack.set_config({"adminNetworks": None})
+        stack.up()
+    port = int(dashboards[f"emqx1@{hosts['a'].address}"]["url"].rsplit(":", 1)[1])
+    assert probe(None, hosts["a"].address, port)["connected"] is False
 
 
 def test_4_a_host_cut_off_clients_move_and_the_gates_name_the_missing_nodes(

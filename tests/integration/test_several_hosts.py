@@ -12,7 +12,7 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -87,24 +87,31 @@ def plan(config: StackConfig) -> ClusterPlan:
     return plan_cluster(config)
 
 
-def firewall_args(plan: ClusterPlan, host_plan: HostPlan) -> ClusterFirewallArgs:
+def firewall_args(plan: ClusterPlan, host_plan: HostPlan, admin_networks: Sequence[str] = ()) -> ClusterFirewallArgs:
     """The ClusterFirewall's inputs for `host_plan`, as the program builds them (no connection:
     these tests log in themselves)."""
     return ClusterFirewallArgs(
         ports=cluster_ports(host_plan),
         peers=[peer.address for peer in plan.hosts],
         access=HostAccess(None, host_plan.use_sudo, host_plan.docker_host),
+        admin_ports=sorted(node.ports.dashboard for node in host_plan.nodes),
+        admin_networks=admin_networks,
     )
 
 
 def firewall_command(
-    host: Host, plan: ClusterPlan, host_plan: HostPlan, operation: HostOperation, backend: Backend
+    host: Host,
+    plan: ClusterPlan,
+    host_plan: HostPlan,
+    operation: HostOperation,
+    backend: Backend,
+    admin_networks: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """The ClusterFirewall's command for `operation`, sent over SSH as remote.Command sends it:
     the command line, and every operation's script on standard input (on the nft backend, each
     script first drops iptables from its PATH, as on a host with nftables alone)."""
-    args = firewall_args(plan, host_plan)
-    rules = backend.confined(firewall_apply_script(args.ports, args.peers))
+    args = firewall_args(plan, host_plan, admin_networks)
+    rules = backend.confined(firewall_apply_script(args.ports, args.peers, args.admin_ports, args.admin_networks))
     program = host_program({"create": rules, "update": rules, "delete": backend.confined(firewall_remove_script())})
     return host.ssh_run(shell_command(operation, args.access.use_sudo), stdin=program)
 
@@ -126,7 +133,7 @@ class Backend:
 
     @property
     def banner(self) -> str:
-        return {"iptables": "iptables: ports", "nft": "nftables: ports"}[self.name]
+        return {"iptables": "iptables: cluster ports", "nft": "nftables: cluster ports"}[self.name]
 
     def ours(self, host: Host) -> str:
         """Our rules as the backend lists them ("" when there are none)."""
@@ -314,6 +321,28 @@ def test_firewall_resets_outsiders_at_cluster_ports_only(
     assert bridge.outsider.probe(a.address, node.ports.rpc) == "refused"
     assert bridge.outsider.probe(a.address, node.ports.mqtt) == "accepted"
     assert backend.kept(a, operator_rules) == operator_rules
+
+
+@pytest.mark.usefixtures("cluster_listeners", "clean_rules")
+def test_admin_ports_open_to_the_admin_networks_alone(bridge: Bridge, plan: ClusterPlan, backend: Backend) -> None:
+    """adminNetworks: the nodes' HTTPS dashboard ports on host a admit those networks (here host
+    b's address) and loopback; another cluster host and the outsider get a reset; the cluster
+    ports keep their own rule."""
+    a, b, c = bridge.host("a"), bridge.host("b"), bridge.host("c")
+    a_plan = plan.host("a")
+    node = a_plan.nodes[0]
+    with a.listen(node.ports.dashboard):
+        applied = firewall_command(a, plan, a_plan, "update", backend, admin_networks=[f"{b.address}/32"])
+        assert applied.returncode == 0, applied.stderr
+        assert f"admin ports {node.ports.dashboard}" in applied.stdout
+        assert b.probe(a.address, node.ports.dashboard) == "accepted"
+        assert a.probe(a.address, node.ports.dashboard) == "accepted"  # over lo
+        assert c.probe(a.address, node.ports.dashboard) == "refused"
+        assert bridge.outsider.probe(a.address, node.ports.dashboard) == "refused"
+        assert c.probe(a.address, node.ports.distribution) == "accepted"
+        assert bridge.outsider.probe(a.address, node.ports.distribution) == "refused"
+    removed = firewall_command(a, plan, a_plan, "delete", backend)
+    assert removed.returncode == 0 and backend.ours(a) == "", removed.stderr
 
 
 @pytest.mark.usefixtures("cluster_listeners", "clean_rules")

@@ -91,3 +91,28 @@ def test_the_generated_client_is_a_secret_output(deployed: ProgramRun, case: Sta
     assert "mqttClient" in deployed.secret_outputs
     assert deployed.outputs["mqttClient"]["username"] == "dev-client"
     assert "username and password" in deployed.outputs["mqttAuthentication"]
+
+
+def test_admin_networks_open_https_dashboards_to_those_networks_through_the_firewall() -> None:
+    config = with_changes(stack_config("dev"), advertiseAddress="10.0.0.11", adminNetworks=["10.20.0.0/24"])
+    run = run_program(config, stack="dev")
+    rules = str(run.named("emqx-firewall-rules").operation_script("create"))
+    assert "-A EMQX-CLUSTER -p tcp --syn -m multiport --dports 62001:62003 -j EMQX-CLUSTER-ADMIN" in rules
+    assert "-A EMQX-CLUSTER-ADMIN -s 10.20.0.0/24 -j ACCEPT" in rules
+    assert "tcp dport { 62001-62003 } ip saddr { 10.20.0.0/24 } accept" in rules
+    # One host: its cluster ports are kept to itself while the firewall runs.
+    assert "-A EMQX-CLUSTER-PEERS -s 10.0.0.11/32 -j ACCEPT" in rules
+    for container in brokers(run):
+        labels = {label["label"]: label["value"] for label in container.inputs["labels"]}
+        assert len(labels["io.emqx-cluster.admin-certificate"]) == 16
+    access_files = run.named("emqx1-access-files")
+    assert is_secret_at(access_files, ("stdin",))
+    assert "admin-cert.pem admin-key.pem" in str(access_files.operation_script("create"))
+    assert [row["https"] for row in run.outputs["dashboards"]] == [
+        f"https://10.0.0.11:{port}" for port in (62001, 62002, 62003)
+    ]
+
+
+def test_without_admin_networks_one_host_gets_no_firewall_and_no_https(deployed: ProgramRun, case: StackCase) -> None:
+    assert not [r for r in deployed.resources if "firewall" in r.name]
+    assert all(row["https"] is None for row in deployed.outputs["dashboards"])

@@ -195,3 +195,42 @@ def test_the_api_key_line_holds_no_colon_in_its_secret() -> None:
     assert error is None and keys == {"emqx-cluster": "s3cret"}
     with pytest.raises(ValueError, match="no `:`"):
         api_keys_file("a:b")
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (
+            {"adminNetworks": ["10.20.0.0/33"]},
+            "emqx-cluster:adminNetworks = '10.20.0.0/33': allowed: an IPv4 network",
+        ),
+        ({"adminNetworks": ["10.20.0.1/24"]}, "allowed: an IPv4 network in CIDR form"),  # host bits set
+        ({"adminNetworks": ["0.0.0.0/0"]}, "not 0.0.0.0/0 (everyone)"),
+        (
+            {"adminNetworks": ["10.20.0.0/24"]},
+            "emqx-cluster:adminNetworks = ['10.20.0.0/24']: allowed only when the nodes' address is reachable from "
+            "those networks; emqx-cluster:advertiseAddress = '127.0.0.1' is loopback",
+        ),
+    ],
+    ids=["bad-prefix", "host-bits", "everyone", "loopback-nodes"],
+)
+def test_bad_admin_networks_are_refused_at_preview(keys: dict[str, Any], expected: str) -> None:
+    assert expected in problems(**keys)
+
+
+def test_admin_networks_add_an_https_dashboard_on_the_node_address_and_prometheus_credentials() -> None:
+    from components.plan import plan_cluster
+    from components.render.broker_env import broker_environment
+
+    config = access(advertiseAddress="10.0.0.11", adminNetworks=["10.20.0.0/24"])
+    plan = plan_cluster(config)
+    env = broker_environment(plan.nodes[0], plan, config)
+    assert env["EMQX_DASHBOARD__LISTENERS__HTTPS__BIND"] == '"10.0.0.11:62001"'
+    assert env["EMQX_DASHBOARD__LISTENERS__HTTP__BIND"] == '"127.0.0.1:62001"'  # loopback stays
+    assert env["EMQX_DASHBOARD__LISTENERS__HTTPS__SSL_OPTIONS__CERTFILE"] == '"/opt/emqx/etc/access/admin-cert.pem"'
+    assert env["EMQX_PROMETHEUS__ENABLE_BASIC_AUTH"] == "true"
+    assert config.opens_firewall
+    without = access(advertiseAddress="10.0.0.11")
+    plain = broker_environment(plan.nodes[0], plan_cluster(without), without)
+    assert not [key for key in plain if "HTTPS" in key or "PROMETHEUS" in key]
+    assert not without.opens_firewall  # one host, no admin networks: nothing to open

@@ -67,6 +67,7 @@ MEMBERSHIP_FILE = "standin-cluster.json"
 ADMIN_FILE = "standin-admin.json"
 USERS_FILE = "standin-authn-users.json"  # the built-in database's table
 AUTHN_PATH = "/api/v5/authentication/password_based:built_in_database"
+PROMETHEUS_PATH = "/api/v5/prometheus/stats"
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class NodeConfig:
     log_to_file: bool
     access: emqx58_access.AccessSettings
     tls: ClusterTls | None = None  # cluster.proto_dist = inet_tls
+    dashboard_tls: tuple[str, str] | None = None  # dashboard.listeners.https.ssl_options cert, key
+    prometheus_basic_auth: bool = False  # prometheus.enable_basic_auth
 
     @property
     def node_name(self) -> str:
@@ -152,9 +155,18 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
             timeout = _seconds(_env_setting(env, prefix + "__PROXY_PROTOCOL_TIMEOUT", "3s"))
             proxy[sock.name] = (on, timeout)
     log_to_file = str(_env_setting(env, "EMQX_LOG__FILE__ENABLE", True)).lower() == "true"
-    access = emqx58_access.access_settings(emqx58.env_values(env)[0])
+    values = emqx58.env_values(env)[0]
+    https = "dashboard.listeners.https.ssl_options."
+    certfile, keyfile = values.get(https + "certfile"), values.get(https + "keyfile")
     return NodeConfig(
-        rules=rules, sockets=sockets, proxy_protocol=proxy, log_to_file=log_to_file, access=access, tls=cluster_tls(env)
+        rules=rules,
+        sockets=sockets,
+        proxy_protocol=proxy,
+        log_to_file=log_to_file,
+        access=emqx58_access.access_settings(values),
+        tls=cluster_tls(env),
+        dashboard_tls=(str(certfile), str(keyfile)) if certfile and keyfile else None,
+        prometheus_basic_auth=str(values.get("prometheus.enable_basic_auth", False)).lower() == "true",
     )
 
 
@@ -620,10 +632,24 @@ class Node:
         finally:
             writer.close()
 
+    def dashboard_tls_context(self) -> ssl.SSLContext:
+        """The HTTPS listener's certificate and key: unreadable, the listener does not start."""
+        if self.config.dashboard_tls is None:
+            raise StartError("Failed to start dashboard https: ssl_options.certfile/keyfile unset")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(*self.config.dashboard_tls)
+        except (OSError, ssl.SSLError) as exc:
+            raise StartError(f"Failed to start dashboard https: {exc}") from exc
+        return context
+
     def authorized(self, path: str, authorization: str) -> bool:
-        """emqx_dashboard.erl authorize/1: login and status are open; the rest takes a bearer token
-        from login or an API key as HTTP Basic (api_key_authorize/3)."""
+        """emqx_dashboard.erl authorize/1: login and status are open, and Prometheus stats unless
+        prometheus.enable_basic_auth (emqx_prometheus_api.erl security/0); the rest takes a
+        bearer token from login or an API key as HTTP Basic (api_key_authorize/3)."""
         if path in ("/api/v5/login", "/api/v5/status"):
+            return True
+        if path == PROMETHEUS_PATH and not self.config.prometheus_basic_auth:
             return True
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "bearer":
@@ -640,6 +666,16 @@ class Node:
         """The REST calls the program and the tests make (status, login, users, topic rules)."""
         if path.startswith(AUTHN_PATH) or path == "/api/v5/authorization/sources/file":
             return await self.access_api(method, path, query, body)
+        if method == "GET" and path == PROMETHEUS_PATH:
+            members, down = await self.running_nodes()
+            return (
+                200,
+                "text/plain",
+                (
+                    f"emqx_cluster_nodes_running {len(members)}\nemqx_cluster_nodes_stopped {len(down)}\n"
+                    f"emqx_authentication_users {len(self.access.users.rows)}\n"
+                ),
+            )
         name = self.config.node_name
         if method == "GET" and path in ("/status", "/api/v5/status"):
             running = "running" if self.status == "started" else "not_running"
@@ -866,6 +902,8 @@ class Node:
                     await self.bind(listener, await self.mqtt_handler(listener))
                 elif listener.name == "dashboard http":
                     await self.bind(listener, self.handle_dashboard)
+                elif listener.name == "dashboard https":
+                    await self.bind(listener, self.handle_dashboard, self.dashboard_tls_context())
                 elif listener.name == "rpc" and config.tls is not None:
                     await self.bind(listener, self.accept_and_close, config.tls.rpc_server)
                 else:  # gen_rpc, ssl/ws/wss listeners, dashboard https: bound, not served
