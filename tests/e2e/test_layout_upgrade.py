@@ -10,8 +10,10 @@ side under the top component, the load balancer component named like its contain
 deployed with the real engine, then the project's files are swapped for the working tree's.
 The one thing allowed to be replaced is a new broker image and, rolling wave by wave onto it,
 the broker containers: the image's tag names a digest of its build inputs, and that digest was
-refined after the restructure (it now covers the base image and platform). At the restructure
-itself (commit RESTRUCTURE) the preview planned `same` for every resource.
+refined after the restructure (it now covers the base image and platform), and MQTT access
+changed every broker's environment. What access added (each node's access files, the client
+registry and its secrets) is created, nothing else. At the restructure itself (commit
+RESTRUCTURE) the preview planned `same` for every resource.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from tests.support.e2e.pulumi_cli import (
     step_ops,
     toolchain_bin,
 )
-from tests.support.e2e.stacks import dev_like
+from tests.support.e2e.stacks import before_access, dev_like
 
 pytestmark = pytest.mark.e2e
 
@@ -44,8 +46,6 @@ RESTRUCTURE = "f34b96f"
 FOLLOWS_A_NEW_IMAGE = re.compile(r"^(emqx-broker-image-build|emqx\d+)$")
 # What MQTT access added: created on the first `pulumi up` after it (nothing moved or renamed).
 ADDED_BY_ACCESS = re.compile(r"^(emqx\d+-access-files|emqx-clients|emqx-mqtt-acl|emqx-api-secret|emqx-mqtt-salt-key)$")
-# Keys the earlier commits do not know (they would refuse them as unknown).
-ACCESS_KEYS = ("mqttGeneratedClient", "mqttAcl", "mqttClients")
 
 
 @pytest.fixture
@@ -62,8 +62,7 @@ def deployed_at(
         if bin_dir is None:
             pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")
         project = PulumiProject.create(tmp_path / "project", bin_dir, commit=commit, stack="old", netns=host.netns_path)
-        config = dev_like(host, tmp_path)
-        project.init_stack({key: value for key, value in config.items() if key not in ACCESS_KEYS})
+        project.init_stack(before_access(dev_like(host, tmp_path)))
         deployed.append(project)
         project.up()
         return project

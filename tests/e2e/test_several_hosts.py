@@ -30,7 +30,7 @@ from tests.support.e2e.pulumi_cli import (
     toolchain_bin,
 )
 from tests.support.e2e.several_hosts import bridged_hosts, probe, several_hosts_stack
-from tests.support.e2e.stacks import lb_answers, probe_secrets
+from tests.support.e2e.stacks import before_access, lb_answers, probe_secrets
 from tests.support.ports import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -335,7 +335,7 @@ def test_9_a_stack_deployed_before_the_stdin_scripts_upgrades_in_place(
     assert bin_dir is not None
     root = tmp_path_factory.mktemp("before-stdin")
     project = PulumiProject.create(root / "project", bin_dir, commit=BEFORE_STDIN_SCRIPTS, stack="before")
-    project.init_stack(several_hosts_stack(hosts, root), {"sshPrivateKey": a.ssh.private_key_pem, **probe_secrets()})
+    project.init_stack(before_access(several_hosts_stack(hosts, root)), {"sshPrivateKey": a.ssh.private_key_pem})
     try:
         project.up()
 

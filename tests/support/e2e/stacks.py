@@ -48,9 +48,18 @@ DEV_CLIENT = "dev-client"
 DEV_ACL = [{"permission": "allow", "username": DEV_CLIENT, "topics": ["dev/#"]}]
 
 
+# Keys the commits before MQTT access do not know (they refuse unknown keys).
+ACCESS_KEYS = ("mqttGeneratedClient", "mqttAcl", "mqttClients", "adminNetworks")
+
+
 def probe_secrets() -> dict[str, Any]:
     """The secrets every e2e stack is initialised with (init_stack's `secrets`)."""
     return {"mqttClients": PROBE_CLIENTS}
+
+
+def before_access(config: dict[str, Any]) -> dict[str, Any]:
+    """A stack's config as a commit before MQTT access takes it (anonymous clients then)."""
+    return {key: value for key, value in config.items() if key not in ACCESS_KEYS}
 
 
 def host_paths(root: Path) -> dict[str, Any]:
