@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import bcrypt
 
 from components.config_access import AclRuleConfig, MqttClientConfig, PasswordHash
+from components.render.host_scripts import NodeFiles
 from components.render.templating import render
 
 # The key name of the program's REST calls (the secret is generated, see components.access).
@@ -55,8 +56,8 @@ BCRYPT_ROUNDS = 10  # EMQX's default salt_rounds (emqx_authn_password_hashing.er
 
 
 @dataclass(frozen=True)
-class AccessFiles:
-    """Where a node finds its access files inside the container (a read-only mount)."""
+class AccessFiles(NodeFiles):
+    """Where a node finds its access files inside the container."""
 
     directory: str = "/opt/emqx/etc/access"
     users: str = "mqtt-users.json"
@@ -64,9 +65,6 @@ class AccessFiles:
     acl: str = "acl.conf"
     admin_certificate: str = "admin-cert.pem"  # the HTTPS dashboard's, with adminNetworks
     admin_key: str = "admin-key.pem"
-
-    def path(self, name: str) -> str:
-        return f"{self.directory}/{name}"
 
     def names(self, admin_https: bool = False) -> tuple[str, ...]:
         admin = (self.admin_certificate, self.admin_key) if admin_https else ()

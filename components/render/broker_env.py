@@ -17,6 +17,7 @@ from components.config import StackConfig
 from components.config_access import AccessConfig
 from components.plan import ClusterPlan, NodePlan
 from components.render.access import ACCESS_FILES, BCRYPT_ROUNDS, PBKDF2_ITERATIONS, AccessFiles
+from components.render.host_scripts import NodeFiles
 from components.render.templating import render
 
 COOKIE_VARIABLE = "EMQX_NODE__COOKIE"
@@ -100,17 +101,14 @@ def admin_https_environment(node: NodePlan, files: AccessFiles = ACCESS_FILES) -
 
 
 @dataclass(frozen=True)
-class ClusterTlsFiles:
-    """Where a node finds its cluster TLS files inside the container (a read-only mount)."""
+class ClusterTlsFiles(NodeFiles):
+    """Where a node finds its cluster TLS files inside the container."""
 
     directory: str = "/opt/emqx/etc/cluster-tls"
     ca: str = "ca.pem"
     certificate: str = "node.pem"
     key: str = "node.key"
     dist_options: str = "ssl_dist.conf"
-
-    def path(self, name: str) -> str:
-        return f"{self.directory}/{name}"
 
     def names(self) -> tuple[str, ...]:
         return (self.ca, self.certificate, self.key, self.dist_options)

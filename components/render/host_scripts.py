@@ -118,6 +118,17 @@ def node_dirs_delete_script(host_dir: str, node_name: str, purge: bool, containe
     return render("node-dirs-delete.sh.j2", host_dir=host_dir, node_name=node_name, purge=purge, container=container)
 
 
+@dataclass(frozen=True)
+class NodeFiles:
+    """A node's private files (node_files_script writes them): the dir they are mounted at
+    inside the container, read-only."""
+
+    directory: str
+
+    def path(self, name: str) -> str:
+        return f"{self.directory}/{name}"
+
+
 def file_bundle(files: Mapping[str, str]) -> str:
     """Several files as one text for node_files_script: `=== <name>` then the file."""
     return "".join(f"=== {name}\n{content.rstrip(chr(10))}\n" for name, content in files.items())

@@ -81,6 +81,9 @@ class HashAlgorithm:
 
 @dataclass(frozen=True)
 class UserRow:
+    """One row of the table, read as EMQX reads an import (not the program's MqttUser: the
+    stand-in checks the program's files, it does not share their code)."""
+
     user_id: str
     password_hash: str
     salt: str
