@@ -89,7 +89,8 @@ class BrokerClusterArgs:
     environments: Mapping[str, pulumi.Output[dict[str, str]]]  # node short name -> env (secret)
     tls: Mapping[str, NodeTls]  # node short name -> its TLS files; empty without cluster TLS
     access_files: pulumi.Output[str]  # secret: every node's access files, as file_bundle frames
-    admin_certificate_digest: pulumi.Output[str] | None  # with adminNetworks: the HTTPS certificate's
+    admin_https: bool  # adminNetworks: each node's dashboard also serves HTTPS on its address
+    admin_certificate_digest: pulumi.Output[str] | None  # then: its certificate's digest
     log_opts: Mapping[str, str]  # json-file rotation, bounded
     purge_data: bool
     join_timeout_seconds: int  # health waits, joins and gates
@@ -176,9 +177,8 @@ class BrokerCluster(pulumi.ComponentResource):
         after_dirs = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[dirs]))
         # Read at boot; a change reaches running nodes through the client registry's REST calls,
         # so the container does not depend on their content (no label): nothing restarts.
-        admin_https = args.admin_certificate_digest is not None
         access = args.access_files.apply(
-            lambda bundle: node_files_script(node.access_dir, ACCESS_FILES.names(admin_https), bundle, "access")
+            lambda bundle: node_files_script(node.access_dir, ACCESS_FILES.names(args.admin_https), bundle, "access")
         )
         access_files = site.access.command(
             names.node_access_files(node.short_name),
@@ -200,7 +200,7 @@ class BrokerCluster(pulumi.ComponentResource):
             docker.ContainerLabelArgs(label=names.NODE_LABEL, value=node.node_name),
             docker.ContainerLabelArgs(label=names.HEALTHCHECK_LABEL, value=HEALTHCHECK.label()),
         ]
-        if args.admin_certificate_digest is not None:
+        if args.admin_https and args.admin_certificate_digest is not None:
             # The HTTPS dashboard reads its certificate at boot: a renewed one (a new digest;
             # labels are ForceNew) replaces the node, wave by wave.
             labels.append(

@@ -212,11 +212,29 @@ class AccessConfig(BaseModel):
         return []
 
     def _acl_problems(self, declared: set[str]) -> list[str]:
-        """A rule naming an id nobody is declared with would never match: a typo, refused."""
+        """A rule naming an id nobody is declared with would never match: a typo, refused. A
+        placeholder of what the client chooses itself (the client id when clients authenticate
+        by username, either one without authentication) is refused too: EMQX puts the value into
+        the filter as it is (emqx_authz_rule.erl render_topic/2), so a client id `+` or `#` would
+        widen `devices/${clientid}/down` to every device's topic."""
         kind = self.client_id_type
-        return [
+        problems = [
             f"{NAMESPACE}:mqttAcl[{position}].{kind} = {getattr(rule, kind)!r}: allowed: a declared "
             f"{kind} ({', '.join(sorted(declared)) or 'none declared'}) or no {kind} (every client)"
             for position, rule in enumerate(self.acl)
             if self.authenticates and getattr(rule, kind) is not None and getattr(rule, kind) not in declared
         ]
+        verified = {f"${{{kind}}}"} if self.authenticates else set()
+        for position, rule in enumerate(self.acl):
+            chosen = sorted({found for topic in rule.topics for found in _PLACEHOLDER.findall(topic)} - verified)
+            if chosen:
+                problems.append(
+                    f"{NAMESPACE}:mqttAcl[{position}].topics = {rule.topics!r}: allowed: "
+                    + (
+                        f"the placeholder of what clients authenticate with, ${{{kind}}} (not {chosen[0]}: a "
+                        "client picks it itself, and `+` or `#` in it would widen the filter)"
+                        if self.authenticates
+                        else f"no placeholder with allowAnonymous (nothing is verified; {chosen[0]} is the client's choice)"
+                    )
+                )
+        return problems

@@ -85,6 +85,7 @@ class EmqxCluster(pulumi.ComponentResource):
                 environments=broker_environments(plan, config, cookie, password),
                 tls=node_tls,
                 access_files=access.files,
+                admin_https=bool(config.access.admin_networks),
                 admin_certificate_digest=access.admin_certificate_digest,
                 log_opts=config.container_log_opts,
                 purge_data=config.purge_data,

@@ -1,7 +1,8 @@
 """What the brokers read to decide who connects and what they may do, rendered from the access config.
 
-Pure Python. Per node, three files in its private `access` dir (0600, the image's user), mounted
-read-only at ACCESS_FILES.directory, and the environment that points EMQX 5.8.6 at them:
+Pure Python. Per node, three files in its private `access` dir (0600, the image's user; with
+adminNetworks also the HTTPS dashboard's certificate and key), mounted read-only at
+ACCESS_FILES.directory, and the environment that points EMQX 5.8.6 at them:
 
 - `mqtt-users.json`: the built-in database's bootstrap file, `bootstrap_type = hash`. EMQX
   imports it on every boot of every node and never overwrites a user that exists
@@ -44,7 +45,7 @@ import bcrypt
 
 from components.config_access import AclRuleConfig, MqttClientConfig, PasswordHash
 from components.render.host_scripts import NodeFiles
-from components.render.templating import render
+from components.render.templating import double_quoted, render
 
 # The key name of the program's REST calls (the secret is generated, see components.access).
 API_KEY_NAME = "emqx-cluster"
@@ -111,10 +112,8 @@ def _bcrypt_salt(seed: bytes) -> bytes:
     """16 bytes in bcrypt's base64 (22 characters, its own alphabet, no padding)."""
     standard = base64.b64encode(seed[:16] + b"\0\0").decode()[:22]
     table = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", _BCRYPT_ALPHABET)
-    encoded = standard.translate(table)
-    # The 22nd character holds 2 of the 16 bytes' bits: only those with 4 trailing zero bits
-    # decode back to themselves.
-    return (encoded[:21] + _BCRYPT_ALPHABET[_BCRYPT_ALPHABET.index(encoded[21]) & 0x30]).encode()
+    # The 22nd character carries the last 2 bits of the 16 bytes and 4 zero bits (the padding).
+    return standard.translate(table).encode()
 
 
 def salt_seed(salt_key: str, user_id: str, password: str) -> bytes:
@@ -150,20 +149,16 @@ def api_keys_file(secret: str) -> str:
     return f"{API_KEY_NAME}:{secret}:administrator\n"
 
 
-def erlang_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def acl_rule(rule: AclRuleConfig) -> str:
     """One rule as EMQX's file source reads it (emqx_authz_rule.erl compile/1)."""
     if rule.username is not None:
-        who = f"{{username, {erlang_string(rule.username)}}}"
+        who = f"{{username, {double_quoted(rule.username)}}}"
     elif rule.clientid is not None:
-        who = f"{{clientid, {erlang_string(rule.clientid)}}}"
+        who = f"{{clientid, {double_quoted(rule.clientid)}}}"
     else:
         who = "all"
     topics = [
-        f"{{eq, {erlang_string(topic[3:])}}}" if topic.startswith("eq ") else erlang_string(topic)
+        f"{{eq, {double_quoted(topic[3:])}}}" if topic.startswith("eq ") else double_quoted(topic)
         for topic in rule.topics
     ]
     return f"{{{rule.permission}, {who}, {rule.action}, [{', '.join(topics)}]}}."

@@ -8,7 +8,8 @@ node; no node restarts. EMQX 5.8.6 facts (cited where the calls are built):
   import_users/2 with `override => true` in emqx_authn_mnesia.erl) and answers 200
   `{"total":..,"success":..,"override":..,"skipped":..,"failed":..}`;
 - `DELETE .../users/<id>` answers 204, or 404 when there is no such user (emqx_authn_api.erl
-  delete_user/3);
+  delete_user/3; also when there is no such authenticator: with allowAnonymous there are no
+  users to remove);
 - `PUT /api/v5/authorization/sources/file` with `rules` validates them (400 when invalid, the
   old rules kept), writes them under each node's data dir and re-reads them on every node
   (emqx_authz_api_sources.erl source/2 -> emqx_authz:update/2, emqx_conf:update with
@@ -21,29 +22,25 @@ from __future__ import annotations
 
 import json
 
+from components.names import NODE_LABEL
 from components.render.access import API_KEY_NAME, AUTHENTICATOR_ID, MqttUser
 from components.render.cluster_scripts import MAX_BACKOFF_SECONDS
-from components.render.templating import render
+from components.render.templating import double_quoted, render
 
 _USERS_PATH = f"/api/v5/authentication/{AUTHENTICATOR_ID.replace(':', '%3A')}"
-
-
-def curl_text(value: str) -> str:
-    """A value in curl's config file: double quotes, with `\\` and `"` escaped (curl(1), -K)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def curl_config(url: str, method: str, api_secret: str, body: str | None = None) -> str:
     """A whole request as curl reads it from `--config -`: the answer's last line is its HTTP code."""
     lines = [
-        f"url = {curl_text(url)}",
-        f"request = {curl_text(method)}",
-        f"user = {curl_text(f'{API_KEY_NAME}:{api_secret}')}",
+        f"url = {double_quoted(url)}",
+        f"request = {double_quoted(method)}",
+        f"user = {double_quoted(f'{API_KEY_NAME}:{api_secret}')}",
         'max-time = "30"',
         'write-out = "\\n%{http_code}"',  # curl turns `\n` inside quotes into a newline
     ]
     if body is not None:
-        lines += ['header = "Content-Type: application/json"', f"data-binary = {curl_text(body)}"]
+        lines += ['header = "Content-Type: application/json"', f"data-binary = {double_quoted(body)}"]
     return "".join(f"{line}\n" for line in lines)
 
 
@@ -64,6 +61,7 @@ def _rest_call(
         ok_codes=[str(code) for code in ok_codes],
         body_check=body_check,
         gone_ok=gone_ok,
+        node_label=NODE_LABEL,
         timeout_seconds=int(timeout_seconds),
         max_backoff_seconds=MAX_BACKOFF_SECONDS,
     )

@@ -18,7 +18,7 @@ from components.config_access import AccessConfig
 from components.plan import ClusterPlan, NodePlan
 from components.render.access import ACCESS_FILES, BCRYPT_ROUNDS, PBKDF2_ITERATIONS, AccessFiles
 from components.render.host_scripts import NodeFiles
-from components.render.templating import render
+from components.render.templating import double_quoted, render
 
 COOKIE_VARIABLE = "EMQX_NODE__COOKIE"
 DASHBOARD_PASSWORD_VARIABLE = "EMQX_DASHBOARD__DEFAULT_PASSWORD"
@@ -26,11 +26,6 @@ DASHBOARD_PASSWORD_VARIABLE = "EMQX_DASHBOARD__DEFAULT_PASSWORD"
 # Listeners the official config enables on fixed ports (8883, 8083, 8084): on one host network
 # the second node could not bind them, and the load balancer only fronts the TCP listener.
 _UNUSED_DEFAULT_LISTENERS = ("SSL", "WS", "WSS")
-
-
-def hocon_string(value: str) -> str:
-    """Quote a value for EMQX's HOCON env parsing ('127.0.0.1:61001' -> '"127.0.0.1:61001"')."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def erlang_address(address: str) -> str:
@@ -50,7 +45,7 @@ def broker_environment(node: NodePlan, plan: ClusterPlan, config: StackConfig) -
         "EMQX_RPC__PORT_DISCOVERY": "stateless",
         # gen_rpc listens on rpc.listen_address, default "0.0.0.0" (emqx_conf_schema.erl, the
         # "listen_address" field and the `socket_ip` translation via inet:parse_address).
-        "EMQX_RPC__LISTEN_ADDRESS": hocon_string(node.address),
+        "EMQX_RPC__LISTEN_ADDRESS": double_quoted(node.address),
         # EMQX 5.8 has no key for the distribution listener's address (node.dist_bind_address
         # arrives in 6.2). erlexec prepends ERL_AFLAGS to the command line of every VM it starts
         # (OTP `erl` docs, "Environment variables"), bin/emqx boots through erlexec, and the
@@ -62,11 +57,11 @@ def broker_environment(node: NodePlan, plan: ClusterPlan, config: StackConfig) -
         "ERL_AFLAGS": f"-kernel inet_dist_use_interface {erlang_address(node.address)}",
         # Client listener: node address only (never 0.0.0.0), so nobody bypasses Nginx and
         # forges a PROXY header; proxy_protocol matches what Nginx sends (plan.proxy_protocol).
-        "EMQX_LISTENERS__TCP__DEFAULT__BIND": hocon_string(node.mqtt_endpoint),
+        "EMQX_LISTENERS__TCP__DEFAULT__BIND": double_quoted(node.mqtt_endpoint),
         "EMQX_LISTENERS__TCP__DEFAULT__PROXY_PROTOCOL": str(plan.proxy_protocol).lower(),
-        "EMQX_LISTENERS__TCP__DEFAULT__PROXY_PROTOCOL_TIMEOUT": hocon_string("5s"),
+        "EMQX_LISTENERS__TCP__DEFAULT__PROXY_PROTOCOL_TIMEOUT": double_quoted("5s"),
         # Dashboard, REST API and Prometheus stats: the host's loopback only (plan.ADMIN_ADDRESS).
-        "EMQX_DASHBOARD__LISTENERS__HTTP__BIND": hocon_string(node.dashboard_endpoint),
+        "EMQX_DASHBOARD__LISTENERS__HTTP__BIND": double_quoted(node.dashboard_endpoint),
         # Bounded file logs in the per-node log dir, 10 x 50MB (EMQX 5.8 docs, "Logs
         # Configuration": log.file.rotation_count / rotation_size); the console log goes to
         # Docker's json-file driver, bounded by the container's log options.
@@ -87,15 +82,14 @@ def broker_environment(node: NodePlan, plan: ClusterPlan, config: StackConfig) -
 
 def admin_https_environment(node: NodePlan, files: AccessFiles = ACCESS_FILES) -> dict[str, str]:
     """The dashboard listener (REST API and Prometheus stats with it) also on the node's address,
-    with HTTPS (emqx_dashboard_schema.erl fields("https"): bind, ssl_options; its default bind 0
-    is off), and Prometheus stats behind the same credentials as the API
+    with HTTPS (emqx_dashboard_schema.erl fields("https"): bind, ssl_options; a bind other than 0
+    starts it, emqx_dashboard:listeners/1, `enable` being ignored since 5.1), and Prometheus stats behind the same credentials as the API
     (emqx_prometheus_api.erl security/0: basicAuth or bearerAuth once enable_basic_auth is true;
     false by default, when the stats answer anyone). The loopback HTTP listener stays."""
     return {
-        "EMQX_DASHBOARD__LISTENERS__HTTPS__ENABLE": "true",
-        "EMQX_DASHBOARD__LISTENERS__HTTPS__BIND": hocon_string(f"{node.address}:{node.ports.dashboard}"),
-        "EMQX_DASHBOARD__LISTENERS__HTTPS__SSL_OPTIONS__CERTFILE": hocon_string(files.path(files.admin_certificate)),
-        "EMQX_DASHBOARD__LISTENERS__HTTPS__SSL_OPTIONS__KEYFILE": hocon_string(files.path(files.admin_key)),
+        "EMQX_DASHBOARD__LISTENERS__HTTPS__BIND": double_quoted(f"{node.address}:{node.ports.dashboard}"),
+        "EMQX_DASHBOARD__LISTENERS__HTTPS__SSL_OPTIONS__CERTFILE": double_quoted(files.path(files.admin_certificate)),
+        "EMQX_DASHBOARD__LISTENERS__HTTPS__SSL_OPTIONS__KEYFILE": double_quoted(files.path(files.admin_key)),
         "EMQX_PROMETHEUS__ENABLE_BASIC_AUTH": "true",
     }
 
@@ -132,9 +126,9 @@ def cluster_tls_environment(files: ClusterTlsFiles = CLUSTER_TLS_FILES) -> dict[
         "EMQX_CLUSTER__PROTO_DIST": "inet_tls",
         "EMQX_SSL_DIST_OPTFILE": files.path(files.dist_options),
         "EMQX_RPC__PROTOCOL": "ssl",
-        "EMQX_RPC__CERTFILE": hocon_string(files.path(files.certificate)),
-        "EMQX_RPC__KEYFILE": hocon_string(files.path(files.key)),
-        "EMQX_RPC__CACERTFILE": hocon_string(files.path(files.ca)),
+        "EMQX_RPC__CERTFILE": double_quoted(files.path(files.certificate)),
+        "EMQX_RPC__KEYFILE": double_quoted(files.path(files.key)),
+        "EMQX_RPC__CACERTFILE": double_quoted(files.path(files.ca)),
     }
 
 
@@ -158,11 +152,11 @@ def access_environment(access: AccessConfig, files: AccessFiles = ACCESS_FILES) 
     < emqx.conf < environment variables").
     """
     env = {
-        "EMQX_API_KEY__BOOTSTRAP_FILE": hocon_string(files.path(files.api_keys)),
+        "EMQX_API_KEY__BOOTSTRAP_FILE": double_quoted(files.path(files.api_keys)),
         "EMQX_AUTHORIZATION__NO_MATCH": "deny",
         "EMQX_AUTHORIZATION__SOURCES__1__TYPE": "file",
         "EMQX_AUTHORIZATION__SOURCES__1__ENABLE": "true",
-        "EMQX_AUTHORIZATION__SOURCES__1__PATH": hocon_string(files.path(files.acl)),
+        "EMQX_AUTHORIZATION__SOURCES__1__PATH": double_quoted(files.path(files.acl)),
     }
     if access.authenticates:
         prefix = "EMQX_AUTHENTICATION__1__"
@@ -172,7 +166,7 @@ def access_environment(access: AccessConfig, files: AccessFiles = ACCESS_FILES) 
                 f"{prefix}BACKEND": "built_in_database",
                 f"{prefix}ENABLE": "true",
                 f"{prefix}USER_ID_TYPE": access.client_id_type,
-                f"{prefix}BOOTSTRAP_FILE": hocon_string(files.path(files.users)),
+                f"{prefix}BOOTSTRAP_FILE": double_quoted(files.path(files.users)),
                 f"{prefix}BOOTSTRAP_TYPE": "hash",
                 **{f"{prefix}PASSWORD_HASH_ALGORITHM__{key}": value for key, value in _hash_settings(access).items()},
             }
@@ -198,4 +192,4 @@ def with_secrets(public: Mapping[str, str], cookie: str, dashboard_password: str
     model only admits cookies HOCON leaves unchanged). The password is quoted: it may hold `#`,
     `"` or `${`, which HOCON would read as a comment, a string or a substitution.
     """
-    return {**public, COOKIE_VARIABLE: cookie, DASHBOARD_PASSWORD_VARIABLE: hocon_string(dashboard_password)}
+    return {**public, COOKIE_VARIABLE: cookie, DASHBOARD_PASSWORD_VARIABLE: double_quoted(dashboard_password)}

@@ -158,6 +158,7 @@ def node_files_delete_script(directory: str, container: str, mount_point: str) -
 FIREWALL_CHAIN = "EMQX-CLUSTER"
 FIREWALL_PEERS_CHAIN = "EMQX-CLUSTER-PEERS"
 FIREWALL_ADMIN_CHAIN = "EMQX-CLUSTER-ADMIN"
+FIREWALL_CHAINS = (FIREWALL_CHAIN, FIREWALL_PEERS_CHAIN, FIREWALL_ADMIN_CHAIN)
 FIREWALL_TABLE = "emqx_cluster"
 # iptables' multiport match takes at most 15 ports, a range counting as two (iptables-extensions).
 _MULTIPORT_RANGES = 7
@@ -192,7 +193,14 @@ def firewall_apply_script(
     openings = [_opening("cluster", FIREWALL_PEERS_CHAIN, ports, [f"{peer}/32" for peer in peers])]
     if admin_networks:
         openings.append(_opening("admin", FIREWALL_ADMIN_CHAIN, admin_ports, admin_networks))
-    return render("firewall-apply.sh.j2", chain=FIREWALL_CHAIN, table=FIREWALL_TABLE, openings=openings)
+    return render(
+        "firewall-apply.sh.j2",
+        chain=FIREWALL_CHAIN,
+        chains=FIREWALL_CHAINS,
+        table=FIREWALL_TABLE,
+        openings=openings,
+        fail_closed=bool(admin_networks),
+    )
 
 
 def firewall_remove_script() -> str:
@@ -200,6 +208,6 @@ def firewall_remove_script() -> str:
     return render(
         "firewall-remove.sh.j2",
         chain=FIREWALL_CHAIN,
-        chains=[FIREWALL_CHAIN, FIREWALL_PEERS_CHAIN, FIREWALL_ADMIN_CHAIN],
+        chains=FIREWALL_CHAINS,
         table=FIREWALL_TABLE,
     )

@@ -20,6 +20,12 @@ def shquote(value: object) -> str:
     return shlex.quote(str(value))
 
 
+def double_quoted(text: str) -> str:
+    """`text` in double quotes with `\\` and `"` escaped: a string as HOCON (EMQX's environment
+    values), Erlang terms (the ACL file) and curl's config file (`-K`) all read it."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def shjoin(values: Iterable[object]) -> str:
     """Shell words, one per value, separated by spaces."""
     return " ".join(shquote(value) for value in values)

@@ -4,7 +4,7 @@
 - nginx stand-in: the program's rendered nginx.conf and a trustme certificate, copied in as the
   provider's uploads are, terminate TLS on the host address; a client on the machine side gets
   an MQTT CONNACK through Nginx -> PROXY protocol -> the EMQX stand-in: accepted with the dev
-  client's password, refused (5, not authorized) without one;
+  client's password, refused (4, bad user name or password) without one;
 - EMQX stand-in: two nodes from the program's broker image (docker/emqx, built FROM the
   stand-in, so the baked health check script runs unchanged, with the program's timings)
   with the program's rendered environment and access files (its MQTT users, API key and ACL)
@@ -234,7 +234,7 @@ def test_nginx_standin_terminates_tls_and_proxies_to_the_broker(cluster: Cluster
         logs = host.docker("logs", "--tail", "30", name, check=False)
         raise AssertionError(f"{exc}; client errors: {errors[-3:]}; nginx log:\n{logs.stdout}{logs.stderr}") from None
     assert answer == CONNACK_ACCEPTED, answer
-    assert handshake(password=None) == b"\x20\x02\x00\x05"  # MQTT 3.1.1: 5, not authorized
+    assert handshake(password=None) == b"\x20\x02\x00\x04"  # MQTT 3.1.1: 4, no user name or password
 
 
 def test_cluster_join_stop_crash_rejoin(cluster: Cluster) -> None:

@@ -216,7 +216,8 @@ def test_3b_only_declared_clients_connect_and_only_to_their_topics(
     """Secure by default: no anonymous client, no wrong password; the generated dev client (the
     `mqttClient` output, as the README's first connection uses it) may use dev/# only."""
     host = e2e_host_session
-    assert refusal(host, dev, None, None) == NOT_AUTHORIZED
+    assert refusal(host, dev, None, None) == BAD_USERNAME_OR_PASSWORD  # no password at all
+    assert refusal(host, dev, "mallory", "any-password-at-all") == NOT_AUTHORIZED  # no such client
     assert refusal(host, dev, PROBE_USERNAME, "not-the-password-at-all") == BAD_USERNAME_OR_PASSWORD
     generated = dev.outputs()["mqttClient"]
     shown = json.loads(dev.run("stack", "output", "--stack", dev.stack, "--json").stdout)

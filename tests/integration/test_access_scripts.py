@@ -68,15 +68,22 @@ def api() -> Iterator[Api]:
     server.shutdown()
 
 
-def run(script: str, tmp_path: Path, container_exists: bool = True) -> subprocess.CompletedProcess[str]:
-    """The script as a host command runs it, with `docker` stubbed: exec runs curl right here."""
+def run(
+    script: str, tmp_path: Path, running: bool = True, other_nodes: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The script as a host command runs it, with `docker` stubbed: exec runs curl right here;
+    inspect says whether the node runs, ps whether other nodes of the stack run on the host."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     docker = bin_dir / "docker"
     docker.write_text(
         "#!/bin/sh\n"
-        f'case "$1" in inspect) exit {0 if container_exists else 1} ;; exec) shift 3; exec "$@" ;; esac\n'
-        "exit 2\n"
+        'case "$1" in\n'
+        f"  inspect) echo {str(running).lower()} ;;\n"
+        f"  ps) {'echo 3f2a' if other_nodes else ':'} ;;\n"
+        '  exec) shift 3; exec "$@" ;;\n'
+        "  *) exit 2 ;;\n"
+        "esac\n"
     )
     docker.chmod(0o755)
     return subprocess.run(
@@ -136,10 +143,19 @@ def test_removing_a_client_that_is_gone_already_is_done(api: Api, tmp_path: Path
     assert api.requests[0]["path"] == "/api/v5/authentication/password_based%3Abuilt_in_database/users/sensor-1"
 
 
-def test_removing_a_client_when_the_node_container_is_gone_does_nothing(api: Api, tmp_path: Path) -> None:
-    done = run(user_delete_script("emqx1", api.port, SECRET, "sensor-1", 10), tmp_path, container_exists=False)
+def test_removing_a_client_when_no_node_runs_on_the_host_does_nothing(api: Api, tmp_path: Path) -> None:
+    """A destroy after the cluster went (or a broken stack): nothing left to remove the client from."""
+    done = run(user_delete_script("emqx1", api.port, SECRET, "sensor-1", 10), tmp_path, running=False)
     assert done.returncode == 0, done.stderr
-    assert api.requests == [] and "does not exist" in done.stdout
+    assert api.requests == [] and "no node of the cluster runs" in done.stdout
+
+
+def test_removing_a_client_while_its_node_is_down_but_others_run_fails_at_once(api: Api, tmp_path: Path) -> None:
+    """The client would stay valid on the running nodes: say so, no waiting out the deadline."""
+    script = user_delete_script("emqx1", api.port, SECRET, "sensor-1", 60)
+    done = run(script, tmp_path, running=False, other_nodes=True)
+    assert done.returncode == 1 and api.requests == []
+    assert "container emqx1 does not run" in done.stderr and "docker start emqx1" in done.stderr
 
 
 def test_topic_rules_reach_the_api_as_written(api: Api, tmp_path: Path) -> None:

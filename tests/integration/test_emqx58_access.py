@@ -31,7 +31,7 @@ ALICE, OPS = "alice", "ops"
 PASSWORDS = {ALICE: "alice-password-0123456789", OPS: "ops-password-0123456789ab"}
 RULES = [
     {"permission": "allow", "username": ALICE, "action": "publish", "topics": ["sensors/${username}/#"]},
-    {"permission": "allow", "username": ALICE, "action": "subscribe", "topics": ["cmd/${clientid}"]},
+    {"permission": "allow", "username": ALICE, "action": "subscribe", "topics": ["cmd/${username}"]},
     {"permission": "deny", "action": "subscribe", "topics": ["#"]},
 ]
 
@@ -90,12 +90,16 @@ def v311_connack(port: int, username: str | None, password: str | None) -> bytes
 def test_anonymous_and_wrong_passwords_are_refused_with_emqx_connack_codes(gate: Gate) -> None:
     with pytest.raises(MqttRefusedError) as anonymous:
         connect_mqtt("127.0.0.1", gate.port, client_id="anon")
-    assert anonymous.value.code == emqx58_access.NOT_AUTHORIZED  # 0x87: no such user
+    assert anonymous.value.code == emqx58_access.BAD_USERNAME_OR_PASSWORD  # 0x86: no password at all
+    with pytest.raises(MqttRefusedError) as unknown:
+        connect_mqtt("127.0.0.1", gate.port, client_id="u1", username="mallory", password="any-password-at-all")
+    assert unknown.value.code == emqx58_access.NOT_AUTHORIZED  # 0x87: no such user
     with pytest.raises(MqttRefusedError) as wrong:
         connect_mqtt("127.0.0.1", gate.port, client_id="a1", username=ALICE, password="not-the-password")
     assert wrong.value.code == emqx58_access.BAD_USERNAME_OR_PASSWORD  # 0x86
     # MQTT 3.1.1 return codes: 5 not authorized, 4 bad user name or password.
-    assert v311_connack(gate.port, None, None) == b"\x20\x02\x00\x05"
+    assert v311_connack(gate.port, None, None) == b"\x20\x02\x00\x04"
+    assert v311_connack(gate.port, "mallory", "any-password-at-all") == b"\x20\x02\x00\x05"
     assert v311_connack(gate.port, ALICE, "not-the-password") == b"\x20\x02\x00\x04"
     assert v311_connack(gate.port, ALICE, PASSWORDS[ALICE]) == b"\x20\x02\x00\x00"
 
@@ -105,7 +109,7 @@ def test_topics_are_allowed_only_as_the_rules_say_and_denied_otherwise(gate: Gat
     ops = connect_mqtt("127.0.0.1", gate.port, client_id="ops-1", username=OPS, password=PASSWORDS[OPS])
     try:
         # subscribe: its own command topic granted, anything else 0x87, per filter in one SUBSCRIBE
-        assert alice.subscribe([("cmd/alice-1", 1), ("cmd/other", 1), ("#", 0)]) == [1, 0x87, 0x87]
+        assert alice.subscribe([("cmd/alice", 1), ("cmd/other", 1), ("#", 0)]) == [1, 0x87, 0x87]
         # the superuser skips the rules
         assert ops.subscribe("sensors/#", 1) == [1]
         # publish: QoS 1 outside the rules is answered PUBACK 0x87 (deny_action = ignore)
@@ -114,7 +118,7 @@ def test_topics_are_allowed_only_as_the_rules_say_and_denied_otherwise(gate: Gat
         assert alice.publish_reasons[inside.mid] == 0
         assert alice.publish_reasons[outside.mid] == emqx58_access.NOT_AUTHORIZED
         # what ops sends to alice's command topic reaches her; only her allowed message reached ops
-        ops.publish("cmd/alice-1", b"reboot", qos=1)
+        ops.publish("cmd/alice", b"reboot", qos=1)
         assert alice.receive(timeout=10).payload == b"reboot"
         assert ops.receive(timeout=10).topic == "sensors/alice/temp"
         assert ops.messages.empty()
@@ -128,7 +132,7 @@ def test_an_mqtt_311_client_gets_0x80_for_a_denied_subscription(gate: Gate) -> N
         "127.0.0.1", gate.port, client_id="alice-2", username=ALICE, password=PASSWORDS[ALICE], protocol=MQTTv311
     )
     try:
-        assert alice.subscribe([("cmd/alice-2", 1), ("cmd/other", 1)]) == [1, 0x80]
+        assert alice.subscribe([("cmd/alice", 1), ("cmd/other", 1)]) == [1, 0x80]
     finally:
         alice.close()
 

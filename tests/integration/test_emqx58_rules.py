@@ -16,7 +16,8 @@ import pytest
 
 from components.config_parse import parse_stack_config
 from components.plan import plan_cluster
-from components.render.broker_env import broker_environment, hocon_string, with_secrets
+from components.render.broker_env import broker_environment, with_secrets
+from components.render.templating import double_quoted
 from tests.support.emqx import emqx58
 from tests.support.emqx.fake_docker import BROKER_DATA_DIR, FakeDocker
 from tests.support.program import ProgramRun, run_program
@@ -47,7 +48,7 @@ def ctl(fake: FakeDocker, container: str, *args: str) -> subprocess.CompletedPro
 def test_hocon_quoted_cookie_makes_every_ctl_command_die(fake_docker: FakeDocker) -> None:
     """bin/emqx "Resolve Erlang cookie": RAW EMQX_NODE__COOKIE vs the booted (HOCON-parsed) one."""
     env = program_env(1)
-    env["EMQX_NODE__COOKIE"] = hocon_string(COOKIE)  # what the program used to render
+    env["EMQX_NODE__COOKIE"] = double_quoted(COOKIE)  # what the program used to render
     fake_docker.add_container("emqx1", env=env)
     assert fake_docker.boot_error("emqx1") is None  # EMQX boots: HOCON unquotes the cookie
     expected = f"ERROR: EMQX_NODE__COOKIE is different from the cookie used by {N1}\n"
@@ -101,7 +102,7 @@ def test_a_float_cookie_stops_the_boot(fake_docker: FakeDocker) -> None:
 def test_a_quoted_node_name_is_not_found_by_bin_emqx(fake_docker: FakeDocker) -> None:
     """bin/emqx find_emqx_process greps `-name ${EMQX_NODE__NAME}` as written."""
     env = program_env(1)
-    env["EMQX_NODE__NAME"] = hocon_string(N1)
+    env["EMQX_NODE__NAME"] = double_quoted(N1)
     fake_docker.add_container("emqx1", env=env)
     assert fake_docker.container("emqx1")["node"] == N1
     result = ctl(fake_docker, "emqx1", "status")
@@ -225,9 +226,9 @@ def test_distribution_interface_from_erl_aflags(fake_docker: FakeDocker, flag: b
     for container, address in (("a", "127.0.0.1"), ("b", "127.0.0.2")):
         env = program_env(1)
         env["EMQX_NODE__NAME"] = f"emqx1@{address}"
-        env["EMQX_RPC__LISTEN_ADDRESS"] = hocon_string(address)
-        env["EMQX_LISTENERS__TCP__DEFAULT__BIND"] = hocon_string(f"{address}:61001")
-        env["EMQX_DASHBOARD__LISTENERS__HTTP__BIND"] = hocon_string(f"{address}:62001")
+        env["EMQX_RPC__LISTEN_ADDRESS"] = double_quoted(address)
+        env["EMQX_LISTENERS__TCP__DEFAULT__BIND"] = double_quoted(f"{address}:61001")
+        env["EMQX_DASHBOARD__LISTENERS__HTTP__BIND"] = double_quoted(f"{address}:62001")
         if flag:
             env["ERL_AFLAGS"] = "-kernel inet_dist_use_interface {" + address.replace(".", ",") + "}"
         else:

@@ -20,9 +20,10 @@ from components.host_tuning import host_sysctls
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
 from components.preflight import nofile_claims, port_claims
 from components.render.access import ACCESS_FILES
-from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, erlang_address, hocon_string
+from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, erlang_address
 from components.render.host_scripts import host_program, preflight_script, sysctl_apply_script, sysctl_restore_script
 from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
+from components.render.templating import double_quoted
 from tests.support.graph import RolloutGraph
 from tests.support.program import CONTAINER, Deployments, ProgramRun, Recorded, run_program
 from tests.support.stackfiles import PROJECT_DIR, ProdSecrets, StackCase
@@ -327,7 +328,7 @@ def test_broker_environment_configures_each_node(deployed: ProgramRun, case: Sta
         assert env["EMQX_RPC__LISTEN_ADDRESS"] == f'"{node.address}"'
         assert env["ERL_AFLAGS"] == f"-kernel inet_dist_use_interface {erlang_address(node.address)}"
         # HOCON-quoted, so EMQX reads `#`, `"` or `${` in a password literally.
-        assert env[DASHBOARD_PASSWORD_VARIABLE] == hocon_string(deployed.outputs["dashboardPassword"])
+        assert env[DASHBOARD_PASSWORD_VARIABLE] == double_quoted(deployed.outputs["dashboardPassword"])
         cookies.add(env[COOKIE_VARIABLE])
     assert len(cookies) == 1, "every node must share one Erlang cookie, or they cannot cluster"
 
@@ -342,7 +343,7 @@ def test_configured_cookie_and_password_replace_generated_ones(
     assert generated == {"emqx-api-secret", "emqx-mqtt-salt-key", "emqx-mqtt-generated-password"}
     for container in brokers(run):
         assert envs(container)[COOKIE_VARIABLE] == given["erlangCookie"]
-        assert envs(container)[DASHBOARD_PASSWORD_VARIABLE] == hocon_string(given["dashboardPassword"])
+        assert envs(container)[DASHBOARD_PASSWORD_VARIABLE] == double_quoted(given["dashboardPassword"])
     assert run.outputs["dashboardPassword"] == given["dashboardPassword"]
     assert "dashboardPassword" in run.secret_outputs
 

@@ -107,6 +107,14 @@ def test_every_stack_authenticates_and_denies_what_no_rule_allows_unless_anonymo
             {"mqttGeneratedClient": "dev", "mqttAcl": [{"permission": "allow", "username": "devv", "topics": ["a"]}]},
             "emqx-cluster:mqttAcl[0].username = 'devv': allowed: a declared username (dev)",
         ),
+        (
+            {"mqttAcl": [{"permission": "allow", "topics": ["devices/${clientid}/down"]}]},
+            "allowed: the placeholder of what clients authenticate with, ${username} (not ${clientid}",
+        ),
+        (
+            {"allowAnonymous": "true", "mqttAcl": [{"permission": "allow", "topics": ["d/${username}"]}]},
+            "allowed: no placeholder with allowAnonymous",
+        ),
     ],
     ids=[
         "anonymous-with-clients",
@@ -122,6 +130,8 @@ def test_every_stack_authenticates_and_denies_what_no_rule_allows_unless_anonymo
         "unknown-placeholder",
         "placeholder-in-eq",
         "unknown-principal",
+        "client-chosen-placeholder",
+        "placeholder-without-authentication",
     ],
 )
 def test_bad_access_config_is_refused_at_preview_naming_key_and_value(keys: dict[str, Any], expected: str) -> None:
@@ -157,6 +167,7 @@ def test_each_hash_is_one_emqx_checks_with_the_rendered_settings(algorithm: str)
     assert authenticator.authenticate(table, "c1", "dev", PASSWORD) == (0, False)
     assert authenticator.authenticate(table, "c1", "dev", "wrong")[0] == emqx58_access.BAD_USERNAME_OR_PASSWORD
     assert authenticator.authenticate(table, "c1", "nobody", PASSWORD)[0] == emqx58_access.NOT_AUTHORIZED
+    assert authenticator.authenticate(table, "c1", None, None)[0] == emqx58_access.BAD_USERNAME_OR_PASSWORD
 
 
 def test_a_given_hash_passes_through_unchanged() -> None:
@@ -169,7 +180,7 @@ def test_the_acl_keeps_the_declared_order_and_ends_in_deny_all() -> None:
     rules = [
         {"permission": "deny", "username": "dev", "action": "publish", "topics": ["dev/secret"]},
         {"permission": "allow", "username": "dev", "topics": ["dev/#", 'quote"d', "eq dev/#"]},
-        {"permission": "allow", "action": "subscribe", "topics": ["devices/${clientid}/down"]},
+        {"permission": "allow", "action": "subscribe", "topics": ["devices/${username}/down"]},
     ]
     text = acl_file(access(mqttGeneratedClient="dev", mqttAcl=rules).access.acl)
     assert text.rstrip().endswith("{deny, all}.")
@@ -186,7 +197,7 @@ def test_the_acl_keeps_the_declared_order_and_ends_in_deny_all() -> None:
     assert not may(dev, "publish", "dev/secret")  # first match: the deny before the allow
     assert may(dev, "subscribe", "dev/secret") and may(dev, "publish", "dev/a")
     assert may(dev, "subscribe", "dev/#") and may(dev, "publish", 'quote"d')
-    assert may(other, "subscribe", "devices/c2/down") and not may(other, "subscribe", "devices/c1/down")
+    assert may(other, "subscribe", "devices/other/down") and not may(other, "subscribe", "devices/dev/down")
     assert not may(other, "publish", "dev/a")
 
 

@@ -14,8 +14,8 @@ from components.render.broker_env import (
     COOKIE_VARIABLE,
     DASHBOARD_PASSWORD_VARIABLE,
     broker_environment,
-    hocon_string,
 )
+from components.render.templating import double_quoted
 from tests.support.stackfiles import stack_raw, validate
 
 COOKIE = "Cookie_0123456789abcdefXYZ"
@@ -62,9 +62,9 @@ def test_the_dashboard_api_and_prometheus_listen_on_loopback_on_every_host() -> 
 
 
 @pytest.mark.parametrize("value", ["127.0.0.1:61001", "mqtt.example.net:1883", 'say "hi"', "back\\slash", ""])
-def test_hocon_string_round_trips(value: str) -> None:
+def test_double_quoted_round_trips(value: str) -> None:
     """A HOCON quoted string uses JSON's escapes: what EMQX reads back is the original value."""
-    quoted = hocon_string(value)
+    quoted = double_quoted(value)
     assert quoted.startswith('"')
     assert quoted.endswith('"')
     assert json.loads(quoted) == value

@@ -441,6 +441,25 @@ def test_a_node_tls_bundle_missing_a_file_is_refused(tmp_path: Any) -> None:
     assert proc.returncode == 1 and "node.pem missing" in proc.stderr
 
 
+def test_stale_node_files_are_removed_when_no_longer_listed(tmp_path: Any) -> None:
+    """The admin key does not stay on disk once adminNetworks is unset."""
+    directory = tmp_path / "access"
+    directory.mkdir()
+    (directory / "admin-key.pem").write_text("KEY")
+    files = {"mqtt-users.json": "[]", "api-keys": "k:s:administrator", "acl.conf": "{deny, all}."}
+    script = node_files_script(str(directory), tuple(files), file_bundle(files), "access").replace("chown ", ": chown ")
+    proc = subprocess.run(["sh", "-c", script], text=True, capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(path.name for path in directory.iterdir()) == sorted(files)
+
+
+def test_admin_ports_are_not_left_open_on_a_host_without_iptables_or_nft(tmp_path: Any) -> None:
+    script = firewall_apply_script([4371, 5371], [A], admin_ports=[62001], admin_networks=["10.20.0.0/24"])
+    proc = subprocess.run(["/bin/sh", "-c", script], env={"PATH": str(tmp_path)}, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "adminNetworks needs iptables or nft" in proc.stderr and "manageFirewall: false" in proc.stderr
+
+
 def test_a_host_without_iptables_or_nft_is_left_alone_with_a_message(tmp_path: Any) -> None:
     script = firewall_apply_script([4371, 5371], [A, B])
     bare = {"PATH": str(tmp_path)}  # no iptables, iptables-restore or nft on it

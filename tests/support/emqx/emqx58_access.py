@@ -6,9 +6,10 @@ source at v5.8.6, cited where it is modelled:
 
 - Authentication: no authenticator configured -> every client is accepted as anonymous
   (emqx_access_control.erl authenticate/1: an empty chain returns `ignore`, then `{ok,
-  NotSuperUser}`). With the built-in database: an unknown id -> `ignore`, the chain ends with
-  `not_authorized` (emqx_authn_chains.erl do_authenticate/3); a wrong or missing password ->
-  `bad_username_or_password` (emqx_authn_mnesia.erl authenticate/2). CONNACK: MQTT 5 0x86 /
+  NotSuperUser}`). With the built-in database: no password -> `bad_username_or_password`
+  before any lookup, an unknown id -> `ignore`, the chain ends with `not_authorized`
+  (emqx_authn_chains.erl do_authenticate/3), a wrong password -> `bad_username_or_password`
+  (emqx_authn_mnesia.erl authenticate/2). CONNACK: MQTT 5 0x86 /
   0x87, MQTT 3.1.1 4 / 5 (emqx_reason_codes.erl connack_error/1, compat/2).
 - Hashes: emqx_passwd.erl (sha256 with a prefix salt, pbkdf2 via crypto:pbkdf2_hmac, bcrypt).
 - The database's imports: emqx_authn_mnesia.erl insert_user/2 -> success (new), skipped (the
@@ -149,6 +150,8 @@ class Authenticator:
 
     def authenticate(self, db: UserDb, clientid: str, username: str | None, password: str | None) -> tuple[int, bool]:
         """(0 or a CONNACK reason, is_superuser)."""
+        if password is None:  # checked before the lookup (authenticate/2's `password := undefined`)
+            return BAD_USERNAME_OR_PASSWORD, False
         user_id = clientid if self.user_id_type == "clientid" else username
         row = db.rows.get(user_id or "")
         if row is None:
