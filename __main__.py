@@ -49,3 +49,4 @@ pulumi.export("dashboardPassword", cluster.dashboard_password)
 if cluster.mqtt_client is not None:
     pulumi.export("mqttClient", cluster.mqtt_client)
 pulumi.export("mqttAuthentication", cluster.mqtt_authentication)
+pulumi.export("capacity", cluster.capacity)

@@ -101,6 +101,11 @@ class LoadBalancerConfig(_Section):
     proxy_timeout_seconds: int = Field(300, ge=1, validation_alias="lbProxyTimeoutSeconds")
     # Its nofile limit (2 x + 1024) must stay within fs.nr_open (2097152).
     worker_connections: int = Field(65536, ge=1024, le=1048064, validation_alias="lbWorkerConnections")
+    # Nginx worker processes; unset: `auto`, one per CPU of the host.
+    worker_processes: int | None = Field(None, ge=1, le=1024, validation_alias="lbWorkerProcesses")
+    # The client connections one host's load balancer must hold: refused at preview above the
+    # ceiling the plan computes (components/capacity.py).
+    expected_connections: int | None = Field(None, ge=1, validation_alias="expectedConnections")
     mqtt_keepalive_seconds: int = Field(60, ge=1, le=65535, validation_alias="mqttKeepaliveSeconds")
     # Seconds Nginx (SIGQUIT: it drains) gets to stop before Docker kills it.
     stop_grace_seconds: int = Field(10, ge=1, le=3600, validation_alias="lbStopGraceSeconds")

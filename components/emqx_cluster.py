@@ -22,9 +22,11 @@ from components import names
 from components.access import access_material
 from components.broker_cluster import BrokerCluster, BrokerClusterArgs, StartedNode
 from components.broker_image import BrokerImage, BrokerImageArgs
+from components.capacity import capacity_problems, cluster_capacity
 from components.client_registry import ClientRegistry, ClientRegistryArgs
 from components.cluster_tls import cluster_tls
 from components.config import StackConfig
+from components.config_parse import ConfigError
 from components.firewall import ClusterFirewall, ClusterFirewallArgs
 from components.host_site import HostSite
 from components.host_tuning import HostTuning, HostTuningArgs
@@ -41,8 +43,12 @@ class EmqxCluster(pulumi.ComponentResource):
     clustered and verified."""
 
     def __init__(self, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
-        # Plan first: a ConfigError from the port plan must surface before any resource is declared.
+        # Plan first: a ConfigError from the port plan or the capacity must surface before any
+        # resource is declared.
         plan = plan_cluster(config)
+        over = capacity_problems(config, plan)
+        if over:
+            raise ConfigError.of(over)
         super().__init__(names.component_type("EmqxCluster"), names.TOP, None, opts)
 
         # 1. Each host's engine and shell.
@@ -137,6 +143,7 @@ class EmqxCluster(pulumi.ComponentResource):
         ]
         self.certificate_pem = tls.certificate_pem
         self.dashboard_password = password
+        self.capacity = {label: capacity.as_output() for label, capacity in cluster_capacity(config, plan).items()}
         self.mqtt_client = access.generated_client
         self.mqtt_authentication = (
             "anonymous: allowAnonymous is true, every client is accepted"
@@ -153,6 +160,7 @@ class EmqxCluster(pulumi.ComponentResource):
                 "dashboardUrls": self.dashboard_urls,
                 "dashboards": self.dashboards,
                 "mqttAuthentication": self.mqtt_authentication,
+                "capacity": self.capacity,
             }
         )
 

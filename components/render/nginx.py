@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components.capacity import free_ports
 from components.config import StackConfig, lb_nofile_limit
 from components.plan import ClusterPlan, HostPlan
 from components.render.templating import render
@@ -53,6 +54,9 @@ class NginxSettings:
     connect_timeout: str = "5s"
     proxy_timeout_seconds: int = 300
     worker_connections: int = 65536
+    worker_processes: int | None = None  # None: auto
+    # Connections one node takes from this load balancer: its free ports (capacity.free_ports).
+    max_conns: int = 0
     proxy_protocol: bool = True
     # With a client CA: how deep a client chain may be (None: clients present no certificate),
     # and whether a revocation list is checked too.
@@ -145,6 +149,8 @@ def nginx_settings(config: StackConfig, plan: ClusterPlan, host: HostPlan | None
         connect_timeout=config.lb.connect_timeout,
         proxy_timeout_seconds=config.lb.proxy_timeout_seconds,
         worker_connections=config.lb.worker_connections,
+        worker_processes=config.lb.worker_processes,
+        max_conns=free_ports(plan, local),
         proxy_protocol=plan.proxy_protocol,
         client_verify_depth=config.tls.client_verify_depth if config.tls.client_ca is not None else None,
         client_crl=config.tls.client_crl is not None,

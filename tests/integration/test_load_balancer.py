@@ -309,6 +309,31 @@ def test_dead_backend_is_skipped_and_used_again_after_it_returns(
     )
 
 
+def test_past_every_nodes_cap_a_new_client_is_refused_and_no_node_is_marked_down(
+    start_lb: StartLb, connect: Connect, live_backends: list[Backend], client_id: Callable[[int], str]
+) -> None:
+    """max_conns (each node's free ports in the plan, here 2): the client too many is closed by
+    Nginx, every held client stays connected, no node is marked failed (max_fails=1 would
+    disable one for fail_timeout), and a place given back is taken by the next client at once."""
+    cap = 2
+    nginx = start_lb(balancing="least_conn", max_fails=1, fail_timeout="30s", max_conns=cap)
+    held = [connect(nginx, client_id(index)) for index in range(cap * BROKERS)]
+    per_node = Counter(backend_index(live_backends, session.client_id) for session in held)
+    assert per_node == dict.fromkeys(range(BROKERS), cap)
+    with pytest.raises((TimeoutError, ConnectionError, OSError)):
+        connect(nginx, client_id(100), timeout=3.0)
+    assert not [session.client_id for session in held if session.disconnected.is_set()]
+    errors = nginx.error_log_text()
+    assert "upstream server temporarily disabled" not in errors, errors
+    assert "Cannot assign requested address" not in errors
+    leaving = held.pop(0)
+    client = leaving.local_address
+    leaving.disconnect()
+    wait_until(partial(nginx.session_logged, client), what=f"nginx to end {client}")
+    newcomer = connect(nginx, client_id(101))
+    assert backend_index(live_backends, newcomer.client_id) == backend_index(live_backends, leaving.client_id)
+
+
 # --------------------------------------------------------------------------- TLS
 
 

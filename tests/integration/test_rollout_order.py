@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from components.plan import DISTRIBUTION_PORT_BASE, RPC_PORT_BASE
-from tests.support.emqx.fake_docker import FakeDocker
+from tests.support.emqx.fake_docker import FakeDocker, locked_state
 from tests.support.engine import Engine, RolloutFailedError, Step
 from tests.support.ports import busy_ports, free_port, free_port_block
 from tests.support.program import ProgramRun, run_program
@@ -144,6 +144,12 @@ def test_five_nodes_in_two_waves_form_one_verified_cluster(fake_docker: FakeDock
     assert_wave2_starts_after_wave1_gate_passed(fake_docker, steps)
     for i in range(1, NODES + 1):
         assert (root / f"emqx{i}" / "data").is_dir()
+    # Once the whole cluster is verified: the declared client and the topic rules, through the
+    # seed's REST API with the API key its access files hold.
+    assert index_of(steps, "emqx-mqtt-client-dev-client") > index_of(steps, "wave2-verify")
+    with locked_state(fake_docker.state_path) as state:
+        assert [user["user_id"] for user in state["authn_users"]] == ["dev-client"]
+        assert state["authz_rules"].rstrip().endswith("{deny, all}.")
 
 
 def test_upgrade_replaces_wave_by_wave_and_updates_memberships_without_leaving(

@@ -4,6 +4,7 @@ other (cluster TLS, firewall), the outputs, and a single-host stack left exactly
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -122,8 +123,8 @@ def test_each_firewall_opens_its_nodes_cluster_ports_to_the_three_hosts(spread: 
 def test_every_load_balancer_prefers_its_host_nodes(spread: ProgramRun) -> None:
     lb = spread.named("emqx-c-lb")
     conf = next(u["content"] for u in lb.inputs["uploads"] if u["file"] == "/etc/nginx/nginx.conf")
-    assert f"server {HOSTS['c']}:61005 max_fails=2 fail_timeout=10s;" in conf
-    assert f"server {HOSTS['a']}:61001 max_fails=2 fail_timeout=10s backup;" in conf
+    assert re.search(rf"server {HOSTS['c']}:61005 max_conns=\d+ max_fails=2 fail_timeout=10s;", conf)
+    assert re.search(rf"server {HOSTS['a']}:61001 max_conns=\d+ max_fails=2 fail_timeout=10s backup;", conf)
 
 
 def test_outputs_give_one_endpoint_per_host_a_dns_hint_and_the_host_of_each_node(spread: ProgramRun) -> None:
@@ -183,7 +184,7 @@ def test_single_host_stacks_declare_what_they_declared_at_the_baseline() -> None
     at b8b9261 the host commands' programs changed (one branch per script, the sysctl apply's undo);
     with MQTT access (authentication, ACL, API key) every broker's environment and volumes changed
     (a rolling replacement, wave by wave) and the access files, client registry and their
-    secrets were added."""
+    secrets were added; with the connection ceiling, nginx.conf caps each node (`max_conns`)."""
     recorded = json.loads(BASELINE.read_text())
     for stack, run in single_host_runs().items():
         assert digests(run) == recorded[stack], stack

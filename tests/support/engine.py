@@ -18,6 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.render.access import ACCESS_FILES
 from tests.support.emqx.fake_docker import BROKER_DATA_DIR, FakeDocker, locked_state
 from tests.support.graph import RolloutGraph
 from tests.support.program import CONTAINER, LOCAL_COMMAND, Operation, ProgramRun, Recorded
@@ -96,6 +97,7 @@ class Engine:
                 res.node_name,
                 env=res.container_env,
                 data_dir=res.host_path_of(BROKER_DATA_DIR),
+                access_dir=res.host_path_of(ACCESS_FILES.directory),
                 **self.knobs.get(res.name, {}),
             )
             self._record(Step(op, res.name, res.type, result=self._waited(res)))

@@ -476,6 +476,7 @@ def lb_settings(
     proxy_protocol: bool = True,
     worker_connections: int = 1024,
     client_verify_depth: int | None = None,
+    max_conns: int = 0,
 ) -> NginxSettings:
     """Test-sized settings: short fail_timeout so failover/recovery happen within a test."""
     return NginxSettings(
@@ -489,6 +490,7 @@ def lb_settings(
         proxy_protocol=proxy_protocol,
         worker_connections=worker_connections,
         client_verify_depth=client_verify_depth,
+        max_conns=max_conns,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from components import names
+from components.capacity import free_ports
 from components.config import StackConfig
 from components.config_parse import ConfigError, parse_stack_config
 from components.firewall import cluster_ports
@@ -378,8 +379,9 @@ def test_every_load_balancer_lists_its_host_nodes_first_and_the_others_as_backup
     assert settings.backups == (f"{A}:61001", f"{A}:61002", f"{C}:61005", f"{C}:61006")
     assert settings.next_upstream_tries == 6
     conf = render_nginx_conf(settings)
-    assert f"server {B}:61003 max_fails=2 fail_timeout=10s;" in conf
-    assert f"server {A}:61001 max_fails=2 fail_timeout=10s backup;" in conf
+    cap = free_ports(plan, plan.host("b"))  # each node, local or backup: one port per connection
+    assert f"server {B}:61003 max_conns={cap} max_fails=2 fail_timeout=10s;" in conf
+    assert f"server {A}:61001 max_conns={cap} max_fails=2 fail_timeout=10s backup;" in conf
 
 
 def test_a_single_host_load_balancer_has_no_backup_servers() -> None:

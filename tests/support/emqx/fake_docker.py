@@ -50,15 +50,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 try:  # imported as tests.support.emqx.fake_docker, or by bin/docker from this directory
-    from . import emqx58
+    from . import emqx58, emqx58_access
 except ImportError:
     import emqx58  # type: ignore[import-not-found,no-redef]
+    import emqx58_access  # type: ignore[import-not-found,no-redef]
 
 STATE_ENV = "FAKE_DOCKER_STATE"
 BIN_DIR = Path(__file__).resolve().parent / "bin"
@@ -521,6 +523,8 @@ def _cmd_exec(state: dict[str, Any], args: list[str], res: Result) -> None:
             return
     if is_ctl:
         _emqx_ctl(state, c, argv[2:] if prog == "emqx" else argv[1:], res)
+    elif prog == "curl" and argv[1:] == ["--silent", "--show-error", "--config", "-"]:
+        _curl(state, c, sys.stdin.read(), res)
     elif prog == "emqx" and argv[1:] == ["ping"]:
         if c.get("emqx_running", True):
             res.out("pong")  # bin/nodetool ping
@@ -532,8 +536,61 @@ def _cmd_exec(state: dict[str, Any], args: list[str], res: Result) -> None:
             "OCI runtime exec failed: exec failed: unable to start container process: "
             f'exec: "{argv[0]}": executable file not found in $PATH: unknown'
         )
-        res.err("(fake docker: only `emqx ctl ...`, `emqx_ctl ...` and `emqx ping` are emulated)")
+        res.err("(fake docker: only `emqx ctl ...`, `emqx_ctl ...`, `emqx ping` and `curl --config -` are emulated)")
         res.rc = 127
+
+
+_CURL_LINE = re.compile(r'^([a-z-]+) = "((?:[^"\\]|\\.)*)"$')
+_AUTHN = "/api/v5/authentication/password_based%3Abuilt_in_database"
+
+
+def _curl(state: dict[str, Any], c: dict[str, Any], config: str, res: Result) -> None:
+    """The node's own curl against its REST API (the program's access calls): the request read as
+    curl reads `--config -`, answered as EMQX 5.8.6 does (emqx58_access has the rules), the
+    reply's last line its HTTP code (`write-out`). The built-in database and the rules are the
+    cluster's, kept in the fake's state; the API key is the node's access file's."""
+    request = {
+        key: re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m[1], m[1]), value)
+        for key, value in (m.groups() for m in map(_CURL_LINE.match, config.splitlines()) if m)
+    }
+    url = urllib.parse.urlsplit(request.get("url", ""))
+    bind = emqx58.parse_env_value(c["env"].get("EMQX_DASHBOARD__LISTENERS__HTTP__BIND", "18083")).value
+    if not c.get("emqx_running", True) or str(bind).rsplit(":", 1)[-1] != str(url.port):
+        res.err(f"curl: (7) Failed to connect to {url.hostname} port {url.port}: Connection refused")
+        res.rc = 7
+        return
+    code, body = _rest(state, c, request.get("request", "GET"), url, request)
+    res.stdout += f"{body}\n{code}"
+
+
+def _rest(
+    state: dict[str, Any], c: Mapping[str, Any], method: str, url: urllib.parse.SplitResult, request: Mapping[str, str]
+) -> tuple[int, str]:
+    access = Path(c["access_dir"]) if c.get("access_dir") else None
+    keys = emqx58_access.parse_api_keys((access / "api-keys").read_text())[0] if access else {}
+    key, _, secret = request.get("user", "").partition(":")
+    if keys.get(key) != secret or not secret:
+        return 401, '{"code":"BAD_API_KEY_OR_SECRET","message":"Check api_key/api_secret"}'
+    users = emqx58_access.UserDb.from_json(state.setdefault("authn_users", []))
+    if method == "POST" and url.path == f"{_AUTHN}/import_users":
+        rows = [emqx58_access.UserRow.from_json(item) for item in json.loads(request.get("data-binary", "[]"))]
+        counts = users.import_rows(rows, override=True)
+        state["authn_users"] = users.to_json()
+        return 200, json.dumps(counts, separators=(",", ":"))
+    if method == "DELETE" and url.path.startswith(f"{_AUTHN}/users/"):
+        if users.rows.pop(url.path.rsplit("/", 1)[1], None) is None:
+            return 404, '{"code":"NOT_FOUND","message":"User not found"}'
+        state["authn_users"] = users.to_json()
+        return 204, ""
+    if method == "PUT" and url.path == "/api/v5/authorization/sources/file":
+        rules = str(json.loads(request.get("data-binary", "{}")).get("rules", ""))
+        try:
+            emqx58_access.parse_acl(rules)
+        except emqx58_access.AclError as exc:
+            return 400, json.dumps({"code": "BAD_REQUEST", "message": str(exc)})
+        state["authz_rules"] = rules
+        return 204, ""
+    return 404, '{"code":"NOT_FOUND","message":"fake docker: not emulated"}'
 
 
 def _ps_status_text(c: Mapping[str, Any]) -> str:
@@ -790,6 +847,7 @@ class FakeDocker:
         *,
         env: Mapping[str, str] | None = None,
         data_dir: str | Path | None = None,
+        access_dir: str | Path | None = None,
         running: bool = True,
         image: str = DEFAULT_IMAGE,
         version: str = DEFAULT_EMQX_VERSION,
@@ -816,6 +874,7 @@ class FakeDocker:
                 "version": version,
                 "env": dict(env),
                 "data_dir": str(data_dir) if data_dir is not None else None,
+                "access_dir": str(access_dir) if access_dir is not None else None,
             }
             record.update(json.loads(json.dumps(KNOB_DEFAULTS)))
             record.update(knobs)
