@@ -10,8 +10,9 @@ side under the top component, the load balancer component named like its contain
 deployed with the real engine, then the project's files are swapped for the working tree's.
 The one thing allowed to be replaced is a new broker image and, rolling wave by wave onto it,
 the broker containers: the image's tag names a digest of its build inputs, and that digest was
-refined after the restructure (it now covers the base image and platform), and MQTT access
-changed every broker's environment. What access added (each node's access files, the client
+refined after the restructure (it now covers the base image and platform), MQTT access
+changed every broker's environment, and the capacity caps changed Nginx's config (its
+container is replaced). What access added (each node's access files, the client
 registry and its secrets) is created, nothing else. At the restructure itself (commit
 RESTRUCTURE) the preview planned `same` for every resource.
 """
@@ -42,8 +43,9 @@ pytestmark = pytest.mark.e2e
 FIRST_LAYOUT = "f79e218c73cbede6172a908138feb03b229736f0"
 RESTRUCTURE = "f34b96f"
 # A new image name replaces the image and rolls the brokers onto it (by design, wave by wave);
-# MQTT access changes every broker's environment too.
-FOLLOWS_A_NEW_IMAGE = re.compile(r"^(emqx-broker-image-build|emqx\d+)$")
+# MQTT access changes every broker's environment too, and the capacity caps (max_conns) Nginx's
+# config, whose uploads replace its container (clients reconnect once).
+FOLLOWS_A_NEW_IMAGE = re.compile(r"^(emqx-broker-image-build|emqx\d+|emqx-lb)$")
 # What MQTT access added: created on the first `pulumi up` after it (nothing moved or renamed).
 ADDED_BY_ACCESS = re.compile(r"^(emqx\d+-access-files|emqx-clients|emqx-mqtt-acl|emqx-api-secret|emqx-mqtt-salt-key)$")
 
