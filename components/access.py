@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_random as random
 
 from components import names
 from components.config import StackConfig
@@ -27,6 +26,7 @@ from components.render.access import (
     users_file,
 )
 from components.render.host_scripts import file_bundle
+from components.secrets import generated_secret
 from components.tls import TlsMaterial
 
 # Letters and digits only: the API secret sits in `key:secret:role` (no `:`) and in curl's
@@ -47,19 +47,14 @@ class AccessMaterial:
     admin_certificate_digest: pulumi.Output[str] | None
 
 
-def _random(name: str, length: int, parent: pulumi.Resource) -> pulumi.Output[str]:
-    generated = random.RandomPassword(name, length=length, special=False, opts=pulumi.ResourceOptions(parent=parent))
-    return pulumi.Output.secret(generated.result)
-
-
 def access_material(config: StackConfig, tls: TlsMaterial, parent: pulumi.Resource) -> AccessMaterial:
     """The access files' content; with adminNetworks they carry the stack's TLS certificate and
     key for the HTTPS dashboard too."""
     access = config.access
-    api_secret = _random(names.resource("api-secret"), API_SECRET_LENGTH, parent)
-    salt_key = _random(names.resource("mqtt-salt-key"), SALT_KEY_LENGTH, parent)
+    api_secret = generated_secret(names.resource("api-secret"), API_SECRET_LENGTH, parent)
+    salt_key = generated_secret(names.resource("mqtt-salt-key"), SALT_KEY_LENGTH, parent)
     generated_password = (
-        _random(names.resource("mqtt-generated-password"), GENERATED_PASSWORD_LENGTH, parent)
+        generated_secret(names.resource("mqtt-generated-password"), GENERATED_PASSWORD_LENGTH, parent)
         if access.generated_client is not None
         else None
     )

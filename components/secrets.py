@@ -27,13 +27,17 @@ def letter_led(generated: str) -> str:
     return generated if generated[:1].isalpha() else f"k{generated}"
 
 
+def generated_secret(name: str, length: int, parent: pulumi.Resource) -> pulumi.Output[str]:
+    """Letters and digits from pulumi-random, kept in state, a secret output (what is computed
+    from it stays one: apply keeps is_secret)."""
+    generated = random.RandomPassword(name, length=length, special=False, opts=pulumi.ResourceOptions(parent=parent))
+    return pulumi.Output.secret(generated.result)
+
+
 def erlang_cookie(given: SecretStr | None, name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
     if given is not None:
         return pulumi.Output.secret(given.get_secret_value())
-    generated = random.RandomPassword(
-        name, length=COOKIE_LENGTH, special=False, opts=pulumi.ResourceOptions(parent=parent)
-    )
-    return pulumi.Output.secret(generated.result.apply(letter_led))
+    return generated_secret(name, COOKIE_LENGTH, parent).apply(letter_led)
 
 
 def dashboard_password(given: SecretStr | None, name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
