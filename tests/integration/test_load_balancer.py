@@ -9,6 +9,7 @@ round-robin / least_conn / failure state, and exact balancing only holds within 
 from __future__ import annotations
 
 import socket
+import json
 import ssl
 import subprocess
 import time
@@ -48,6 +49,7 @@ from tests.support.lb_stack import (
     source_address,
     wait_backend_of,
 )
+from tests.support.loadgen import run_loadgen
 from tests.support.ports import free_port, wait_until
 
 MISSING = missing_prerequisites()
@@ -332,6 +334,36 @@ def test_past_every_nodes_cap_a_new_client_is_refused_and_no_node_is_marked_down
     wait_until(partial(nginx.session_logged, client), what=f"nginx to end {client}")
     newcomer = connect(nginx, client_id(101))
     assert backend_index(live_backends, newcomer.client_id) == backend_index(live_backends, leaving.client_id)
+
+
+def loadgen_args(nginx: Nginx, pki: Pki, clients: int) -> list[str]:
+    """The native load generator against this Nginx: clients from five 127.x addresses, each
+    holding its connection with a 3 s keepalive (two pings) for 7 s."""
+    host, port = nginx.address
+    return [
+        *("-addr", f"{host}:{port}", "-ca", str(pki.ca_cert), "-server-name", "localhost"),
+        *("-clients", str(clients), "-sources", "127.0.0.10-127.0.0.14", "-hold", "7s", "-keepalive", "3s"),
+    ]
+
+
+def test_the_load_generator_holds_every_client_through_nginx(start_lb: StartLb, pki: Pki) -> None:
+    nginx = start_lb(balancing="least_conn")
+    report = run_loadgen(loadgen_args(nginx, pki, 60))
+    assert (report["established"], report["stillHeld"], report["failed"]) == (60, 60, {}), report
+    assert report["sources"] == [f"127.0.0.{last}" for last in range(10, 15)]
+
+
+def test_the_measured_ceiling_is_the_nodes_caps_and_the_edge_refuses_the_rest_cleanly(
+    start_lb: StartLb, pki: Pki, live_backends: list[Backend]
+) -> None:
+    """Each node capped at 5 (the plan's free ports at small scale): of 40 clients exactly 15 are
+    held, through their keepalive pings, and every other one is refused; no node is marked down."""
+    cap = 5
+    nginx = start_lb(balancing="least_conn", max_fails=1, fail_timeout="30s", max_conns=cap)
+    report = run_loadgen(loadgen_args(nginx, pki, 40))
+    assert report["established"] == report["stillHeld"] == cap * BROKERS, report
+    assert sum(report["failed"].values()) == 40 - cap * BROKERS, json.dumps(report)
+    assert "upstream server temporarily disabled" not in nginx.error_log_text()
 
 
 # --------------------------------------------------------------------------- TLS
