@@ -205,8 +205,13 @@ class StackConfig(BaseModel):
     image_platform: ImagePlatform | None = None
     keep_image: bool = False
     # Open-files limit of each broker container; must not exceed the Docker daemon's own hard
-    # limit (rootless Docker and some sandboxes cannot raise it): preflight compares them.
-    broker_nofile_limit: int = Field(1048576, ge=1024, le=2097152)
+    # limit (rootless Docker and some sandboxes cannot raise it): preflight compares them. Above
+    # the 1024 EMQX keeps for itself (capacity.BROKER_RESERVED_FILES), or no client fits.
+    broker_nofile_limit: int = Field(1048576, ge=1025, le=2097152)
+    # Memory one idle client connection costs an EMQX node, in KiB: not measurable on the
+    # machines this project is built on (no EMQX image); set it from your nodes' memory divided
+    # by their connections. The host's memory bound (components/capacity.py) uses it.
+    broker_memory_per_connection_kib: int = Field(32, ge=1, le=1048576)
     # Seconds a broker (SIGTERM: EMQX hands sessions over and stops) gets to stop before Docker
     # kills it, whenever a container is replaced or destroyed.
     broker_stop_grace_seconds: int = Field(60, ge=1, le=3600)
@@ -293,6 +298,7 @@ class StackConfig(BaseModel):
             )
         problems.extend([*self.tls.problems(), *self.lb.problems(), *self.access.problems()])
         problems.extend(self._admin_problems())
+        problems.extend(self._source_address_problems())
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -308,6 +314,27 @@ class StackConfig(BaseModel):
             for host in self.cluster_hosts
             if ipaddress.IPv4Address(host.address).is_loopback
         ]
+
+    def _source_address_problems(self) -> list[str]:
+        """Nginx reaches a node on loopback only from loopback (any of 127.0.0.0/8 is local), and a
+        node on another host never from loopback; an address listed twice would be one budget."""
+        problems: list[str] = []
+        for host in self.cluster_hosts:
+            key = host.config_key("lbSourceAddresses")
+            nodes_on_loopback = ipaddress.IPv4Address(host.address).is_loopback
+            for address in host.lb_source_addresses:
+                if ipaddress.IPv4Address(address).is_loopback != nodes_on_loopback:
+                    scope = "a 127.0.0.0/8 address" if nodes_on_loopback else "an address of the host, not loopback"
+                    problems.append(
+                        f"{key} = {list(host.lb_source_addresses)!r}: {address!r} is not allowed: {scope}, as the "
+                        f"nodes are on {host.address} ({host.config_key('address')})"
+                    )
+            repeated = sorted({a for a in host.lb_source_addresses if host.lb_source_addresses.count(a) > 1})
+            if repeated:
+                problems.append(
+                    f"{key} = {list(host.lb_source_addresses)!r}: allowed: each address once; repeated: {', '.join(repeated)}"
+                )
+        return problems
 
     @property
     def opens_firewall(self) -> bool:

@@ -24,6 +24,7 @@ from components.config_types import (
     PemPrivateKey,
     Port,
     PosixUser,
+    SourceAddresses,
     UnicastIPv4,
 )
 
@@ -59,6 +60,7 @@ class HostConfig(_SshLoginConfig):
     docker_host: DockerHost | None = None
     ssh_private_key: PemPrivateKey | None = None
     use_sudo: bool = False
+    lb_source_addresses: SourceAddresses = Field(default_factory=list)
 
     @property
     def ssh_target(self) -> str:
@@ -79,6 +81,7 @@ SINGLE_HOST_KEYS = {
     "sshUser": "sshUser",
     "sshHostKey": "sshHostKey",
     "hostUseSudo": "useSudo",
+    "lbSourceAddresses": "lbSourceAddresses",
 }
 
 
@@ -89,6 +92,8 @@ class SingleHostConfig(_SshLoginConfig):
     advertise_address: UnicastIPv4 = "127.0.0.1"
     docker_host: DockerHost = "unix:///var/run/docker.sock"
     host_use_sudo: bool = False
+    # Addresses of this host Nginx connects to the nodes from; unset: the one the route picks.
+    lb_source_addresses: SourceAddresses = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,8 @@ class Host:
     use_sudo: bool
     ssh_private_key: SecretStr | None  # its own key, else the stack's; None: the SSH agent
     position: int | None  # its place in `hosts`; None for the single host
+    # Nginx's addresses toward the nodes (proxy_bind), each a port budget; empty: the routed one.
+    lb_source_addresses: tuple[str, ...]
 
     @property
     def label(self) -> str:
@@ -151,6 +158,7 @@ def resolve_hosts(
                 use_sudo=single.host_use_sudo,
                 ssh_private_key=stack_key,
                 position=None,
+                lb_source_addresses=tuple(single.lb_source_addresses),
             ),
         )
     resolved, first = [], 1
@@ -171,6 +179,7 @@ def resolve_hosts(
                 use_sudo=spec.use_sudo,
                 ssh_private_key=spec.ssh_private_key or stack_key,
                 position=position,
+                lb_source_addresses=tuple(spec.lb_source_addresses),
             )
         )
     return tuple(resolved)

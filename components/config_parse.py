@@ -21,7 +21,16 @@ from components.config_hosts import HostConfig
 from components.config_types import NAMESPACE
 
 # Fields whose stack-config value is structured (YAML object/list, JSON in PULUMI_CONFIG).
-_STRUCTURED = {"sysctls", "tlsDnsNames", "hosts", "placement", "mqttClients", "mqttAcl", "adminNetworks"}
+_STRUCTURED = {
+    "sysctls",
+    "tlsDnsNames",
+    "hosts",
+    "placement",
+    "mqttClients",
+    "mqttAcl",
+    "adminNetworks",
+    "lbSourceAddresses",
+}
 # mqttClients holds passwords or their hashes: the whole list is a secret
 # (`pulumi config set --secret --path 'mqttClients[0].password'` makes it one).
 SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "erlangCookie", "dashboardPassword", "mqttClients")

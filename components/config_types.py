@@ -127,6 +127,20 @@ def _unicast_ipv4(value: str) -> str:
 UnicastIPv4 = Annotated[str, AfterValidator(_unicast_ipv4)]
 
 
+def _source_ipv4(value: str) -> str:
+    if is_ipv4(value):
+        address = ipaddress.IPv4Address(value)
+        if not (address.is_unspecified or address.is_multicast or value == "255.255.255.255"):
+            return value
+    raise ValueError("allowed: a unicast IPv4 address of the host for Nginx to connect to the nodes from")
+
+
+# Addresses Nginx connects to the nodes from (proxy_bind): each one is a port budget of its own.
+# One `split_clients` share per address, in hundredths of a percent: 64 keeps every share >= 1.5%.
+MAX_SOURCE_ADDRESSES = 64
+SourceAddresses = Annotated[list[Annotated[str, AfterValidator(_source_ipv4)]], Field(max_length=MAX_SOURCE_ADDRESSES)]
+
+
 def _ipv4_listen_address(value: str) -> str:
     if not is_ipv4(value):
         raise ValueError("allowed: an IPv4 address to listen on, e.g. 0.0.0.0")

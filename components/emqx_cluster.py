@@ -15,6 +15,8 @@ depends on is done, so hosts proceed side by side):
 
 from __future__ import annotations
 
+from functools import partial
+
 import pulumi
 import pulumi_docker as docker
 
@@ -22,7 +24,7 @@ from components import names
 from components.access import access_material
 from components.broker_cluster import BrokerCluster, BrokerClusterArgs, StartedNode
 from components.broker_image import BrokerImage, BrokerImageArgs
-from components.capacity import capacity_problems, cluster_capacity
+from components.capacity import HostCapacity, MemoryBudget, capacity_problems, cluster_capacity, memory_budget
 from components.client_registry import ClientRegistry, ClientRegistryArgs
 from components.cluster_tls import cluster_tls
 from components.config import StackConfig
@@ -56,6 +58,7 @@ class EmqxCluster(pulumi.ComponentResource):
 
         # 2. Each host made ready for its nodes.
         images: dict[str, BrokerImage] = {}
+        memory_ceilings: dict[str, pulumi.Output[tuple[int, int]]] = {}
         for site in sites:
             if config.tuning.manage:
                 site.ready.append(
@@ -67,9 +70,9 @@ class EmqxCluster(pulumi.ComponentResource):
                         site.resource_name("firewall"), ClusterFirewallArgs.of(config, plan, site), opts=site.opts
                     )
                 )
-            site.ready.append(
-                Preflight(site.resource_name("preflight"), PreflightArgs.of(config, plan, site), opts=site.opts)
-            )
+            preflight = Preflight(site.resource_name("preflight"), PreflightArgs.of(config, plan, site), opts=site.opts)
+            site.ready.append(preflight)
+            memory_ceilings[site.host.label] = preflight.memory_ceiling
             images[site.host.label] = BrokerImage(
                 site.resource_name("broker-image"), BrokerImageArgs.of(config, plan, site), opts=site.opts
             )
@@ -143,7 +146,13 @@ class EmqxCluster(pulumi.ComponentResource):
         ]
         self.certificate_pem = tls.certificate_pem
         self.dashboard_password = password
-        self.capacity = {label: capacity.as_output() for label, capacity in cluster_capacity(config, plan).items()}
+        # The plan's bounds, and the memory bound each host's preflight computed from its MemTotal.
+        self.capacity = {
+            label: memory_ceilings[label].apply(
+                partial(_capacity_output, capacity, memory_budget(config, plan.host(label)))
+            )
+            for label, capacity in cluster_capacity(config, plan).items()
+        }
         self.mqtt_client = access.generated_client
         self.mqtt_authentication = (
             "anonymous: allowAnonymous is true, every client is accepted"
@@ -207,3 +216,8 @@ def _node_row(started: StartedNode) -> dict[str, object]:
         "logDir": node.log_dir,
         "dashboard": node.dashboard_url,
     }
+
+
+def _capacity_output(capacity: HostCapacity, budget: MemoryBudget, memory: tuple[int, int]) -> dict[str, object]:
+    """A host's `capacity` output: the plan's bounds and the memory bound of its preflight."""
+    return capacity.with_memory(budget, *memory).as_output()

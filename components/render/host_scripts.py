@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from components.capacity import MemoryBudget
+from components.config_types import NAMESPACE
 from components.plan import port_ranges
 from components.render.templating import render
 
@@ -88,15 +90,41 @@ class NofileClaim:
     key: str  # the stack-config key to lower
 
 
-def preflight_script(claims: Sequence[PortClaim], data_dir: str, nofile: Sequence[NofileClaim] = ()) -> str:
+@dataclass(frozen=True)
+class MemoryCheck:
+    """The host's memory bound to compute from its MemTotal, and the connections expected of it."""
+
+    budget: MemoryBudget
+    expected: int | None
+    key: str = f"{NAMESPACE}:expectedConnections"
+
+
+def preflight_script(
+    claims: Sequence[PortClaim],
+    data_dir: str,
+    nofile: Sequence[NofileClaim] = (),
+    memory: MemoryCheck | None = None,
+    local_addresses: Sequence[str] = (),
+    local_addresses_key: str = "",
+) -> str:
     """Fail early, with every problem listed, when Docker, a port, a limit or the data dir is not usable.
 
     A port held while its own container runs is fine: that is a re-run, not a conflict. A
     container's nofile limit above the Docker daemon's own hard limit cannot be set (runc:
     "error setting rlimit type 7: operation not permitted", seen with rootless Docker and in
     sandboxes), so it is compared with every dockerd's hard limit from /proc/<pid>/limits.
+    With `memory`, the host's memory bound is computed from its MemTotal, checked against the
+    expected connections and printed; `local_addresses` must be addresses of the host.
     """
-    return render("preflight.sh.j2", claims=claims, nofile=nofile, data_dir=data_dir)
+    return render(
+        "preflight.sh.j2",
+        claims=claims,
+        nofile=nofile,
+        data_dir=data_dir,
+        memory=memory,
+        local_addresses=local_addresses,
+        local_addresses_key=local_addresses_key,
+    )
 
 
 def node_dirs_script(host_dir: str, subdirs: Sequence[str] = ("data", "log")) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.capacity import free_ports
+from components.capacity import node_connection_cap
 from components.config import StackConfig, lb_nofile_limit
 from components.plan import ClusterPlan, HostPlan
 from components.render.templating import render
@@ -39,6 +39,20 @@ BALANCING_DIRECTIVES = {
 }
 
 
+UPSTREAM = "emqx_mqtt"
+
+
+@dataclass(frozen=True)
+class UpstreamGroup:
+    """Every node, connected to from one source address (None: the routed one), for a share of
+    the clients: each address is a port budget of its own, and each group caps each node at what
+    one budget holds, so no address ever runs out of ports."""
+
+    name: str
+    source: str | None
+    share: str
+
+
 @dataclass(frozen=True)
 class NginxSettings:
     """What the stack config decides about the load balancer."""
@@ -55,8 +69,11 @@ class NginxSettings:
     proxy_timeout_seconds: int = 300
     worker_connections: int = 65536
     worker_processes: int | None = None  # None: auto
-    # Connections one node takes from this load balancer: its free ports (capacity.free_ports).
+    # Connections one node takes from each upstream group (capacity.node_connection_cap).
     max_conns: int = 0
+    # Nginx's addresses toward the nodes (proxy_bind), one upstream group each; empty: one group
+    # and the address the route picks.
+    source_addresses: tuple[str, ...] = ()
     proxy_protocol: bool = True
     # With a client CA: how deep a client chain may be (None: clients present no certificate),
     # and whether a revocation list is checked too.
@@ -68,6 +85,19 @@ class NginxSettings:
     @property
     def balancing_directive(self) -> str:
         return BALANCING_DIRECTIVES[self.balancing]
+
+    @property
+    def upstream_groups(self) -> tuple[UpstreamGroup, ...]:
+        """One group per source address, each given an equal share of the clients by
+        `split_clients` (whole hundredths of a percent; the last takes the rest, `*`)."""
+        if not self.source_addresses:
+            return (UpstreamGroup(UPSTREAM, None, "*"),)
+        share = f"{10000 // len(self.source_addresses) / 100:.2f}%"
+        last = len(self.source_addresses) - 1
+        return tuple(
+            UpstreamGroup(f"{UPSTREAM}_{index + 1}", address, "*" if index == last else share)
+            for index, address in enumerate(self.source_addresses)
+        )
 
     @property
     def worker_rlimit_nofile(self) -> int:
@@ -150,7 +180,8 @@ def nginx_settings(config: StackConfig, plan: ClusterPlan, host: HostPlan | None
         proxy_timeout_seconds=config.lb.proxy_timeout_seconds,
         worker_connections=config.lb.worker_connections,
         worker_processes=config.lb.worker_processes,
-        max_conns=free_ports(plan, local),
+        max_conns=node_connection_cap(config, plan, local),
+        source_addresses=local.lb_source_addresses,
         proxy_protocol=plan.proxy_protocol,
         client_verify_depth=config.tls.client_verify_depth if config.tls.client_ca is not None else None,
         client_crl=config.tls.client_crl is not None,

@@ -8,8 +8,8 @@ round-robin / least_conn / failure state, and exact balancing only holds within 
 
 from __future__ import annotations
 
-import socket
 import json
+import socket
 import ssl
 import subprocess
 import time

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from tests.support.program import ProgramRun, run_program
+from tests.support.program import MOCK_MEMORY, ProgramRun, run_program
 from tests.support.stackfiles import StackCase, with_changes
 
 
@@ -16,6 +16,11 @@ def test_every_host_reports_its_ceiling_and_the_bound_that_decides(deployed: Pro
     assert capacity["ceiling"] == min(capacity["bounds"].values())
     assert capacity["bounds"][capacity["decidedBy"]] == capacity["ceiling"]
     assert capacity["liftedBy"].startswith("emqx-cluster:")
+
+
+def test_the_memory_bound_is_the_one_the_hosts_preflight_printed(deployed: ProgramRun) -> None:
+    [capacity] = deployed.outputs["capacity"].values()
+    assert capacity["bounds"]["memory"] == MOCK_MEMORY[0]
 
 
 def test_expected_connections_above_the_ceiling_stop_the_run_before_anything_is_declared(

@@ -14,6 +14,7 @@ import trustme
 
 from components.broker_cluster import HEALTHCHECK
 from components.broker_image import BUILD_CONTEXT, build_digest
+from components.capacity import memory_budget
 from components.config_parse import ConfigError
 from components.config_types import NAMESPACE
 from components.host_tuning import host_sysctls
@@ -21,7 +22,13 @@ from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
 from components.preflight import nofile_claims, port_claims
 from components.render.access import ACCESS_FILES
 from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, erlang_address
-from components.render.host_scripts import host_program, preflight_script, sysctl_apply_script, sysctl_restore_script
+from components.render.host_scripts import (
+    MemoryCheck,
+    host_program,
+    preflight_script,
+    sysctl_apply_script,
+    sysctl_restore_script,
+)
 from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
 from components.render.templating import double_quoted
 from tests.support.graph import RolloutGraph
@@ -261,7 +268,8 @@ def test_host_tuning_sets_emqx_sysctls_and_reserves_planned_ports(deployed: Prog
 def test_preflight_checks_every_planned_port(deployed: ProgramRun, case: StackCase) -> None:
     config, plan = case.parsed(), case.plan()
     check = deployed.named("emqx-preflight-check")
-    expected = preflight_script(port_claims(plan.hosts[0]), config.data_dir, nofile_claims(config))
+    memory = MemoryCheck(memory_budget(config, plan.hosts[0]), config.lb.expected_connections)
+    expected = preflight_script(port_claims(plan.hosts[0]), config.data_dir, nofile_claims(config), memory)
     # Re-checked whenever the plan changes.
     assert check.stdin == host_program({"create": expected, "update": expected})
     assert len(port_claims(plan.hosts[0])) == 4 * case.nodes + 1

@@ -286,6 +286,17 @@ def _secret_paths(value: Any, path: SecretPath = ()) -> set[SecretPath]:
     return set()
 
 
+# What a preflight prints last on a host whose memory holds this many connections (MOCK_MEMORY).
+MOCK_MEMORY = (200_000, 16 * 1024 * 1024)
+
+
+def _stdout(name: str) -> str:
+    """A host command's output: the preflight's ends with its memory bound (preflight.sh.j2)."""
+    if name.endswith("preflight-check"):
+        return f"preflight passed\nmemory ceiling: {MOCK_MEMORY[0]} connections (MemTotal {MOCK_MEMORY[1]} kB)\n"
+    return f"{name} ok"
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def __init__(self, preview: bool) -> None:
         self.preview = preview
@@ -300,7 +311,7 @@ class _Mocks(pulumi.runtime.Mocks):
             input_digest(args.typ, "", args.inputs) if args.typ == "docker:index/remoteImage:RemoteImage" else digest
         )
         computed = _COMPUTED[args.typ](content) if args.typ in _COMPUTED else {}
-        return f"{args.name}-{digest[:12]}", {**args.inputs, **computed, "stdout": f"{args.name} ok"}
+        return f"{args.name}-{digest[:12]}", {**args.inputs, **computed, "stdout": _stdout(args.name)}
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None

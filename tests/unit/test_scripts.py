@@ -16,12 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from components.capacity import memory_budget
 from components.config import StackConfig
 from components.names import LB_CONTAINER
 from components.plan import ClusterPlan
+from components.preflight import memory_ceiling
 from components.render.cluster_scripts import join_script, leave_script, verify_script
 from components.render.host_scripts import (
     HostOperation,
+    MemoryCheck,
     PortClaim,
     host_program,
     node_dirs_delete_script,
@@ -242,6 +245,56 @@ def test_preflight_lists_every_problem(busy_port: int, fake_bin: dict[str, str],
     assert "docker info failed" in result.stderr
     assert f"port {busy_port} (TLS listener of emqx-lb)" in result.stderr
     assert f"data dir {blocker / 'data'} cannot be created" in result.stderr
+
+
+def mem_total_kib() -> int:
+    with open("/proc/meminfo") as meminfo:
+        return next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
+
+
+def test_preflight_prints_the_memory_bound_of_this_host_for_the_capacity_output(
+    dev: tuple[StackConfig, ClusterPlan], fake_bin: dict[str, str], tmp_path: Path
+) -> None:
+    config, plan = dev
+    budget = memory_budget(config, plan.hosts[0])
+    result = run(preflight_script([], str(tmp_path / "data"), memory=MemoryCheck(budget, None)), env=fake_bin)
+    assert result.returncode == 0, result.stderr
+    total = mem_total_kib()
+    assert memory_ceiling(result.stdout) == ((total - budget.reserved_kib) // budget.kib_per_connection, total)
+
+
+def test_preflight_refuses_more_expected_connections_than_the_memory_holds(
+    dev: tuple[StackConfig, ClusterPlan], fake_bin: dict[str, str], tmp_path: Path
+) -> None:
+    config, plan = dev
+    budget = memory_budget(config, plan.hosts[0])
+    ceiling = (mem_total_kib() - budget.reserved_kib) // budget.kib_per_connection
+    fits = run(preflight_script([], str(tmp_path / "data"), memory=MemoryCheck(budget, ceiling)), env=fake_bin)
+    assert fits.returncode == 0, fits.stderr
+    over = run(preflight_script([], str(tmp_path / "data"), memory=MemoryCheck(budget, ceiling + 1)), env=fake_bin)
+    assert over.returncode == 1
+    assert (
+        f"emqx-cluster:expectedConnections = {ceiling + 1}: allowed: at most {ceiling} on this host: memory decides"
+        in (over.stderr)
+    )
+    assert "brokerMemoryPerConnectionKib" in over.stderr
+
+
+def test_preflight_refuses_a_source_address_that_is_not_the_hosts(fake_bin: dict[str, str], tmp_path: Path) -> None:
+    key = "emqx-cluster:hosts[0].lbSourceAddresses"
+    own = run(
+        preflight_script([], str(tmp_path / "data"), local_addresses=["127.0.0.1"], local_addresses_key=key),
+        env=fake_bin,
+    )
+    assert own.returncode == 0, own.stderr
+    stranger = "192.0.2.77"  # TEST-NET-1: never an address of this machine
+    result = run(
+        preflight_script([], str(tmp_path / "data"), local_addresses=[stranger, "127.0.0.1"], local_addresses_key=key),
+        env=fake_bin,
+    )
+    assert result.returncode == 1
+    assert f"{key} lists {stranger}, which is not an address of this host" in result.stderr
+    assert "127.0.0.1, which" not in result.stderr
 
 
 # ----------------------------------------------------------------------------- sysctl
