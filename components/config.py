@@ -147,6 +147,21 @@ class TlsConfig(_Section):
     client_ca: PemCertificate | None = Field(None, validation_alias="tlsClientCa")
     client_verify_depth: int = Field(2, ge=1, le=10, validation_alias="tlsClientVerifyDepth")
     client_crl: PemCrl | None = Field(None, validation_alias="tlsClientCrl")
+    # TLS session tickets (components/tls.py): reconnecting clients resume, even on another host's
+    # load balancer and after a restart; off: only each Nginx's session cache, lost on restart.
+    session_tickets: bool = Field(True, validation_alias="tlsSessionTickets")
+    # Raise by one to rotate the ticket key: the new key issues tickets, the previous one still
+    # resumes those it issued; the one before that is deleted.
+    ticket_key_generation: int = Field(1, ge=1, le=1000000, validation_alias="tlsTicketKeyGeneration")
+
+    @property
+    def ticket_key_generations(self) -> tuple[int, ...]:
+        """The ticket keys' generations, the issuing one first, then the previous one (the tickets
+        it issued still resume); none with tickets off."""
+        if not self.session_tickets:
+            return ()
+        current = self.ticket_key_generation
+        return tuple(generation for generation in (current, current - 1) if generation >= 1)
 
     def problems(self) -> list[str]:
         problems = []

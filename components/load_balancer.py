@@ -30,6 +30,7 @@ class LoadBalancerArgs:
     private_key_pem: pulumi.Input[str]  # secret
     client_ca_pem: str | None  # clients must present a certificate it signed
     client_crl_pem: str | None
+    ticket_keys: Sequence[pulumi.Output[str]]  # base64, secret; the issuing one first
     nofile_limit: int
     keep_image: bool
     log_opts: Mapping[str, str]  # json-file rotation, bounded
@@ -47,6 +48,7 @@ class LoadBalancerArgs:
             private_key_pem=tls.private_key_pem,
             client_ca_pem=config.tls.client_ca.get_secret_value() if config.tls.client_ca else None,
             client_crl_pem=config.tls.client_crl,
+            ticket_keys=tls.ticket_keys,
             nofile_limit=config.lb.nofile_limit,
             keep_image=config.keep_image,
             log_opts=config.container_log_opts,
@@ -112,6 +114,12 @@ class LoadBalancer(pulumi.ComponentResource):
                         (runtime.client_crl_path, args.client_crl_pem),
                     )
                     if content is not None
+                ),
+                *(
+                    docker.ContainerUploadArgs(
+                        file=runtime.ticket_key_path(number), content_base64=key, permissions="0600"
+                    )
+                    for number, key in enumerate(args.ticket_keys, start=1)
                 ),
             ],
             log_driver="json-file",

@@ -1,7 +1,20 @@
-"""The load balancer's TLS material: the configured chain and key, or a self-signed pair.
+"""The load balancer's TLS material: the configured chain and key, or a self-signed pair, and
+the session ticket keys every host's Nginx shares.
 
 Creates (self-signed mode only) `emqx-tls-key` (ECDSA P-256) and `emqx-tls-cert`, for the
-names and addresses clients use; both kept in state, the key as a secret.
+names and addresses clients use; both kept in state, the key as a secret. With session tickets
+(on by default), `emqx-tls-ticket-key-<generation>` and the previous generation's: 80 random
+bytes each, Nginx's AES-256 ticket key format (ngx_ssl_session_ticket_keys: "80-byte keys use
+AES256-CBC and HMAC-SHA256"), secret outputs.
+
+Why tickets: a reconnect storm follows every load balancer restart (a config change replaces
+the container), and a session cache lives in Nginx's shared memory, which the restart empties;
+ticket keys are files from Pulumi state, the same on every host and after every restart, so the
+returning clients resume (bench/tls_handshakes.py). What it costs: whoever holds a ticket key
+(Pulumi state, the container's file) can decrypt the TLS 1.2 sessions resumed from tickets it
+sealed (their master secret is in the ticket); TLS 1.3 resumption with a fresh key exchange
+(psk_dhe_ke, what OpenSSL servers choose when the client offers it) keeps forward secrecy.
+Rotating (tlsTicketKeyGeneration) bounds that window; tlsSessionTickets false turns it off.
 """
 
 from __future__ import annotations
@@ -9,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_random as random
 import pulumi_tls as tls
 
 from components import names
@@ -18,6 +32,7 @@ SELF_SIGNED_VALIDITY_HOURS = 24 * 365
 # pulumi-tls replaces a self-signed certificate only once it counts as expired; with this, a
 # `pulumi up` in its last 30 days renews it before clients see an expired one.
 SELF_SIGNED_EARLY_RENEWAL_HOURS = 24 * 30
+TICKET_KEY_BYTES = 80
 
 
 @dataclass(frozen=True)
@@ -26,15 +41,27 @@ class TlsMaterial:
     # was set as (`pulumi stack output --show-secrets tlsCertificate`).
     certificate_pem: pulumi.Output[str]
     private_key_pem: pulumi.Output[str]  # secret
+    # Base64 session ticket keys, secret: the one that issues tickets first (Nginx's first
+    # `ssl_session_ticket_key` encrypts, the others only decrypt). Empty: tickets off.
+    ticket_keys: tuple[pulumi.Output[str], ...]
 
 
 def tls_material(config: StackConfig, parent: pulumi.Resource) -> TlsMaterial:
+    child = pulumi.ResourceOptions(parent=parent)
+    ticket_keys: tuple[pulumi.Output[str], ...] = tuple(
+        pulumi.Output.secret(
+            random.RandomBytes(
+                names.resource(f"tls-ticket-key-{generation}"), length=TICKET_KEY_BYTES, opts=child
+            ).base64
+        )
+        for generation in config.tls.ticket_key_generations
+    )
     if config.tls.certificate is not None and config.tls.private_key is not None:
         return TlsMaterial(
             pulumi.Output.secret(config.tls.certificate.get_secret_value()),
             pulumi.Output.secret(config.tls.private_key.get_secret_value()),
+            ticket_keys,
         )
-    child = pulumi.ResourceOptions(parent=parent)
     key = tls.PrivateKey(names.resource("tls-key"), algorithm="ECDSA", ecdsa_curve="P256", opts=child)
     dns_names, ip_addresses = config.self_signed_subjects()
     cert = tls.SelfSignedCert(
@@ -48,4 +75,4 @@ def tls_material(config: StackConfig, parent: pulumi.Resource) -> TlsMaterial:
         allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
         opts=child,
     )
-    return TlsMaterial(cert.cert_pem, pulumi.Output.secret(key.private_key_pem))
+    return TlsMaterial(cert.cert_pem, pulumi.Output.secret(key.private_key_pem), ticket_keys)

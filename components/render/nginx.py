@@ -79,6 +79,8 @@ class NginxSettings:
     # and whether a revocation list is checked too.
     client_verify_depth: int | None = None
     client_crl: bool = False
+    # Session ticket key files (NginxRuntime.ticket_key_path), the issuing one first; 0: tickets off.
+    ticket_keys: int = 0
     ciphers: str = MODERN_CIPHERS
     ecdh_curves: str = INTERMEDIATE_GROUPS
 
@@ -119,8 +121,13 @@ class NginxRuntime:
     pid_path: str
     error_log: str
     access_log: str
+    ticket_key_dir: str
     user: str | None = None
     stream_module_path: str | None = None
+
+    def ticket_key_path(self, number: int) -> str:
+        """Where the `number`th session ticket key (from 1) is."""
+        return f"{self.ticket_key_dir}/ticket-{number}.key"
 
 
 TLS_DIR = "/etc/nginx/tls"
@@ -135,6 +142,7 @@ CONTAINER_RUNTIME = NginxRuntime(
     pid_path="/var/run/nginx.pid",
     error_log="/dev/stderr",
     access_log="/dev/stdout",
+    ticket_key_dir=TLS_DIR,
     user="nginx",
 )
 
@@ -143,8 +151,8 @@ DEBIAN_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 
 def standalone_runtime(directory: str, certificate_path: str, private_key_path: str) -> NginxRuntime:
-    """Debian's nginx outside a container: stream module by absolute path, pid, logs and the
-    client CA / CRL files in `directory`."""
+    """Debian's nginx outside a container: stream module by absolute path, pid, logs, the
+    client CA / CRL files and the session ticket keys in `directory`."""
     return NginxRuntime(
         certificate_path=certificate_path,
         private_key_path=private_key_path,
@@ -153,6 +161,7 @@ def standalone_runtime(directory: str, certificate_path: str, private_key_path: 
         pid_path=f"{directory}/nginx.pid",
         error_log=f"{directory}/error.log",
         access_log=f"{directory}/access.log",
+        ticket_key_dir=directory,
         stream_module_path=DEBIAN_STREAM_MODULE,
     )
 
@@ -185,6 +194,7 @@ def nginx_settings(config: StackConfig, plan: ClusterPlan, host: HostPlan | None
         proxy_protocol=plan.proxy_protocol,
         client_verify_depth=config.tls.client_verify_depth if config.tls.client_ca is not None else None,
         client_crl=config.tls.client_crl is not None,
+        ticket_keys=len(config.tls.ticket_key_generations),
     )
 
 

@@ -369,6 +369,40 @@ def test_the_measured_ceiling_is_the_nodes_caps_and_the_edge_refuses_the_rest_cl
 # --------------------------------------------------------------------------- TLS
 
 
+def resumed_after_restart(nginx: Nginx, pki: Pki, client_id: str, version: ssl.TLSVersion) -> bool:
+    """A client connects and gets its session (TLS 1.3: the ticket comes after the handshake, so
+    once the CONNACK is read); Nginx restarts; does the client's next handshake resume it?"""
+    context = pki.client_context(minimum=version, maximum=version)
+    host, port = nginx.address
+
+    def connect(session: ssl.SSLSession | None) -> ssl.SSLSocket:
+        sock = context.wrap_socket(
+            socket.create_connection((host, port), timeout=10), server_hostname=host, session=session
+        )
+        sock.sendall(mqtt_connect_packet(client_id))
+        assert recv_up_to(sock, 4) == CONNACK_ACCEPTED
+        return sock
+
+    with connect(None) as first:
+        session = first.session
+    nginx.stop()
+    nginx.start()
+    with connect(session) as second:
+        return second.session_reused is True
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2], ids=["tls1.3", "tls1.2"])
+def test_with_session_tickets_a_client_resumes_after_nginx_restarts(
+    start_lb: StartLb, pki: Pki, client_id: Callable[[int], str], version: ssl.TLSVersion
+) -> None:
+    """The ticket keys are files (uploads from Pulumi state): a restart keeps them, so the storm
+    of returning clients resumes; the session cache alone lives in shared memory and is lost."""
+    with_tickets = start_lb(ticket_keys=2)
+    assert resumed_after_restart(with_tickets, pki, client_id(0), version)
+    cache_only = start_lb(ticket_keys=0)
+    assert not resumed_after_restart(cache_only, pki, client_id(1), version)
+
+
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1], ids=["tls1.0", "tls1.1"])
 def test_legacy_tls_versions_are_refused_by_the_server(start_lb: StartLb, pki: Pki, version: ssl.TLSVersion) -> None:
     nginx = start_lb()

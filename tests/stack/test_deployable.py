@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -33,7 +34,7 @@ from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_ng
 from components.render.templating import double_quoted
 from tests.support.graph import RolloutGraph
 from tests.support.program import CONTAINER, Deployments, ProgramRun, Recorded, run_program
-from tests.support.stackfiles import PROJECT_DIR, ProdSecrets, StackCase
+from tests.support.stackfiles import PROJECT_DIR, ProdSecrets, StackCase, with_changes
 from tests.support.views import (
     LB_CONTAINER,
     broker_names,
@@ -95,6 +96,7 @@ def test_resource_types_and_counts(any_run: ProgramRun, case: StackCase) -> None
             command_type(case.stack): 2 + nodes + nodes + (nodes - 1) + 2 + 1 + len(case.parsed().access.user_ids),
             # cookie, dashboard password, API secret, salt key (+ dev's generated client password)
             "random:index/randomPassword:RandomPassword": 4 + (case.stack == "dev"),
+            "random:index/randomBytes:RandomBytes": 1,  # the session ticket key
             **{f"emqx-cluster:index:{component}": 1 for component in COMPONENTS},
         }
     )
@@ -370,7 +372,13 @@ def test_load_balancer_container(any_run: ProgramRun, case: StackCase) -> None:
     ]
     assert lb.property_dependencies["image"] == [any_run.named("emqx-lb-image").urn]
     files = uploads(lb)
-    assert set(files) == {NGINX_CONF, CONTAINER_RUNTIME.certificate_path, CONTAINER_RUNTIME.private_key_path}
+    ticket_key = CONTAINER_RUNTIME.ticket_key_path(1)
+    assert set(files) == {
+        NGINX_CONF,
+        CONTAINER_RUNTIME.certificate_path,
+        CONTAINER_RUNTIME.private_key_path,
+        ticket_key,
+    }
     conf = files[NGINX_CONF][1]["content"]
     assert conf == render_nginx_conf(settings)
     assert not re.search(r"^\s*load_module\b", conf, re.M), "the official image has the stream module built in"
@@ -381,10 +389,35 @@ def test_load_balancer_container(any_run: ProgramRun, case: StackCase) -> None:
     assert is_secret_at(lb, ("uploads", key_index, "content"))
     assert "uploads" in lb.secret_inputs
     assert "uploads" in lb.additional_secret_outputs
+    ticket_index, ticket_upload = files[ticket_key]
+    assert ticket_upload["permissions"] == "0600"
+    assert is_secret_at(lb, ("uploads", ticket_index, "contentBase64"))
     # Replace and destroy stop Nginx with its stop signal (SIGQUIT: drain) and this much time.
     grace = case.parsed().lb.stop_grace_seconds
     assert lb.inputs["destroyGraceSeconds"] == grace > 0
     assert lb.inputs["stopTimeout"] == grace
+
+
+def test_the_session_ticket_key_is_nginxs_80_byte_key_from_pulumi_random(deployed: ProgramRun) -> None:
+    [key] = deployed.of_type("random:index/randomBytes:RandomBytes")
+    assert (key.name, key.inputs["length"]) == ("emqx-tls-ticket-key-1", 80)  # AES-256 + HMAC-SHA256 keys
+    _, upload = uploads(lb_container(deployed))[CONTAINER_RUNTIME.ticket_key_path(1)]
+    assert len(base64.b64decode(upload["contentBase64"])) == 80
+
+
+def test_rotating_the_ticket_key_keeps_the_previous_one_for_the_tickets_it_issued(
+    deployments: Deployments, case: StackCase
+) -> None:
+    rotated = deployments.run(StackCase(case.stack, with_changes(case.config, tlsTicketKeyGeneration=2), case.secrets))
+    keys = {r.name: r for r in rotated.of_type("random:index/randomBytes:RandomBytes")}
+    assert set(keys) == {"emqx-tls-ticket-key-2", "emqx-tls-ticket-key-1"}  # generation 1 kept: same name, same key
+    files = uploads(lb_container(rotated))
+    issuing, previous = (files[CONTAINER_RUNTIME.ticket_key_path(n)][1]["contentBase64"] for n in (1, 2))
+    assert issuing != previous
+    assert (
+        previous
+        == uploads(lb_container(deployments.run(case)))[CONTAINER_RUNTIME.ticket_key_path(1)][1]["contentBase64"]
+    )
 
 
 def test_a_client_ca_reaches_nginx_as_a_secret_upload_and_turns_verification_on(

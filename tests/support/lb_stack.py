@@ -477,6 +477,7 @@ def lb_settings(
     worker_connections: int = 1024,
     client_verify_depth: int | None = None,
     max_conns: int = 0,
+    ticket_keys: int = 0,
 ) -> NginxSettings:
     """Test-sized settings: short fail_timeout so failover/recovery happen within a test."""
     return NginxSettings(
@@ -491,6 +492,7 @@ def lb_settings(
         worker_connections=worker_connections,
         client_verify_depth=client_verify_depth,
         max_conns=max_conns,
+        ticket_keys=ticket_keys,
     )
 
 
@@ -521,6 +523,11 @@ class Nginx:
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.settings.client_verify_depth:  # where the container gets the stack's tlsClientCa
             shutil.copyfile(self.pki.client_ca_cert, self.runtime.client_ca_path)
+        for number in range(1, self.settings.ticket_keys + 1):  # as the container's uploads: kept
+            key = Path(self.runtime.ticket_key_path(number))
+            if not key.exists():
+                key.write_bytes(os.urandom(80))
+                key.chmod(0o600)
         text = render_nginx_conf(self.settings, self.runtime)
         self.conf_path.write_text(text)
         return text

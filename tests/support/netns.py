@@ -7,6 +7,8 @@ net.ipv4.ip_local_port_range and net.ipv4.ip_local_reserved_ports are per networ
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import secrets
 import shutil
 import subprocess
@@ -85,6 +87,29 @@ def scratch_namespace(prefix: str = "emqx-test") -> Iterator[NetNamespace]:
         yield ns
     finally:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"setns: {os.strerror(error)}")
+
+
+@contextlib.contextmanager
+def entered(ns: NetNamespace) -> Iterator[None]:
+    """The test process itself inside `ns` (setns(2), as `ip netns exec` does, on the calling
+    thread: the test's). Everything it starts inherits the namespace, its sockets are opened in
+    it and /proc/net shows it; back home on exit. Python 3.11 has no os.setns: libc's, by ctypes."""
+    with open("/proc/self/ns/net") as home, open(f"/var/run/netns/{ns.name}") as target:
+        _setns(target.fileno())
+        try:
+            yield
+        finally:
+            _setns(home.fileno())
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ stack in ContextVars; a run therefore never sees the previous one's resources.
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import hashlib
 import json
@@ -55,6 +56,10 @@ _COMPUTED: dict[str, Callable[[str], dict[str, str]]] = {
     "docker:index/image:Image": lambda digest: {"repoDigest": f"sha256:{digest}"},
     "docker:index/remoteImage:RemoteImage": lambda digest: {"imageId": f"sha256:{digest}"},
     "random:index/randomPassword:RandomPassword": lambda digest: {"result": f"mock-password-{digest[:32]}"},
+    # 80 bytes, base64 (pulumi-random's RandomBytes.base64): the digest's 32 hex digits, repeated.
+    "random:index/randomBytes:RandomBytes": lambda digest: {
+        "base64": base64.b64encode(bytes.fromhex(digest[:32]) * 5).decode()
+    },
     "tls:index/privateKey:PrivateKey": lambda digest: {
         "privateKeyPem": f"-----BEGIN PRIVATE KEY-----\nmock{digest}\n-----END PRIVATE KEY-----\n"
     },

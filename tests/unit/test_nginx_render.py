@@ -7,6 +7,7 @@ The tests render with a runtime that points at temp files and loads Debian's str
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import shutil
 import ssl
@@ -37,7 +38,16 @@ from tests.support.stackfiles import TlsMaterial, stack_raw, validate
 NGINX = "/usr/sbin/nginx"
 STREAM_MODULE = DEBIAN_STREAM_MODULE
 WEAK_CIPHER_MARKERS = ("RC4", "3DES", "DES-CBC", "MD5", "NULL", "EXPORT", "aNULL", "eNULL", "PSK", "SRP", "CAMELLIA")
-RUNTIME_DIRECTIVES = ("load_module", "user", "pid", "error_log", "access_log", "ssl_certificate", "ssl_certificate_key")
+RUNTIME_DIRECTIVES = (
+    "load_module",
+    "user",
+    "pid",
+    "error_log",
+    "access_log",
+    "ssl_certificate",
+    "ssl_certificate_key",
+    "ssl_session_ticket_key",
+)
 
 needs_nginx = pytest.mark.skipif(
     shutil.which(NGINX) is None or not Path(STREAM_MODULE).is_file(),
@@ -93,6 +103,8 @@ def seconds(duration: str) -> float:
 
 
 def nginx_test(conf: Path, directory: Path) -> subprocess.CompletedProcess[str]:
+    for number in (1, 2):  # what the container gets from Pulumi state: 80 random bytes each
+        (directory / f"ticket-{number}.key").write_bytes(os.urandom(80))
     return subprocess.run(
         [NGINX, "-t", "-q", "-c", str(conf), "-p", str(directory), "-e", str(directory / "startup-error.log")],
         capture_output=True,
@@ -226,7 +238,29 @@ def test_container_render_differs_only_in_runtime_lines(tls_material: TlsMateria
         differing = [(a, b) for a, b in zip(container, tested, strict=True) if a != b]
         assert {directive(a) for a, _ in differing} <= set(RUNTIME_DIRECTIVES)
         assert all(directive(a) == directive(b) for a, b in differing)
-        assert len(differing) == 5  # pid, error_log, access_log, ssl_certificate, ssl_certificate_key
+        # pid, error_log, access_log, ssl_certificate, ssl_certificate_key, ssl_session_ticket_key
+        assert len(differing) == 6
+
+
+@pytest.mark.parametrize(("generation", "keys"), [("1", ["ticket-1.key"]), ("7", ["ticket-1.key", "ticket-2.key"])])
+def test_session_tickets_use_the_issuing_key_first_and_keep_the_previous_generation(
+    generation: str, keys: list[str], tls_material: TlsMaterial, tmp_path: Path
+) -> None:
+    config, settings = stack("dev", tls_material, tlsTicketKeyGeneration=generation)
+    assert config.tls.ticket_key_generations == ((1,) if generation == "1" else (7, 6))
+    server = only(only(parse(render_nginx_conf(settings), tmp_path), "stream")["block"], "server")["block"]
+    assert args(server, "ssl_session_tickets") == ["on"]
+    tickets = [d["args"][0] for d in server if d["directive"] == "ssl_session_ticket_key"]
+    assert tickets == [f"/etc/nginx/tls/{key}" for key in keys]
+
+
+def test_without_session_tickets_only_the_session_cache_resumes(tls_material: TlsMaterial, tmp_path: Path) -> None:
+    config, settings = stack("dev", tls_material, tlsSessionTickets="false")
+    assert config.tls.ticket_key_generations == ()
+    server = only(only(parse(render_nginx_conf(settings), tmp_path), "stream")["block"], "server")["block"]
+    assert args(server, "ssl_session_tickets") == ["off"]
+    assert not [d for d in server if d["directive"] == "ssl_session_ticket_key"]
+    assert args(server, "ssl_session_cache")[0].startswith("shared:")
 
 
 # ----------------------------------------------------------------------------- nginx -t
