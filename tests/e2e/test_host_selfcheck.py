@@ -187,12 +187,14 @@ def test_nginx_standin_terminates_tls_and_proxies_to_the_broker(cluster: Cluster
     host = cluster.host
     ca = trustme.CA()
     cert = ca.issue_cert(host.address, "localhost")
-    conf = render_nginx_conf(nginx_settings(cluster.config, cluster.plan), CONTAINER_RUNTIME)
+    settings = nginx_settings(cluster.config, cluster.plan)
     files = {
-        "/etc/nginx/nginx.conf": conf.encode(),
+        "/etc/nginx/nginx.conf": render_nginx_conf(settings, CONTAINER_RUNTIME).encode(),
         CONTAINER_RUNTIME.certificate_path: b"".join(blob.bytes() for blob in cert.cert_chain_pems),
         CONTAINER_RUNTIME.private_key_path: cert.private_key_pem.bytes(),
     }
+    for number in range(1, settings.ticket_keys + 1):  # as pulumi-random makes them: 80 random bytes
+        files[CONTAINER_RUNTIME.ticket_key_path(number)] = os.urandom(80)
     nofile = cluster.config.lb.nofile_limit
     name = "emqx-lb-selfcheck"
     cluster.containers.append(name)

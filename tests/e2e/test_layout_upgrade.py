@@ -46,8 +46,11 @@ RESTRUCTURE = "f34b96f"
 # MQTT access changes every broker's environment too, and the capacity caps (max_conns) Nginx's
 # config, whose uploads replace its container (clients reconnect once).
 FOLLOWS_A_NEW_IMAGE = re.compile(r"^(emqx-broker-image-build|emqx\d+|emqx-lb)$")
-# What MQTT access added: created on the first `pulumi up` after it (nothing moved or renamed).
-ADDED_BY_ACCESS = re.compile(r"^(emqx\d+-access-files|emqx-clients|emqx-mqtt-acl|emqx-api-secret|emqx-mqtt-salt-key)$")
+# What MQTT access and the TLS session tickets added: created on the first `pulumi up` after
+# them (nothing moved or renamed).
+ADDED_SINCE = re.compile(
+    r"^(emqx\d+-access-files|emqx-clients|emqx-mqtt-acl|emqx-api-secret|emqx-mqtt-salt-key|emqx-tls-ticket-key-\d+)$"
+)
 
 
 @pytest.fixture
@@ -84,13 +87,11 @@ def test_first_layout_upgrades_without_replacing_or_deleting_anything(
     ops = step_ops(project.preview())
     moved_or_kept = {name: op for name, op in ops.items() if not FOLLOWS_A_NEW_IMAGE.match(name)}
     assert {
-        name: op
-        for name, op in moved_or_kept.items()
-        if set(op) - {"same", "update"} and not ADDED_BY_ACCESS.match(name)
+        name: op for name, op in moved_or_kept.items() if set(op) - {"same", "update"} and not ADDED_SINCE.match(name)
     } == {}
     assert not [name for name, op in ops.items() if "delete" in op]
     created = [name for name, op in ops.items() if "create" in op]
-    assert created and all(ADDED_BY_ACCESS.match(name) for name in created), created
+    assert created and all(ADDED_SINCE.match(name) for name in created), created
     project.up()
     # Same resources, now under their new URNs (the old ones were aliases), and the new ones.
     assert len({r["urn"] for r in project.resources()}) == len(urns_before) + len(created)

@@ -336,13 +336,13 @@ def test_past_every_nodes_cap_a_new_client_is_refused_and_no_node_is_marked_down
     assert backend_index(live_backends, newcomer.client_id) == backend_index(live_backends, leaving.client_id)
 
 
-def loadgen_args(nginx: Nginx, pki: Pki, clients: int) -> list[str]:
+def loadgen_args(nginx: Nginx, pki: Pki, clients: int, hold: str = "7s") -> list[str]:
     """The native load generator against this Nginx: clients from five 127.x addresses, each
-    holding its connection with a 3 s keepalive (two pings) for 7 s."""
+    holding its connection with a 3 s keepalive (two pings) for `hold`."""
     host, port = nginx.address
     return [
         *("-addr", f"{host}:{port}", "-ca", str(pki.ca_cert), "-server-name", "localhost"),
-        *("-clients", str(clients), "-sources", "127.0.0.10-127.0.0.14", "-hold", "7s", "-keepalive", "3s"),
+        *("-clients", str(clients), "-sources", "127.0.0.10-127.0.0.14", "-hold", hold, "-keepalive", "3s"),
     ]
 
 
@@ -401,6 +401,30 @@ def test_with_session_tickets_a_client_resumes_after_nginx_restarts(
     assert resumed_after_restart(with_tickets, pki, client_id(0), version)
     cache_only = start_lb(ticket_keys=0)
     assert not resumed_after_restart(cache_only, pki, client_id(1), version)
+
+
+@pytest.mark.parametrize(
+    ("ticket_keys", "restart", "resumed"),
+    [(2, True, 30), (0, False, 30), (0, True, 0)],
+    ids=["tickets-restart", "cache", "cache-restart"],
+)
+def test_a_reconnect_storm_resumes_its_sessions_unless_a_restart_lost_the_cache(
+    start_lb: StartLb, pki: Pki, ticket_keys: int, restart: bool, resumed: int
+) -> None:
+    """30 clients connect, all drop, (Nginx restarts,) all come back with the session they had:
+    the load generator's storm mode, counting abbreviated handshakes as the benchmark does."""
+    nginx = start_lb(ticket_keys=ticket_keys)
+
+    def restart_nginx() -> None:
+        if restart:
+            nginx.stop()
+            nginx.start()
+
+    args = [*loadgen_args(nginx, pki, 30, hold="0s"), "-rounds", "2", "-resume"]
+    report = run_loadgen(args, between_rounds=restart_nginx)
+    first, storm = report["rounds"]
+    assert (first["established"], first["resumed"]) == (30, 0), report
+    assert (storm["established"], storm["resumed"], storm["failed"]) == (30, resumed, {}), report
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1], ids=["tls1.0", "tls1.1"])

@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +48,28 @@ def loadgen_binary() -> Path:
     return target
 
 
-def run_loadgen(args: Sequence[str], timeout: float = 300) -> dict[str, Any]:
-    """Run the generator with `args`; its JSON report."""
-    done = subprocess.run([str(loadgen_binary()), *args], capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"emqx-loadgen exited {done.returncode}: {done.stderr[-2000:]}")
-    report: dict[str, Any] = json.loads(done.stdout)
+def run_loadgen(
+    args: Sequence[str], timeout: float = 300, between_rounds: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Run the generator with `args`; its JSON report. With `between_rounds` (and `-rounds`) it
+    pauses once every client has connected and dropped, runs it, then the clients come back."""
+    command = [str(loadgen_binary()), *args, *(["-pause"] if between_rounds else [])]
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as generator:
+        assert generator.stdin is not None and generator.stdout is not None and generator.stderr is not None
+        try:
+            if between_rounds is not None:
+                for line in generator.stderr:
+                    if not line.startswith("round "):
+                        break
+                    between_rounds()
+                    generator.stdin.write("\n")
+                    generator.stdin.flush()
+            stdout, stderr = generator.communicate(timeout=timeout)
+        finally:
+            generator.kill()
+    if generator.returncode != 0:
+        raise RuntimeError(f"emqx-loadgen exited {generator.returncode}: {stderr[-2000:]}")
+    report: dict[str, Any] = json.loads(stdout)
     return report

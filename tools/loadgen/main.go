@@ -5,11 +5,17 @@
 // IP_BIND_ADDRESS_NO_PORT, so the kernel picks its port at connect time per destination
 // and the clients do not eat the ephemeral ports Nginx needs toward the brokers.
 //
+// With -rounds every client connects again once all have (a reconnect storm), with -resume
+// through the TLS session it got before; with -churn each drops its connection at the CONNACK
+// (the handshake rate). The report gives each round's established, resumed, failed by reason
+// and rate, and the generator's own peak memory.
+//
 //	emqx-loadgen -addr 127.0.0.1:8884 -ca ca.pem -clients 1000 -sources 127.0.0.10-127.0.0.19 \
 //	             -hold 30s -username u -password p
 package main
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -22,6 +28,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,15 +38,22 @@ import (
 // IP_BIND_ADDRESS_NO_PORT (linux/in.h): bind the address now, choose the port at connect().
 const ipBindAddressNoPort = 24
 
-type report struct {
-	Clients     int            `json:"clients"`
+// round: every client connects once (a reconnect storm when they all come back together).
+type round struct {
 	Established int            `json:"established"`
-	StillHeld   int            `json:"stillHeld"` // open after -hold: every keepalive ping answered
+	Resumed     int            `json:"resumed"` // TLS sessions resumed: an abbreviated handshake
 	Failed      map[string]int `json:"failed"`
 	ConnectRate float64        `json:"connectsPerSecond"`
 	Seconds     float64        `json:"connectSeconds"`
-	MaxRSSKiB   int64          `json:"maxRssKiB"`
-	Sources     []string       `json:"sources"`
+}
+
+type report struct {
+	round              // the last round
+	Clients   int      `json:"clients"`
+	StillHeld int      `json:"stillHeld"` // open after -hold: every keepalive ping answered
+	Rounds    []round  `json:"rounds"`
+	MaxRSSKiB int64    `json:"maxRssKiB"`
+	Sources   []string `json:"sources"`
 }
 
 func sources(spec string) ([]net.IP, error) {
@@ -108,6 +122,21 @@ func maxRSS() int64 {
 	return usage.Maxrss
 }
 
+// tlsOpener dials like paho's "tls" scheme would, through the client's own session cache, and
+// counts resumed sessions (paho does not expose the TLS connection).
+func tlsOpener(source net.IP, config *tls.Config, resumed *atomic.Int64) mqtt.OpenConnectionFunc {
+	return func(uri *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
+		conn, err := tls.DialWithDialer(dialer(source), "tcp", uri.Host, config)
+		if err != nil {
+			return nil, err
+		}
+		if conn.ConnectionState().DidResume {
+			resumed.Add(1)
+		}
+		return conn, nil
+	}
+}
+
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8884", "the load balancer's TLS listener")
 	caFile := flag.String("ca", "", "PEM CA that signed the listener's certificate")
@@ -121,6 +150,10 @@ func main() {
 	username := flag.String("username", "", "MQTT username")
 	password := flag.String("password", "", "MQTT password")
 	prefix := flag.String("client-id-prefix", "loadgen", "client ids are <prefix>-<n>")
+	rounds := flag.Int("rounds", 1, "times every client connects; all disconnect between rounds")
+	pause := flag.Bool("pause", false, "between rounds, say so on stderr and wait for a line on stdin")
+	churn := flag.Bool("churn", false, "disconnect right after the CONNACK (handshake rate, nothing held)")
+	resume := flag.Bool("resume", false, "each client keeps its TLS session (ticket or id) for its next round")
 	flag.Parse()
 
 	ips, err := sources(*sourceSpec)
@@ -136,57 +169,87 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	tlsConfig := &tls.Config{RootCAs: roots, ServerName: *serverName, MinVersion: tls.VersionTLS12}
+	configs := make([]*tls.Config, *clients)
+	for n := range configs {
+		configs[n] = &tls.Config{RootCAs: roots, ServerName: *serverName, MinVersion: tls.VersionTLS12}
+		if *resume {
+			configs[n].ClientSessionCache = tls.NewLRUClientSessionCache(1)
+		}
+	}
 	broker := &url.URL{Scheme: "tls", Host: *addr}
 
-	var mu sync.Mutex
-	rep := report{Clients: *clients, Failed: map[string]int{}}
+	rep := report{Clients: *clients}
 	for _, ip := range ips {
 		rep.Sources = append(rep.Sources, ip.String())
 	}
+	stdin := bufio.NewReader(os.Stdin)
 	var held []mqtt.Client
-	slots := make(chan struct{}, *parallel)
-	var wg sync.WaitGroup
-	started := time.Now()
-	for n := 0; n < *clients; n++ {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func(n int) {
-			defer wg.Done()
-			defer func() { <-slots }()
-			source := ips[n%len(ips)]
-			opts := mqtt.NewClientOptions().
-				AddBroker(broker.String()).
-				SetClientID(fmt.Sprintf("%s-%d", *prefix, n)).
-				SetUsername(*username).
-				SetPassword(*password).
-				SetKeepAlive(*keepalive).
-				SetPingTimeout(*pingTimeout).
-				SetAutoReconnect(false).
-				SetConnectRetry(false).
-				SetProtocolVersion(4).
-				SetTLSConfig(tlsConfig).
-				SetDialer(dialer(source))
-			client := mqtt.NewClient(opts)
-			token := client.Connect()
-			ok := token.WaitTimeout(15 * time.Second)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case !ok:
-				rep.Failed["timeout"]++
-			case token.Error() != nil:
-				rep.Failed[reason(token.Error())]++
-			default:
-				rep.Established++
-				held = append(held, client)
+	for r := 0; r < *rounds; r++ {
+		if r > 0 {
+			for _, client := range held {
+				client.Disconnect(100)
 			}
-		}(n)
-	}
-	wg.Wait()
-	rep.Seconds = time.Since(started).Seconds()
-	if rep.Seconds > 0 {
-		rep.ConnectRate = float64(rep.Established) / rep.Seconds
+			held = nil
+			if *pause {
+				fmt.Fprintf(os.Stderr, "round %d done\n", r)
+				if _, err := stdin.ReadString('\n'); err != nil {
+					fmt.Fprintln(os.Stderr, "stdin closed between rounds:", err)
+					os.Exit(2)
+				}
+			}
+		}
+		var mu sync.Mutex
+		var resumed atomic.Int64
+		this := round{Failed: map[string]int{}}
+		slots := make(chan struct{}, *parallel)
+		var wg sync.WaitGroup
+		started := time.Now()
+		for n := 0; n < *clients; n++ {
+			wg.Add(1)
+			slots <- struct{}{}
+			go func(n int) {
+				defer wg.Done()
+				defer func() { <-slots }()
+				opts := mqtt.NewClientOptions().
+					AddBroker(broker.String()).
+					SetClientID(fmt.Sprintf("%s-%d", *prefix, n)).
+					SetUsername(*username).
+					SetPassword(*password).
+					SetKeepAlive(*keepalive).
+					SetPingTimeout(*pingTimeout).
+					SetAutoReconnect(false).
+					SetConnectRetry(false).
+					SetProtocolVersion(4).
+					SetCustomOpenConnectionFn(tlsOpener(ips[n%len(ips)], configs[n], &resumed))
+				client := mqtt.NewClient(opts)
+				token := client.Connect()
+				ok := token.WaitTimeout(15 * time.Second)
+				if ok && token.Error() == nil && *churn {
+					client.Disconnect(0)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case !ok:
+					this.Failed["timeout"]++
+				case token.Error() != nil:
+					this.Failed[reason(token.Error())]++
+				default:
+					this.Established++
+					if !*churn {
+						held = append(held, client)
+					}
+				}
+			}(n)
+		}
+		wg.Wait()
+		this.Seconds = time.Since(started).Seconds()
+		this.Resumed = int(resumed.Load())
+		if this.Seconds > 0 {
+			this.ConnectRate = float64(this.Established) / this.Seconds
+		}
+		rep.Rounds = append(rep.Rounds, this)
+		rep.round = this
 	}
 	// Held with keepalive: paho pings every keepalive and drops a client whose PINGRESP does
 	// not come back within the ping timeout, so a connection still open has had its answers.
