@@ -19,7 +19,7 @@ Nginx, and Nginx's to one of the host's nodes. The bounds, each in connections p
   within it, so a full node refuses no connection of its own accord (EMQX's acceptor would
   pause on EMFILE and leave clients hanging in the backlog).
 - memory: what one connection costs (MemoryBudget: Nginx and the kernel measured by
-  bench/connection_memory.py, EMQX from `brokerMemoryPerConnectionKib`) against the host's
+  bench/connection_capacity.py, EMQX from `brokerMemoryPerConnectionKib`) against the host's
   MemTotal, less what the OS and the nodes keep: only the host knows its memory, so the
   preflight reads it, computes this bound, refuses expectedConnections above it, and prints it
   for the `capacity` output (HostCapacity.with_memory).
@@ -37,7 +37,7 @@ from components.plan import ClusterPlan, HostPlan
 # listeners, the dashboard): a round allowance, far above what an idle node holds.
 BROKER_RESERVED_FILES = 1024
 
-# KiB one idle proxied MQTT-over-TLS connection costs (bench/connection_memory.py: Debian nginx
+# KiB one idle proxied MQTT-over-TLS connection costs (bench/connection_capacity.py: Debian nginx
 # 1.22 + OpenSSL 3.0): Nginx with `proxy_buffer_size 4k` (a 4k buffer each way, the TLS state);
 # the kernel's sockets of one client on the host (Nginx's two, the node's one).
 NGINX_KIB_PER_CONNECTION = 24

@@ -83,6 +83,8 @@ class NginxSettings:
     ticket_keys: int = 0
     ciphers: str = MODERN_CIPHERS
     ecdh_curves: str = INTERMEDIATE_GROUPS
+    # One buffer each way per proxied connection (Nginx's default: 16k).
+    proxy_buffer_size: str = "4k"
 
     @property
     def balancing_directive(self) -> str:

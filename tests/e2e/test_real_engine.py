@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 import pytest
 import trustme
 
+from components.capacity import BROKER_RESERVED_FILES, cluster_capacity, memory_budget
+from components.config_types import NAMESPACE
 from tests.support.e2e.cluster_probe import (
     RolloutWatch,
     client_context,
@@ -52,6 +54,7 @@ from tests.support.e2e.stacks import (
 from tests.support.emqx.emqx58_access import BAD_USERNAME_OR_PASSWORD, NOT_AUTHORIZED
 from tests.support.lb_stack import MqttRefusedError, MqttSession, connect_mqtt
 from tests.support.ports import wait_until
+from tests.support.stackfiles import validate
 
 pytestmark = pytest.mark.e2e
 
@@ -184,6 +187,26 @@ def test_3a_a_client_ca_admits_only_clients_with_its_certificate(dev: PulumiProj
         dev.set_config({"tlsClientCa": None})
         dev.up()
     assert lb_answers(host.address, 8884, client_context(dev.outputs()["tlsCertificate"]), host.address)
+
+
+def test_3d_the_capacity_output_is_the_plans_with_the_hosts_memory(
+    dev: PulumiProject, e2e_host_session: E2eHost
+) -> None:
+    """The `capacity` output of the deployed stack: the plan's bounds for the config it runs, and
+    the memory bound its preflight computed from the host's MemTotal; the least of them decides."""
+    shown = json.loads(dev.run("config", "--stack", dev.stack, "--json", "--show-secrets").stdout)
+    config, plan = validate({key.split(":", 1)[1]: entry["value"] for key, entry in shown.items()})
+    (label, capacity), *others = dev.outputs()["capacity"].items()
+    assert others == []
+    planned = cluster_capacity(config, plan)[label]
+    budget = memory_budget(config, plan.host(label))
+    meminfo = e2e_host_session.run_in_ns("cat /proc/meminfo").stdout
+    mem_total = next(int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal:"))
+    memory = max(0, (mem_total - budget.reserved_kib) // budget.kib_per_connection)
+    bounds = {bound.name: bound.connections for bound in planned.bounds} | {"memory": memory}
+    assert capacity["bounds"] == bounds
+    decided_by = min(bounds, key=bounds.__getitem__)
+    assert (capacity["ceiling"], capacity["decidedBy"]) == (bounds[decided_by], decided_by)
 
 
 def mqtt_through_lb(
@@ -388,11 +411,39 @@ def test_10_a_taken_port_fails_preflight_with_its_message(dev: PulumiProject, e2
     assert "emqx4" not in container_names(host)
 
 
+def test_9a_a_client_past_max_conns_is_refused_and_the_cluster_stays_healthy(
+    dev: PulumiProject, e2e_host_session: E2eHost
+) -> None:
+    """brokerNofileLimit 1,026: EMQX keeps 1,024, so Nginx caps each of the 3 nodes at 2 clients
+    (`max_conns`) and the stack holds 6 (the broker open files decide). The 7th client is refused
+    at the edge, no node is marked down or leaves the cluster, and a freed place is taken again."""
+    host = e2e_host_session
+    previous = dev.run("config", "get", "--stack", dev.stack, f"{NAMESPACE}:brokerNofileLimit").stdout.strip()
+    dev.set_config({"brokerNofileLimit": BROKER_RESERVED_FILES + 2})
+    held: list[MqttSession] = []
+    try:
+        dev.up()
+        capacity = next(iter(dev.outputs()["capacity"].values()))
+        assert (capacity["ceiling"], capacity["decidedBy"]) == (6, "broker open files")
+        held += [mqtt_through_lb(host, dev, PROBE_USERNAME, PROBE_PASSWORD) for _ in range(6)]
+        with pytest.raises((TimeoutError, OSError)):
+            mqtt_through_lb(host, dev, PROBE_USERNAME, PROBE_PASSWORD).close()
+        assert health(host, *nodes_of(3)) == dict.fromkeys(nodes_of(3), "healthy")
+        assert cluster_status(host, "emqx1") == {"running_nodes": node_names(3), "stopped_nodes": []}
+        assert all(session.client.is_connected() for session in held)
+        held.pop().close()
+        held.append(mqtt_through_lb(host, dev, PROBE_USERNAME, PROBE_PASSWORD))
+    finally:
+        for session in held:
+            session.close()
+        dev.set_config({"brokerNofileLimit": int(previous)})
+
+
 def test_9_destroy_removes_containers_and_image_restores_sysctls_keeps_data(
     dev: PulumiProject, e2e_host_session: E2eHost, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     host = e2e_host_session
-    dev.up()  # back to the 3-node state after the refused scale-up
+    dev.up()  # back to the 3-node state after the refused scale-up, and brokerNofileLimit back
     dev.destroy()
     assert container_names(host) == []
     assert container_names(host, "io.emqx-cluster.role") == []

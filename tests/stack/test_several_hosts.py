@@ -187,7 +187,7 @@ def test_single_host_stacks_declare_what_they_declared_at_the_baseline() -> None
     secrets were added; with the connection ceiling, nginx.conf caps each node (`max_conns`); with
     the memory bound and source addresses the preflight script changed (the host's memory, local
     addresses) and nginx.conf took `proxy_buffer_size 4k`, and session tickets added the ticket key
-    (`emqx-tls-ticket-key-1`) and its upload."""
+    (`emqx-tls-ticket-key-1`) and its upload; a comment of nginx.conf names the benchmark it cites."""
     recorded = json.loads(BASELINE.read_text())
     for stack, run in single_host_runs().items():
         assert digests(run) == recorded[stack], stack
