@@ -74,15 +74,24 @@ class HostCapacity:
     def with_memory(self, budget: MemoryBudget, connections: int, mem_total_kib: int) -> HostCapacity:
         """The host's capacity with its memory bound, as its preflight computed it."""
         arithmetic = f"{budget.arithmetic}, MemTotal {mem_total_kib} kB"
-        memory = Bound("memory", connections, arithmetic, "the host's memory (or nodes on the host)")
+        memory = Bound(
+            "memory",
+            connections,
+            arithmetic,
+            f"the host's memory, or fewer nodes on it ({NAMESPACE}:brokerMemoryPerConnectionKib if measured lower)",
+        )
         return HostCapacity(self.host, (*self.bounds, memory))
+
+    @property
+    def bound_connections(self) -> dict[str, int]:
+        return {bound.name: bound.connections for bound in self.bounds}
 
     def as_output(self) -> dict[str, object]:
         return {
             "ceiling": self.ceiling,
             "decidedBy": self.deciding.name,
             "liftedBy": self.deciding.lifted_by,
-            "bounds": {bound.name: bound.connections for bound in self.bounds},
+            "bounds": self.bound_connections,
         }
 
 

@@ -15,8 +15,6 @@ depends on is done, so hosts proceed side by side):
 
 from __future__ import annotations
 
-from functools import partial
-
 import pulumi
 import pulumi_docker as docker
 
@@ -130,7 +128,7 @@ class EmqxCluster(pulumi.ComponentResource):
         self.endpoints = {host.label: f"{host.address}:{plan.lb_port}" for host in plan.hosts}
         # One A record per host under the name clients use (None until publicHostname is set).
         self.dns_round_robin = {"name": config.lb.public_hostname, "aRecords": [host.address for host in plan.hosts]}
-        self.node_table = [_node_row(node) for node in brokers.nodes]
+        self.node_table = [_node_row(node, plan.host(node.plan.host_label).docker_host) for node in brokers.nodes]
         self.dashboard_urls = [node.dashboard_url for node in plan.nodes]
         # Each node's dashboard, on its host's loopback, and how to reach it from here.
         self.dashboards = [
@@ -148,9 +146,7 @@ class EmqxCluster(pulumi.ComponentResource):
         self.dashboard_password = password
         # The plan's bounds, and the memory bound each host's preflight computed from its MemTotal.
         self.capacity = {
-            label: memory_ceilings[label].apply(
-                partial(_capacity_output, capacity, memory_budget(config, plan.host(label)))
-            )
+            label: _capacity_output(capacity, memory_budget(config, plan.host(label)), memory_ceilings[label])
             for label, capacity in cluster_capacity(config, plan).items()
         }
         self.mqtt_client = access.generated_client
@@ -204,11 +200,14 @@ def _as_single_host(host_name: str) -> pulumi.ResourceTransformation:
     return add_alias
 
 
-def _node_row(started: StartedNode) -> dict[str, object]:
+def _node_row(started: StartedNode, docker_host: str) -> dict[str, object]:
+    """A row of the `nodes` output; `dockerHost` is the engine its container runs on, which
+    scripts/backup, restore and status reach it through (`docker -H`)."""
     node = started.plan
     return {
         "name": node.node_name,
         "host": node.host_label,
+        "dockerHost": docker_host,
         "container": node.container_name,
         "wave": node.wave,
         "ports": node.ports.as_dict(),
@@ -218,6 +217,15 @@ def _node_row(started: StartedNode) -> dict[str, object]:
     }
 
 
-def _capacity_output(capacity: HostCapacity, budget: MemoryBudget, memory: tuple[int, int]) -> dict[str, object]:
-    """A host's `capacity` output: the plan's bounds and the memory bound of its preflight."""
-    return capacity.with_memory(budget, *memory).as_output()
+def _capacity_output(
+    capacity: HostCapacity, budget: MemoryBudget, memory: pulumi.Output[tuple[int, int]]
+) -> dict[str, object]:
+    """A host's `capacity` output: the plan's bounds, known at preview, and the memory bound its
+    preflight computes on `up` (with the ceiling and the bound deciding, which depend on it)."""
+    whole = memory.apply(lambda reading: capacity.with_memory(budget, *reading))
+    return {
+        "ceiling": whole.apply(lambda known: known.ceiling),
+        "decidedBy": whole.apply(lambda known: known.deciding.name),
+        "liftedBy": whole.apply(lambda known: known.deciding.lifted_by),
+        "bounds": {**capacity.bound_connections, "memory": memory.apply(lambda reading: reading[0])},
+    }

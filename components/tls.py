@@ -10,7 +10,7 @@ AES256-CBC and HMAC-SHA256"), secret outputs.
 Why tickets: a reconnect storm follows every load balancer restart (a config change replaces
 the container), and a session cache lives in Nginx's shared memory, which the restart empties;
 ticket keys are files from Pulumi state, the same on every host and after every restart, so the
-returning clients resume (bench/tls_handshakes.py). What it costs: whoever holds a ticket key
+returning clients resume (bench/connection_capacity.py). What it costs: whoever holds a ticket key
 (Pulumi state, the container's file) can decrypt the TLS 1.2 sessions resumed from tickets it
 sealed (their master secret is in the ticket); TLS 1.3 resumption with a fresh key exchange
 (psk_dhe_ke, what OpenSSL servers choose when the client offers it) keeps forward secrecy.
@@ -19,6 +19,7 @@ Rotating (tlsTicketKeyGeneration) bounds that window; tlsSessionTickets false tu
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -51,7 +52,10 @@ def tls_material(config: StackConfig, parent: pulumi.Resource) -> TlsMaterial:
     ticket_keys: tuple[pulumi.Output[str], ...] = tuple(
         pulumi.Output.secret(
             random.RandomBytes(
-                names.resource(f"tls-ticket-key-{generation}"), length=TICKET_KEY_BYTES, opts=child
+                names.resource(f"tls-ticket-key-{generation}"),
+                length=TICKET_KEY_BYTES,
+                keepers=ticket_key_keepers(config),
+                opts=child,
             ).base64
         )
         for generation in config.tls.ticket_key_generations
@@ -76,3 +80,15 @@ def tls_material(config: StackConfig, parent: pulumi.Resource) -> TlsMaterial:
         opts=child,
     )
     return TlsMaterial(cert.cert_pem, pulumi.Output.secret(key.private_key_pem), ticket_keys)
+
+
+def ticket_key_keepers(config: StackConfig) -> dict[str, str] | None:
+    """With a client CRL, every ticket key is new whenever the CRL changes: a resumed session
+    skips the client certificate check, and Nginx tells the sessions it may resume by the server
+    certificate and the client CA's names only (nginx 1.27 ngx_event_openssl.c
+    ngx_ssl_session_id_context), so a revoked client would resume with a ticket an old key
+    sealed. New keys (and the new Nginx container they replace) make it shake hands in full."""
+    crl = config.tls.client_crl
+    if crl is None:
+        return None
+    return {"clientCrlSha256": hashlib.sha256(crl.encode()).hexdigest()}

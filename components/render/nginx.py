@@ -93,13 +93,19 @@ class NginxSettings:
     @property
     def upstream_groups(self) -> tuple[UpstreamGroup, ...]:
         """One group per source address, each given an equal share of the clients by
-        `split_clients` (whole hundredths of a percent; the last takes the rest, `*`)."""
-        if not self.source_addresses:
+        `split_clients`: whole hundredths of a percent (ngx_stream_split_clients_module.c reads
+        at most two decimals and refuses a sum above 100%), the remainder spread one hundredth
+        each over the first groups, the last taking the rest (`*`)."""
+        count = len(self.source_addresses)
+        if not count:
             return (UpstreamGroup(UPSTREAM, None, "*"),)
-        share = f"{10000 // len(self.source_addresses) / 100:.2f}%"
-        last = len(self.source_addresses) - 1
+        base, remainder = divmod(10000, count)
         return tuple(
-            UpstreamGroup(f"{UPSTREAM}_{index + 1}", address, "*" if index == last else share)
+            UpstreamGroup(
+                f"{UPSTREAM}_{index + 1}",
+                address,
+                "*" if index == count - 1 else f"{(base + (index < remainder)) / 100:.2f}%",
+            )
             for index, address in enumerate(self.source_addresses)
         )
 

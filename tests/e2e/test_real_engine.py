@@ -426,8 +426,9 @@ def test_9a_a_client_past_max_conns_is_refused_and_the_cluster_stays_healthy(
         capacity = next(iter(dev.outputs()["capacity"].values()))
         assert (capacity["ceiling"], capacity["decidedBy"]) == (6, "broker open files")
         held += [mqtt_through_lb(host, dev, PROBE_USERNAME, PROBE_PASSWORD) for _ in range(6)]
-        with pytest.raises((TimeoutError, OSError)):
+        with pytest.raises((TimeoutError, OSError)) as refused:
             mqtt_through_lb(host, dev, PROBE_USERNAME, PROBE_PASSWORD).close()
+        assert not isinstance(refused.value, MqttRefusedError), "the edge refuses it, not a node's CONNACK"
         assert health(host, *nodes_of(3)) == dict.fromkeys(nodes_of(3), "healthy")
         assert cluster_status(host, "emqx1") == {"running_nodes": node_names(3), "stopped_nodes": []}
         assert all(session.client.is_connected() for session in held)

@@ -420,6 +420,22 @@ def test_rotating_the_ticket_key_keeps_the_previous_one_for_the_tickets_it_issue
     )
 
 
+def test_a_new_client_crl_brings_new_ticket_keys(deployments: Deployments, stacks: dict[str, StackCase]) -> None:
+    """A resumed session skips the client certificate check: a revoked client must not resume with
+    a ticket an old key sealed, so every ticket key is replaced when the CRL changes (keepers)."""
+    ca = trustme.CA().cert_pem.bytes().decode()
+
+    def keepers(crl: str | None) -> list[object]:
+        crl_key = {} if crl is None else {"tlsClientCrl": crl}
+        run = deployments.run(stacks["dev"].with_config(tlsClientCa=ca, **crl_key))
+        return [key.inputs.get("keepers") for key in run.of_type("random:index/randomBytes:RandomBytes")]
+
+    assert keepers(None) == [None]  # no CRL, no keepers: stacks without one keep their keys
+    first, second = (f"-----BEGIN X509 CRL-----\n{body}\n-----END X509 CRL-----\n" for body in ("MIIB", "MIIC"))
+    assert keepers(first) != keepers(second)
+    assert keepers(first) == keepers(first)
+
+
 def test_a_client_ca_reaches_nginx_as_a_secret_upload_and_turns_verification_on(
     deployments: Deployments, stacks: dict[str, StackCase]
 ) -> None:
@@ -504,6 +520,14 @@ def test_dashboards_output_gives_each_node_a_loopback_url_and_its_tunnel(deploye
         else:
             ssh = f"-p 22 {case.setting('sshUser')}@{case.setting('sshHost')}"
             assert row["tunnel"] == f"ssh -N -L {port}:127.0.0.1:{port} {ssh}"
+
+
+def test_nodes_output_names_each_nodes_container_and_docker_engine(deployed: ProgramRun, case: StackCase) -> None:
+    """What scripts/backup, restore and status find the nodes by: `docker -H <dockerHost> exec <container>`."""
+    plan = case.plan()
+    rows = deployed.outputs["nodes"]
+    assert [(row["name"], row["container"]) for row in rows] == [(n.node_name, n.container_name) for n in plan.nodes]
+    assert {row["dockerHost"] for row in rows} == {case.setting("dockerHost")}
 
 
 def test_dashboard_password_output_is_secret(any_run: ProgramRun) -> None:

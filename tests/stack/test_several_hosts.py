@@ -131,6 +131,10 @@ def test_outputs_give_one_endpoint_per_host_a_dns_hint_and_the_host_of_each_node
     assert spread.outputs["endpoints"] == {name: f"{address}:8884" for name, address in HOSTS.items()}
     assert spread.outputs["dnsRoundRobin"] == {"name": "mqtt.example.net", "aRecords": list(HOSTS.values())}
     assert [row["host"] for row in spread.outputs["nodes"]] == ["a", "a", "b", "b", "c", "c"]
+    # Each node's Docker engine, as its host's provider has it (scripts/backup, restore, status).
+    assert [row["dockerHost"] for row in spread.outputs["nodes"]] == [
+        f"ssh://deploy@{HOSTS[label]}:22" for label in ("a", "a", "b", "b", "c", "c")
+    ]
 
 
 def test_no_secret_reaches_a_plain_input_or_output(spread: ProgramRun) -> None:
@@ -187,7 +191,8 @@ def test_single_host_stacks_declare_what_they_declared_at_the_baseline() -> None
     secrets were added; with the connection ceiling, nginx.conf caps each node (`max_conns`); with
     the memory bound and source addresses the preflight script changed (the host's memory, local
     addresses) and nginx.conf took `proxy_buffer_size 4k`, and session tickets added the ticket key
-    (`emqx-tls-ticket-key-1`) and its upload; a comment of nginx.conf names the benchmark it cites."""
+    (`emqx-tls-ticket-key-1`) and its upload; a comment of nginx.conf names the benchmark it cites,
+    and the preflight refuses to guess a memory bound when MemTotal cannot be read."""
     recorded = json.loads(BASELINE.read_text())
     for stack, run in single_host_runs().items():
         assert digests(run) == recorded[stack], stack

@@ -21,7 +21,7 @@ from components.capacity import (
 )
 from components.config_parse import ConfigError, parse_stack_config
 from components.plan import plan_cluster
-from components.render.nginx import nginx_settings, render_nginx_conf
+from components.render.nginx import NginxSettings, nginx_settings, render_nginx_conf
 
 
 def capacity(**keys: Any) -> Any:
@@ -74,8 +74,29 @@ def test_each_source_address_is_a_port_budget_of_its_own_with_its_own_capped_gro
         group = conf[conf.index(f"upstream emqx_mqtt_{index} {{") :].split("}", 1)[0]
         assert group.count("max_conns=1000 ") == 2
         assert f"        {source} emqx_mqtt_{index};" in conf  # the map: source -> its group
-    assert "        33.33% 127.0.0.2;\n        33.33% 127.0.0.3;\n        * 127.0.0.4;" in conf
+    assert "        33.34% 127.0.0.2;\n        33.33% 127.0.0.3;\n        * 127.0.0.4;" in conf
     assert "proxy_bind $emqx_mqtt_source;" in conf and "proxy_pass $emqx_mqtt_upstream;" in conf
+
+
+@pytest.mark.parametrize("count", [2, 3, 7, 63, 64])
+def test_the_source_addresses_share_the_clients_evenly_to_a_hundredth_of_a_percent(count: int) -> None:
+    """split_clients takes hundredths and refuses more than 100%: the explicit shares never pass
+    it, and what the last group (`*`) is left with is within a hundredth of the others' share,
+    so no group fills (and refuses clients) long before the others."""
+    sources = [f"127.0.1.{index}" for index in range(1, count + 1)]
+    settings = NginxSettings(
+        listen_address="0.0.0.0",
+        listen_port=8884,
+        upstreams=("127.0.0.1:61001",),
+        max_conns=10,
+        source_addresses=tuple(sources),
+    )
+    groups = settings.upstream_groups
+    assert [group.source for group in groups] == sources
+    assert groups[-1].share == "*"
+    hundredths = [round(float(group.share.rstrip("%")) * 100) for group in groups[:-1]]
+    hundredths.append(10000 - sum(hundredths))
+    assert max(hundredths) - min(hundredths) <= 1, hundredths
 
 
 def test_without_source_addresses_nginx_keeps_one_group_and_the_routed_address() -> None:

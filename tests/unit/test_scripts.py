@@ -280,6 +280,30 @@ def test_preflight_refuses_more_expected_connections_than_the_memory_holds(
     assert "brokerMemoryPerConnectionKib" in over.stderr
 
 
+def test_preflight_fails_naming_memtotal_when_it_cannot_be_read(
+    dev: tuple[StackConfig, ClusterPlan], fake_bin: dict[str, str], tmp_path: Path
+) -> None:
+    """No guessed bound (an empty MemTotal would compute a negative one): the preflight fails
+    and says what it could not read. /proc/meminfo without MemTotal, in a mount namespace."""
+    config, plan = dev
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemFree: 1024 kB\n")
+    script = tmp_path / "preflight.sh"
+    budget = memory_budget(config, plan.hosts[0])
+    script.write_text(preflight_script([], str(tmp_path / "data"), memory=MemoryCheck(budget, None)))
+    result = subprocess.run(
+        ["unshare", "--mount", SH, "-c", f"mount --bind {meminfo} /proc/meminfo && exec {SH} {script}"],
+        capture_output=True,
+        text=True,
+        env=fake_bin,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "memory: MemTotal cannot be read from /proc/meminfo" in result.stderr
+    assert "memory ceiling" not in result.stdout
+
+
 def test_preflight_refuses_a_source_address_that_is_not_the_hosts(fake_bin: dict[str, str], tmp_path: Path) -> None:
     key = "emqx-cluster:hosts[0].lbSourceAddresses"
     own = run(
@@ -287,7 +311,7 @@ def test_preflight_refuses_a_source_address_that_is_not_the_hosts(fake_bin: dict
         env=fake_bin,
     )
     assert own.returncode == 0, own.stderr
-    stranger = "192.0.2.77"  # TEST-NET-1: never an address of this machine
+    stranger = "198.51.100.77"  # TEST-NET-2: documentation only (this sandbox's own is in TEST-NET-1)
     result = run(
         preflight_script([], str(tmp_path / "data"), local_addresses=[stranger, "127.0.0.1"], local_addresses_key=key),
         env=fake_bin,
