@@ -19,8 +19,17 @@ first-boot password, port derivation):
   cookies are equal, as Erlang's distribution handshake). `cluster status` pings members for
   real, so a dead node is listed as stopped; a node restarting with peers in its membership
   file re-announces itself to them.
-- `emqx ctl ...` (status, cluster join|leave|force-leave|status [--json]) talks to the local
-  node over the distribution port with the cookie from its own environment, as nodetool does.
+- `emqx ctl ...` (status, cluster join|leave|force-leave|status [--json], broker, broker stats,
+  data export|import) talks to the local node over the distribution port with the cookie from its
+  own environment, as nodetool does.
+- `emqx ctl data export` writes `data/backup/emqx-export-<local time>.tar.gz` (EMQX's name,
+  every entry under a folder of that name: META.hocon with version and edition, cluster.hocon,
+  which is empty here as the stand-in keeps no runtime config, and mnesia/<table> for the tables
+  it keeps: the built-in authn users and the dashboard admin, in its own JSON encoding).
+  `data import <file>` follows EMQX's lookup (a path that is a file, else a bare name in
+  data/backup/), name, folder (bad_archive_dir), META and version rules with EMQX's texts, reads
+  the file as the broker's user, and merges the tables (same keys overwritten, others kept) on
+  every running member, as mnesia:restore with keep_tables does.
 - Cluster TLS as EMQX 5.8.6 + OTP run it: `cluster.proto_dist = inet_tls` makes the
   distribution port TLS, configured by the Erlang term file `$EMQX_SSL_DIST_OPTFILE` (its
   `server` and `client` sections; OTP 26 refuses server-only options in `client` and client-only
@@ -40,15 +49,18 @@ import contextlib
 import errno
 import hashlib
 import hmac
+import io
 import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -341,6 +353,8 @@ class Node:
         self.access = emqx58_access.NodeAccess(config.access)  # the MQTT gate's policy
         self.api_keys: dict[str, str] = {}
         self.tokens: set[str] = set()
+        self.live: set[object] = set()  # MQTT connections past an accepted CONNECT
+        self.started_at = time.monotonic()
 
     # access (emqx58_access has EMQX's rules) --------------------------------------------------
 
@@ -435,8 +449,14 @@ class Node:
         name = self.config.node_name
         if args == ["status"]:
             return 0, emqx58.status_text(name, VERSION, started=self.status == "started")
+        if args[:1] == ["broker"]:
+            return 0, self.broker(args[1:])
+        if args[:1] == ["data"]:
+            return 0, await self.data(args[1:])
         if args[:1] != ["cluster"]:
-            return 0, emqx58.ctl_help_text((emqx58.STATUS_USAGE, emqx58.CLUSTER_USAGE))
+            return 0, emqx58.ctl_help_text(
+                (emqx58.STATUS_USAGE, emqx58.BROKER_USAGE, emqx58.CLUSTER_USAGE, emqx58.DATA_USAGE)
+            )
         sub = args[1:]
         if sub == ["status"]:
             running, stopped = await self.running_nodes()
@@ -451,6 +471,138 @@ class Node:
         if len(sub) == 2 and sub[0] == "force-leave":
             return await self.force_leave(sub[1])
         return 0, emqx58.CLUSTER_USAGE
+
+    def broker(self, sub: list[str]) -> str:
+        if sub == []:
+            uptime_ms = int((time.monotonic() - self.started_at) * 1000)
+            now = time.time()
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1e9):09d}"
+            offset = time.strftime("%z", time.localtime(now))
+            return emqx58.broker_text(VERSION, uptime_ms, f"{stamp}{offset[:3]}:{offset[3:]}")
+        if sub == ["stats"]:
+            count = len(self.live)
+            return emqx58.broker_stats_text(
+                {"connections.count": count, "live_connections.count": count, "channels.count": count}
+            )
+        return emqx58.BROKER_USAGE
+
+    # backup (emqx_mgmt_data_backup.erl) -------------------------------------------------------
+
+    def backup_tables(self) -> dict[str, Any]:
+        """The tables this stand-in keeps, by EMQX's table name."""
+        admin_file = self.config.mnesia_dir / ADMIN_FILE
+        return {
+            "emqx_admin": json.loads(admin_file.read_text()) if admin_file.exists() else None,
+            "emqx_authn_mnesia": self.access.users.to_json(),
+        }
+
+    async def data(self, sub: list[str]) -> str:
+        if sub == ["export"]:
+            return self.export()
+        if len(sub) == 2 and sub[0] == "import":
+            return await self.import_backup(sub[1])
+        return emqx58.DATA_USAGE
+
+    def export(self) -> str:
+        """export/1 (:162-180, 437-510): progress lines, then the file name relative to the cwd."""
+        now_ms = int(time.time() * 1000)
+        local = time.localtime(now_ms // 1000)[:6]
+        base = emqx58.export_base_name(local, now_ms % 1000)
+        relative = f"data/backup/{base}.tar.gz"
+        (HOME / "data" / "backup").mkdir(parents=True, exist_ok=True)
+        lines = [
+            f'Exporting data to "{relative}"...\n',
+            "Exporting cluster configuration...\n",
+            'Exporting additional files from EMQX data_dir: "data"...\n',
+            "Exporting built-in database...\n",
+        ]
+        entries = {"META.hocon": emqx58.meta_hocon(VERSION).encode(), "cluster.hocon": b""}
+        for table, rows in self.backup_tables().items():
+            if rows is not None:
+                lines.append(f"Exporting {table} database table...\n")
+                entries[f"mnesia/{table}"] = json.dumps(rows).encode()
+        with tarfile.open(HOME / relative, "w:gz") as tar:
+            for name, data in entries.items():
+                info = tarfile.TarInfo(f"{base}/{name}")
+                info.size, info.mtime = len(data), now_ms // 1000
+                tar.addfile(info, io.BytesIO(data))
+        self.log("info", f"data exported to {relative}")
+        return "".join(lines) + emqx58.data_export_done_text(relative)
+
+    def lookup_file(self, name: str) -> Path | None:
+        """lookup_file/1 (:1030-1046): a path that is a regular file (relative to the cwd),
+        else a bare name in data/backup/."""
+        path = Path(name) if name.startswith("/") else HOME / name
+        if path.is_file():
+            return path
+        if name == Path(name).name and (HOME / "data" / "backup" / name).exists():
+            return HOME / "data" / "backup" / name
+        return None
+
+    async def import_backup(self, name: str) -> str:
+        """import/2 and do_import/2 (:248-262, 619-644): the checks in EMQX's order, then the
+        tables merged here and on every running member."""
+        found = self.lookup_file(name)
+        if found is None:
+            return emqx58.data_import_failed_text(emqx58.IMPORT_ERRORS["not_found"])
+        relative = str(found.relative_to(HOME)) if found.is_relative_to(HOME) else str(found)
+        lines = [f"Importing data from {emqx58.erlang_string(relative)}...\n"]
+        folder = found.name.removesuffix(".tar.gz")
+        if not found.name.endswith(".tar.gz"):
+            return "".join(lines) + emqx58.data_import_failed_text(emqx58.IMPORT_ERRORS["bad_backup_name"])
+        extracted = HOME / "data" / "backup" / folder
+        try:
+            try:
+                with tarfile.open(found, "r:gz") as tar:
+                    members = tar.getmembers()
+                    if any(Path(m.name).parts[:1] != (folder,) for m in members):
+                        reason = emqx58.IMPORT_ERRORS["bad_archive_dir"]
+                        return "".join(lines) + emqx58.data_import_failed_text(reason)
+                    for member in members:  # erl_tar:extract into data/backup (regular files)
+                        source = tar.extractfile(member) if member.isfile() else None
+                        if source is None or ".." in Path(member.name).parts:
+                            continue
+                        target = HOME / "data" / "backup" / member.name
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(source.read())
+            except PermissionError:
+                return "".join(lines) + emqx58.data_import_failed_text(f"{relative}: permission denied")
+            except (OSError, tarfile.TarError) as exc:
+                return "".join(lines) + emqx58.data_import_failed_text(f"{relative}: {exc}")
+            try:
+                meta = emqx58.parse_hocon((extracted / "META.hocon").read_text())
+            except (OSError, emqx58.HoconError):
+                meta = {}
+            refused = emqx58.check_backup_meta(meta, VERSION)
+            if refused is not None:
+                return "".join(lines) + emqx58.data_import_failed_text(refused)
+            lines.append("Importing cluster configuration...\n")
+            lines.append("Importing built-in database...\n")
+            for table in self.backup_tables():
+                table_file = extracted / "mnesia" / table
+                if not table_file.exists():
+                    lines.append(f"No backup file for {table} database table...\n")
+                    continue
+                lines.append(f"Importing {table} database table...\n")
+                await self.restore_table(table, json.loads(table_file.read_text()))
+        finally:
+            shutil.rmtree(extracted, ignore_errors=True)
+        self.log("info", f"data imported from {relative}")
+        return "".join(lines) + emqx58.DATA_IMPORTED
+
+    async def restore_table(self, table: str, rows: Any) -> None:
+        """mnesia:restore(..., [{default_op, keep_tables}]): records merged, same keys overwritten,
+        on every member (the tables are replicated)."""
+        if table == "emqx_authn_mnesia":
+            self.access.users.import_rows([emqx58_access.UserRow.from_json(r) for r in rows], override=True)
+            self.save_users()
+            await self.tell(self.peers(), {"op": "authn_put", "rows": rows})
+        elif table == "emqx_admin" and rows:
+            self.put_admin(rows)
+            await self.tell(self.peers(), {"op": "admin_put", "admin": rows})
+
+    def put_admin(self, admin: dict[str, Any]) -> None:
+        (self.config.mnesia_dir / ADMIN_FILE).write_text(json.dumps(admin))
 
     async def status_text(self) -> str:
         return (await self.ctl(["cluster", "status"]))[1]
@@ -541,6 +693,9 @@ class Node:
         if op == "authn_delete":
             self.access.users.rows.pop(str(request.get("user_id")), None)
             self.save_users()
+            return {"result": "ok"}
+        if op == "admin_put":
+            self.put_admin(dict(request.get("admin", {})))
             return {"result": "ok"}
         if op == "authz_rules":
             self.apply_rules(str(request.get("text", "")))
@@ -830,7 +985,9 @@ class Node:
                 up_writer: asyncio.StreamWriter,
                 client_address: str,
             ) -> None:
-                await mqtt_gate.relay(node.access, client_address, reader, writer, up_reader, up_writer, self.record)
+                await mqtt_gate.relay(
+                    node.access, client_address, reader, writer, up_reader, up_writer, self.record, node.live
+                )
 
             def source_address(self, result: Any) -> str:
                 return self.host
@@ -857,7 +1014,9 @@ class Node:
                 writer.close()
                 return
             peer = writer.get_extra_info("peername")
-            await mqtt_gate.relay(self.access, str(peer[0]) if peer else "", reader, writer, up_reader, up_writer)
+            await mqtt_gate.relay(
+                self.access, str(peer[0]) if peer else "", reader, writer, up_reader, up_writer, live=self.live
+            )
 
         return handle
 

@@ -42,6 +42,14 @@ Texts of ``emqx ctl`` (emqx_mgmt_cli, emqx_ctl, nodetool):
 - ``status_text(node, version, started=True)``, ``not_responding_text(node)``,
   ``cluster_status_text(running, stopped)``, ``cluster_status_json(running, stopped)``,
   ``ctl_help_text()``, ``CLUSTER_USAGE``, ``ADMINS_USAGE``, ``format_usage(pairs)``.
+- ``broker_text(version, uptime_ms, datetime)``, ``broker_stats_text(stats)``,
+  ``BROKER_USAGE``, ``DATA_USAGE``.
+
+Backup archives (emqx_mgmt_data_backup, `emqx ctl data export|import`):
+
+- ``export_base_name(local_time, millis)``, ``meta_hocon(version, edition)``,
+  ``data_export_done_text(path)``, ``DATA_IMPORTED``, ``data_import_failed_text(reason)``,
+  ``IMPORT_ERRORS``, ``check_backup_meta(meta, node_version) -> reason | None``.
 """
 
 from __future__ import annotations
@@ -54,22 +62,33 @@ from typing import Any
 
 __all__ = [
     "ADMINS_USAGE",
+    "BROKER_USAGE",
     "CLUSTER_USAGE",
+    "DATA_IMPORTED",
+    "DATA_USAGE",
     "DEFAULT_COOKIE",
+    "IMPORT_ERRORS",
     "CliFailure",
     "EnvValue",
     "HoconError",
     "NodeConfig",
     "Socket",
     "boot_errors",
+    "broker_stats_text",
+    "broker_text",
+    "check_backup_meta",
     "cli_precheck",
     "cluster_status_json",
     "cluster_status_text",
     "ctl_help_text",
+    "data_export_done_text",
+    "data_import_failed_text",
     "default_admin",
+    "export_base_name",
     "format_usage",
     "image_environment",
     "legal_password",
+    "meta_hocon",
     "not_responding_text",
     "parse_env_value",
     "parse_hocon",
@@ -1013,3 +1032,179 @@ def ctl_help_text(usages: Sequence[str] = (STATUS_USAGE, CLUSTER_USAGE, ADMINS_U
     """emqx_ctl help/0: "Usage: emqx ctl", then per registered command a 110-dash line
     ("~110..-s~n") and its usage.  A real node registers ~30 commands; stand-ins list theirs."""
     return "Usage: emqx ctl\n" + "".join("-" * 110 + "\n" + usage for usage in usages)
+
+
+# ================================================================================================
+# emqx ctl broker, broker stats, data export|import (emqx_mgmt_cli.erl, emqx_mgmt_data_backup.erl)
+# ================================================================================================
+
+BROKER_USAGE = format_usage(
+    [
+        ("broker", "Show broker version, uptime and description"),
+        ("broker stats", "Show broker statistics of clients, topics, subscribers"),
+        ("broker metrics", "Show broker metrics"),
+    ]
+)  # emqx_mgmt_cli.erl:91-96
+DATA_USAGE = format_usage(
+    [
+        ("data import <File>", "Import data from the specified tar archive file"),
+        (
+            "data export \\\n  [--root-keys key1,key2,key3] \\\n  [--table-sets set1,set2,set3] \\\n  [--dir out_dir]",
+            "Export data",
+        ),
+    ]
+)  # emqx_mgmt_cli.erl:915-925 (format_usage pads the first line only, as emqx_ctl does not split)
+
+# emqx_stats.erl:73-133 init/1: every stat of these lists exists from the start (0); the
+# delayed module adds delayed.count/max (emqx_delayed, enabled by default).
+STATS_NAMES = (
+    "connections.count",
+    "connections.max",
+    "live_connections.count",
+    "live_connections.max",
+    "channels.count",
+    "channels.max",
+    "sessions.count",
+    "sessions.max",
+    "cluster_sessions.count",
+    "cluster_sessions.max",
+    "durable_subscriptions.count",
+    "durable_subscriptions.max",
+    "topics.count",
+    "topics.max",
+    "suboptions.count",
+    "suboptions.max",
+    "subscribers.count",
+    "subscribers.max",
+    "subscriptions.count",
+    "subscriptions.max",
+    "subscriptions.shared.count",
+    "subscriptions.shared.max",
+    "retained.count",
+    "retained.max",
+    "delayed.count",
+    "delayed.max",
+)
+
+
+def human_readable_duration(milliseconds: int) -> str:
+    """emqx_utils_calendar.erl:128-135: "D days, H hours, M minutes, S seconds", the leading zero
+    parts dropped (the inner ones kept), "" under a second."""
+    days, rest = divmod(milliseconds // 1000, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [(days, " days"), (hours, " hours"), (minutes, " minutes"), (seconds, " seconds")]
+    while parts and parts[0][0] == 0:
+        parts.pop(0)
+    return ", ".join(f"{value}{unit}" for value, unit in parts)
+
+
+def broker_text(version: str, uptime_ms: int, datetime_rfc3339: str, description: str = "EMQX") -> str:
+    """emqx_mgmt_cli.erl:75-80: `"~-10s: ~ts~n"` for sysdescr (emqx_release.erl:44-50 "EMQX"
+    for ce), version, datetime (calendar:system_time_to_rfc3339 in nanoseconds, emqx_sys.erl:
+    121-124) and uptime (the VM's wall clock, emqx_sys.erl:116-119)."""
+    rows = [
+        ("sysdescr", description),
+        ("version", version),
+        ("datetime", datetime_rfc3339),
+        ("uptime", human_readable_duration(uptime_ms)),
+    ]
+    return "".join(f"{key:<10}: {value}\n" for key, value in rows)
+
+
+def broker_stats_text(stats: Mapping[str, int]) -> str:
+    """emqx_mgmt_cli.erl:81-85: `"~-30s: ~w~n"` per lists:sort(emqx_stats:getstats()) entry
+    (atoms sort by their text); missing stats of STATS_NAMES read 0."""
+    values = {name: 0 for name in STATS_NAMES} | dict(stats)
+    return "".join(f"{name:<30}: {values[name]}\n" for name in sorted(values))
+
+
+def erlang_string(text: str) -> str:
+    """io_lib:format("~p", [String]) of a printable string: quoted, `\\` `"` and control
+    characters escaped (one line: io_lib_pretty breaks only at the string's own newlines when it
+    does not fit, and these messages end at theirs)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    return f'"{escaped}"'
+
+
+def export_base_name(local_time: tuple[int, int, int, int, int, int], millis: int) -> str:
+    """emqx_mgmt_data_backup.erl:439-446 (local time, :1056-1057)."""
+    year, month, day, hour, minute, second = local_time
+    return f"emqx-export-{year}-{month:02d}-{day:02d}-{hour:02d}-{minute:02d}-{second:02d}.{millis % 1000:03d}"
+
+
+def meta_hocon(version: str, edition: str = "ce") -> str:
+    """META.hocon of an export (emqx_mgmt_data_backup.erl:457-464): hocon_pp:do(#{version, edition})
+    (hocon 0.43.4 hocon_pp.erl: root fields sorted by key, `key = value`, a string with dots or a
+    leading digit quoted with ~0p)."""
+    return f'edition = {edition}\nversion = "{version}"\n'
+
+
+def data_export_done_text(relative_tar: str) -> str:
+    """emqx_mgmt_cli.erl:883."""
+    return f"Data has been successfully exported to {relative_tar}.\n"
+
+
+DATA_IMPORTED = "Data has been imported successfully.\n"  # emqx_mgmt_cli.erl:905
+
+
+def data_import_failed_text(reason: str) -> str:
+    """emqx_mgmt_cli.erl:912-913: `"[error] Data import failed, reason: ~p.~n"` of
+    emqx_mgmt_data_backup:format_error/1 (a string, so quoted)."""
+    return f"[error] Data import failed, reason: {erlang_string(reason)}.\n"
+
+
+# emqx_mgmt_data_backup.erl:331-358 format_error/1.
+IMPORT_ERRORS = {
+    "not_found": "backup file not found",
+    "bad_backup_name": "invalid backup name: file name must have .tar.gz extension",
+    "bad_archive_dir": (
+        "invalid backup archive content: all files in the archive must be under <backup name> directory"
+    ),
+    "missing_backup_meta": "invalid backup archive file: missing META.hocon",
+    "invalid_edition": "invalid backup archive content: wrong EMQX edition value in META.hocon",
+    "invalid_version": "invalid backup archive content: wrong EMQX version value in META.hocon",
+    "ee_to_ce_backup": "importing EMQX Enterprise data backup to EMQX is not allowed",
+}
+
+
+def unsupported_version_text(backup_version: str, node_version: str) -> str:
+    """format_error({unsupported_version, V}) (emqx_mgmt_data_backup.erl:352-358)."""
+    return (
+        f"[warning] Backup version {erlang_string(backup_version)} is newer than EMQX version "
+        f"{erlang_string(node_version)}, import is not allowed.\n"
+    )
+
+
+def _version_no_patch(version: str) -> tuple[int, int] | None:
+    """parse_version_no_patch/1 (:608-617): the leading integers of the first two parts
+    (emqx_utils_binary:bin_to_int), None where EMQX answers invalid_version."""
+    parts = version.split(".")
+    if len(parts) < 2:
+        return None
+    numbers = [re.match(r"[0-9]+", part) for part in parts[:2]]
+    if numbers[0] is None or numbers[1] is None:
+        return None
+    return int(numbers[0].group()), int(numbers[1].group())
+
+
+def check_backup_meta(meta: Mapping[str, Any], node_version: str, node_edition: str = "ce") -> str | None:
+    """validate_backup/1 (emqx_mgmt_data_backup.erl:553-606) on META.hocon's parsed map: the
+    reason text format_error gives, or None when the backup may be imported. The version rule
+    compares major and minor each on its own: refused when the backup's major OR its minor is
+    greater than the node's (so 5.9 and 6.0 are refused on 5.8, and 4.9 too)."""
+    edition, version = meta.get("edition"), meta.get("version")
+    if edition is None or version is None:
+        return IMPORT_ERRORS["missing_backup_meta"]
+    if edition not in ("ce", "ee"):
+        return IMPORT_ERRORS["invalid_edition"]
+    if (edition, node_edition) == ("ee", "ce"):
+        return IMPORT_ERRORS["ee_to_ce_backup"]
+    backup = _version_no_patch(str(version))
+    if backup is None:
+        return IMPORT_ERRORS["invalid_version"]
+    node = _version_no_patch(node_version)
+    assert node is not None
+    if backup[0] > node[0] or backup[1] > node[1]:
+        return unsupported_version_text(str(version), node_version)
+    return None

@@ -178,8 +178,11 @@ async def relay(
     broker_reader: asyncio.StreamReader,
     broker_writer: asyncio.StreamWriter,
     record: Callable[..., None] = lambda **_: None,
+    live: set[object] | None = None,
 ) -> None:
-    """Relay one connection with EMQX's checks, until either side ends."""
+    """Relay one connection with EMQX's checks, until either side ends; `live` holds the
+    connections past an accepted CONNECT while they last (EMQX's connections.count)."""
+    token = object()  # this connection in `live` (sessions are dataclasses: not hashable)
     try:
         first = await read_packet(client_reader)
         if first is None or first.kind != CONNECT:
@@ -194,6 +197,8 @@ async def relay(
             return
         session = _Session(Client(connect.clientid, connect.username, peer_address, superuser), connect.level)
         broker_writer.write(first.encode())
+        if live is not None:
+            live.add(token)
         await asyncio.gather(
             _from_client(policy, session, client_reader, client_writer, broker_writer, record),
             _from_broker(session, broker_reader, client_writer),
@@ -201,6 +206,8 @@ async def relay(
     except (MqttError, asyncio.IncompleteReadError, ConnectionError, UnicodeDecodeError):
         pass
     finally:
+        if live is not None:
+            live.discard(token)
         for writer in (client_writer, broker_writer):
             with contextlib.suppress(Exception):
                 writer.close()

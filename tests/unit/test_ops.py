@@ -1,0 +1,179 @@
+"""The pure parts of scripts/backup, restore and status (ops/emqx.py): EMQX 5.8.6's ctl texts
+read back, the archive rules checked before anything is copied, naming, and the status table."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from ops import emqx
+from ops.stack import Node
+from ops.status import HOST_HEADERS, NODE_HEADERS, NodeReport, host_rows, node_rows
+from tests.support.emqx import emqx58
+
+
+def test_status_line_gives_node_version_and_state() -> None:
+    status = emqx.parse_status(emqx58.status_text("emqx1@10.0.0.11", "5.8.6"))
+    assert (status.node, status.version, status.started) == ("emqx1@10.0.0.11", "5.8.6", True)
+    assert not emqx.parse_status(emqx58.status_text("emqx1@10.0.0.11", "5.8.6", started=False)).started
+    with pytest.raises(emqx.EmqxTextError):
+        emqx.parse_status("Node 'emqx1@127.0.0.1' not responding to pings.\n")
+
+
+@pytest.mark.parametrize(
+    ("milliseconds", "text", "seconds"),
+    [
+        (999, "", 0),
+        (5_000, "5 seconds", 5),
+        (3_605_000, "1 hours, 0 minutes, 5 seconds", 3605),
+        (90_061_000, "1 days, 1 hours, 1 minutes, 1 seconds", 90061),
+    ],
+)
+def test_uptime_reads_emqx_durations_with_inner_zero_parts(milliseconds: int, text: str, seconds: int) -> None:
+    assert emqx58.human_readable_duration(milliseconds) == text
+    assert emqx.parse_duration(text) == seconds
+
+
+def test_broker_text_gives_version_and_uptime_despite_colons_in_the_datetime() -> None:
+    text = emqx58.broker_text("5.8.6", 3_605_000, "2026-12-05T07:01:28.123456789+00:00")
+    assert text.splitlines()[0] == "sysdescr  : EMQX"
+    info = emqx.parse_broker(text)
+    assert (info.version, info.uptime_seconds) == ("5.8.6", 3605)
+    with pytest.raises(emqx.EmqxTextError):
+        emqx.parse_broker(emqx58.BROKER_USAGE)
+
+
+def test_broker_stats_give_the_connection_count() -> None:
+    text = emqx58.broker_stats_text({"connections.count": 7, "connections.max": 9})
+    assert "connections.count             : 7\n" in text
+    stats = emqx.parse_broker_stats(text)
+    assert stats["connections.count"] == 7 and stats["retained.count"] == 0
+    assert list(stats) == sorted(stats)  # lists:sort of the stats
+    with pytest.raises(emqx.EmqxTextError):
+        emqx.parse_broker_stats("Node 'emqx1@127.0.0.1' not responding to pings.\n")
+
+
+def test_cluster_status_json_gives_running_and_stopped() -> None:
+    text = emqx58.cluster_status_json(["emqx2@h", "emqx1@h"], ["emqx3@h"])
+    assert emqx.parse_cluster_status_json(text) == (["emqx1@h", "emqx2@h"], ["emqx3@h"])
+    with pytest.raises(emqx.EmqxTextError):
+        emqx.parse_cluster_status_json(emqx58.cluster_status_text(["emqx1@h"], []))
+
+
+def test_export_output_names_the_archive_under_the_nodes_working_dir() -> None:
+    name = emqx58.export_base_name((2026, 3, 4, 5, 6, 7), 89) + ".tar.gz"
+    assert name == "emqx-export-2026-03-04-05-06-07.089.tar.gz"
+    text = 'Exporting data to "data/backup/x"...\n' + emqx58.data_export_done_text(f"data/backup/{name}")
+    assert str(emqx.exported_path(text)) == f"/opt/emqx/data/backup/{name}"
+    failed = "[error] Data export failed, reason: eacces.\n"
+    with pytest.raises(emqx.EmqxTextError, match="eacces"):
+        emqx.exported_path(failed)
+
+
+def test_import_outcome_is_read_off_emqxs_text() -> None:
+    assert emqx.import_failure("Importing data from ...\n" + emqx58.DATA_IMPORTED) is None
+    refused = emqx58.data_import_failed_text(emqx58.unsupported_version_text("5.9.0", "5.8.6"))
+    assert refused == (
+        '[error] Data import failed, reason: "[warning] Backup version \\"5.9.0\\" is newer than EMQX version '
+        '\\"5.8.6\\", import is not allowed.\\n".\n'
+    )
+    assert emqx.import_failure(refused) == refused.strip()
+    partly = "Data has been imported, but some errors occurred, see the log above.\n"
+    assert emqx.import_failure(partly) == partly.strip()
+
+
+@pytest.mark.parametrize(
+    ("backup", "cluster", "refused"),
+    [
+        ("5.8.6", "5.8.6", False),
+        ("5.8.7", "5.8.6", False),  # a newer patch: EMQX compares major.minor only
+        ("5.7.2", "5.8.6", False),
+        ("5.9.0", "5.8.6", True),
+        ("6.0.0", "5.8.6", True),
+        ("4.9.0", "5.8.6", True),  # EMQX's rule: the minor on its own (and 4.x is invalid anyway)
+        ("5.10.0-rc.1", "5.8.6", True),
+    ],
+)
+def test_version_rule_is_emqxs(backup: str, cluster: str, refused: bool) -> None:
+    message = emqx.import_refused(backup, cluster)
+    assert (message is not None) is refused
+    assert (emqx58.check_backup_meta({"edition": "ce", "version": backup}, cluster) is not None) is refused
+    if message is not None:
+        assert backup in message and cluster in message
+
+
+def archive(directory: Path, name: str, entries: dict[str, bytes]) -> Path:
+    path = directory / name
+    with tarfile.open(path, "w:gz") as tar:
+        for entry, data in entries.items():
+            info = tarfile.TarInfo(entry)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_an_export_archive_is_read_with_its_version(tmp_path: Path) -> None:
+    base = "emqx-export-2026-03-04-05-06-07.089"
+    meta = emqx58.meta_hocon("5.8.6").encode()
+    assert meta == b'edition = ce\nversion = "5.8.6"\n'
+    assert emqx58.parse_hocon(meta.decode()) == {"edition": "ce", "version": "5.8.6"}
+    path = archive(tmp_path, f"{base}.tar.gz", {f"{base}/META.hocon": meta, f"{base}/cluster.hocon": b""})
+    assert emqx.read_archive(str(path)) == emqx.ArchiveMeta(f"{base}.tar.gz", "5.8.6", "ce")
+
+
+def test_archives_emqx_would_refuse_are_refused_before_any_copy(tmp_path: Path) -> None:
+    base = "emqx-export-2026-03-04-05-06-07.089"
+    meta = emqx58.meta_hocon("5.8.6").encode()
+    renamed = archive(tmp_path, "prod-backup.tar.gz", {f"{base}/META.hocon": meta})
+    with pytest.raises(ValueError, match="must be under prod-backup/"):
+        emqx.read_archive(str(renamed))
+    no_meta = archive(tmp_path, f"{base}.tar.gz", {f"{base}/cluster.hocon": b""})
+    with pytest.raises(ValueError, match=r"missing META\.hocon"):
+        emqx.read_archive(str(no_meta))
+    wrong_suffix = archive(tmp_path, f"{base}.tgz", {f"{base}/META.hocon": meta})
+    with pytest.raises(ValueError, match=r"must have \.tar\.gz extension"):
+        emqx.read_archive(str(wrong_suffix))
+    (tmp_path / "garbage.tar.gz").write_bytes(b"not a tar")
+    with pytest.raises(ValueError, match="not a readable"):
+        emqx.read_archive(str(tmp_path / "garbage.tar.gz"))
+
+
+def test_backup_folder_is_named_by_stack_and_utc_time() -> None:
+    local = datetime(2026, 12, 5, 9, 30, 15, tzinfo=timezone(timedelta(hours=2)))
+    assert emqx.backup_folder_name("prod", local) == "prod-20261205T073015Z"
+    assert emqx.backup_folder_name("dev", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "dev-20260102T030405Z"
+
+
+def test_status_table_has_a_row_per_node_and_per_host() -> None:
+    up = Node("emqx1@10.0.0.11", "a", "emqx1", "ssh://deploy@10.0.0.11:22")
+    down = Node("emqx2@10.0.0.12", "b", "emqx2", "ssh://deploy@10.0.0.12:22")
+    reports = [NodeReport(up, True, emqx.BrokerInfo("5.8.6", 3605), 12), NodeReport(down, False, None, None)]
+    table = emqx.render_table(NODE_HEADERS, node_rows(reports)).splitlines()
+    assert table[0].split() == ["HOST", "NODE", "RUNNING", "CONNECTIONS", "UPTIME", "VERSION"]
+    assert table[1].split() == ["a", "emqx1@10.0.0.11", "yes", "12", "1h00m", "5.8.6"]
+    assert table[2].split() == ["b", "emqx2@10.0.0.12", "no", "-", "-", "-"]
+    assert table[0].index("RUNNING") == table[1].index("yes") == table[2].index("no")  # aligned columns
+    capacity = {"a": {"ceiling": 65000, "decidedBy": "upstream ports"}}
+    assert host_rows(["a", "b"], capacity, None) == [["a", "65000", "upstream ports", "-"], ["b", "-", "-", "-"]]
+    assert host_rows(["a", "b"], capacity, {"a": 17, "b": None})[0][3] == "17"
+    assert host_rows(["a", "b"], capacity, {"a": 17, "b": None})[1][3] == "?"
+    assert HOST_HEADERS[3] == "LB ACTIVE"
+
+
+def test_lb_connections_are_read_only_when_the_metrics_output_gives_the_page() -> None:
+    assert emqx.lb_metrics_urls({"capacity": {}}) == {}
+    outputs = {"metrics": {"a": {"lbMetricsUrl": "http://127.0.0.1:9113/metrics"}, "b": {}}}
+    assert emqx.lb_metrics_urls(outputs) == {"a": "http://127.0.0.1:9113/metrics"}
+    page = "# TYPE nginx_connections_active gauge\nnginx_connections_active 42\n"
+    assert emqx.nginx_active_connections(page) == 42
+    assert emqx.nginx_active_connections("nothing") is None
+
+
+@pytest.mark.parametrize("duration", [0, 59, 61, 3600, 90061])
+def test_compact_uptime(duration: int) -> None:
+    shown = emqx.format_duration(duration)
+    assert shown == {0: "0s", 59: "59s", 61: "1m01s", 3600: "1h00m", 90061: "1d1h"}[duration]
