@@ -50,3 +50,4 @@ if cluster.mqtt_client is not None:
     pulumi.export("mqttClient", cluster.mqtt_client)
 pulumi.export("mqttAuthentication", cluster.mqtt_authentication)
 pulumi.export("capacity", cluster.capacity)
+pulumi.export("metrics", cluster.metrics)

@@ -50,6 +50,8 @@ from components.config_types import (
     PemPrivateKey,
     Port,
     PortRange,
+    PrometheusDuration,
+    PrometheusSize,
     PublicHostname,
     Size,
     SysctlDropInPath,
@@ -186,6 +188,39 @@ class TlsConfig(_Section):
         return problems
 
 
+class MetricsConfig(_Section):
+    """Prometheus on every host (off by default), scraping its nodes and its Nginx, with alert
+    rules rendered from the plan (components/monitoring.py)."""
+
+    enabled: bool = Field(False, validation_alias="metrics")
+    prometheus_version: DockerTag = Field("v2.53.4", validation_alias="prometheusVersion")
+    # Prometheus's web listener and API, which has no authentication: loopback until set.
+    listen_address: IPv4ListenAddress = Field("127.0.0.1", validation_alias="metricsListenAddress")
+    port: Port = Field(9090, validation_alias="metricsPort")
+    # Nginx's own metrics (its active connections), always on loopback.
+    lb_port: Port = Field(9113, validation_alias="lbMetricsPort")
+    scrape_interval: PrometheusDuration = Field("15s", validation_alias="metricsScrapeInterval")
+    retention: PrometheusDuration = Field("15d", validation_alias="metricsRetention")
+    retention_size: PrometheusSize = Field("2GB", validation_alias="metricsRetentionSize")
+    # Alert thresholds: a share of the host's connection ceiling (and of each node's cap), failed
+    # authentications per minute on a node, a share of the node's host memory in use.
+    alert_connections_share: float = Field(0.8, gt=0, le=1, validation_alias="alertConnectionsShare")
+    alert_auth_failures_per_minute: float = Field(30, gt=0, validation_alias="alertAuthFailuresPerMinute")
+    alert_memory_share: float = Field(0.9, gt=0, le=1, validation_alias="alertMemoryShare")
+
+    @property
+    def image(self) -> str:
+        return f"prom/prometheus:{self.prometheus_version}"
+
+    def problems(self) -> list[str]:
+        if self.port != self.lb_port:
+            return []
+        return [
+            f"{NAMESPACE}:lbMetricsPort = {self.lb_port}: allowed: a port other than metricsPort ({self.port}), "
+            "both listen on the host"
+        ]
+
+
 class HostTuningConfig(_Section):
     """The sysctl drop-in every host gets."""
 
@@ -258,6 +293,7 @@ class StackConfig(BaseModel):
     tls: TlsConfig
     tuning: HostTuningConfig
     access: AccessConfig
+    monitoring: MetricsConfig
 
     # --- secrets -------------------------------------------------------------------------
     erlang_cookie: ErlangCookie | None = None
@@ -311,7 +347,9 @@ class StackConfig(BaseModel):
             problems.append(
                 f"{NAMESPACE}:sshPrivateKey is set but sshHost = (unset): allowed: set sshHost too, or drop the key"
             )
-        problems.extend([*self.tls.problems(), *self.lb.problems(), *self.access.problems()])
+        problems.extend(
+            [*self.tls.problems(), *self.lb.problems(), *self.access.problems(), *self.monitoring.problems()]
+        )
         problems.extend(self._admin_problems())
         problems.extend(self._source_address_problems())
         if problems:
@@ -463,6 +501,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "tls": TlsConfig,
     "tuning": HostTuningConfig,
     "access": AccessConfig,
+    "monitoring": MetricsConfig,
 }
 
 

@@ -113,7 +113,15 @@ def _describe(error: ValidationError) -> list[str]:
             lines.append(_unknown_key(key, item.get("input")))
             continue
         shown = _shown(key, item.get("input"))
-        if item["type"] in ("greater_than_equal", "less_than_equal", "int_parsing", "int_type", "bool_parsing"):
+        if item["type"] in (
+            "greater_than",
+            "greater_than_equal",
+            "less_than_equal",
+            "int_parsing",
+            "int_type",
+            "float_parsing",
+            "bool_parsing",
+        ):
             allowed = _range_text(field)
             message = f"allowed: {allowed}" if allowed else message
         elif item["type"] == "literal_error":
@@ -180,10 +188,14 @@ def _range_text(field: FieldInfo | None) -> str:
         return ""
     if field.annotation is bool:
         return "true or false"
-    low = high = None
+    low = high = above = None
     for meta in field.metadata:
         low = getattr(meta, "ge", low)
+        above = getattr(meta, "gt", above)
         high = getattr(meta, "le", high)
+    if field.annotation is float:
+        floor = f"above {above}" if above is not None else f"at least {low}"
+        return f"a number {floor}" + (f" and at most {high}" if high is not None else "")
     if low is None and high is None:
         return ""
     if high is None:

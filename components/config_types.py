@@ -400,3 +400,14 @@ def _size(value: str) -> str:
 
 # A Docker log-driver size such as `50m` (json-file `max-size`).
 Size = Annotated[str, AfterValidator(_size)]
+
+
+# ------------------------------------------------------------------------------ prometheus
+
+# A Prometheus duration of one unit (`--storage.tsdb.retention.time`, `scrape_interval`):
+# prometheus/common model.ParseDuration also takes compound ones (1h30m); one unit is enough here.
+PrometheusDuration = Annotated[
+    str, matching(r"[1-9][0-9]*(ms|s|m|h|d|w|y)", "a positive Prometheus duration such as 15s, 1m, 15d")
+]
+# `--storage.tsdb.retention.size`: Prometheus's units (prometheus/common units.ParseBase2Bytes).
+PrometheusSize = Annotated[str, matching(r"[1-9][0-9]*(KB|MB|GB|TB|PB)", "a positive size such as 512MB or 2GB")]

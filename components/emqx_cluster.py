@@ -10,10 +10,13 @@ depends on is done, so hosts proceed side by side):
    cluster CA and node certificates;
 4. the broker cluster over every host: nodes wave by wave, memberships, gates;
 5. the client registry: declared clients and topic rules applied to the running cluster;
-6. per host: its load balancer, with the stack's TLS certificate.
+6. per host: its load balancer, with the stack's TLS certificate;
+7. metrics on: per host, Prometheus with the plan's alert rules.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import pulumi
 import pulumi_docker as docker
@@ -32,8 +35,10 @@ from components.host_site import HostSite
 from components.host_tuning import HostTuning, HostTuningArgs
 from components.hostexec import HostAccess
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from components.plan import HostPlan, plan_cluster
 from components.preflight import Preflight, PreflightArgs
+from components.render.prometheus import PrometheusSettings, prometheus_settings
 from components.secrets import broker_environments, dashboard_password, erlang_cookie
 from components.tls import tls_material
 
@@ -124,6 +129,23 @@ class EmqxCluster(pulumi.ComponentResource):
                 site.resource_name("load-balancer"), LoadBalancerArgs.of(config, plan, site, tls), opts=site.opts
             )
 
+        # 7. Metrics on: each host's Prometheus, its alerts measured against the host's ceiling.
+        # The plan's bounds, and the memory bound each host's preflight computed from its MemTotal.
+        planned = cluster_capacity(config, plan)
+        capacities = {
+            label: memory_ceilings[label].apply(
+                partial(_with_memory, capacity, memory_budget(config, plan.host(label)))
+            )
+            for label, capacity in planned.items()
+        }
+        if config.monitoring.enabled:
+            for site in sites:
+                Monitoring(
+                    site.resource_name("monitoring"),
+                    MonitoringArgs.of(config, plan, site, capacities[site.host.label], access.api_secret),
+                    opts=site.opts,
+                )
+
         self.endpoint = f"{config.client_hostname}:{plan.lb_port}"
         self.endpoints = {host.label: f"{host.address}:{plan.lb_port}" for host in plan.hosts}
         # One A record per host under the name clients use (None until publicHostname is set).
@@ -144,11 +166,13 @@ class EmqxCluster(pulumi.ComponentResource):
         ]
         self.certificate_pem = tls.certificate_pem
         self.dashboard_password = password
-        # The plan's bounds, and the memory bound each host's preflight computed from its MemTotal.
-        self.capacity = {
-            label: _capacity_output(capacity, memory_budget(config, plan.host(label)), memory_ceilings[label])
-            for label, capacity in cluster_capacity(config, plan).items()
-        }
+        self.capacity = {label: _capacity_output(planned[label], capacities[label]) for label in planned}
+        # Metrics on: where each host's Prometheus and Nginx metrics answer (on the host itself).
+        self.metrics = (
+            {host.label: _metrics_output(prometheus_settings(config, host), host) for host in plan.hosts}
+            if config.monitoring.enabled
+            else None
+        )
         self.mqtt_client = access.generated_client
         self.mqtt_authentication = (
             "anonymous: allowAnonymous is true, every client is accepted"
@@ -166,6 +190,7 @@ class EmqxCluster(pulumi.ComponentResource):
                 "dashboards": self.dashboards,
                 "mqttAuthentication": self.mqtt_authentication,
                 "capacity": self.capacity,
+                "metrics": self.metrics,
             }
         )
 
@@ -217,15 +242,25 @@ def _node_row(started: StartedNode, docker_host: str) -> dict[str, object]:
     }
 
 
-def _capacity_output(
-    capacity: HostCapacity, budget: MemoryBudget, memory: pulumi.Output[tuple[int, int]]
-) -> dict[str, object]:
+def _with_memory(capacity: HostCapacity, budget: MemoryBudget, reading: tuple[int, int]) -> HostCapacity:
+    """The host's capacity with the memory bound its preflight printed: (connections, MemTotal)."""
+    return capacity.with_memory(budget, *reading)
+
+
+def _capacity_output(planned: HostCapacity, whole: pulumi.Output[HostCapacity]) -> dict[str, object]:
     """A host's `capacity` output: the plan's bounds, known at preview, and the memory bound its
     preflight computes on `up` (with the ceiling and the bound deciding, which depend on it)."""
-    whole = memory.apply(lambda reading: capacity.with_memory(budget, *reading))
     return {
         "ceiling": whole.apply(lambda known: known.ceiling),
         "decidedBy": whole.apply(lambda known: known.deciding.name),
         "liftedBy": whole.apply(lambda known: known.deciding.lifted_by),
-        "bounds": {**capacity.bound_connections, "memory": memory.apply(lambda reading: reading[0])},
+        "bounds": {**planned.bound_connections, "memory": whole.apply(lambda known: known.bound_connections["memory"])},
+    }
+
+
+def _metrics_output(settings: PrometheusSettings, host: HostPlan) -> dict[str, object]:
+    return {
+        "prometheus": f"http://{settings.self_endpoint}",
+        "tunnel": host.tunnel(settings.port),
+        "lbMetrics": f"http://{settings.lb_endpoint}/metrics",
     }

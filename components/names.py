@@ -15,6 +15,7 @@ from __future__ import annotations
 
 TOP = "emqx"  # the top component; every other resource name derives from it
 LB_CONTAINER = "emqx-lb"
+PROMETHEUS_CONTAINER = "emqx-prometheus"
 IMAGE_REPOSITORY_PREFIX = "emqx-cluster"
 
 # Docker labels on the stack's containers.

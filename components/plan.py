@@ -111,6 +111,14 @@ class HostPlan(Host):
     nodes: tuple[NodePlan, ...]
     lb_port: int
     reserved_ports: tuple[int, ...]
+    # With metrics on: Prometheus's listener and Nginx's metrics listener.
+    metrics_port: int | None = None
+    lb_metrics_port: int | None = None
+
+    @property
+    def service_ports(self) -> tuple[int, ...]:
+        """The ports of the host's own services: the load balancer's and the metrics listeners'."""
+        return tuple(port for port in (self.lb_port, self.metrics_port, self.lb_metrics_port) if port is not None)
 
     @property
     def reserved_ports_sysctl(self) -> str:
@@ -118,8 +126,9 @@ class HostPlan(Host):
         return compress_ports(self.reserved_ports)
 
     def all_ports(self) -> tuple[int, ...]:
-        """Every port the host's containers listen on: its nodes' and its load balancer's."""
-        return _host_ports(self.nodes, self.lb_port)
+        """Every port the host's containers listen on: its nodes', its load balancer's and its
+        metrics listeners'."""
+        return _host_ports(self.nodes, self.service_ports)
 
     def tunnel(self, port: int) -> str | None:
         """The `ssh -L` command that brings the host's loopback `port` to the deployer's machine
@@ -180,6 +189,8 @@ def plan_cluster(config: StackConfig) -> ClusterPlan:
             nodes=hosted,
             lb_port=config.lb.port,
             reserved_ports=_reserved(config, hosted),
+            metrics_port=config.monitoring.port if config.monitoring.enabled else None,
+            lb_metrics_port=config.monitoring.lb_port if config.monitoring.enabled else None,
         )
         for host, hosted in zip(hosts, host_nodes, strict=True)
     )
@@ -244,14 +255,24 @@ def _node(config: StackConfig, index: int, host_label: str, address: str, wave: 
     )
 
 
-def _host_ports(nodes: tuple[NodePlan, ...], lb_port: int) -> tuple[int, ...]:
-    return (*(port for node in nodes for port in node.ports.as_dict().values()), lb_port)
+def _host_ports(nodes: tuple[NodePlan, ...], service_ports: Iterable[int]) -> tuple[int, ...]:
+    return (*(port for node in nodes for port in node.ports.as_dict().values()), *service_ports)
+
+
+def _service_ports(config: StackConfig) -> dict[int, str]:
+    """The ports of each host's own services, the load balancer's first, with the key that placed
+    each (a port set twice keeps its first owner; _port_problems reports the clash)."""
+    owners = {config.lb.port: f"{NAMESPACE}:lbPort = {config.lb.port}"}
+    if config.monitoring.enabled:
+        for key, port in (("metricsPort", config.monitoring.port), ("lbMetricsPort", config.monitoring.lb_port)):
+            owners.setdefault(port, f"{NAMESPACE}:{key} = {port}")
+    return owners
 
 
 def _reserved(config: StackConfig, nodes: tuple[NodePlan, ...]) -> tuple[int, ...]:
     """The host's planned ports inside the ephemeral range, or ConfigError when they cannot be reserved."""
     low, high = config.port_range
-    ports = _host_ports(nodes, config.lb.port)
+    ports = _host_ports(nodes, _service_ports(config))
     reserved = tuple(sorted({port for port in ports if low <= port <= high}))
     if reserved and not config.tuning.manage:
         raise ConfigError.of(
@@ -273,9 +294,15 @@ def _reserved(config: StackConfig, nodes: tuple[NodePlan, ...]) -> tuple[int, ..
 
 
 def _port_problems(config: StackConfig, nodes: tuple[NodePlan, ...]) -> list[str]:
-    """On one host, every planned port must be a valid port, used once, and never the LB's port."""
-    owners: dict[int, str] = {config.lb.port: f"{NAMESPACE}:lbPort = {config.lb.port}"}
+    """On one host, every planned port must be a valid port, used once, and never a port of the
+    host's own services (the LB's, with metrics on Prometheus's and Nginx's metrics)."""
+    owners = _service_ports(config)
     problems: list[str] = []
+    if config.monitoring.enabled and config.lb.port in (config.monitoring.port, config.monitoring.lb_port):
+        problems.append(
+            f"{NAMESPACE}:lbPort = {config.lb.port}: allowed: a port other than metricsPort "
+            f"({config.monitoring.port}) and lbMetricsPort ({config.monitoring.lb_port})"
+        )
     # Each line names the key (and its value) that placed the port, so the user knows what to change.
     sources = {
         "mqtt": f"{NAMESPACE}:mqttPortBase = {config.mqtt_port_base}",
@@ -296,7 +323,7 @@ def _port_problems(config: StackConfig, nodes: tuple[NodePlan, ...]) -> list[str
                 problems.append(
                     f"{source}: {node.short_name}'s {role} port {port} is already taken by {owners[port]}: "
                     "allowed: port bases whose ranges (base .. base + nodes - 1) do not overlap each other, "
-                    "4371-5369 / 5371-6369 (distribution / RPC) or lbPort"
+                    "4371-5369 / 5371-6369 (distribution / RPC), lbPort or the metrics ports"
                 )
                 continue
             owners[port] = f"{node.short_name}'s {role} port ({source})"

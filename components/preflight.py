@@ -30,13 +30,25 @@ MEMORY_LINE = re.compile(r"^memory ceiling: (\d+) connections \(MemTotal (\d+) k
 
 
 def port_claims(host: HostPlan) -> list[PortClaim]:
-    """Every port the host's containers will listen on: its nodes' and its load balancer's."""
+    """Every port the host's containers will listen on: its nodes', its load balancer's, and with
+    metrics on Prometheus's and Nginx's metrics listener."""
     claims = [
         PortClaim(port=port, owner=node.container_name, role=role)
         for node in host.nodes
         for role, port in node.ports.as_dict().items()
     ]
-    return [*claims, PortClaim(port=host.lb_port, owner=names.LB_CONTAINER, role="TLS listener")]
+    services = [
+        PortClaim(port=host.lb_port, owner=names.LB_CONTAINER, role="TLS listener"),
+        *(
+            PortClaim(port=port, owner=owner, role=role)
+            for port, owner, role in (
+                (host.metrics_port, names.PROMETHEUS_CONTAINER, "Prometheus listener"),
+                (host.lb_metrics_port, names.LB_CONTAINER, "metrics listener"),
+            )
+            if port is not None
+        ),
+    ]
+    return [*claims, *services]
 
 
 def nofile_claims(config: StackConfig) -> list[NofileClaim]:

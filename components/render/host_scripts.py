@@ -127,13 +127,14 @@ def preflight_script(
     )
 
 
-def node_dirs_script(host_dir: str, subdirs: Sequence[str] = ("data", "log")) -> str:
-    """Create a node's host dirs, owned by the image's `emqx` user so the node can write them."""
+def node_dirs_script(host_dir: str, subdirs: Sequence[str] = ("data", "log"), uid: int = EMQX_UID) -> str:
+    """Create a container's host dirs, owned by its image's user (EMQX's `emqx` by default) so it
+    can write them."""
     return render(
         "node-dirs.sh.j2",
         host_dir=host_dir,
         paths=[f"{host_dir}/{sub}" for sub in subdirs],
-        owner=f"{EMQX_UID}:{EMQX_UID}",
+        owner=f"{uid}:{uid}",
     )
 
 
@@ -144,6 +145,11 @@ def node_dirs_delete_script(host_dir: str, node_name: str, purge: bool, containe
     (`pulumi up --replace`) must not wipe a running node.
     """
     return render("node-dirs-delete.sh.j2", host_dir=host_dir, node_name=node_name, purge=purge, container=container)
+
+
+def kept_dirs_delete_script(host_dir: str, kept: str, purge: bool, container: str) -> str:
+    """The same for another container's host dir (Prometheus's data), `kept` saying what it holds."""
+    return render("node-dirs-delete.sh.j2", host_dir=host_dir, kept=kept, purge=purge, container=container)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,8 @@ class NginxSettings:
     ecdh_curves: str = INTERMEDIATE_GROUPS
     # One buffer each way per proxied connection (Nginx's default: 16k).
     proxy_buffer_size: str = "4k"
+    # Nginx's loopback metrics listener (metrics on), else none.
+    metrics_port: int | None = None
 
     @property
     def balancing_directive(self) -> str:
@@ -203,6 +205,7 @@ def nginx_settings(config: StackConfig, plan: ClusterPlan, host: HostPlan | None
         client_verify_depth=config.tls.client_verify_depth if config.tls.client_ca is not None else None,
         client_crl=config.tls.client_crl is not None,
         ticket_keys=len(config.tls.ticket_key_generations),
+        metrics_port=local.lb_metrics_port,
     )
 
 

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,6 +208,61 @@ def test_3d_the_capacity_output_is_the_plans_with_the_hosts_memory(
     assert capacity["bounds"] == bounds
     decided_by = min(bounds, key=bounds.__getitem__)
     assert (capacity["ceiling"], capacity["decidedBy"]) == (bounds[decided_by], decided_by)
+
+
+def prometheus_api(host: E2eHost, path: str) -> Any:
+    """The dev stack's Prometheus API (metricsListenAddress 0.0.0.0 here: reached from the machine)."""
+    with urllib.request.urlopen(f"http://{host.address}:9090{path}", timeout=10) as response:
+        return json.load(response)["data"]
+
+
+def firing_alerts(host: E2eHost) -> dict[str, list[dict[str, str]]]:
+    alerts: dict[str, list[dict[str, str]]] = {}
+    for alert in prometheus_api(host, "/api/v1/alerts")["alerts"]:
+        if alert["state"] == "firing":
+            alerts.setdefault(alert["labels"]["alertname"], []).append(alert["labels"])
+    return alerts
+
+
+def test_3e_metrics_show_every_node_alert_on_a_stopped_one_and_leave_when_turned_off(
+    dev: PulumiProject, e2e_host_session: E2eHost
+) -> None:
+    """metrics on: Prometheus (Debian's, in the stand-in image) scrapes the three nodes and Nginx;
+    a stopped node fires EmqxNodeDown for that node, which clears once it is back; metrics off
+    removes the container and Nginx's metrics listener."""
+    host = e2e_host_session
+    dev.set_config({"metrics": True, "metricsListenAddress": "0.0.0.0", "metricsScrapeInterval": "1s"})
+    try:
+        dev.up()
+        expected = {f"http://127.0.0.1:{62000 + n}/api/v5/prometheus/stats" for n in (1, 2, 3)}
+        expected |= {"http://127.0.0.1:9113/metrics", "http://127.0.0.1:9090/metrics"}
+
+        def healthy_targets() -> set[str]:
+            targets = prometheus_api(host, "/api/v1/targets")["activeTargets"]
+            return {target["scrapeUrl"] for target in targets if target["health"] == "up"}
+
+        wait_until(lambda: healthy_targets() == expected, "every node, Nginx and Prometheus up", timeout=90, interval=1)
+        assert firing_alerts(host) == {}
+        host.docker("stop", "emqx3")
+        try:
+            wait_until(lambda: "EmqxNodeDown" in firing_alerts(host), "EmqxNodeDown", timeout=90, interval=1)
+            assert [alert["node"] for alert in firing_alerts(host)["EmqxNodeDown"]] == ["emqx3@127.0.0.1"]
+        finally:
+            host.docker("start", "emqx3")
+        wait_until(
+            lambda: cluster_status(host, "emqx1") == {"running_nodes": node_names(3), "stopped_nodes": []},
+            "emqx3 back in the cluster",
+            timeout=120,
+            interval=1,
+        )
+        wait_until(lambda: firing_alerts(host) == {}, "every alert cleared", timeout=90, interval=1)
+    finally:
+        dev.set_config({"metrics": None, "metricsListenAddress": None, "metricsScrapeInterval": None})
+        dev.up()
+    assert container_names(host, "io.emqx-cluster.role=metrics") == []
+    # LISTEN (state 0A) sockets' local ports: neither Nginx's metrics port nor Prometheus's.
+    listening = host.run_in_ns("awk '$4 == \"0A\" { print $2 }' /proc/net/tcp").stdout.split()
+    assert {int(address.rsplit(":", 1)[1], 16) for address in listening}.isdisjoint({9113, 9090}), listening
 
 
 def mqtt_through_lb(

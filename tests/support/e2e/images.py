@@ -4,7 +4,9 @@
 - `nginx:<nginxVersion>`: Debian nginx + stream module, tagged as the stack references the
   official image (images/nginx/Dockerfile);
 - `emqx/emqx:<version>` for each version: the EMQX stand-in (images/emqx/Dockerfile,
-  emqx_standin.py + helper files copied in at build time).
+  emqx_standin.py + helper files copied in at build time);
+- `prom/prometheus:<prometheusVersion>`: Debian's prometheus binary, the machine's
+  (images/prometheus/Dockerfile).
 
 Builds use the classic builder (`DOCKER_BUILDKIT=0`), which builds FROM a local image offline;
 the Dockerfiles only COPY (no RUN: the host's engine has no bridge network). Every image is
@@ -24,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.config import MetricsConfig
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.rootfs import ensure_rootfs
 
@@ -34,6 +37,9 @@ BASE_REPOSITORY = "emqx-cluster-e2e/base"
 DEFAULT_EMQX_VERSIONS: tuple[str, ...] = ("5.8.6", "5.8.7")
 DEFAULT_NGINX_VERSION = "1.27"
 DEFAULT_EMQX_REPOSITORY = "emqx/emqx"
+DEFAULT_PROMETHEUS_IMAGE = MetricsConfig.model_validate({}).image
+# Debian's prometheus (scripts/install-test-deps installs it on the machine).
+PROMETHEUS_BINARY = Path("/usr/bin/prometheus")
 
 # Files of this repository copied into the EMQX stand-in, at the same package paths, so the
 # daemon imports them exactly as the tests do (PYTHONPATH=/opt/emqx/standin in the image).
@@ -59,6 +65,7 @@ class StandInImages:
     base: str
     nginx: str
     emqx: dict[str, str]  # version -> tag, e.g. "5.8.6" -> "emqx/emqx:5.8.6"
+    prometheus: str
     build_seconds: dict[str, float] = field(default_factory=dict, compare=False)
 
     def emqx_image(self, version: str) -> str:
@@ -159,6 +166,16 @@ def ensure_images(
         _build(host, IMAGES_DIR / "nginx", nginx_tag, key, {"BASE_IMAGE": base})
         seconds["nginx"] = time.monotonic() - started
 
+    with tempfile.TemporaryDirectory(prefix="prometheus-standin-context-") as tmp:
+        context = Path(tmp) / "prometheus"
+        shutil.copytree(IMAGES_DIR / "prometheus", context)
+        shutil.copy2(PROMETHEUS_BINARY, context / "prometheus")
+        key = _hash_tree([context], [base])
+        if _label(host, DEFAULT_PROMETHEUS_IMAGE) != key:
+            started = time.monotonic()
+            _build(host, context, DEFAULT_PROMETHEUS_IMAGE, key, {"BASE_IMAGE": base})
+            seconds["prometheus"] = time.monotonic() - started
+
     emqx: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="emqx-standin-context-") as tmp:
         context = emqx_context(Path(tmp))
@@ -170,4 +187,6 @@ def ensure_images(
                 _build(host, context, tag, key, {"BASE_IMAGE": base, "EMQX_VERSION": version})
                 seconds[f"emqx {version}"] = time.monotonic() - started
             emqx[version] = tag
-    return StandInImages(base=base, nginx=nginx_tag, emqx=emqx, build_seconds=seconds)
+    return StandInImages(
+        base=base, nginx=nginx_tag, emqx=emqx, prometheus=DEFAULT_PROMETHEUS_IMAGE, build_seconds=seconds
+    )

@@ -1,0 +1,186 @@
+"""Metrics, measured: Debian's Prometheus running the scrape config and alert rules the program
+renders for a host, scraping real Nginx (the program's nginx.conf with its metrics listener) and
+each node's stats endpoint, inside a network namespace with the plan's ports. Scrapes every
+second (metricsScrapeInterval 1s), so a critical alert needs 4 s and a warning 20 s.
+
+The nodes' stats endpoints are EMQX's as tests/support/emqx/stats.py serves them (no EMQX here);
+the brokers behind Nginx are mosquitto, without PROXY protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.capacity import cluster_capacity
+from components.config_parse import parse_stack_config
+from components.plan import ClusterPlan, plan_cluster
+from components.render.nginx import nginx_settings
+from components.render.prometheus import (
+    CONFIG_PATH,
+    DATA_PATH,
+    alert_thresholds,
+    prometheus_settings,
+    render_alert_rules,
+    render_prometheus_config,
+)
+from tests.support.emqx.stats import StatsEndpoint, serving
+from tests.support.lb_stack import (
+    Mosquitto,
+    MqttSession,
+    Nginx,
+    Pki,
+    connect_mqtt,
+    make_pki,
+    missing_prerequisites,
+    wait_for_listener,
+)
+from tests.support.netns import NetNamespace, entered
+from tests.support.ports import wait_until
+
+MISSING = missing_prerequisites() + ([] if shutil.which("prometheus") else ["prometheus (Debian package)"])
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(bool(MISSING), reason=f"metrics integration tests need: {', '.join(MISSING)}"),
+]
+
+# Two nodes, each capped at 10 clients (brokerNofileLimit 1,034: EMQX keeps 1,024): a ceiling of
+# 20, so 80% is 16 and 17 held clients are near it.
+STACK = {
+    "tlsMode": "self-signed",
+    "nodes": "2",
+    "metrics": "true",
+    "metricsScrapeInterval": "1s",
+    "brokerNofileLimit": "1034",
+}
+
+
+@dataclass
+class MonitoredHost:
+    plan: ClusterPlan
+    nginx: Nginx
+    stats: list[StatsEndpoint]
+    prometheus_url: str
+    pki: Pki
+
+    def query(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.prometheus_url}{path}", timeout=5) as response:
+            return json.load(response)["data"]
+
+    def targets(self) -> dict[str, str]:
+        return {target["scrapeUrl"]: target["health"] for target in self.query("/api/v1/targets")["activeTargets"]}
+
+    def firing(self) -> set[str]:
+        return {
+            alert["labels"]["alertname"]
+            for alert in self.query("/api/v1/alerts")["alerts"]
+            if alert["state"] == "firing"
+        }
+
+    def value(self, expression: str) -> float:
+        result = self.query(f"/api/v1/query?query={urllib.parse.quote(expression)}")["result"]
+        return float(result[0]["value"][1]) if result else float("nan")
+
+    def clients(self, count: int) -> list[MqttSession]:
+        return [
+            connect_mqtt(
+                "localhost", self.plan.lb_port, client_id=f"metrics-{n}", tls_context=self.pki.client_context()
+            )
+            for n in range(count)
+        ]
+
+
+@pytest.fixture
+def monitored(netns: NetNamespace, tmp_path: Path) -> Iterator[MonitoredHost]:
+    config = parse_stack_config(STACK)
+    plan = plan_cluster(config)
+    host = plan.hosts[0]
+    pki = make_pki(tmp_path / "pki")
+    with ExitStack() as stack:
+        stack.enter_context(entered(netns))
+        stats = []
+        for node in host.nodes:
+            broker = Mosquitto(tmp_path / node.short_name, port=node.ports.mqtt, verbose_log=False)
+            stack.callback(broker.stop)
+            broker.start()
+            running = {"emqx_cluster_nodes_running": len(plan.nodes), "emqx_vm_total_memory": 8e9}
+            stats.append(stack.enter_context(serving(node.ports.dashboard, running)))
+        settings = dataclasses.replace(nginx_settings(config, plan, host), proxy_protocol=False)
+        nginx = stack.enter_context(Nginx(tmp_path / "nginx", settings, pki))
+        rules = tmp_path / "alert-rules.yml"
+        capacity = cluster_capacity(config, plan)[host.label]
+        rules.write_text(render_alert_rules(host.label, alert_thresholds(config, plan, host, capacity)))
+        prometheus = prometheus_settings(config, host)
+        config_file = tmp_path / "prometheus.yml"
+        config_file.write_text(render_prometheus_config(prometheus, str(rules)))
+        data = tmp_path / "prometheus-data"
+        # The program's command line, its two container paths pointed at this test's files.
+        paths = {
+            f"--config.file={CONFIG_PATH}": f"--config.file={config_file}",
+            f"--storage.tsdb.path={DATA_PATH}": f"--storage.tsdb.path={data}",
+        }
+        arguments = [paths.get(argument, argument) for argument in prometheus.arguments]
+        assert len(set(arguments) - set(prometheus.arguments)) == len(paths)
+        log = tmp_path / "prometheus.log"
+        process = subprocess.Popen(["prometheus", *arguments], stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        stack.callback(process.wait, 30)
+        stack.callback(process.terminate)
+        wait_for_listener("127.0.0.1", prometheus.port, process, "prometheus", log)
+        yield MonitoredHost(plan, nginx, stats, f"http://{prometheus.self_endpoint}", pki)
+
+
+def test_prometheus_scrapes_every_node_and_nginx_which_counts_the_held_clients(monitored: MonitoredHost) -> None:
+    wait_until(
+        lambda: set(monitored.targets().values()) == {"up"} and len(monitored.targets()) == 4,
+        "every target up (2 nodes, nginx, prometheus)",
+        timeout=30,
+        interval=0.5,
+    )
+    assert monitored.firing() == set()
+    held = monitored.clients(5)
+    try:
+        # Five clients and the scrape itself.
+        wait_until(lambda: monitored.value("nginx_connections_active") == 6, "nginx counting 5 clients", timeout=15)
+    finally:
+        for session in held:
+            session.close()
+
+
+def test_the_load_balancer_near_its_ceiling_fires_and_clears(monitored: MonitoredHost) -> None:
+    held = monitored.clients(17)
+    try:
+        wait_until(lambda: "LoadBalancerNearCeiling" in monitored.firing(), "LoadBalancerNearCeiling", timeout=60)
+    finally:
+        for session in held:
+            session.close()
+    wait_until(lambda: "LoadBalancerNearCeiling" not in monitored.firing(), "the alert to clear", timeout=30)
+
+
+def test_a_node_not_answering_and_a_stopped_nginx_fire_and_clear(monitored: MonitoredHost) -> None:
+    wait_until(lambda: set(monitored.targets().values()) == {"up"}, "every target up", timeout=30, interval=0.5)
+    node = monitored.stats[1]
+    node.stop()
+    monitored.nginx.stop()
+    wait_until(
+        lambda: {"EmqxNodeDown", "LoadBalancerDown"} <= monitored.firing(),
+        "EmqxNodeDown and LoadBalancerDown",
+        timeout=30,
+    )
+    restarted = StatsEndpoint(node.server.server_address[1], node.values)
+    restarted.start()
+    monitored.nginx.start()
+    try:
+        wait_until(lambda: monitored.firing() == set(), "both alerts to clear", timeout=30)
+    finally:
+        restarted.stop()
