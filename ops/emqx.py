@@ -271,13 +271,14 @@ def nginx_active_connections(text: str) -> int | None:
 
 
 def lb_metrics_urls(outputs: Mapping[str, object]) -> dict[str, str]:
-    """Host label -> the URL of its Nginx's metrics page, when the stack's `metrics` output
-    gives one (`metrics: {<host>: {lbMetricsUrl: ...}}`); {} without metrics."""
+    """Host label -> the URL of its Nginx's metrics page on that host's loopback, when the
+    stack's `metrics` output gives one (`metrics: {<host>: {lbMetrics: ...}}`, metrics on);
+    {} without metrics (the output is null)."""
     metrics = outputs.get("metrics")
     if not isinstance(metrics, Mapping):
         return {}
     urls: dict[str, str] = {}
     for host, entry in metrics.items():
-        if isinstance(entry, Mapping) and isinstance(entry.get("lbMetricsUrl"), str):
-            urls[str(host)] = str(entry["lbMetricsUrl"])
+        if isinstance(entry, Mapping) and isinstance(entry.get("lbMetrics"), str):
+            urls[str(host)] = str(entry["lbMetrics"])
     return urls

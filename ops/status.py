@@ -1,6 +1,7 @@
 """scripts/status <stack>: one line per node (running in the cluster, connections, uptime,
 version) and one per host (its load balancer's ceiling from the `capacity` output, and its
-active connections when the `metrics` output gives its Nginx metrics page).
+active connections when the `metrics` output gives its Nginx metrics page: client connections
+plus the request reading them).
 
 Only `emqx ctl` in each node's container: `cluster status --json` on a running node (who is
 in the cluster), then on every node `broker` (version, uptime) and `broker stats`
@@ -10,8 +11,6 @@ in the cluster), then on every node `broker` (version, uptime) and `broker stats
 from __future__ import annotations
 
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ from ops.emqx import (
     parse_cluster_status_json,
     render_table,
 )
-from ops.stack import Node, OpsError, ctl, nodes_of, running_node, stack_outputs
+from ops.stack import Node, OpsError, ctl, docker, nodes_of, running_node, stack_outputs
 
 USAGE = "usage: scripts/status <stack>"
 NODE_HEADERS = ("HOST", "NODE", "RUNNING", "CONNECTIONS", "UPTIME", "VERSION")
@@ -93,12 +92,13 @@ def report(node: Node, running: set[str]) -> NodeReport:
     return NodeReport(node, node.name in running, broker, connections)
 
 
-def lb_active(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return nginx_active_connections(answer.read().decode("utf-8", "replace"))
-    except (OSError, urllib.error.URLError, ValueError):
+def lb_active(node: Node, url: str) -> int | None:
+    """Nginx's active connections from its metrics page, which listens on its host's loopback:
+    fetched with curl inside a node of that host (host network; the EMQX image has curl)."""
+    done = docker(node, "exec", node.container, "curl", "-fsS", "--max-time", "5", url, timeout=30)
+    if done.returncode != 0:
         return None
+    return nginx_active_connections(done.stdout.decode("utf-8", "replace"))
 
 
 def status(stack: str) -> str:
@@ -113,7 +113,11 @@ def status(stack: str) -> str:
     reports = [report(node, set(running)) for node in nodes]
     hosts = list(dict.fromkeys(node.host for node in nodes))
     urls = lb_metrics_urls(outputs)
-    active = {host: lb_active(url) for host, url in urls.items()} if urls else None
+    # Through a node of that host that answered (else its first).
+    on_host = {r.node.host: r.node for r in reversed(reports)} | {
+        r.node.host: r.node for r in reversed(reports) if r.broker is not None
+    }
+    active = {host: lb_active(on_host[host], url) for host, url in urls.items() if host in on_host} if urls else None
     return (
         render_table(NODE_HEADERS, node_rows(reports))
         + "\n"

@@ -166,7 +166,8 @@ def test_status_table_has_a_row_per_node_and_per_host() -> None:
 
 def test_lb_connections_are_read_only_when_the_metrics_output_gives_the_page() -> None:
     assert emqx.lb_metrics_urls({"capacity": {}}) == {}
-    outputs = {"metrics": {"a": {"lbMetricsUrl": "http://127.0.0.1:9113/metrics"}, "b": {}}}
+    assert emqx.lb_metrics_urls({"metrics": None}) == {}
+    outputs = {"metrics": {"a": {"lbMetrics": "http://127.0.0.1:9113/metrics"}, "b": {}}}
     assert emqx.lb_metrics_urls(outputs) == {"a": "http://127.0.0.1:9113/metrics"}
     page = "# TYPE nginx_connections_active gauge\nnginx_connections_active 42\n"
     assert emqx.nginx_active_connections(page) == 42
