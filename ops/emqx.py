@@ -145,11 +145,11 @@ def exported_path(text: str) -> PurePosixPath:
     return path if path.is_absolute() else EMQX_HOME / path
 
 
-IMPORTED = "Data has been imported successfully."  # emqx_mgmt_cli.erl:905
+IMPORTED = "Data has been imported successfully."  # emqx_mgmt_cli.erl:906
 
 
 def import_failure(text: str) -> str | None:
-    """None when `emqx ctl data import` succeeded (emqx_mgmt_cli.erl:901-905), else what EMQX
+    """None when `emqx ctl data import` succeeded (emqx_mgmt_cli.erl:901-906), else what EMQX
     said: "[error] Data import failed, reason: ~p." (:912-913) or "Data has been imported, but
     some errors occurred, see the log above." (:907-909) with the lines it printed before."""
     if any(line.strip() == IMPORTED for line in text.splitlines()):

@@ -1055,8 +1055,8 @@ DATA_USAGE = format_usage(
     ]
 )  # emqx_mgmt_cli.erl:915-925 (format_usage pads the first line only, as emqx_ctl does not split)
 
-# emqx_stats.erl:73-133 init/1: every stat of these lists exists from the start (0); the
-# delayed module adds delayed.count/max (emqx_delayed, enabled by default).
+# emqx_stats.erl:73-130 (the lists) and init/1 (:240-250): every stat of them exists from the start (0); the
+# delayed module adds delayed.count/max (emqx_delayed.erl:425, enabled by default).
 STATS_NAMES = (
     "connections.count",
     "connections.max",
@@ -1145,7 +1145,7 @@ def data_export_done_text(relative_tar: str) -> str:
     return f"Data has been successfully exported to {relative_tar}.\n"
 
 
-DATA_IMPORTED = "Data has been imported successfully.\n"  # emqx_mgmt_cli.erl:905
+DATA_IMPORTED = "Data has been imported successfully.\n"  # emqx_mgmt_cli.erl:906
 
 
 def data_import_failed_text(reason: str) -> str:
