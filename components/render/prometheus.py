@@ -38,6 +38,15 @@ WARNING_SCRAPES = 20
 DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
+def prometheus_duration(seconds: float) -> str:
+    """Seconds as a Prometheus duration, in whole minutes where it is some (`5m`, `20s`, `500ms`)."""
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds // 60:g}m"
+    if seconds == int(seconds):
+        return f"{seconds:g}s"
+    return f"{seconds * 1000:g}ms"
+
+
 def duration_seconds(duration: str) -> float:
     """A one-unit Prometheus duration (`15s`, `500ms`) in seconds."""
     number = duration.rstrip("msdhwy")
@@ -117,12 +126,17 @@ class AlertThresholds:
     @property
     def critical_for(self) -> str:
         """How long a critical condition must hold: 4 scrapes (a minute at 15s), not one missed."""
-        return f"{self.scrape_seconds * CRITICAL_SCRAPES:g}s"
+        return prometheus_duration(self.scrape_seconds * CRITICAL_SCRAPES)
 
     @property
     def warning_for(self) -> str:
         """How long a warning condition must hold: 20 scrapes (5 minutes at 15s), a trend."""
-        return f"{self.scrape_seconds * WARNING_SCRAPES:g}s"
+        return prometheus_duration(self.scrape_seconds * WARNING_SCRAPES)
+
+    @property
+    def window(self) -> str:
+        """The range rates and increases are taken over: as long as a warning must hold."""
+        return self.warning_for
 
     @property
     def lb_connections(self) -> int:

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import shutil
 import subprocess
+import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -184,3 +185,49 @@ def test_a_node_not_answering_and_a_stopped_nginx_fire_and_clear(monitored: Moni
         wait_until(lambda: monitored.firing() == set(), "both alerts to clear", timeout=30)
     finally:
         restarted.stop()
+
+
+# What the nodes report to drive each rule the stats decide: every node sees a stopped member
+# (so one node running of the two declared); the first has 9 clients (above 80% of its cap of
+# 10), 95% of its host's memory in use, and counters climbing while the condition lasts (failed
+# logins, messages dropped).
+CLUSTER_TROUBLE = {"emqx_cluster_nodes_running": 1, "emqx_cluster_nodes_stopped": 1}
+NODE_TROUBLE = {"emqx_connections_count": 9, "emqx_vm_used_memory": 7.6e9}
+CLIMBING = ("emqx_authentication_failure", "emqx_messages_dropped")
+STATS_ALERTS = {
+    "EmqxNodeStoppedInCluster",
+    "EmqxFewerNodesThanDeclared",
+    "EmqxNodeNearConnectionCap",
+    "EmqxAuthenticationFailures",
+    "EmqxMessagesDropped",
+    "EmqxHostMemoryHigh",
+}
+
+
+def test_every_rule_the_nodes_stats_drive_fires_and_clears(monitored: MonitoredHost) -> None:
+    """Each condition produced on the nodes' stats pages at once; every rule fires (a warning after
+    20 scrapes), then the nodes are well again and every rule clears (rates over 20 scrapes)."""
+    wait_until(lambda: set(monitored.targets().values()) == {"up"}, "every target up", timeout=30, interval=0.5)
+    first = monitored.stats[0]
+    healthy = [dict(node.values) for node in monitored.stats]
+    for node in monitored.stats:
+        node.values.update(CLUSTER_TROUBLE)
+    first.values.update(NODE_TROUBLE)
+    climbing = threading.Event()
+
+    def climb() -> None:
+        while not climbing.wait(0.5):
+            for name in CLIMBING:
+                first.values[name] = first.values.get(name, 0) + 50  # 6,000 a minute
+
+    climber = threading.Thread(target=climb, daemon=True)
+    climber.start()
+    try:
+        wait_until(lambda: monitored.firing() >= STATS_ALERTS, f"all of {sorted(STATS_ALERTS)}", timeout=90, interval=1)
+    finally:
+        climbing.set()
+        climber.join()
+        for node, values in zip(monitored.stats, healthy, strict=True):
+            for name in (*CLUSTER_TROUBLE, *NODE_TROUBLE):
+                node.values[name] = values.get(name, 0)
+    wait_until(lambda: monitored.firing() == set(), "every alert to clear", timeout=90, interval=1)

@@ -128,7 +128,7 @@ CASES = [
         firing="24m",
         cleared="30m",
         labels={**EMQX_TARGET, "severity": "warning"},
-        summary=f"about 10 messages dropped on {NODE} in 5 minutes (full queues, expired, refused): subscribers are too "
+        summary=f"about 10 messages dropped on {NODE} in 5m (full queues, expired, refused): subscribers are too "
         "slow or offline too long",
     ),
     Case(
