@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.support.e2e.host import E2eHost, e2e_host, missing_requirements
 from tests.support.e2e.images import StandInImages, ensure_images
+from tests.support.e2e.pulumi_cli import toolchain_bin
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +44,12 @@ def e2e_host_session(e2e_machine: None) -> Iterator[E2eHost]:
 def standin_images(e2e_host_session: E2eHost) -> StandInImages:
     """`nginx:1.27`, `emqx/emqx:5.8.6` and `emqx/emqx:5.8.7` stand-ins in the host's engine."""
     return ensure_images(e2e_host_session)
+
+
+@pytest.fixture(scope="session")
+def bin_dir() -> Path:
+    """The Pulumi CLI and providers built from Go modules (scripts/e2e-toolchain)."""
+    found = toolchain_bin()
+    if found is None:
+        pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")
+    return found

@@ -32,7 +32,7 @@ import pytest
 from tests.support.e2e.cluster_probe import client_context, cluster_status, health
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.images import StandInImages, ensure_images
-from tests.support.e2e.pulumi_cli import PulumiProject, toolchain_bin
+from tests.support.e2e.pulumi_cli import PulumiProject
 from tests.support.e2e.stacks import PROBE_PASSWORD, PROBE_USERNAME, dev_like, probe_secrets
 from tests.support.emqx.emqx58_access import NOT_AUTHORIZED
 from tests.support.lb_stack import MqttRefusedError, MqttSession, connect_mqtt
@@ -44,14 +44,6 @@ NODES = ("emqx1", "emqx2")
 AUTHN_USERS = "/api/v5/authentication/password_based:built_in_database"
 RUNTIME_USER = "runtime-operator"
 RUNTIME_PASSWORD = "runtime-operator-password-42"
-
-
-@pytest.fixture(scope="module")
-def bin_dir() -> Path:
-    found = toolchain_bin()
-    if found is None:
-        pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ from tests.support.e2e.cluster_probe import (
 )
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.images import StandInImages, ensure_images
-from tests.support.e2e.pulumi_cli import PulumiProject, changed, step_ops, toolchain_bin
+from tests.support.e2e.pulumi_cli import PulumiProject, changed, step_ops
 from tests.support.e2e.stacks import (
     DEV_ACL,
     DEV_CLIENT,
@@ -60,14 +60,6 @@ from tests.support.stackfiles import validate
 pytestmark = pytest.mark.e2e
 
 WATCHED_SYSCTLS = ("net.core.somaxconn", "net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports")
-
-
-@pytest.fixture(scope="module")
-def bin_dir() -> Path:
-    found = toolchain_bin()
-    if found is None:
-        pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -10,32 +10,17 @@ the brokers behind Nginx are mosquitto, without PROXY protocol.
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
-import subprocess
 import threading
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from components.capacity import cluster_capacity
 from components.config_parse import parse_stack_config
 from components.plan import ClusterPlan, plan_cluster
 from components.render.nginx import nginx_settings
-from components.render.prometheus import (
-    CONFIG_PATH,
-    DATA_PATH,
-    alert_thresholds,
-    prometheus_settings,
-    render_alert_rules,
-    render_prometheus_config,
-)
 from tests.support.emqx.stats import StatsEndpoint, serving
 from tests.support.lb_stack import (
     Mosquitto,
@@ -45,12 +30,12 @@ from tests.support.lb_stack import (
     connect_mqtt,
     make_pki,
     missing_prerequisites,
-    wait_for_listener,
 )
 from tests.support.netns import NetNamespace, entered
 from tests.support.ports import wait_until
+from tests.support.prometheus import RunningPrometheus, missing_prometheus, running_prometheus
 
-MISSING = missing_prerequisites() + ([] if shutil.which("prometheus") else ["prometheus (Debian package)"])
+MISSING = missing_prerequisites() + missing_prometheus()
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(bool(MISSING), reason=f"metrics integration tests need: {', '.join(MISSING)}"),
@@ -72,26 +57,17 @@ class MonitoredHost:
     plan: ClusterPlan
     nginx: Nginx
     stats: list[StatsEndpoint]
-    prometheus_url: str
+    prometheus: RunningPrometheus
     pki: Pki
 
-    def query(self, path: str) -> Any:
-        with urllib.request.urlopen(f"{self.prometheus_url}{path}", timeout=5) as response:
-            return json.load(response)["data"]
-
     def targets(self) -> dict[str, str]:
-        return {target["scrapeUrl"]: target["health"] for target in self.query("/api/v1/targets")["activeTargets"]}
+        return self.prometheus.targets()
 
     def firing(self) -> set[str]:
-        return {
-            alert["labels"]["alertname"]
-            for alert in self.query("/api/v1/alerts")["alerts"]
-            if alert["state"] == "firing"
-        }
+        return self.prometheus.firing()
 
     def value(self, expression: str) -> float:
-        result = self.query(f"/api/v1/query?query={urllib.parse.quote(expression)}")["result"]
-        return float(result[0]["value"][1]) if result else float("nan")
+        return self.prometheus.value(expression)
 
     def clients(self, count: int) -> list[MqttSession]:
         return [
@@ -119,26 +95,8 @@ def monitored(netns: NetNamespace, tmp_path: Path) -> Iterator[MonitoredHost]:
             stats.append(stack.enter_context(serving(node.ports.dashboard, running)))
         settings = dataclasses.replace(nginx_settings(config, plan, host), proxy_protocol=False)
         nginx = stack.enter_context(Nginx(tmp_path / "nginx", settings, pki))
-        rules = tmp_path / "alert-rules.yml"
-        capacity = cluster_capacity(config, plan)[host.label]
-        rules.write_text(render_alert_rules(host.label, alert_thresholds(config, plan, host, capacity)))
-        prometheus = prometheus_settings(config, host)
-        config_file = tmp_path / "prometheus.yml"
-        config_file.write_text(render_prometheus_config(prometheus, str(rules)))
-        data = tmp_path / "prometheus-data"
-        # The program's command line, its two container paths pointed at this test's files.
-        paths = {
-            f"--config.file={CONFIG_PATH}": f"--config.file={config_file}",
-            f"--storage.tsdb.path={DATA_PATH}": f"--storage.tsdb.path={data}",
-        }
-        arguments = [paths.get(argument, argument) for argument in prometheus.arguments]
-        assert len(set(arguments) - set(prometheus.arguments)) == len(paths)
-        log = tmp_path / "prometheus.log"
-        process = subprocess.Popen(["prometheus", *arguments], stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        stack.callback(process.wait, 30)
-        stack.callback(process.terminate)
-        wait_for_listener("127.0.0.1", prometheus.port, process, "prometheus", log)
-        yield MonitoredHost(plan, nginx, stats, f"http://{prometheus.self_endpoint}", pki)
+        prometheus = stack.enter_context(running_prometheus(config, plan, host, tmp_path / "prometheus"))
+        yield MonitoredHost(plan, nginx, stats, prometheus, pki)
 
 
 def test_prometheus_scrapes_every_node_and_nginx_which_counts_the_held_clients(monitored: MonitoredHost) -> None:

@@ -20,60 +20,154 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 STATS_PATH = "/api/v5/prometheus/stats"
 # Every metric family emqx_prometheus.erl (v5.8.6) declares in its *_metric_meta lists, by type
 # (a few only with some listeners, editions or durable storage): the page has them all.
-GAUGES = """
-    emqx_connections_count emqx_connections_max emqx_live_connections_count
-    emqx_live_connections_max emqx_sessions_count emqx_sessions_max emqx_channels_count
-    emqx_channels_max emqx_suboptions_count emqx_suboptions_max emqx_subscribers_count
-    emqx_subscribers_max emqx_subscriptions_count emqx_subscriptions_max
-    emqx_durable_subscriptions_count emqx_durable_subscriptions_max emqx_delayed_count
-    emqx_delayed_max emqx_cluster_sessions_count emqx_cluster_sessions_max emqx_topics_max
-    emqx_topics_count emqx_retained_count emqx_retained_max emqx_subscriptions_shared_count
-    emqx_subscriptions_shared_max emqx_vm_cpu_use emqx_vm_cpu_idle emqx_vm_run_queue
-    emqx_vm_process_messages_in_queues emqx_vm_total_memory emqx_vm_used_memory
-    emqx_vm_mnesia_tm_mailbox_size emqx_vm_broker_pool_max_mailbox_size
-    emqx_cluster_nodes_running emqx_cluster_nodes_stopped emqx_license_expiry_at
-    emqx_cert_expiry_at emqx_conf_sync_txid emqx_mria_last_intercepted_trans
-    emqx_mria_weight emqx_mria_replicants emqx_mria_server_mql emqx_mria_lag
-    emqx_mria_bootstrap_time emqx_mria_bootstrap_num_keys emqx_mria_message_queue_len
-    emqx_mria_replayq_len
-""".split()
-COUNTERS = """
-    emqx_bytes_received emqx_bytes_sent emqx_packets_received emqx_packets_sent
-    emqx_packets_connect emqx_packets_connack_sent emqx_packets_connack_error
-    emqx_packets_connack_auth_error emqx_packets_subscribe_received
-    emqx_packets_subscribe_auth_error emqx_packets_subscribe_error emqx_packets_suback_sent
-    emqx_packets_unsubscribe_received emqx_packets_unsubscribe_error
-    emqx_packets_unsuback_sent emqx_packets_publish_received emqx_packets_publish_sent
-    emqx_packets_publish_inuse emqx_packets_publish_error emqx_packets_publish_auth_error
-    emqx_packets_publish_dropped emqx_packets_puback_received emqx_packets_puback_sent
-    emqx_packets_puback_inuse emqx_packets_puback_missed emqx_packets_pubrec_received
-    emqx_packets_pubrec_sent emqx_packets_pubrec_inuse emqx_packets_pubrec_missed
-    emqx_packets_pubrel_received emqx_packets_pubrel_sent emqx_packets_pubrel_missed
-    emqx_packets_pubcomp_received emqx_packets_pubcomp_sent emqx_packets_pubcomp_inuse
-    emqx_packets_pubcomp_missed emqx_packets_pingreq_received emqx_packets_pingresp_sent
-    emqx_packets_disconnect_received emqx_packets_disconnect_sent emqx_packets_auth_received
-    emqx_packets_auth_sent emqx_messages_received emqx_messages_sent
-    emqx_messages_qos0_received emqx_messages_qos0_sent emqx_messages_qos1_received
-    emqx_messages_qos1_sent emqx_messages_qos2_received emqx_messages_qos2_sent
-    emqx_messages_publish emqx_messages_dropped emqx_messages_dropped_expired
-    emqx_messages_dropped_no_subscribers emqx_messages_forward emqx_messages_retained
-    emqx_messages_delayed emqx_messages_delivered emqx_messages_acked emqx_delivery_dropped
-    emqx_delivery_dropped_no_local emqx_delivery_dropped_too_large
-    emqx_delivery_dropped_qos0_msg emqx_delivery_dropped_queue_full
-    emqx_delivery_dropped_expired emqx_client_connect emqx_client_connack
-    emqx_client_connected emqx_client_authenticate emqx_client_auth_anonymous
-    emqx_client_authorize emqx_client_subscribe emqx_client_unsubscribe
-    emqx_client_disconnected emqx_client_disconnected_reason emqx_session_created
-    emqx_session_resumed emqx_session_takenover emqx_session_discarded
-    emqx_session_terminated emqx_authorization_allow emqx_authorization_deny
-    emqx_authorization_cache_hit emqx_authorization_cache_miss emqx_authorization_superuser
-    emqx_authorization_nomatch emqx_authorization_matched_allow
-    emqx_authorization_matched_deny emqx_authentication_success
-    emqx_authentication_success_anonymous emqx_authentication_failure
-    emqx_overload_protection_delay_ok emqx_overload_protection_delay_timeout
-    emqx_overload_protection_hibernation emqx_overload_protection_gc
-    emqx_overload_protection_new_conn
-""".split()
+GAUGES = [
+    "emqx_connections_count",
+    "emqx_connections_max",
+    "emqx_live_connections_count",
+    "emqx_live_connections_max",
+    "emqx_sessions_count",
+    "emqx_sessions_max",
+    "emqx_channels_count",
+    "emqx_channels_max",
+    "emqx_suboptions_count",
+    "emqx_suboptions_max",
+    "emqx_subscribers_count",
+    "emqx_subscribers_max",
+    "emqx_subscriptions_count",
+    "emqx_subscriptions_max",
+    "emqx_durable_subscriptions_count",
+    "emqx_durable_subscriptions_max",
+    "emqx_delayed_count",
+    "emqx_delayed_max",
+    "emqx_cluster_sessions_count",
+    "emqx_cluster_sessions_max",
+    "emqx_topics_max",
+    "emqx_topics_count",
+    "emqx_retained_count",
+    "emqx_retained_max",
+    "emqx_subscriptions_shared_count",
+    "emqx_subscriptions_shared_max",
+    "emqx_vm_cpu_use",
+    "emqx_vm_cpu_idle",
+    "emqx_vm_run_queue",
+    "emqx_vm_process_messages_in_queues",
+    "emqx_vm_total_memory",
+    "emqx_vm_used_memory",
+    "emqx_vm_mnesia_tm_mailbox_size",
+    "emqx_vm_broker_pool_max_mailbox_size",
+    "emqx_cluster_nodes_running",
+    "emqx_cluster_nodes_stopped",
+    "emqx_license_expiry_at",
+    "emqx_cert_expiry_at",
+    "emqx_conf_sync_txid",
+    "emqx_mria_last_intercepted_trans",
+    "emqx_mria_weight",
+    "emqx_mria_replicants",
+    "emqx_mria_server_mql",
+    "emqx_mria_lag",
+    "emqx_mria_bootstrap_time",
+    "emqx_mria_bootstrap_num_keys",
+    "emqx_mria_message_queue_len",
+    "emqx_mria_replayq_len",
+]
+COUNTERS = [
+    "emqx_bytes_received",
+    "emqx_bytes_sent",
+    "emqx_packets_received",
+    "emqx_packets_sent",
+    "emqx_packets_connect",
+    "emqx_packets_connack_sent",
+    "emqx_packets_connack_error",
+    "emqx_packets_connack_auth_error",
+    "emqx_packets_subscribe_received",
+    "emqx_packets_subscribe_auth_error",
+    "emqx_packets_subscribe_error",
+    "emqx_packets_suback_sent",
+    "emqx_packets_unsubscribe_received",
+    "emqx_packets_unsubscribe_error",
+    "emqx_packets_unsuback_sent",
+    "emqx_packets_publish_received",
+    "emqx_packets_publish_sent",
+    "emqx_packets_publish_inuse",
+    "emqx_packets_publish_error",
+    "emqx_packets_publish_auth_error",
+    "emqx_packets_publish_dropped",
+    "emqx_packets_puback_received",
+    "emqx_packets_puback_sent",
+    "emqx_packets_puback_inuse",
+    "emqx_packets_puback_missed",
+    "emqx_packets_pubrec_received",
+    "emqx_packets_pubrec_sent",
+    "emqx_packets_pubrec_inuse",
+    "emqx_packets_pubrec_missed",
+    "emqx_packets_pubrel_received",
+    "emqx_packets_pubrel_sent",
+    "emqx_packets_pubrel_missed",
+    "emqx_packets_pubcomp_received",
+    "emqx_packets_pubcomp_sent",
+    "emqx_packets_pubcomp_inuse",
+    "emqx_packets_pubcomp_missed",
+    "emqx_packets_pingreq_received",
+    "emqx_packets_pingresp_sent",
+    "emqx_packets_disconnect_received",
+    "emqx_packets_disconnect_sent",
+    "emqx_packets_auth_received",
+    "emqx_packets_auth_sent",
+    "emqx_messages_received",
+    "emqx_messages_sent",
+    "emqx_messages_qos0_received",
+    "emqx_messages_qos0_sent",
+    "emqx_messages_qos1_received",
+    "emqx_messages_qos1_sent",
+    "emqx_messages_qos2_received",
+    "emqx_messages_qos2_sent",
+    "emqx_messages_publish",
+    "emqx_messages_dropped",
+    "emqx_messages_dropped_expired",
+    "emqx_messages_dropped_no_subscribers",
+    "emqx_messages_forward",
+    "emqx_messages_retained",
+    "emqx_messages_delayed",
+    "emqx_messages_delivered",
+    "emqx_messages_acked",
+    "emqx_delivery_dropped",
+    "emqx_delivery_dropped_no_local",
+    "emqx_delivery_dropped_too_large",
+    "emqx_delivery_dropped_qos0_msg",
+    "emqx_delivery_dropped_queue_full",
+    "emqx_delivery_dropped_expired",
+    "emqx_client_connect",
+    "emqx_client_connack",
+    "emqx_client_connected",
+    "emqx_client_authenticate",
+    "emqx_client_auth_anonymous",
+    "emqx_client_authorize",
+    "emqx_client_subscribe",
+    "emqx_client_unsubscribe",
+    "emqx_client_disconnected",
+    "emqx_client_disconnected_reason",
+    "emqx_session_created",
+    "emqx_session_resumed",
+    "emqx_session_takenover",
+    "emqx_session_discarded",
+    "emqx_session_terminated",
+    "emqx_authorization_allow",
+    "emqx_authorization_deny",
+    "emqx_authorization_cache_hit",
+    "emqx_authorization_cache_miss",
+    "emqx_authorization_superuser",
+    "emqx_authorization_nomatch",
+    "emqx_authorization_matched_allow",
+    "emqx_authorization_matched_deny",
+    "emqx_authentication_success",
+    "emqx_authentication_success_anonymous",
+    "emqx_authentication_failure",
+    "emqx_overload_protection_delay_ok",
+    "emqx_overload_protection_delay_timeout",
+    "emqx_overload_protection_hibernation",
+    "emqx_overload_protection_gc",
+    "emqx_overload_protection_new_conn",
+]
 
 
 def stats_text(values: Mapping[str, float]) -> str:
