@@ -49,7 +49,6 @@ openssl. From the project root:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import platform
 import re
@@ -73,8 +72,7 @@ from components.capacity import KERNEL_KIB_PER_CONNECTION, NGINX_KIB_PER_CONNECT
 from components.config import StackConfig, lb_nofile_limit
 from components.config_parse import parse_stack_config
 from components.plan import ClusterPlan, plan_cluster
-from components.render.nginx import nginx_settings
-from tests.support.lb_stack import Mosquitto, Nginx, Pki, make_pki, missing_prerequisites
+from tests.support.lb_stack import Mosquitto, Nginx, Pki, host_edge, make_pki, missing_prerequisites
 from tests.support.loadgen import loadgen_binary, run_loadgen
 from tests.support.netns import entered, scratch_namespace
 
@@ -152,14 +150,7 @@ def running_edge(shape: EdgeShape, **nginx_overrides: Any) -> Iterator[Edge]:
         netns.set_sysctl("net.ipv4.ip_local_port_range", plan.port_range_sysctl)
         netns.set_sysctl("net.ipv4.ip_local_reserved_ports", host.reserved_ports_sysctl)
         stack.enter_context(entered(netns))
-        brokers = []
-        for node in host.nodes:
-            broker = Mosquitto(directory / node.short_name, port=node.ports.mqtt, verbose_log=False)
-            stack.callback(broker.stop)
-            broker.start()
-            brokers.append(broker)
-        settings = dataclasses.replace(nginx_settings(config, plan, host), proxy_protocol=False, **nginx_overrides)
-        nginx = stack.enter_context(Nginx(directory / "nginx", settings, shape.pki))
+        brokers, nginx = host_edge(stack, config, plan, host, directory, shape.pki, **nginx_overrides)
         yield Edge(config, plan, nginx, brokers, shape.pki)
 
 

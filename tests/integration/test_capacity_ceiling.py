@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import resource
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,7 @@ from components.capacity import BROKER_RESERVED_FILES, HostCapacity, cluster_cap
 from components.config import StackConfig
 from components.config_parse import parse_stack_config
 from components.plan import ClusterPlan, plan_cluster
-from components.render.nginx import nginx_settings
-from tests.support.lb_stack import Mosquitto, Nginx, Pki, make_pki, missing_prerequisites
+from tests.support.lb_stack import Mosquitto, Nginx, Pki, host_edge, make_pki, missing_prerequisites
 from tests.support.loadgen import run_loadgen
 from tests.support.netns import NetNamespace, entered
 
@@ -66,17 +64,6 @@ class Edge:
         return [line for line in log.splitlines() if "temporarily disabled" in line or "(99: " in line]
 
 
-@contextmanager
-def soft_nofile(limit: int) -> Iterator[None]:
-    """Processes started meanwhile get `limit` open files (a container's nofile, at small scale)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
@@ -95,15 +82,7 @@ def edge(netns: NetNamespace, pki: Pki, tmp_path: Path) -> Iterator[Any]:
             netns.set_sysctl("net.ipv4.ip_local_port_range", plan.port_range_sysctl)
             netns.set_sysctl("net.ipv4.ip_local_reserved_ports", host.reserved_ports_sysctl)
             stack.enter_context(entered(netns))
-            brokers = []
-            with soft_nofile(config.broker_nofile_limit):
-                for node in host.nodes:
-                    broker = Mosquitto(tmp_path / node.short_name, port=node.ports.mqtt, verbose_log=False)
-                    stack.callback(broker.stop)
-                    broker.start()
-                    brokers.append(broker)
-            settings = dataclasses.replace(nginx_settings(config, plan, host), proxy_protocol=False)
-            nginx = stack.enter_context(Nginx(tmp_path / "nginx", settings, pki))
+            brokers, nginx = host_edge(stack, config, plan, host, tmp_path, pki)
             return Edge(config, plan, cluster_capacity(config, plan)[host.label], nginx, brokers, pki)
 
         yield start

@@ -9,7 +9,6 @@ the brokers behind Nginx are mosquitto, without PROXY protocol.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -20,14 +19,13 @@ import pytest
 
 from components.config_parse import parse_stack_config
 from components.plan import ClusterPlan, plan_cluster
-from components.render.nginx import nginx_settings
 from tests.support.emqx.stats import StatsEndpoint, serving
 from tests.support.lb_stack import (
-    Mosquitto,
     MqttSession,
     Nginx,
     Pki,
     connect_mqtt,
+    host_edge,
     make_pki,
     missing_prerequisites,
 )
@@ -86,15 +84,9 @@ def monitored(netns: NetNamespace, tmp_path: Path) -> Iterator[MonitoredHost]:
     pki = make_pki(tmp_path / "pki")
     with ExitStack() as stack:
         stack.enter_context(entered(netns))
-        stats = []
-        for node in host.nodes:
-            broker = Mosquitto(tmp_path / node.short_name, port=node.ports.mqtt, verbose_log=False)
-            stack.callback(broker.stop)
-            broker.start()
-            running = {"emqx_cluster_nodes_running": len(plan.nodes), "emqx_vm_total_memory": 8e9}
-            stats.append(stack.enter_context(serving(node.ports.dashboard, running)))
-        settings = dataclasses.replace(nginx_settings(config, plan, host), proxy_protocol=False)
-        nginx = stack.enter_context(Nginx(tmp_path / "nginx", settings, pki))
+        _, nginx = host_edge(stack, config, plan, host, tmp_path, pki)
+        running = {"emqx_cluster_nodes_running": len(plan.nodes), "emqx_vm_total_memory": 8e9}
+        stats = [stack.enter_context(serving(node.ports.dashboard, running)) for node in host.nodes]
         prometheus = stack.enter_context(running_prometheus(config, plan, host, tmp_path / "prometheus"))
         yield MonitoredHost(plan, nginx, stats, prometheus, pki)
 

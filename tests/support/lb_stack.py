@@ -10,11 +10,13 @@ Everything listens on 127.0.0.0/8 and every process is stopped by its own PID.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pwd
 import queue
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -34,10 +36,13 @@ import trustme
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from components.config import StackConfig
+from components.plan import ClusterPlan, HostPlan
 from components.render.nginx import (
     DEBIAN_STREAM_MODULE,
     NginxRuntime,
     NginxSettings,
+    nginx_settings,
     render_nginx_conf,
     standalone_runtime,
 )
@@ -825,3 +830,37 @@ def raw_mqtt_connect(
         return reply
     finally:
         sock.close()
+
+
+@contextmanager
+def soft_nofile(limit: int) -> Iterator[None]:
+    """Processes started meanwhile get `limit` open files (a container's nofile, at small scale)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def host_edge(
+    stack: ExitStack,
+    config: StackConfig,
+    plan: ClusterPlan,
+    host: HostPlan,
+    directory: Path,
+    pki: Pki,
+    **nginx_overrides: Any,
+) -> tuple[list[Mosquitto], Nginx]:
+    """One host's edge as the plan has it, stopped with `stack`: a mosquitto per node on the node's
+    port (with the brokers' open-files limit), and Nginx running the config the program renders
+    for the host, `proxy_protocol` off (mosquitto takes no PROXY header) and `nginx_overrides`."""
+    brokers = []
+    with soft_nofile(config.broker_nofile_limit):
+        for node in host.nodes:
+            broker = Mosquitto(directory / node.short_name, port=node.ports.mqtt, verbose_log=False)
+            stack.callback(broker.stop)
+            broker.start()
+            brokers.append(broker)
+    settings = dataclasses.replace(nginx_settings(config, plan, host), proxy_protocol=False, **nginx_overrides)
+    return brokers, stack.enter_context(Nginx(directory / "nginx", settings, pki))
