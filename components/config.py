@@ -35,6 +35,7 @@ from components.config_types import (
     MODEL_CONFIG,
     NAMESPACE,
     AbsolutePath,
+    AlertmanagerTargets,
     BalancingMethod,
     DashboardPassword,
     DnsNames,
@@ -57,6 +58,7 @@ from components.config_types import (
     SysctlDropInPath,
     SysctlMap,
     TlsMode,
+    duration_seconds,
     is_ipv4,
 )
 
@@ -207,18 +209,39 @@ class MetricsConfig(_Section):
     alert_connections_share: float = Field(0.8, gt=0, le=1, validation_alias="alertConnectionsShare")
     alert_auth_failures_per_minute: float = Field(30, gt=0, validation_alias="alertAuthFailuresPerMinute")
     alert_memory_share: float = Field(0.9, gt=0, le=1, validation_alias="alertMemoryShare")
+    # Where Prometheus sends the alerts that fire (Alertmanager's host:port); none: only its
+    # /alerts page shows them.
+    alertmanagers: AlertmanagerTargets = Field(default_factory=list, validation_alias="metricsAlertmanagers")
 
     @property
     def image(self) -> str:
         return f"prom/prometheus:{self.prometheus_version}"
 
+    @property
+    def listens_beyond_loopback(self) -> bool:
+        return not ipaddress.IPv4Address(self.listen_address).is_loopback
+
     def problems(self) -> list[str]:
-        if self.port != self.lb_port:
-            return []
-        return [
-            f"{NAMESPACE}:lbMetricsPort = {self.lb_port}: allowed: a port other than metricsPort ({self.port}), "
-            "both listen on the host"
-        ]
+        problems = []
+        if not self.enabled:
+            given = sorted(section_keys_of(self, self.model_fields_set - {"enabled"}))
+            if given:
+                problems.append(
+                    f"{NAMESPACE}:{', '.join(given)} set while metrics = false: allowed: set metrics: true, or "
+                    "remove them"
+                )
+            return problems
+        if self.port == self.lb_port:
+            problems.append(
+                f"{NAMESPACE}:lbMetricsPort = {self.lb_port}: allowed: a port other than metricsPort ({self.port}), "
+                "both listen on the host"
+            )
+        if duration_seconds(self.scrape_interval) < 1:
+            problems.append(
+                f"{NAMESPACE}:metricsScrapeInterval = {self.scrape_interval!r}: allowed: 1s or more (a scrape "
+                "must have time to finish)"
+            )
+        return problems
 
 
 class HostTuningConfig(_Section):
@@ -351,6 +374,7 @@ class StackConfig(BaseModel):
             [*self.tls.problems(), *self.lb.problems(), *self.access.problems(), *self.monitoring.problems()]
         )
         problems.extend(self._admin_problems())
+        problems.extend(self._metrics_listener_problems())
         problems.extend(self._source_address_problems())
         if problems:
             raise ValueError("\n".join(problems))
@@ -366,6 +390,21 @@ class StackConfig(BaseModel):
             "(set a routable address, or reach the dashboards through the `dashboards` output's ssh tunnel)"
             for host in self.cluster_hosts
             if ipaddress.IPv4Address(host.address).is_loopback
+        ]
+
+    def _metrics_listener_problems(self) -> list[str]:
+        """Prometheus's API has no authentication: beyond loopback, the firewall opens it to the
+        admin networks only, so there must be some (and a firewall)."""
+        metrics = self.monitoring
+        if not (metrics.enabled and metrics.listens_beyond_loopback):
+            return []
+        if self.access.admin_networks and self.manage_firewall:
+            return []
+        return [
+            f"{NAMESPACE}:metricsListenAddress = {metrics.listen_address!r}: allowed: a loopback address, or "
+            "adminNetworks set (with manageFirewall: true): Prometheus answers anyone who reaches it, so the "
+            "host's firewall opens metricsPort to adminNetworks only (or reach it through the `metrics` "
+            "output's ssh tunnel)"
         ]
 
     def _source_address_problems(self) -> list[str]:
@@ -509,6 +548,12 @@ def config_keys() -> list[str]:
     """Every stack-config key (camelCase, without namespace) the model accepts."""
     top = [to_camel(name) for name in StackConfig.model_fields if name not in SECTIONS]
     return [*top, *(key for section in SECTIONS.values() for key in section_keys(section))]
+
+
+def section_keys_of(section: BaseModel, fields: Iterable[str]) -> list[str]:
+    """The flat stack-config keys of some of a section's fields."""
+    model = type(section).model_fields
+    return [str(model[name].validation_alias or to_camel(name)) for name in fields]
 
 
 def section_names_in(keys: Iterable[str]) -> list[str]:

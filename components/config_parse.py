@@ -30,6 +30,7 @@ _STRUCTURED = {
     "mqttAcl",
     "adminNetworks",
     "lbSourceAddresses",
+    "metricsAlertmanagers",
 }
 # mqttClients holds passwords or their hashes: the whole list is a secret
 # (`pulumi config set --secret --path 'mqttClients[0].password'` makes it one).

@@ -411,3 +411,20 @@ PrometheusDuration = Annotated[
 ]
 # `--storage.tsdb.retention.size`: Prometheus's units (prometheus/common units.ParseBase2Bytes).
 PrometheusSize = Annotated[str, matching(r"[1-9][0-9]*(KB|MB|GB|TB|PB)", "a positive size such as 512MB or 2GB")]
+
+# Seconds per unit of a Prometheus duration.
+DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def duration_seconds(duration: str) -> float:
+    """A one-unit Prometheus duration (`15s`, `500ms`) in seconds."""
+    number = duration.rstrip("msdhwy")
+    return int(number) * DURATION_UNITS[duration[len(number) :]]
+
+
+# Where Prometheus sends its alerts: Alertmanagers as host:port.
+AlertmanagerTargets = list[
+    Annotated[
+        str, matching(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:[1-9][0-9]{0,4}", "host:port, e.g. 10.0.0.5:9093")
+    ]
+]

@@ -32,7 +32,7 @@ class ClusterFirewallArgs:
     ports: Sequence[int]
     peers: Sequence[str]  # every cluster host's address, this host's included
     access: HostAccess
-    admin_ports: Sequence[int] = ()  # the nodes' dashboard ports, with adminNetworks
+    admin_ports: Sequence[int] = ()  # the nodes' dashboard ports (and Prometheus's), with adminNetworks
     admin_networks: Sequence[str] = ()
 
     @classmethod
@@ -41,7 +41,17 @@ class ClusterFirewallArgs:
             ports=cluster_ports(site.host),
             peers=[peer.address for peer in plan.hosts],
             access=site.access,
-            admin_ports=sorted(node.ports.dashboard for node in site.host.nodes),
+            admin_ports=sorted(
+                [
+                    *(node.ports.dashboard for node in site.host.nodes),
+                    # Beyond loopback, Prometheus too (config: only with adminNetworks).
+                    *(
+                        [config.monitoring.port]
+                        if config.monitoring.enabled and config.monitoring.listens_beyond_loopback
+                        else []
+                    ),
+                ]
+            ),
             admin_networks=config.access.admin_networks,
         )
 

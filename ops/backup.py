@@ -21,10 +21,17 @@ from ops.stack import Node, OpsError, ctl, docker, nodes_of, project_dir, runnin
 USAGE = "usage: scripts/backup <stack> [dir]   (dir: default backups/ in the project)"
 
 
-def private_dir(path: Path) -> Path:
-    """`path` (and missing parents) as a directory only its owner may read: 0700."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.chmod(0o700)
+def private_dir(path: Path, *, new: bool = False) -> Path:
+    """`path` as a directory, created 0700 (only its owner may read it) when missing; one that
+    exists is the user's and kept as it is. `new`: it must not exist yet."""
+    if path.is_dir() and not new:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError as exc:
+        raise OpsError(f"{path} exists already (a backup of this stack this very second?): try again") from exc
+    path.chmod(0o700)  # mkdir's mode is filtered by the umask
     return path
 
 
@@ -55,11 +62,16 @@ def backup(stack: str, directory: Path, now: datetime) -> Path:
         archive = exported_path(text)
     except EmqxTextError as exc:
         raise OpsError(f"emqx ctl data export failed on {node.name}: {exc}") from exc
-    folder = private_dir(private_dir(directory) / backup_folder_name(stack, now))
-    target = folder / archive.name
-    fetch_file(node, str(archive), target)
-    meta = read_archive(str(target))
-    docker(node, "exec", node.container, "rm", "-f", str(archive))
+    target = private_dir(private_dir(directory) / backup_folder_name(stack, now), new=True) / archive.name
+    try:
+        fetch_file(node, str(archive), target)
+        meta = read_archive(str(target))
+    except BaseException:
+        target.unlink(missing_ok=True)
+        target.parent.rmdir()
+        raise
+    finally:
+        docker(node, "exec", node.container, "rm", "-f", str(archive))
     size = target.stat().st_size
     print(f"EMQX {meta.version} ({meta.edition}) backup of stack {stack}: {size} bytes")
     print(f"wrote {target}")
@@ -73,7 +85,7 @@ def main(argv: list[str]) -> int:
     directory = Path(argv[1]) if len(argv) == 2 else project_dir() / "backups"
     try:
         backup(argv[0], directory, datetime.now(UTC))
-    except (OpsError, ValueError) as exc:
+    except (OpsError, ValueError, OSError) as exc:
         print(f"backup failed: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -105,13 +105,14 @@ def parse_broker(text: str) -> BrokerInfo:
 
 def parse_broker_stats(text: str) -> dict[str, int]:
     """`emqx ctl broker stats`: emqx_mgmt_cli.erl:81-85, `"~-30s: ~w~n"` per sorted
-    emqx_stats:getstats() entry (emqx_stats.erl:160-165; 'connections.count' is the channel
-    registry's connection table, emqx_cm.erl:133, counting the clients of this node)."""
+    emqx_stats:getstats() entry (emqx_stats.erl:160-165; 'live_connections.count' is the channel
+    registry's live table, emqx_cm.erl:134: the clients connected to this node now, where
+    'connections.count' also keeps disconnected sessions until they expire)."""
     stats: dict[str, int] = {}
     for key, value in _key_values(text).items():
         if value.strip().lstrip("-").isdigit():
             stats[key] = int(value)
-    if "connections.count" not in stats:
+    if "live_connections.count" not in stats:
         raise EmqxTextError(f"not `emqx ctl broker stats` output: {text.strip()!r}")
     return stats
 

@@ -1,8 +1,9 @@
 """scripts/restore <stack> <archive>: import a backup into the stack's running cluster.
 
-Checked here before anything is copied (EMQX's own checks, emqx_mgmt_data_backup.erl): the
+Checked here before anything is copied (EMQX's own rules, emqx_mgmt_data_backup.erl): the
 name, the archive's folder, META.hocon, and the version rule against the cluster's version (a
-backup of a newer major.minor is refused, naming both). Then the archive is copied into a
+backup of a newer major.minor is refused, naming both; the message is this script's). The
+edition (an Enterprise backup into the open-source edition) is left to EMQX's import. Then the archive is copied into a
 running node's /opt/emqx/data/backup/ (owned by the node's user, 0600) and `emqx ctl data
 import <name>` runs there: EMQX applies it cluster-wide (config updates and replicated tables)
 and merges, overwriting records with the same key. EMQX's message is shown when it fails.
@@ -54,8 +55,8 @@ def restore(stack: str, path: str) -> None:
     if refused is not None:
         raise OpsError(refused)
     print(f"importing {meta.name} (EMQX {meta.version}) on {node.name} (EMQX {status.version})")
-    upload(node, path, meta)
     try:
+        upload(node, path, meta)
         code, text = ctl(node, "data", "import", meta.name, timeout=600)
     finally:
         docker(node, "exec", node.container, "rm", "-f", f"{BACKUP_DIR}/{meta.name}")
@@ -71,7 +72,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         restore(argv[0], argv[1])
-    except (OpsError, ValueError) as exc:
+    except (OpsError, ValueError, OSError) as exc:
         print(f"restore refused or failed: {exc}", file=sys.stderr)
         return 1
     return 0

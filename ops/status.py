@@ -5,7 +5,7 @@ plus the request reading them).
 
 Only `emqx ctl` in each node's container: `cluster status --json` on a running node (who is
 in the cluster), then on every node `broker` (version, uptime) and `broker stats`
-(connections.count). A node that does not answer reads "no" and "-".
+(live_connections.count). A node that does not answer reads "no" and "-".
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def report(node: Node, running: set[str]) -> NodeReport:
     code, text = ctl(node, "broker", "stats", timeout=30)
     if code == 0:
         try:
-            connections = parse_broker_stats(text)["connections.count"]
+            connections = parse_broker_stats(text)["live_connections.count"]
         except EmqxTextError:
             connections = None
     return NodeReport(node, node.name in running, broker, connections)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from components.capacity import HostCapacity, node_connection_cap, source_budgets
 from components.config import StackConfig
+from components.config_types import duration_seconds
 from components.plan import ADMIN_ADDRESS, ClusterPlan, HostPlan
 from components.render.access import API_KEY_NAME
 from components.render.templating import render
@@ -34,8 +35,6 @@ PROMETHEUS_UID = 65534
 EMQX_STATS_PATH = "/api/v5/prometheus/stats"
 CRITICAL_SCRAPES = 4
 WARNING_SCRAPES = 20
-# Seconds per unit of a Prometheus duration (config_types.PrometheusDuration).
-DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 def prometheus_duration(seconds: float) -> str:
@@ -45,12 +44,6 @@ def prometheus_duration(seconds: float) -> str:
     if seconds == int(seconds):
         return f"{seconds:g}s"
     return f"{seconds * 1000:g}ms"
-
-
-def duration_seconds(duration: str) -> float:
-    """A one-unit Prometheus duration (`15s`, `500ms`) in seconds."""
-    number = duration.rstrip("msdhwy")
-    return int(number) * DURATION_UNITS[duration[len(number) :]]
 
 
 @dataclass(frozen=True)
@@ -74,6 +67,7 @@ class PrometheusSettings:
     # sets prometheus.enable_basic_auth; emqx_dashboard.erl takes an API key and secret as basic
     # credentials), else they answer anyone on loopback.
     stats_username: str | None = None
+    alertmanagers: tuple[str, ...] = ()
 
     @property
     def stats_password_file(self) -> str:
@@ -106,6 +100,7 @@ def prometheus_settings(config: StackConfig, host: HostPlan) -> PrometheusSettin
         retention=metrics.retention,
         retention_size=metrics.retention_size,
         stats_username=API_KEY_NAME if config.access.admin_networks else None,
+        alertmanagers=tuple(metrics.alertmanagers),
     )
 
 

@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,9 +202,10 @@ def test_3d_the_capacity_output_is_the_plans_with_the_hosts_memory(
 
 
 def prometheus_api(host: E2eHost, path: str) -> Any:
-    """The dev stack's Prometheus API (metricsListenAddress 0.0.0.0 here: reached from the machine)."""
-    with urllib.request.urlopen(f"http://{host.address}:9090{path}", timeout=10) as response:
-        return json.load(response)["data"]
+    """The dev stack's Prometheus API, on the host's loopback (metrics' default listener)."""
+    answer = host.run_in_ns(f"curl --silent --fail --max-time 10 'http://127.0.0.1:9090{path}'")
+    assert answer.returncode == 0, answer.stderr
+    return json.loads(answer.stdout)["data"]
 
 
 def firing_alerts(host: E2eHost) -> dict[str, list[dict[str, str]]]:
@@ -223,7 +223,7 @@ def test_3e_metrics_show_every_node_alert_on_a_stopped_one_and_leave_when_turned
     a stopped node fires EmqxNodeDown for that node, which clears once it is back; metrics off
     removes the container and Nginx's metrics listener."""
     host = e2e_host_session
-    dev.set_config({"metrics": True, "metricsListenAddress": "0.0.0.0", "metricsScrapeInterval": "1s"})
+    dev.set_config({"metrics": True, "metricsScrapeInterval": "1s"})
     try:
         dev.up()
         expected = {f"http://127.0.0.1:{62000 + n}/api/v5/prometheus/stats" for n in (1, 2, 3)}
@@ -249,7 +249,7 @@ def test_3e_metrics_show_every_node_alert_on_a_stopped_one_and_leave_when_turned
         )
         wait_until(lambda: firing_alerts(host) == {}, "every alert cleared", timeout=90, interval=1)
     finally:
-        dev.set_config({"metrics": None, "metricsListenAddress": None, "metricsScrapeInterval": None})
+        dev.set_config({"metrics": None, "metricsScrapeInterval": None})
         dev.up()
     assert container_names(host, "io.emqx-cluster.role=metrics") == []
     # LISTEN (state 0A) sockets' local ports: neither Nginx's metrics port nor Prometheus's.

@@ -142,7 +142,7 @@ def test_a_node_not_answering_and_a_stopped_nginx_fire_and_clear(monitored: Moni
 # 10), 95% of its host's memory in use, and counters climbing while the condition lasts (failed
 # logins, messages dropped).
 CLUSTER_TROUBLE = {"emqx_cluster_nodes_running": 1, "emqx_cluster_nodes_stopped": 1}
-NODE_TROUBLE = {"emqx_connections_count": 9, "emqx_vm_used_memory": 7.6e9}
+NODE_TROUBLE = {"emqx_live_connections_count": 9, "emqx_vm_used_memory": 7.6e9}
 CLIMBING = ("emqx_authentication_failure", "emqx_messages_dropped")
 STATS_ALERTS = {
     "EmqxNodeStoppedInCluster",

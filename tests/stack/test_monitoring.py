@@ -4,6 +4,8 @@ rules measured against the host's ceiling with the memory bound, and the `metric
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -116,3 +118,17 @@ def test_without_admin_networks_no_credentials_are_handed_to_prometheus(monitore
     assert "groupAdds" not in container.inputs
     scrape = yaml.safe_load(uploads(container)[CONFIG_PATH][1]["content"])
     assert all("basic_auth" not in job for job in scrape["scrape_configs"])
+
+
+def test_opened_beyond_loopback_prometheus_is_firewalled_to_the_admin_networks() -> None:
+    config = several_hosts_config(metrics=True, adminNetworks=["192.0.2.0/24"], metricsListenAddress="0.0.0.0")
+    run = run_program(config, secrets={"sshPrivateKey": FAKE_KEY}, stack="dev")
+    loopback = run_program(
+        several_hosts_config(metrics=True, adminNetworks=["192.0.2.0/24"]),
+        secrets={"sshPrivateKey": FAKE_KEY},
+        stack="dev",
+    )
+    for name in HOSTS:
+        opened = json.dumps(run.named(f"emqx-{name}-firewall-rules").inputs)
+        assert "9090" in opened and "192.0.2.0/24" in opened, name
+        assert "9090" not in json.dumps(loopback.named(f"emqx-{name}-firewall-rules").inputs), name

@@ -98,7 +98,11 @@ CASES = [
     ),
     Case(
         "EmqxNodeNearConnectionCap",
-        [series("emqx_connections_count", EMQX_TARGET, "80x2 81x8 80x4")],
+        # Live connections: disconnected sessions (emqx_connections_count) do not count.
+        [
+            series("emqx_live_connections_count", EMQX_TARGET, "80x2 81x8 80x4"),
+            series("emqx_connections_count", EMQX_TARGET, "500x14"),
+        ],
         quiet="1m",
         firing="9m",
         cleared="13m",
@@ -118,18 +122,36 @@ CASES = [
     ),
     Case(
         "EmqxMessagesDropped",
-        # Dropped for lack of subscribers alone never fires; 10 more dropped otherwise does
-        # (increase() extrapolates over its window: "about").
+        # Publishes: dropped for lack of subscribers alone never fires; 10 more dropped otherwise
+        # (a QoS 2 timeout) does (increase() extrapolates over its window: "about").
         [
             series("emqx_messages_dropped", EMQX_TARGET, "0x5 0+5x4 20x10 30 30x10"),
             series("emqx_messages_dropped_no_subscribers", EMQX_TARGET, "0x5 0+5x4 20x21"),
+            series("emqx_delivery_dropped", EMQX_TARGET, "0x32"),
+            series("emqx_delivery_dropped_no_local", EMQX_TARGET, "0x32"),
         ],
         quiet="20m",
         firing="24m",
         cleared="30m",
         labels={**EMQX_TARGET, "severity": "warning"},
-        summary=f"about 10 messages dropped on {NODE} in 5m (full queues, expired, refused): subscribers are too "
-        "slow or offline too long",
+        summary=f"about 10 messages dropped on {NODE} in 5m (subscribers' queues full, expired, too large; QoS 2 "
+        "timeouts): subscribers are too slow or offline too long",
+    ),
+    Case(
+        "EmqxMessagesDropped",
+        # Deliveries: dropped as no_local alone never fires; 10 more (a full queue) does.
+        [
+            series("emqx_messages_dropped", EMQX_TARGET, "0x5 0+5x4 20x21"),
+            series("emqx_messages_dropped_no_subscribers", EMQX_TARGET, "0x5 0+5x4 20x21"),
+            series("emqx_delivery_dropped", EMQX_TARGET, "0x5 0+3x4 12x10 22 22x10"),
+            series("emqx_delivery_dropped_no_local", EMQX_TARGET, "0x5 0+3x4 12x21"),
+        ],
+        quiet="20m",
+        firing="24m",
+        cleared="30m",
+        labels={**EMQX_TARGET, "severity": "warning"},
+        summary=f"about 10 messages dropped on {NODE} in 5m (subscribers' queues full, expired, too large; QoS 2 "
+        "timeouts): subscribers are too slow or offline too long",
     ),
     Case(
         "EmqxHostMemoryHigh",
@@ -168,10 +190,10 @@ def test_the_rendered_rules_are_valid_and_every_rule_has_a_case(rules_file: Path
     checked = promtool("check", "rules", str(rules_file))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     rules = yaml.safe_load(rules_file.read_text())["groups"][0]["rules"]
-    assert sorted(rule["alert"] for rule in rules) == sorted(case.alert for case in CASES)
+    assert sorted(rule["alert"] for rule in rules) == sorted({case.alert for case in CASES})
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.alert for case in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[f"{case.alert}-{index}" for index, case in enumerate(CASES)])
 def test_the_rule_fires_on_its_condition_and_clears_after(case: Case, rules_file: Path, tmp_path: Path) -> None:
     firing = {"exp_labels": {**case.labels, "alertname": case.alert}, "exp_annotations": {"summary": case.summary}}
     labels = {key: value for key, value in firing["exp_labels"].items() if key != "alertname"}

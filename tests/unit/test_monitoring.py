@@ -76,6 +76,7 @@ def test_nginx_serves_its_connection_count_on_loopback_only() -> None:
         ({"metricsRetention": "forever"}, "metricsRetention = 'forever'", "a positive Prometheus duration"),
         ({"metricsRetentionSize": "2G"}, "metricsRetentionSize = '2G'", "a positive size such as 512MB"),
         ({"metricsScrapeInterval": "0s"}, "metricsScrapeInterval = '0s'", "a positive Prometheus duration"),
+        ({"metricsScrapeInterval": "500ms"}, "metricsScrapeInterval = '500ms'", "1s or more"),
         ({"alertConnectionsShare": "1.5"}, "alertConnectionsShare = '1.5'", "a number above 0 and at most 1"),
         ({"alertAuthFailuresPerMinute": "0"}, "alertAuthFailuresPerMinute = '0'", "a number above 0"),
         ({"metricsListenAddress": "example.org"}, "metricsListenAddress = 'example.org'", "allowed"),
@@ -110,13 +111,41 @@ def test_each_hosts_prometheus_scrapes_its_own_nodes_its_nginx_and_itself(severa
         assert jobs["prometheus"]["static_configs"] == [{"targets": ["127.0.0.1:9090"]}]
 
 
-def test_prometheus_listens_on_loopback_unless_the_key_opens_it() -> None:
+def test_prometheus_listens_on_loopback_unless_the_key_opens_it_to_the_admin_networks() -> None:
     config, plan = planned(metrics="true")
     assert "--web.listen-address=127.0.0.1:9090" in prometheus_settings(config, plan.hosts[0]).arguments
-    config, plan = planned(metrics="true", metricsListenAddress="0.0.0.0", metricsPort="9300")
+    message = refusal(metrics="true", metricsListenAddress="0.0.0.0")
+    assert "emqx-cluster:metricsListenAddress = '0.0.0.0': allowed: a loopback address, or adminNetworks" in message
+    config, plan = planned(
+        metrics="true", hosts=THREE_HOSTS, adminNetworks='["192.0.2.0/24"]', metricsListenAddress="0.0.0.0"
+    )
     settings = prometheus_settings(config, plan.hosts[0])
-    assert "--web.listen-address=0.0.0.0:9300" in settings.arguments
-    assert settings.self_endpoint == "127.0.0.1:9300"
+    assert "--web.listen-address=0.0.0.0:9090" in settings.arguments
+    assert settings.self_endpoint == "127.0.0.1:9090"
+    refused = refusal(
+        metrics="true",
+        hosts=THREE_HOSTS,
+        adminNetworks='["192.0.2.0/24"]',
+        metricsListenAddress="0.0.0.0",
+        manageFirewall="false",
+    )
+    assert "with manageFirewall: true" in refused
+
+
+def test_metrics_keys_without_metrics_are_refused_rather_than_ignored() -> None:
+    message = refusal(metricsListenAddress="0.0.0.0", metricsRetention="30d")
+    assert "emqx-cluster:metricsListenAddress, metricsRetention set while metrics = false" in message
+
+
+def test_alerts_go_to_the_declared_alertmanagers() -> None:
+    config, plan = planned(metrics="true", metricsAlertmanagers='["10.0.0.5:9093", "am.example.net:9093"]')
+    document = yaml.safe_load(render_prometheus_config(prometheus_settings(config, plan.hosts[0])))
+    assert document["alerting"] == {
+        "alertmanagers": [{"static_configs": [{"targets": ["10.0.0.5:9093", "am.example.net:9093"]}]}]
+    }
+    config, plan = planned(metrics="true")
+    assert "alerting" not in yaml.safe_load(render_prometheus_config(prometheus_settings(config, plan.hosts[0])))
+    assert "host:port" in refusal(metrics="true", metricsAlertmanagers='["http://am:9093"]')
 
 
 def test_the_rendered_config_is_valid_for_promtool(several_hosts: tuple, tmp_path: Path) -> None:  # type: ignore[type-arg]

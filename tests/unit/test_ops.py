@@ -4,6 +4,7 @@ read back, the archive rules checked before anything is copied, naming, and the 
 from __future__ import annotations
 
 import io
+import stat
 import tarfile
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ops import emqx
-from ops.stack import Node
+from ops.backup import private_dir
+from ops.stack import Node, OpsError
 from ops.status import HOST_HEADERS, NODE_HEADERS, NodeReport, host_rows, node_rows
 from tests.support.emqx import emqx58
 
@@ -178,3 +180,16 @@ def test_lb_connections_are_read_only_when_the_metrics_output_gives_the_page() -
 def test_compact_uptime(duration: int) -> None:
     shown = emqx.format_duration(duration)
     assert shown == {0: "0s", 59: "59s", 61: "1m01s", 3600: "1h00m", 90061: "1d1h"}[duration]
+
+
+def test_backups_go_into_new_private_folders_and_leave_the_users_directory_as_it_is(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    assert private_dir(shared) == shared and stat.S_IMODE(shared.stat().st_mode) == 0o755
+    folder = private_dir(shared / "dev-20261205T071500Z", new=True)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    fresh = private_dir(tmp_path / "backups")
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    with pytest.raises(OpsError, match="exists already"):
+        private_dir(folder, new=True)
