@@ -218,13 +218,14 @@ class MetricsConfig(_Section):
         return f"prom/prometheus:{self.prometheus_version}"
 
     @property
-    def listens_beyond_loopback(self) -> bool:
-        return not ipaddress.IPv4Address(self.listen_address).is_loopback
+    def opens_beyond_loopback(self) -> bool:
+        """Prometheus on and listening where others reach it (only with adminNetworks, firewalled)."""
+        return self.enabled and not ipaddress.IPv4Address(self.listen_address).is_loopback
 
     def problems(self) -> list[str]:
         problems = []
         if not self.enabled:
-            given = sorted(section_keys_of(self, self.model_fields_set - {"enabled"}))
+            given = sorted(section_keys(type(self), self.model_fields_set - {"enabled"}))
             if given:
                 problems.append(
                     f"{NAMESPACE}:{', '.join(given)} set while metrics = false: allowed: set metrics: true, or "
@@ -257,9 +258,10 @@ class HostTuningConfig(_Section):
         return {key: value for key, value in merged.items() if value is not None}
 
 
-def section_keys(section: type[BaseModel]) -> list[str]:
-    """The flat stack-config keys a section reads."""
-    return [str(field.validation_alias or to_camel(name)) for name, field in section.model_fields.items()]
+def section_keys(section: type[BaseModel], fields: Iterable[str] | None = None) -> list[str]:
+    """The flat stack-config keys a section reads (those of `fields`, if given)."""
+    model = section.model_fields
+    return [str(model[name].validation_alias or to_camel(name)) for name in (model if fields is None else fields)]
 
 
 # ----------------------------------------------------------------------------- the stack
@@ -396,7 +398,7 @@ class StackConfig(BaseModel):
         """Prometheus's API has no authentication: beyond loopback, the firewall opens it to the
         admin networks only, so there must be some (and a firewall)."""
         metrics = self.monitoring
-        if not (metrics.enabled and metrics.listens_beyond_loopback):
+        if not metrics.opens_beyond_loopback:
             return []
         if self.access.admin_networks and self.manage_firewall:
             return []
@@ -548,12 +550,6 @@ def config_keys() -> list[str]:
     """Every stack-config key (camelCase, without namespace) the model accepts."""
     top = [to_camel(name) for name in StackConfig.model_fields if name not in SECTIONS]
     return [*top, *(key for section in SECTIONS.values() for key in section_keys(section))]
-
-
-def section_keys_of(section: BaseModel, fields: Iterable[str]) -> list[str]:
-    """The flat stack-config keys of some of a section's fields."""
-    model = type(section).model_fields
-    return [str(model[name].validation_alias or to_camel(name)) for name in fields]
 
 
 def section_names_in(keys: Iterable[str]) -> list[str]:

@@ -129,8 +129,8 @@ class EmqxCluster(pulumi.ComponentResource):
                 site.resource_name("load-balancer"), LoadBalancerArgs.of(config, plan, site, tls), opts=site.opts
             )
 
-        # 7. Metrics on: each host's Prometheus, its alerts measured against the host's ceiling.
-        # The plan's bounds, and the memory bound each host's preflight computed from its MemTotal.
+        # Each host's capacity: the plan's bounds, and the memory bound its preflight computed from
+        # its MemTotal (the `capacity` output, and the alerts' ceiling).
         planned = cluster_capacity(config, plan)
         capacities = {
             label: memory_ceilings[label].apply(
@@ -138,6 +138,7 @@ class EmqxCluster(pulumi.ComponentResource):
             )
             for label, capacity in planned.items()
         }
+        # 7. Metrics on: each host's Prometheus, its alerts measured against the host's ceiling.
         if config.monitoring.enabled:
             for site in sites:
                 Monitoring(

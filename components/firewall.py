@@ -45,11 +45,7 @@ class ClusterFirewallArgs:
                 [
                     *(node.ports.dashboard for node in site.host.nodes),
                     # Beyond loopback, Prometheus too (config: only with adminNetworks).
-                    *(
-                        [config.monitoring.port]
-                        if config.monitoring.enabled and config.monitoring.listens_beyond_loopback
-                        else []
-                    ),
+                    *([config.monitoring.port] if config.monitoring.opens_beyond_loopback else []),
                 ]
             ),
             admin_networks=config.access.admin_networks,

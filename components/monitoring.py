@@ -40,7 +40,6 @@ STOP_GRACE_SECONDS = 30
 
 @dataclass(frozen=True)
 class MonitoringArgs:
-    host_name: str | None
     image: str
     arguments: Sequence[str]
     config_text: str
@@ -50,7 +49,6 @@ class MonitoringArgs:
     purge_data: bool
     keep_image: bool
     log_opts: Mapping[str, str]
-    provider: docker.Provider
     site: HostSite
 
     @classmethod
@@ -65,7 +63,6 @@ class MonitoringArgs:
         host = site.host
         settings = prometheus_settings(config, host)
         return cls(
-            host_name=host.name,
             image=config.monitoring.image,
             arguments=settings.arguments,
             config_text=render_prometheus_config(settings),
@@ -77,7 +74,6 @@ class MonitoringArgs:
             purge_data=config.purge_data,
             keep_image=config.keep_image,
             log_opts=config.container_log_opts,
-            provider=site.provider,
             site=site,
         )
 
@@ -97,7 +93,7 @@ class Monitoring(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        on_host = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(provider=args.provider))
+        on_host = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(provider=site.provider))
         image = docker.RemoteImage(
             site.resource_name("prometheus-image"), name=args.image, keep_locally=args.keep_image, opts=on_host
         )

@@ -12,11 +12,12 @@ import io
 import os
 import sys
 import tarfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ops.emqx import EmqxTextError, backup_folder_name, exported_path, read_archive
-from ops.stack import Node, OpsError, ctl, docker, nodes_of, project_dir, running_node, stack_outputs
+from ops.stack import Node, OpsError, ctl, docker, nodes_of, project_dir, run_script, running_node, stack_outputs
 
 USAGE = "usage: scripts/backup <stack> [dir]   (dir: default backups/ in the project)"
 
@@ -79,16 +80,11 @@ def backup(stack: str, directory: Path, now: datetime) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if not 1 <= len(argv) <= 2 or argv[0].startswith("-"):
-        print(USAGE, file=sys.stderr)
-        return 2
-    directory = Path(argv[1]) if len(argv) == 2 else project_dir() / "backups"
-    try:
-        backup(argv[0], directory, datetime.now(UTC))
-    except (OpsError, ValueError, OSError) as exc:
-        print(f"backup failed: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    def run(args: Sequence[str]) -> Path:
+        directory = Path(args[1]) if len(args) == 2 else project_dir() / "backups"
+        return backup(args[0], directory, datetime.now(UTC))
+
+    return run_script(argv, range(1, 3), USAGE, run, "backup failed", (OpsError, ValueError, OSError))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 
 from ops.emqx import BACKUP_DIR, ArchiveMeta, import_failure, import_refused, read_archive
-from ops.stack import Node, OpsError, ctl, docker, nodes_of, running_node, stack_outputs
+from ops.stack import Node, OpsError, ctl, docker, nodes_of, run_script, running_node, stack_outputs
 
 USAGE = "usage: scripts/restore <stack> <archive.tar.gz>"
 
@@ -67,15 +67,14 @@ def restore(stack: str, path: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0].startswith("-"):
-        print(USAGE, file=sys.stderr)
-        return 2
-    try:
-        restore(argv[0], argv[1])
-    except (OpsError, ValueError, OSError) as exc:
-        print(f"restore refused or failed: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_script(
+        argv,
+        range(2, 3),
+        USAGE,
+        lambda args: restore(*args),
+        "restore refused or failed",
+        (OpsError, ValueError, OSError),
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,24 @@ def running_node(nodes: Sequence[Node]) -> tuple[Node, NodeStatus]:
         "no node of the stack answers `emqx ctl status` as started: "
         + ", ".join(f"{n.container} on {n.docker_host}" for n in nodes)
     )
+
+
+def run_script(
+    argv: Sequence[str],
+    arities: range,
+    usage: str,
+    action: Callable[[Sequence[str]], object],
+    failure: str,
+    errors: tuple[type[Exception], ...] = (OpsError,),
+) -> int:
+    """A script's exit code: 2 with `usage` for wrong arguments, 1 with `failure: <why>` when
+    `action` raises one of `errors`, else 0."""
+    if len(argv) not in arities or argv[0].startswith("-"):
+        print(usage, file=sys.stderr)
+        return 2
+    try:
+        action(argv)
+    except errors as exc:
+        print(f"{failure}: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -26,7 +26,7 @@ from ops.emqx import (
     parse_cluster_status_json,
     render_table,
 )
-from ops.stack import Node, OpsError, ctl, docker, nodes_of, running_node, stack_outputs
+from ops.stack import Node, OpsError, ctl, docker, nodes_of, run_script, running_node, stack_outputs
 
 USAGE = "usage: scripts/status <stack>"
 NODE_HEADERS = ("HOST", "NODE", "RUNNING", "CONNECTIONS", "UPTIME", "VERSION")
@@ -126,15 +126,7 @@ def status(stack: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0].startswith("-"):
-        print(USAGE, file=sys.stderr)
-        return 2
-    try:
-        sys.stdout.write(status(argv[0]))
-    except OpsError as exc:
-        print(f"status failed: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_script(argv, range(1, 2), USAGE, lambda args: sys.stdout.write(status(args[0])), "status failed")
 
 
 if __name__ == "__main__":

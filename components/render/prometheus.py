@@ -70,10 +70,6 @@ class PrometheusSettings:
     alertmanagers: tuple[str, ...] = ()
 
     @property
-    def stats_password_file(self) -> str:
-        return STATS_SECRET_PATH
-
-    @property
     def arguments(self) -> list[str]:
         """The Prometheus command line (the image's entrypoint is the binary)."""
         return [
@@ -167,7 +163,13 @@ def alert_thresholds(config: StackConfig, plan: ClusterPlan, host: HostPlan, cap
 
 
 def render_prometheus_config(settings: PrometheusSettings, rules_path: str = RULES_PATH) -> str:
-    return render("prometheus.yml.j2", settings=settings, rules_path=rules_path)
+    return render(
+        "prometheus.yml.j2",
+        settings=settings,
+        rules_path=rules_path,
+        stats_path=EMQX_STATS_PATH,
+        stats_password_file=STATS_SECRET_PATH,
+    )
 
 
 def render_alert_rules(host: str, thresholds: AlertThresholds) -> str:

@@ -47,6 +47,11 @@ class Case:
 # 100 clients per node, 300 per host) so that thresholds are small numbers: 80% -> 240 and 80.
 STACK = {"tlsMode": "self-signed", "metrics": "true", "brokerNofileLimit": "1124"}
 
+DROPPED_SUMMARY = (
+    f"about 10 messages dropped on {NODE} in 5m (subscribers' queues full, expired, too large; QoS 2 timeouts): "
+    "subscribers are too slow or offline too long"
+)
+
 CASES = [
     Case(
         "EmqxNodeDown",
@@ -134,8 +139,7 @@ CASES = [
         firing="24m",
         cleared="30m",
         labels={**EMQX_TARGET, "severity": "warning"},
-        summary=f"about 10 messages dropped on {NODE} in 5m (subscribers' queues full, expired, too large; QoS 2 "
-        "timeouts): subscribers are too slow or offline too long",
+        summary=DROPPED_SUMMARY,
     ),
     Case(
         "EmqxMessagesDropped",
@@ -150,8 +154,7 @@ CASES = [
         firing="24m",
         cleared="30m",
         labels={**EMQX_TARGET, "severity": "warning"},
-        summary=f"about 10 messages dropped on {NODE} in 5m (subscribers' queues full, expired, too large; QoS 2 "
-        "timeouts): subscribers are too slow or offline too long",
+        summary=DROPPED_SUMMARY,
     ),
     Case(
         "EmqxHostMemoryHigh",
