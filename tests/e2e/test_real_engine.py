@@ -233,6 +233,13 @@ def test_3e_metrics_show_every_node_alert_on_a_stopped_one_and_leave_when_turned
             targets = prometheus_api(host, "/api/v1/targets")["activeTargets"]
             return {target["scrapeUrl"] for target in targets if target["health"] == "up"}
 
+        # Listening is not serving: the API answers 503 until the storage is open (`/-/ready`).
+        wait_until(
+            lambda: host.run_in_ns("curl --silent --fail http://127.0.0.1:9090/-/ready").returncode == 0,
+            "Prometheus ready",
+            timeout=90,
+            interval=1,
+        )
         wait_until(lambda: healthy_targets() == expected, "every node, Nginx and Prometheus up", timeout=90, interval=1)
         assert firing_alerts(host) == {}
         host.docker("stop", "emqx3")

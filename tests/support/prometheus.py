@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from components.render.prometheus import (
     render_prometheus_config,
 )
 from tests.support.lb_stack import wait_for_listener
+from tests.support.ports import wait_until
 
 
 def missing_prometheus() -> list[str]:
@@ -38,6 +40,13 @@ def missing_prometheus() -> list[str]:
 class RunningPrometheus:
     url: str
     pid: int
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as response:
+                return bool(response.status == 200)
+        except urllib.error.URLError:  # HTTPError (503 while starting) included
+            return False
 
     def api(self, path: str) -> Any:
         with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
@@ -81,7 +90,10 @@ def running_prometheus(
         process = subprocess.Popen(["prometheus", *arguments], stdout=output, stderr=subprocess.STDOUT)
     try:
         wait_for_listener("127.0.0.1", settings.port, process, "prometheus", log)
-        yield RunningPrometheus(f"http://{settings.self_endpoint}", process.pid)
+        running = RunningPrometheus(f"http://{settings.self_endpoint}", process.pid)
+        # Listening is not serving: the API answers 503 until the storage is open (`/-/ready`).
+        wait_until(running.ready, "prometheus to be ready (/-/ready)", timeout=60, interval=0.2)
+        yield running
     finally:
         process.terminate()
         process.wait(30)
