@@ -16,13 +16,17 @@ def _stop_quietly(signum: int, frame: FrameType | None) -> None:
     """Exit at once, saying nothing: the engine has reported why it stopped the program.
 
     When a resource fails (or the user cancels), the engine cancels the program's run and the
-    Python language host sends it SIGINT (pulumi v3.259.0 sdk/python/cmd/pulumi-language-python
-    main.go: `cmd.Cancel` signals os.Interrupt once the Cancel RPC fires or the Run request
-    ends). Python's default turns that into a KeyboardInterrupt wherever the program is, often
-    inside the SDK's handling of the monitor's shutdown (runtime/resource.py formats a traceback
-    for a debug log there); pulumi-language-python-exec catches neither KeyboardInterrupt nor
-    BaseException, so the operator would read two Python tracebacks under the resource's own
-    error. Exit code 32 tells the language host that the error was already shown (`Bail`).
+    Python language host sends it SIGINT (the host ships with the Pulumi CLI, not with the SDK
+    requirements.txt pins; sdk/python/cmd/pulumi-language-python main.go at v3.259.0, the newest
+    tag read, and unchanged on master of 2026-08-21: `cmd.Cancel` signals os.Interrupt once the
+    Cancel RPC fires or the Run request ends; the e2e toolchain's own host,
+    scripts/e2e-toolchain.d/pulumi-language-python, does the same). Python's default turns that
+    into a KeyboardInterrupt wherever the program is, often inside the SDK's handling of the
+    monitor's shutdown (the pinned SDK, pulumi 3.272.0: runtime/resource.py formats a traceback
+    for a debug log there); its pulumi-language-python-exec catches neither KeyboardInterrupt nor
+    BaseException (only RunError and Exception), so the operator would read two Python
+    tracebacks under the resource's own error. Exit code 32 tells the language host that the
+    error was already shown (`Bail`).
     """
     sys.stdout.flush()
     sys.stderr.flush()

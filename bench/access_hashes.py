@@ -6,13 +6,15 @@ sha256 x PBKDF2_ITERATIONS, bcrypt with BCRYPT_ROUNDS):
   checks/s/core   password checks one core does, with the primitives EMQX calls (OpenSSL's
                   sha256 and PBKDF2 behind Erlang's crypto and Python's hashlib alike; bcrypt C
                   code in both): the ceiling authentication puts on new connections per core
-  connects/s      MQTT CONNECT/CONNACK rounds through the stand-in's gate (which checks the
-                  password as EMQX does) in front of mosquitto, `--clients` threads, against
-                  the same path with no authenticator (anonymous)
+  connects/s      MQTT CONNECT/CONNACK rounds against a real EMQX 5.8.6 node (the release run
+                  without Docker, tests/support/emqx_nodes.py, with the program's environment
+                  and users file; a PROXY header first, as Nginx sends), `--clients` threads,
+                  against the same node with no authenticator (anonymous)
 
-A benchmark, not a test: it prints, it asserts nothing. The gate is one Python event loop (EMQX
-spreads checks over every scheduler), so read the connect rates relative to `anonymous`, and
-the checks/s/core as the absolute ceiling.
+A benchmark, not a test: it prints, it asserts nothing. The node shares this machine's cores
+with the connecting threads, so read the connect rates relative to `anonymous`, and the
+checks/s/core as the absolute ceiling. Needs root (the node runs as its own user) and the
+extracted release (scripts/install-test-deps).
 
     .venv/bin/python -m bench.access_hashes --seconds 3 --clients 8
 """
@@ -20,6 +22,7 @@ the checks/s/core as the absolute ceiling.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -29,61 +32,55 @@ import threading
 import time
 from pathlib import Path
 
-from components.config_parse import parse_stack_config
-from components.render.access import BCRYPT_ROUNDS, PBKDF2_ITERATIONS, declared_user, hash_password
-from components.render.broker_env import access_environment
-from tests.support.emqx import emqx58, emqx58_access, mqtt_gate
-from tests.support.lb_stack import Mosquitto, mqtt_connect_packet, recv_up_to
-from tests.support.ports import free_port
+import bcrypt
+
+from components.render.access import BCRYPT_ROUNDS, PBKDF2_ITERATIONS, hash_password
+from tests.support.emqx_nodes import ReleaseNode, release_cluster, release_stack
+from tests.support.lb_stack import mqtt_connect_packet, proxy_v1_header, recv_up_to
 
 ALGORITHMS = ("sha256", "pbkdf2", "bcrypt")
 USER, PASSWORD = "bench", "bench-password-0123456789"
 ACCEPTED = b"\x20\x02\x00\x00"
 
 
+def check(algorithm: str, hashed: str, salt: str, password: str) -> bool:
+    """One password check with the primitive EMQX calls for it (emqx_passwd.erl check_pass/2)."""
+    if algorithm == "bcrypt":
+        return bcrypt.checkpw(password.encode(), hashed.encode())
+    if algorithm == "pbkdf2":
+        return hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), PBKDF2_ITERATIONS).hex() == hashed
+    return hashlib.sha256((salt + password).encode()).hexdigest() == hashed
+
+
 def checks_per_second(algorithm: str, seconds: float) -> float:
-    authenticator = node_access(algorithm).settings.authenticator
-    assert authenticator is not None
     hashed, salt = hash_password(algorithm, PASSWORD, os.urandom(20))  # type: ignore[arg-type]
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        assert authenticator.algorithm.check(hashed, salt, PASSWORD)
+        assert check(algorithm, hashed, salt, PASSWORD)
         count += 1
     return count / (time.perf_counter() - started)
 
 
-def node_access(algorithm: str | None) -> emqx58_access.NodeAccess:
-    """What a node holds with this algorithm (None: no authenticator, anonymous)."""
-    settings = {"tlsMode": "self-signed"}
+def stack(directory: Path, algorithm: str | None) -> dict[str, object]:
+    """A one-node stack with this algorithm and the bench's client (None: anonymous)."""
     if algorithm is None:
-        settings["allowAnonymous"] = "true"
-    else:
-        settings |= {
-            "mqttPasswordHash": algorithm,
-            "mqttClients": json.dumps([{"username": USER, "password": PASSWORD}]),
-        }
-    config = parse_stack_config(settings)
-    values = emqx58.env_values(access_environment(config.access))[0]
-    table = emqx58_access.UserDb()
-    table.import_rows(
-        [
-            emqx58_access.UserRow.from_json(declared_user(c, config.access.password_hash, "k").as_json())
-            for c in config.access.clients
-        ],
-        override=False,
-    )
-    return emqx58_access.NodeAccess(emqx58_access.access_settings(values), table)
+        config = release_stack(directory, nodes=1, allowAnonymous="true")
+        del config["emqx-cluster:mqttGeneratedClient"]  # refused beside allowAnonymous
+        return config
+    clients = json.dumps([{"username": USER, "password": PASSWORD}])
+    return release_stack(directory, nodes=1, mqttPasswordHash=algorithm, mqttClients=clients)
 
 
-def connects_per_second(port: int, clients: int, seconds: float) -> float:
+def connects_per_second(node: ReleaseNode, clients: int, seconds: float) -> float:
     done = [0] * clients
     deadline = time.monotonic() + seconds
+    host, port = node.plan.mqtt_endpoint.rsplit(":", 1)
 
     def worker(slot: int) -> None:
         packet = mqtt_connect_packet(f"bench-{slot}", username=USER, password=PASSWORD)
         while time.monotonic() < deadline:
-            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-                sock.sendall(packet)
+            with socket.create_connection((host, int(port)), timeout=30) as sock:
+                sock.sendall(proxy_v1_header(sock) + packet)
                 if recv_up_to(sock, 4) != ACCEPTED:
                     raise RuntimeError("refused")
                 sock.sendall(b"\xe0\x00")
@@ -107,18 +104,13 @@ def main() -> None:
     print(f"pbkdf2: sha256 x {PBKDF2_ITERATIONS}; bcrypt: {BCRYPT_ROUNDS} rounds; {args.clients} connecting threads")
     print(f"{'algorithm':<10} {'checks/s/core':>14} {'connects/s':>11} {'100k reconnects/core':>21}")
     with tempfile.TemporaryDirectory() as directory:
-        broker = Mosquitto(Path(directory), port=free_port(), verbose_log=False)
-        broker.start()
-        try:
-            for algorithm in (None, *ALGORITHMS):
-                checks = checks_per_second(algorithm, args.seconds) if algorithm else float("inf")
-                with mqtt_gate.running_gate(node_access(algorithm), broker.port) as port:
-                    rate = connects_per_second(port, args.clients, args.seconds)
-                storm = "-" if algorithm is None else f"{100_000 / checks:.0f} s"
-                shown = "-" if algorithm is None else f"{checks:,.0f}"
-                print(f"{algorithm or 'anonymous':<10} {shown:>14} {rate:>11,.0f} {storm:>21}")
-        finally:
-            broker.stop()
+        for algorithm in (None, *ALGORITHMS):
+            checks = checks_per_second(algorithm, args.seconds) if algorithm else float("inf")
+            with release_cluster(stack(Path(directory) / (algorithm or "anonymous"), algorithm)) as cluster:
+                rate = connects_per_second(cluster.node(1), args.clients, args.seconds)
+            storm = "-" if algorithm is None else f"{100_000 / checks:.0f} s"
+            shown = "-" if algorithm is None else f"{checks:,.0f}"
+            print(f"{algorithm or 'anonymous':<10} {shown:>14} {rate:>11,.0f} {storm:>21}", flush=True)
 
 
 if __name__ == "__main__":

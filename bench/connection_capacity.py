@@ -73,7 +73,7 @@ from components.config import StackConfig, lb_nofile_limit
 from components.config_parse import parse_stack_config
 from components.plan import ClusterPlan, plan_cluster
 from tests.support.lb_stack import Mosquitto, Nginx, Pki, host_edge, make_pki, missing_prerequisites
-from tests.support.loadgen import loadgen_binary, run_loadgen
+from tests.support.loadgen import build_loadgen, run_loadgen
 from tests.support.netns import entered, scratch_namespace
 
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -649,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {platform.machine()}, {len(os.sched_getaffinity(0))} CPUs, nofile {hard}, "
         f"nginx worker_connections {worker_connections} (worker_rlimit_nofile {lb_nofile_limit(worker_connections)})"
     )
-    loadgen_binary()  # built before any clock runs
+    build_loadgen()  # built before any clock runs
     with tempfile.TemporaryDirectory(prefix="capacity-bench-") as work:
         directory = Path(work)
         shape = EdgeShape(args.brokers, args.workers, worker_connections, make_pki(directory / "pki"), directory)

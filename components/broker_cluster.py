@@ -62,6 +62,12 @@ class Healthcheck:
             start_period=self.start_period,
         )
 
+    @property
+    def verdict_seconds(self) -> int:
+        """How long Docker gives a starting node before it can call it unhealthy: the start
+        period, then `retries` failed checks `interval` apart (Docker's health check docs)."""
+        return _seconds(self.start_period) + self.retries * _seconds(self.interval)
+
     def label(self) -> str:
         """The whole check as text. The docker provider neither replaces a container whose
         `healthcheck` changed nor applies it on update (terraform-provider-docker v4.5.0,
@@ -72,6 +78,12 @@ class Healthcheck:
             f"{' '.join(self.test)} interval={self.interval} timeout={self.timeout} "
             f"retries={self.retries} start_period={self.start_period}"
         )
+
+
+def _seconds(duration: str) -> int:
+    """A Docker duration of whole seconds or minutes ("5s", "2m") as seconds."""
+    units = {"s": 1, "m": 60}
+    return int(duration[:-1]) * units[duration[-1]]
 
 
 # EMQX CI's cadence (.ci/docker-compose-file/docker-compose-emqx-cluster.yaml: 5s interval, 25s
@@ -243,7 +255,9 @@ class BrokerCluster(pulumi.ComponentResource):
             volumes=volumes,
             healthcheck=HEALTHCHECK.args(),
             wait=True,  # `pulumi up` moves on only once the node reports healthy
-            wait_timeout=args.join_timeout_seconds,
+            # Never shorter than Docker's own verdict: a real EMQX node boots in 10-20 s, and
+            # the first check passes one interval later; joinTimeoutSeconds may be shorter.
+            wait_timeout=max(args.join_timeout_seconds, HEALTHCHECK.verdict_seconds),
             log_driver="json-file",
             log_opts=dict(args.log_opts),
             labels=labels,

@@ -4,11 +4,11 @@ Pure Python (no Pulumi import). :mod:`components.config_loader` reads the raw st
 Pulumi and :mod:`components.config_parse` turns them into a :class:`StackConfig` (or one
 ConfigError naming every bad key). Each kind of value (port, duration, PEM key, ...) and its
 check is an `Annotated` type in :mod:`components.config_types`; this module assigns them to keys,
-with defaults and bounds, groups the keys that belong together into sections (`lb`, `tls`,
-`tuning`, `single_host`, `access`: users keep writing them flat, as `lbPort` or `tlsMode`) and checks what
-involves several keys. The hosts' keys and their resolution live in :mod:`components.config_hosts`:
-:attr:`StackConfig.cluster_hosts` is the one list of Docker hosts every later step reads, a
-single-host stack included.
+with defaults and bounds, groups the keys that belong together into sections (`SECTIONS`:
+`single_host`, `lb`, `tls`, `tuning`, `access`, `monitoring`; users keep writing them flat, as
+`lbPort`, `tlsMode` or `metricsPort`) and checks what involves several keys. The hosts' keys
+and their resolution live in :mod:`components.config_hosts`: :attr:`StackConfig.cluster_hosts`
+is the one list of Docker hosts every later step reads, a single-host stack included.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from components.config_types import (
     TlsMode,
     duration_seconds,
     is_ipv4,
+    sysctl_problems,
 )
 
 # EMQX's OS tuning guide (docs.emqx.com/en/emqx/latest/performance/tune.html); its conntrack
@@ -251,6 +252,16 @@ class HostTuningConfig(_Section):
     manage: bool = Field(True, validation_alias="manageSysctls")
     overrides: SysctlMap = Field(default_factory=dict, validation_alias="sysctls")
     drop_in: SysctlDropInPath = Field("/etc/sysctl.d/60-emqx-cluster.conf", validation_alias="sysctlDropIn")
+
+    @model_validator(mode="after")
+    def _overrides_apply(self) -> Self:
+        """Refuse every override the drop-in cannot take (sysctl_problems), one line per key. Each
+        line names its key as `emqx-cluster:sysctls["<key>"]`, so it is raised from the section,
+        whose errors config_parse prints as they are (after the section's own fields check out)."""
+        problems = sysctl_problems(self.overrides)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     def settings(self) -> dict[str, str]:
         """EMQX's tuning values with the user's overrides; a null override drops a key."""

@@ -7,14 +7,18 @@ kind of value (a port, a unicast IPv4 address, an nginx duration, a PEM key, ...
 
 Every check raises ``ValueError("allowed: ...")``: ``config_parse._describe`` prints that text after
 ``emqx-cluster:<key> = <value>: `` (secrets: ``(hidden: secret)``), so the text says what is
-allowed and never repeats a secret value. Pure Python: no Pulumi import.
+allowed and never repeats a secret value. The sysctl overrides are the one exception: their
+checks (``sysctl_problems``) write whole lines, one per key (``emqx-cluster:sysctls["<key>"] = ...``),
+which ``HostTuningConfig`` raises. Pure Python: no Pulumi import.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AliasGenerator, BeforeValidator, ConfigDict, Field, SecretStr
@@ -299,38 +303,189 @@ SYSCTL_KEY = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$")
 SYSCTL_VALUE = re.compile(r"^[0-9A-Za-z ._:,/-]*$")
 # Keys the port plan owns: set from `ipLocalPortRange` and the plan's reserved ports.
 PLAN_OWNED_SYSCTLS = ("net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports")
+# What a sysctls value means "leave this key alone" with, besides a YAML null. `pulumi config set
+# --path 'emqx-cluster:sysctls["<key>"]' null` cannot store a YAML null: configSetCmd.Run
+# (pulumi/pulumi pkg/cmd/pulumi/config/config.go) makes config.NewTypedValue(value, TypeUnknown),
+# and Map.Set with a path (sdk/go/common/resource/config/map.go) takes it through
+# Value.coerceObject (value.go), whose coerce (object.go) turns only "true"/"false" and base-10
+# integers into YAML scalars: everything else, `null` included, is stored as a string (the stack
+# file reads `"null"`, the program gets the JSON string "null"; checked with sdk v3.277.0). So the
+# command users type, and the message below tells them to type, stores the string: take it to mean
+# null, case-sensitively as YAML spells it. No sysctl has the text `null` as a meaningful value.
+SYSCTL_NULL = "null"
+
+# One integer as the kernel reads it: proc_dointvec and its kin parse with base 0, so 0x... is hex
+# and a leading 0 octal (Linux 6.18: `010` into somaxconn sets 8), which nobody writing 010 means.
+_SYSCTL_INTEGER = re.compile(r"^-?(?:0[xX][0-9a-fA-F]+|0|[1-9][0-9]*)$")
+_SYSCTL_OCTAL = re.compile(r"(?:^|\s)-?0[0-9]")
 
 
-def _sysctl_numbers(value: Any) -> Any:
+@dataclass(frozen=True)
+class SysctlShape:
+    """What a sysctl's value must look like: `count` integers separated by spaces (None: one or
+    more), or text from SYSCTL_VALUE's alphabet (`count` 0). `fields` name the integers, in the
+    order the kernel takes them; `example` is a value Linux itself starts with."""
+
+    count: int | None
+    fields: str = ""
+    unit: str = ""
+    example: str = ""
+
+    def accepts(self, value: str) -> bool:
+        if not SYSCTL_VALUE.match(value) or not value.strip():
+            return False
+        if self.count == 0:
+            return True
+        parts = value.split()
+        return all(_SYSCTL_INTEGER.match(part) for part in parts) and self.count in (None, len(parts))
+
+    def allowed(self, value: str) -> str:
+        """What is allowed, as the error for `value` says it."""
+        if self.count == 0:
+            return "text of digits, letters, spaces and . _ : , / -, not empty"
+        if self.count == 1:
+            text = "one integer"
+        else:
+            amount = "one or more integers" if self.count is None else f"{self.count} integers"
+            text = f"{amount} separated by spaces ({', '.join(part for part in (self.fields, self.unit) if part)})"
+        if _SYSCTL_OCTAL.search(value):
+            text += ", without a leading 0 (the kernel reads 010 as octal 8)"
+        return text + (f", e.g. {self.example!r} (Linux's default)" if self.example else "")
+
+    @property
+    def placeholder(self) -> str:
+        """The value in the `pulumi config set` line an error suggests."""
+        if self.count == 0:
+            return "<value>"
+        if self.count is None:
+            return f"<{self.fields}> <{self.fields}> ..."
+        if self.count == 1:
+            return "<integer>"
+        return " ".join(f"<{name}>" for name in self.fields.split())
+
+
+# Sysctls that take several integers. The kernel takes a vector value short, keeping the values it
+# had for the rest, and ignores any beyond its length (Linux 6.18: `4096 16384` into tcp_rmem
+# leaves its max as it was; `300 400` into somaxconn sets 300): a wrong count would go unnoticed,
+# so preview refuses it.
+SYSCTL_VECTORS: dict[str, SysctlShape] = {
+    "net.ipv4.tcp_rmem": SysctlShape(3, "min default max", "in bytes", "4096 131072 6291456"),
+    "net.ipv4.tcp_wmem": SysctlShape(3, "min default max", "in bytes", "4096 16384 4194304"),
+    "net.ipv4.tcp_mem": SysctlShape(3, "min pressure max", "in pages"),
+    "net.ipv4.udp_mem": SysctlShape(3, "min pressure max", "in pages"),
+    "net.sctp.sctp_mem": SysctlShape(3, "min pressure max", "in pages"),
+    "net.sctp.sctp_rmem": SysctlShape(3, "min default max", "in bytes"),
+    "net.sctp.sctp_wmem": SysctlShape(3, "min default max", "in bytes"),
+    "net.ipv4.ping_group_range": SysctlShape(2, "low high", "group ids"),
+    "kernel.sem": SysctlShape(4, "semmsl semmns semopm semmni"),
+    "kernel.printk": SysctlShape(4, "console default minimum boot", "log levels"),
+    "kernel.usermodehelper.bset": SysctlShape(2, "low high", "32-bit halves of a capability set"),
+    "kernel.usermodehelper.inheritable": SysctlShape(2, "low high", "32-bit halves of a capability set"),
+    "vm.lowmem_reserve_ratio": SysctlShape(None, "ratio", "one per memory zone"),
+}
+# Sysctls whose value is text (a name, a list, a bitmap, a path): only SYSCTL_VALUE's alphabet.
+SYSCTL_TEXTS = frozenset(
+    {
+        "kernel.core_pattern",
+        "kernel.domainname",
+        "kernel.hostname",
+        "kernel.hotplug",
+        "kernel.modprobe",
+        "kernel.poweroff_cmd",
+        "kernel.printk_devkmsg",
+        "kernel.seccomp.actions_logged",
+        "kernel.watchdog_cpumask",
+        "net.core.default_qdisc",
+        "net.core.flow_limit_cpu_bitmap",
+        "net.core.rps_default_mask",
+        "net.ipv4.tcp_allowed_congestion_control",
+        "net.ipv4.tcp_congestion_control",
+        "net.ipv4.tcp_fastopen_key",
+        "net.ipv6.icmp.ratemask",
+        "net.mptcp.path_manager",
+        "net.mptcp.scheduler",
+        "vm.numa_zonelist_order",
+    }
+)
+# Text sysctls that exist once per interface or protocol family.
+_SYSCTL_TEXT_FAMILIES = re.compile(r"^(net\.ipv6\.conf\.[^.]+\.stable_secret|net\.netfilter\.nf_log\.[0-9]+)$")
+_SYSCTL_ONE_INTEGER = SysctlShape(1)
+_SYSCTL_TEXT = SysctlShape(0)
+
+
+def sysctl_shape(key: str) -> SysctlShape:
+    """What `key`'s value must look like: the vectors and texts above by name, one integer otherwise
+    (most sysctls, and every key EMQX's tuning sets apart from tcp_rmem and tcp_wmem)."""
+    if key in SYSCTL_VECTORS:
+        return SYSCTL_VECTORS[key]
+    if key in SYSCTL_TEXTS or _SYSCTL_TEXT_FAMILIES.match(key):
+        return _SYSCTL_TEXT
+    return _SYSCTL_ONE_INTEGER
+
+
+def sysctl_config_path(key: str) -> str:
+    """The `pulumi config set --path` key of one sysctl override, as error lines name it."""
+    return f'{NAMESPACE}:sysctls["{key}"]'
+
+
+def _config_set(key: str, value: str) -> str:
+    return f"`pulumi config set --path '{sysctl_config_path(key)}' {value}`"
+
+
+def _sysctl_text(value: Any) -> Any:
+    """A value as the program takes it: None (or the string "null") leaves the key alone; a YAML
+    number or boolean, or anything else, is taken as the text it was written as, for the checks
+    in sysctl_problems to accept or name."""
+    if value is None or value == SYSCTL_NULL:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _sysctl_values(value: Any) -> Any:
     # YAML `net.core.somaxconn: 32768` reaches us as a JSON number: take it as its text.
     if isinstance(value, Mapping):
-        return {
-            key: str(setting) if isinstance(setting, int | float) and not isinstance(setting, bool) else setting
-            for key, setting in value.items()
-        }
+        return {key: _sysctl_text(setting) for key, setting in value.items()}
     return value
 
 
-def _sysctl_map(value: dict[str, str | None]) -> dict[str, str | None]:
-    # Keys and values are written into a script run as root: a strict alphabet, no shell syntax.
-    for key, setting in value.items():
+def sysctl_problems(overrides: Mapping[str, str | None]) -> list[str]:
+    """One full error line per override that cannot be applied, each naming the key as `pulumi
+    config set --path` takes it, the value, what is allowed and a command that fixes it. Keys and
+    values are written into a script run as root: a strict alphabet, no shell syntax."""
+    problems: list[str] = []
+    for key, setting in overrides.items():
+        shown = f"{sysctl_config_path(key)} = {SYSCTL_NULL if setting is None else repr(setting)}"
+        quotable = not re.search(r"[\"'\\\s\]]", key)
         if not SYSCTL_KEY.match(key):
-            raise ValueError(f"key {key!r}: allowed: a sysctl name such as net.core.somaxconn")
-        if key in PLAN_OWNED_SYSCTLS:
-            raise ValueError(
-                f"key {key!r}: allowed: any sysctl except {', '.join(PLAN_OWNED_SYSCTLS)}, "
-                "which the port plan sets (use emqx-cluster:ipLocalPortRange)"
+            remove = (
+                f"with `pulumi config rm --path '{sysctl_config_path(key)}'`"
+                if quotable
+                else f"from {NAMESPACE}:sysctls in Pulumi.<stack>.yaml"
             )
-        if setting is not None and (not SYSCTL_VALUE.match(str(setting)) or str(setting).strip() == ""):
-            raise ValueError(
-                f"key {key!r} value {setting!r}: allowed: digits, letters, spaces and . _ : , / - "
-                "(or null to leave the key alone)"
+            problems.append(
+                f"{shown}: allowed: a sysctl name as `sysctl -a` lists it, such as net.core.somaxconn "
+                f"(lower-case letters, digits, _ and -, in dot-separated parts); remove this one {remove}"
             )
-    return {key: None if setting is None else str(setting) for key, setting in value.items()}
+        elif key in PLAN_OWNED_SYSCTLS:
+            problems.append(
+                f"{shown}: allowed: any sysctl except {' and '.join(PLAN_OWNED_SYSCTLS)}, which the port "
+                f"plan sets from emqx-cluster:ipLocalPortRange; remove this one with "
+                f"`pulumi config rm --path '{sysctl_config_path(key)}'` and set the range with "
+                "`pulumi config set ipLocalPortRange '<low> <high>'`"
+            )
+        elif setting is not None and not (shape := sysctl_shape(key)).accepts(setting):
+            problems.append(
+                f"{shown}: allowed: {shape.allowed(setting)}; set it with {_config_set(key, repr(shape.placeholder))}, "
+                f"or leave the key alone with {_config_set(key, SYSCTL_NULL)}"
+            )
+    return problems
 
 
-# `key: value` overrides of the tuning values; `key: null` leaves that key alone.
-SysctlMap = Annotated[dict[str, str | None], BeforeValidator(_sysctl_numbers), AfterValidator(_sysctl_map)]
+# `key: value` overrides of the tuning values; `key: null` (or the string "null") leaves that key
+# alone. HostTuningConfig refuses, with sysctl_problems, what cannot be applied.
+SysctlMap = Annotated[dict[str, str | None], BeforeValidator(_sysctl_values)]
 
 
 # ----------------------------------------------------------------------------- secrets

@@ -1,9 +1,13 @@
 """HostSite: one Docker host as the per-host steps and the brokers see it.
 
-Every per-host step is built the same way: `<Step>Args.of(config, plan, site)` (the load
-balancer also takes the stack's TLS material) and the step's component under `site.opts`; each
-`of` takes the same three whether or not it reads all of them. What must be in place before
-the host's nodes start goes into `site.ready` (tuning, firewall, preflight).
+Every per-host step is a component under `site.opts`, named `site.resource_name(...)`, with
+args from `<Step>Args.of(config, plan, site, ...)`: host tuning, the firewall, the preflight
+and the broker image take those three (whether or not they read all of them), the load
+balancer also the stack's TLS material, and monitoring also the host's capacity (with the
+memory bound its preflight reads) and the API secret. The brokers and the client registry span
+hosts: their args are built in components/emqx_cluster.py from every site (the seed's, for the
+registry). What must be in place before the host's nodes start goes into `site.ready`
+(tuning, firewall, preflight).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Every format is EMQX's at tag v5.8.6 (github.com/emqx/emqx, commit b895cdcd8c), cited as
 file:line; `emqx ctl` prints through emqx_ctl:print/2 (apps/emqx_ctl/src/emqx_ctl.erl:207-208,
-`io:format("~ts", ...)`) and exits 0 whatever the command printed, so outcomes are read off the
-text. The e2e stand-in prints the same texts (tests/support/emqx/emqx58.py).
+`io:format("~ts", ...)`) and exits 0 after most commands whatever they printed, so outcomes are
+read off the text. tests/integration/test_ops_on_emqx.py runs these parsers on what real EMQX
+5.8.6 nodes print; tests/unit/test_ops.py keeps literal copies of it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ edition (an Enterprise backup into the open-source edition) is left to EMQX's im
 running node's /opt/emqx/data/backup/ (owned by the node's user, 0600) and `emqx ctl data
 import <name>` runs there: EMQX applies it cluster-wide (config updates and replicated tables)
 and merges, overwriting records with the same key. EMQX's message is shown when it fails.
+
+The archive's API keys table overwrites this stack's key (the program's REST calls would then
+answer BAD_API_KEY_OR_SECRET): EMQX has no import hook for it (emqx_mgmt_auth.erl exports no
+on_backup_table_imported, emqx_mgmt_data_backup.erl on_table_imported/3), so the node's bootstrap
+file, the stack's key, is applied again once the import is done (try_init_bootstrap_file/0,
+force_create_app: the replicated row is overwritten, as at boot).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import sys
 
 from ops.emqx import BACKUP_DIR, ArchiveMeta, import_failure, import_refused, read_archive
-from ops.stack import Node, OpsError, ctl, docker, nodes_of, run_script, running_node, stack_outputs
+from ops.stack import EMQX_BIN, Node, OpsError, ctl, docker, nodes_of, run_script, running_node, stack_outputs
 
 USAGE = "usage: scripts/restore <stack> <archive.tar.gz>"
 
@@ -47,6 +53,19 @@ def upload(node: Node, path: str, meta: ArchiveMeta) -> None:
         raise OpsError(f"copying {meta.name} to {node.container}:{target} failed: {done.stderr.decode().strip()}")
 
 
+def keep_stack_api_key(node: Node) -> None:
+    """This stack's API key again, from the node's bootstrap file (`emqx eval`, bin/emqx:1348)."""
+    done = docker(
+        node, "exec", node.container, EMQX_BIN, "eval", "emqx_mgmt_auth:try_init_bootstrap_file().", timeout=60
+    )
+    answer = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
+    if done.returncode != 0 or answer != "ok":
+        raise OpsError(
+            f"imported, but re-applying the stack's API key on {node.name} failed ({answer}): "
+            "the program's REST calls will be refused until the node restarts"
+        )
+
+
 def restore(stack: str, path: str) -> None:
     meta = read_archive(path)
     nodes = nodes_of(stack_outputs(stack))
@@ -63,6 +82,7 @@ def restore(stack: str, path: str) -> None:
     failure = import_failure(text) if code == 0 else text.strip()
     if failure is not None:
         raise OpsError(f"EMQX did not import {meta.name} on {node.name}:\n{failure}")
+    keep_stack_api_key(node)
     print(f"restored {path} into stack {stack}")
 
 

@@ -83,12 +83,15 @@ def report(node: Node, running: set[str]) -> NodeReport:
             broker = parse_broker(text)
         except EmqxTextError:
             broker = None
-    code, text = ctl(node, "broker", "stats", timeout=30)
-    if code == 0:
-        try:
-            connections = parse_broker_stats(text)["live_connections.count"]
-        except EmqxTextError:
-            connections = None
+    # The exit code is not read: `broker(["stats"])` returns the list of its prints, not `ok`
+    # (emqx_mgmt_cli.erl:81-85 at v5.8.6), and nodetool's `rpc_infinity` halts 1 on anything but
+    # `ok` (bin/nodetool:142-152), so real EMQX prints every stat and exits 1. The parser refuses
+    # a text without the live connections line, which is what a failed call prints.
+    _, text = ctl(node, "broker", "stats", timeout=30)
+    try:
+        connections = parse_broker_stats(text)["live_connections.count"]
+    except EmqxTextError:
+        connections = None
     return NodeReport(node, node.name in running, broker, connections)
 
 

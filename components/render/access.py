@@ -21,8 +21,14 @@ ACCESS_FILES.directory, and the environment that points EMQX 5.8.6 at them:
   (HTTP Basic), never with the dashboard password.
 - `acl.conf`: the file authorization source, the declared rules then `{deny, all}.`, with
   `authorization.no_match = deny` (apps/emqx/src/emqx_schema.erl authz_fields/0: default
-  allow). EMQX's default file ends in `{allow, all}.` and lets 127.0.0.1 do everything, where
-  every client arrives from Nginx; none of it survives here.
+  allow). It replaces EMQX's default file (apps/emqx_auth/etc/acl.conf), whose danger is its
+  closing `{allow, all}.`: whatever its first rules do not settle, every client may do. Its
+  `{allow, {ipaddr, "127.0.0.1"}, all, ["$SYS/#", "#"]}.` does not match the clients Nginx
+  proxies from 127.0.0.1, because with PROXY protocol the peer is the client: esockd 5.13.0's
+  esockd_transport:peername/1 answers a proxy socket with the header's source address,
+  emqx_connection.erl init_state/3 keeps it as `peername`, emqx_channel.erl init/2 makes it the
+  client's `peerhost`, which emqx_authz_rule.erl match_who/2 matches `ipaddr` against. Only a
+  client whose own address is 127.0.0.1 would match it.
 
 Passwords are hashed here, on the deployer's machine: no plain password reaches a host. The
 hashes are EMQX's (apps/emqx/src/emqx_passwd.erl): sha256 = hex(sha256(salt ++ password))
@@ -51,7 +57,7 @@ from components.render.templating import double_quoted, render
 API_KEY_NAME = "emqx-cluster"
 # The built-in database's authenticator id in REST paths (emqx_authn_api.erl: mechanism:backend).
 AUTHENTICATOR_ID = "password_based:built_in_database"
-# Chosen by bench/access_hashes.py (see the README, "Choosing the password hash").
+# Chosen by bench/access_hashes.py (docs/access.md, "Choosing the password hash").
 PBKDF2_ITERATIONS = 4096
 BCRYPT_ROUNDS = 10  # EMQX's default salt_rounds (emqx_authn_password_hashing.erl, bcrypt_rw)
 

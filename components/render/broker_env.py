@@ -69,6 +69,10 @@ def broker_environment(node: NodePlan, plan: ClusterPlan, config: StackConfig) -
         "EMQX_LOG__FILE__ROTATION_COUNT": "10",
         "EMQX_LOG__FILE__ROTATION_SIZE": "50MB",
         "EMQX_LOG__CONSOLE__ENABLE": "true",
+        # How long a stopping node waits for its clients to take their sessions to other nodes
+        # (docker/emqx/emqx-cluster-drain.erl): half the stop grace, the other half left to
+        # EMQX's own shutdown before Docker's SIGKILL.
+        "BROKER_DRAIN_SECONDS": str(max(1, config.broker_stop_grace_seconds // 2)),
     }
     for listener in _UNUSED_DEFAULT_LISTENERS:
         env[f"EMQX_LISTENERS__{listener}__DEFAULT__ENABLE"] = "false"

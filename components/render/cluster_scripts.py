@@ -17,6 +17,10 @@ from collections.abc import Sequence
 from components.render.templating import render
 
 MAX_BACKOFF_SECONDS = 16
+# A `cluster leave` takes seconds; one that cannot finish (its peers' firewalls already refuse
+# the departing host's new connections, seen with EMQX 5.8.6: the node stops mria and waits)
+# must not hold `pulumi up` forever: past this the node is forced out instead.
+LEAVE_TIMEOUT_SECONDS = 60
 
 
 def join_script(container: str, node_name: str, seed_name: str, timeout_seconds: int) -> str:
@@ -48,7 +52,13 @@ def evict_script(seed_container: str, node_name: str) -> str:
 def leave_script(container: str, node_name: str, seed_container: str | None) -> str:
     """Make a node leave the cluster before it is removed; if it is down, force it out from the
     seed's container, or (None: the seed runs on another host) leave it to the node's eviction."""
-    return render("leave.sh.j2", container=container, node_name=node_name, seed_container=seed_container)
+    return render(
+        "leave.sh.j2",
+        container=container,
+        node_name=node_name,
+        seed_container=seed_container,
+        leave_timeout_seconds=LEAVE_TIMEOUT_SECONDS,
+    )
 
 
 def verify_script(seed_container: str, expected_nodes: Sequence[str], timeout_seconds: int, label: str) -> str:

@@ -1,7 +1,8 @@
-"""Fixtures of the e2e tier: one e2e host per session, with the stand-in images built into it.
+"""Fixtures of the e2e tier: one e2e host per session, with the e2e images built into it.
 
-The tier needs root, docker.io (dockerd), debootstrap, iproute2, openssh-server and sudo
-(`scripts/e2e-host deps` installs them); without them every e2e test is skipped with the reason.
+The tier needs root, docker.io (dockerd), iproute2, openssh-server, sudo and what
+`scripts/install-test-deps` builds first (the Pulumi toolchain, the base rootfs); without them
+every e2e test fails at once with the reason and the command that installs it, never skips.
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.e2e.host import E2eHost, e2e_host, missing_requirements
-from tests.support.e2e.images import StandInImages, ensure_images
+from tests.support.e2e.host import E2eHost, clean_engine, e2e_host, missing_requirements
+from tests.support.e2e.images import E2eImages, ensure_images
 from tests.support.e2e.pulumi_cli import toolchain_bin
 
 
 @pytest.fixture(scope="session")
 def e2e_machine() -> None:
-    """Skips with one clear reason where an e2e host cannot run."""
+    """Fails with one clear reason where an e2e host cannot run."""
     problems = missing_requirements()
     if problems:
-        pytest.skip("e2e host unavailable (run scripts/e2e-host deps as root): " + "; ".join(problems))
+        pytest.fail("e2e host unavailable (run scripts/install-test-deps as root): " + "; ".join(problems))
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +42,8 @@ def e2e_host_session(e2e_machine: None) -> Iterator[E2eHost]:
 
 
 @pytest.fixture(scope="session")
-def standin_images(e2e_host_session: E2eHost) -> StandInImages:
-    """`nginx:1.27`, `emqx/emqx:5.8.6` and `emqx/emqx:5.8.7` stand-ins in the host's engine."""
+def e2e_images(e2e_host_session: E2eHost) -> E2eImages:
+    """`nginx:1.27`, the real `emqx/emqx:5.8.6` (and as `5.8.7`) and `prom/prometheus` in the host's engine."""
     return ensure_images(e2e_host_session)
 
 
@@ -51,5 +52,26 @@ def bin_dir() -> Path:
     """The Pulumi CLI and providers built from Go modules (scripts/e2e-toolchain)."""
     found = toolchain_bin()
     if found is None:
-        pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")
+        pytest.fail("e2e toolchain not built: run scripts/install-test-deps (Pulumi CLI and providers from Go modules)")
     return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clean_session_engine(request: pytest.FixtureRequest) -> None:
+    """Each scenario module that uses the session's host starts from a clean engine (no
+    container, no image but the cached ones): one that failed half-way, its destroy too, leaves
+    nothing for the next to collide with."""
+    in_module = [item for item in request.session.items if getattr(item, "module", None) is request.module]
+    if any("e2e_host_session" in getattr(item, "fixturenames", ()) for item in in_module):
+        clean_engine(request.getfixturevalue("e2e_host_session"))
+
+
+# Two lanes for `pytest -n 2 --dist loadgroup` (scripts/e2e): each module's scenarios run in
+# order in one worker, and each worker has its own hosts and engines. The three-host stack and
+# the layout upgrades in one lane, the single-host scenarios in the other: about the same time.
+LANES = {"test_several_hosts.py": "hosts-and-layouts", "test_layout_upgrade.py": "hosts-and-layouts"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(LANES.get(item.path.name, "single-host")))

@@ -1,12 +1,12 @@
-"""Self-check of the e2e host and its stand-in images, with the docker CLI (no Pulumi yet).
+"""Self-check of the e2e host and its images, with the docker CLI (no Pulumi yet).
 
 - the host: SSH as the non-root user, `sudo -n`, the namespace's engine from that session;
-- nginx stand-in: the program's rendered nginx.conf and a trustme certificate, copied in as the
+- nginx image: the program's rendered nginx.conf and a trustme certificate, copied in as the
   provider's uploads are, terminate TLS on the host address; a client on the machine side gets
-  an MQTT CONNACK through Nginx -> PROXY protocol -> the EMQX stand-in: accepted with the dev
+  an MQTT CONNACK through Nginx -> PROXY protocol -> real EMQX 5.8.6: accepted with the dev
   client's password, refused (4, bad user name or password) without one;
-- EMQX stand-in: two nodes from the program's broker image (docker/emqx, built FROM the
-  stand-in, so the baked health check script runs unchanged, with the program's timings)
+- EMQX: two nodes from the program's broker image (docker/emqx, built FROM the real
+  emqx/emqx:5.8.6, so the baked health check script runs unchanged, with the program's timings)
   with the program's rendered environment and access files (its MQTT users, API key and ACL)
   join, see a stopped node, rejoin after `docker start` and after a crash restarted by Docker;
   a taken port fails a node's start; a wrong cookie fails `emqx ctl`.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -34,7 +35,7 @@ from components.render.access import ACCESS_FILES, acl_file, api_keys_file, gene
 from components.render.broker_env import broker_environment, with_secrets
 from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
 from tests.support.e2e.host import E2eHost
-from tests.support.e2e.images import StandInImages, ensure_images
+from tests.support.e2e.images import E2eImages, ensure_images
 from tests.support.lb_stack import CONNACK_ACCEPTED, mqtt_connect_packet, recv_up_to
 from tests.support.ports import wait_until
 from tests.support.stackfiles import PROJECT_DIR, stack_raw, validate
@@ -133,14 +134,14 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(
-    e2e_host_session: E2eHost, standin_images: StandInImages, tmp_path_factory: pytest.TempPathFactory
+    e2e_host_session: E2eHost, e2e_images: E2eImages, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    """Two stand-in nodes of the dev stack's plan on the host address, from the program's broker image."""
+    """Two real EMQX nodes of the dev stack's plan on the host address, from the program's broker image."""
     host = e2e_host_session
     ensure_images(host)  # an earlier stack's destroy removed the nginx image, as on a real host
-    # The program's broker image, FROM the stand-in (the provider would build the same context).
+    # The program's broker image, FROM real EMQX (the provider would build the same context).
     subprocess.run(
-        [*host.docker_argv("build", "--quiet", "--tag", BROKER_IMAGE, "--build-arg", f"EMQX_BASE_IMAGE={standin_images.emqx_image('5.8.6')}", str(PROJECT_DIR / "docker" / "emqx"))],
+        [*host.docker_argv("build", "--quiet", "--tag", BROKER_IMAGE, "--build-arg", f"EMQX_BASE_IMAGE={e2e_images.emqx_image('5.8.6')}", str(PROJECT_DIR / "docker" / "emqx"))],
         env={**os.environ, "DOCKER_BUILDKIT": "0"},
         check=True,
         capture_output=True,
@@ -183,7 +184,7 @@ def test_host_over_ssh_has_sudo_and_its_own_engine(e2e_host_session: E2eHost) ->
     assert port_range.split() == host.netns.sysctl("net.ipv4.ip_local_port_range").split()
 
 
-def test_nginx_standin_terminates_tls_and_proxies_to_the_broker(cluster: Cluster, tmp_path: Path) -> None:
+def test_nginx_terminates_tls_and_proxies_to_the_broker(cluster: Cluster, tmp_path: Path) -> None:
     host = cluster.host
     ca = trustme.CA()
     cert = ca.issue_cert(host.address, "localhost")
@@ -304,8 +305,25 @@ def test_taken_port_fails_the_start_and_a_wrong_cookie_fails_ctl(cluster: Cluste
         interval=0.3,
     )
     logs = cluster.host.docker("logs", clash)
-    assert f"listener tcp:default on {n1.mqtt_endpoint}: eaddrinuse" in logs.stdout + logs.stderr
+    # emqx_listeners.erl:274 (v5.8.6): "Failed to start listener ~ts on ~ts: ~0p", the reason a
+    # supervisor's {shutdown, {failed_to_start_child, listener, eaddrinuse}}.
+    failed = re.search(rf"Failed to start listener tcp:default on {re.escape(n1.mqtt_endpoint)}: (.*)", logs.stderr)
+    assert failed is not None and "eaddrinuse" in failed[1], logs.stdout + logs.stderr
 
     wrong = cluster.ctl(n1.container_name, "status", env={"EMQX_NODE__COOKIE": "not-the-cookie"})
     assert wrong.returncode == 1
     assert "EMQX_NODE__COOKIE is different from the cookie used by" in wrong.stderr
+
+
+def test_the_nodes_run_the_real_emqx_built_from_source(cluster: Cluster) -> None:
+    """Every e2e scenario runs this image: EMQX's own Erlang release (OTP 26, the VM answering
+    `emqx eval`), not the retired Python stand-in, whose package is nowhere in the image."""
+    container = cluster.node(1).container_name
+    otp = cluster.host.docker("exec", container, "/opt/emqx/bin/emqx", "eval", "erlang:system_info(otp_release).")
+    assert otp.stdout.strip() == '"26"', otp
+    release = cluster.host.docker("exec", container, "cat", "/opt/emqx/releases/emqx_vars").stdout
+    assert 'REL_VSN="5.8.6"' in release, release
+    leftovers = cluster.host.docker(
+        "exec", container, "sh", "-c", "ls -d /opt/emqx/standin 2>/dev/null; command -v python3; true"
+    )
+    assert leftovers.stdout == "", leftovers.stdout

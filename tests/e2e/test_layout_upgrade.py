@@ -27,7 +27,7 @@ import pytest
 
 from tests.support.e2e.cluster_probe import cluster_status
 from tests.support.e2e.host import E2eHost
-from tests.support.e2e.images import StandInImages, ensure_images
+from tests.support.e2e.images import E2eImages, ensure_images
 from tests.support.e2e.pulumi_cli import (
     AFTER_STDIN_SCRIPTS,
     BEFORE_STDIN_SCRIPTS,
@@ -55,7 +55,7 @@ ADDED_SINCE = re.compile(
 
 @pytest.fixture
 def deployed_at(
-    e2e_host_session: E2eHost, standin_images: StandInImages, tmp_path: Path
+    e2e_host_session: E2eHost, e2e_images: E2eImages, tmp_path: Path
 ) -> Iterator[Callable[[str], PulumiProject]]:
     """Deploys a dev-like stack with the program as in a commit; destroyed after the test."""
     deployed: list[PulumiProject] = []
@@ -65,7 +65,9 @@ def deployed_at(
         ensure_images(host)  # an earlier stack's destroy removed the nginx image, as on a real host
         bin_dir = toolchain_bin()
         if bin_dir is None:
-            pytest.skip("e2e toolchain not built: run scripts/e2e-toolchain (Pulumi CLI and providers from Go modules)")
+            pytest.fail(
+                "e2e toolchain not built: run scripts/install-test-deps (Pulumi CLI and providers from Go modules)"
+            )
         project = PulumiProject.create(tmp_path / "project", bin_dir, commit=commit, stack="old", netns=host.netns_path)
         project.init_stack(before_access(dev_like(host, tmp_path)))
         deployed.append(project)

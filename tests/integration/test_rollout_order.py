@@ -10,7 +10,9 @@ a network namespace) and ports outside ipLocalPortRange, so the real preflight r
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 import shutil
 import socket
 from pathlib import Path
@@ -21,6 +23,7 @@ import pytest
 from components.plan import DISTRIBUTION_PORT_BASE, RPC_PORT_BASE
 from tests.support.emqx.fake_docker import FakeDocker, locked_state
 from tests.support.engine import Engine, RolloutFailedError, Step
+from tests.support.graph import RolloutGraph
 from tests.support.ports import busy_ports, free_port, free_port_block
 from tests.support.program import ProgramRun, run_program
 from tests.support.stackfiles import throwaway_config, with_changes
@@ -185,6 +188,18 @@ def test_upgrade_replaces_wave_by_wave_and_updates_memberships_without_leaving(
     assert old_image != v2.named("emqx1").inputs["image"]
     # (the provider removes the old image's name when it deletes the replaced RemoteImage)
     assert index_of(steps, "emqx-broker-image-build", "delete") > gate2
+
+
+def test_the_schedule_does_not_depend_on_the_order_of_registration(v1: ProgramRun) -> None:
+    """The SDK registers resources in an order that varies with timing; the engine's schedule
+    follows what the program declared, so every run of it steps through the same order."""
+    schedule = [r.urn for r in RolloutGraph(v1).topological_order()]
+    for seed in range(20):
+        arrived = random.Random(seed).sample(v1.resources, len(v1.resources))
+        assert [r.urn for r in RolloutGraph(dataclasses.replace(v1, resources=arrived)).topological_order()] == schedule
+    # As `pulumi up`'s parallel steps do: every wave-1 container is up before a wave-1 node joins.
+    order = [r.name for r in RolloutGraph(v1).topological_order() if r.custom]
+    assert max(map(order.index, WAVE1)) < min(order.index(f"{c}-membership") for c in WAVE1 if c != "emqx1")
 
 
 def test_a_node_failing_to_join_stops_the_rollout_at_wave_1(

@@ -192,7 +192,10 @@ def test_single_host_stacks_declare_what_they_declared_at_the_baseline() -> None
     the memory bound and source addresses the preflight script changed (the host's memory, local
     addresses) and nginx.conf took `proxy_buffer_size 4k`, and session tickets added the ticket key
     (`emqx-tls-ticket-key-1`) and its upload; a comment of nginx.conf names the benchmark it cites,
-    and the preflight refuses to guess a memory bound when MemTotal cannot be read."""
+    and the preflight refuses to guess a memory bound when MemTotal cannot be read; with the
+    real EMQX the broker image drains a stopping node (its entrypoint and BROKER_DRAIN_SECONDS:
+    the image, every broker and the commands pinned to their container IDs), and a
+    `cluster leave` bounded in time (the memberships' delete script)."""
     recorded = json.loads(BASELINE.read_text())
     for stack, run in single_host_runs().items():
         assert digests(run) == recorded[stack], stack

@@ -1,7 +1,9 @@
 """A tiny `pulumi up`: recorded program runs executed in the engine's order against the fake docker.
 
-It walks a run's resources in dependency order (tests/support/graph.py), as `pulumi up` would:
-a broker `docker.Container` is created (or replaced) in the fake docker world with its declared
+It walks a run's resources in dependency order, one step at a time: each as early as `pulumi up`
+would start it, ties in the order the program declared them (tests/support/graph.py
+`topological_order`; the same on every run, whatever order the mocks saw registrations in).
+A broker `docker.Container` is created (or replaced) in the fake docker world with its declared
 environment and data dir, so EMQX 5.8's rules apply to it (tests/support/emqx/emqx58.py), and
 with `wait: true` the step fails unless the node turns healthy (as the docker provider waits for
 the health check); a command runs its real `create` / `update` string, anything else is only

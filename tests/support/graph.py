@@ -12,6 +12,9 @@ Edges come from two places:
 * the parent: a child is registered only once its parent's URN is known, and a component is
   registered only once its own dependencies have completed. A component's `depends_on`
   (e.g. the load balancer's on host tuning) therefore orders every resource inside it.
+
+Nothing here depends on the order the resources were registered in, which varies from run to run
+(tests/support/program.py): ties are broken by the order the program declared them in.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ class RolloutGraph:
             self.edges[resource.urn] = before
         self._done_before = cache(self._compute_done_before)
         self._chain = cache(self._compute_chain)
+        self._start = cache(self._compute_start)
+
+    def _declared(self, urn: str) -> int:
+        return self._by_urn[urn].declared
 
     def _customs(self, urn: str) -> set[str]:
         """A custom resource itself; a component as the custom resources below it."""
@@ -79,7 +86,7 @@ class RolloutGraph:
 
     def _compute_chain(self, urn: str) -> tuple[str, ...]:
         longest: tuple[str, ...] = ()
-        for dep in self.edges[urn]:
+        for dep in sorted(self.edges[urn], key=self._declared):  # of equally long chains, always the same one
             chain = self._chain(dep)
             if len(chain) > len(longest):
                 longest = chain
@@ -94,16 +101,28 @@ class RolloutGraph:
                 longest = chain
         return [self._by_urn[urn].name for urn in longest]
 
-    def topological_order(self) -> list[Recorded]:
-        """A schedule the engine could follow: every resource after what it waits for.
+    def _compute_start(self, urn: str) -> int:
+        """When `pulumi up` starts `urn`, counting each custom resource's step as one tick: the
+        engine runs every step as soon as what it waits for is done (a component takes no time)."""
+        return max((self._start(dep) + self._by_urn[dep].custom for dep in self.edges[urn]), default=0)
 
-        Ties are broken by registration order, so the order is deterministic.
+    def topological_order(self) -> list[Recorded]:
+        """The engine's schedule, one step at a time: every resource after what it waits for.
+
+        `pulumi up` runs steps in parallel, each as soon as what it waits for is done; run one at
+        a time, they go in order of their start tick (`_compute_start`), then in the order the
+        program declared them. Both are the same on every run of the same program, so is the
+        schedule. (Declaration order alone would replay the program's source order and hide a
+        missing dependency; start ticks let a resource that waits for little run early, as it
+        would for real.)
         """
-        position = {urn: index for index, urn in enumerate(self.edges)}
         waiting = {urn: set(before) for urn, before in self.edges.items()}
         done: list[Recorded] = []
         while waiting:
-            ready = sorted((urn for urn, before in waiting.items() if not before), key=position.__getitem__)
+            ready = sorted(
+                (urn for urn, before in waiting.items() if not before),
+                key=lambda urn: (self._start(urn), self._declared(urn)),
+            )
             if not ready:
                 raise AssertionError(f"dependency cycle among {sorted(waiting)}")
             urn = ready[0]

@@ -709,6 +709,23 @@ class MqttSession:
         self.client.loop_stop()
 
 
+def proxy_v1_header(sock: socket.socket) -> bytes:
+    """The PROXY protocol v1 line announcing `sock`'s own connection as it is (what Nginx sends)."""
+    source, source_port = sock.getsockname()[:2]
+    target, target_port = sock.getpeername()[:2]
+    return f"PROXY TCP4 {source} {target} {source_port} {target_port}\r\n".encode()
+
+
+class ProxyProtocolClient(mqtt.Client):
+    """A paho client that opens each connection with a PROXY v1 header, for a broker listener
+    with `proxy_protocol = true` (an EMQX node as the program configures it, without Nginx)."""
+
+    def _create_socket_connection(self) -> socket.socket:
+        sock = super()._create_socket_connection()
+        sock.sendall(proxy_v1_header(sock))
+        return sock
+
+
 def connect_mqtt(
     host: str,
     port: int,
@@ -721,9 +738,11 @@ def connect_mqtt(
     timeout: float = 10.0,
     username: str | None = None,
     password: str | None = None,
+    proxy_protocol: bool = False,
 ) -> MqttSession:
-    """Connect (TCP, TLS, CONNECT) and wait for an accepting CONNACK; raises otherwise."""
-    client = mqtt.Client(
+    """Connect (TCP, TLS, CONNECT) and wait for an accepting CONNACK; raises otherwise.
+    `proxy_protocol`: a PROXY v1 header first (ProxyProtocolClient)."""
+    client = (ProxyProtocolClient if proxy_protocol else mqtt.Client)(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=protocol,

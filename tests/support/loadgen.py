@@ -1,8 +1,11 @@
 """The native load generator (tools/loadgen, Go): built from the Go module proxy into a versioned
 cache outside the repository, like the e2e toolchain, and run with a JSON report.
 
-The cache key covers every file of tools/loadgen (go.mod and go.sum pin the modules), so an
-edited generator is built anew beside the old one; building is idempotent and atomic.
+Built before any test runs (`scripts/install-test-deps` calls `python -m tests.support.loadgen`):
+the tests that use it run inside network namespaces, where the module proxy is unreachable, so a
+test never builds it; it fails at once naming the command instead. The cache key covers every
+file of tools/loadgen (go.mod and go.sum pin the modules), so an edited generator is built anew
+beside the old one; building is idempotent and atomic.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 SOURCE = Path(__file__).resolve().parents[2] / "tools" / "loadgen"
+BUILD_COMMAND = "scripts/install-test-deps"
 
 
 def cache_dir() -> Path:
@@ -25,12 +30,17 @@ def cache_dir() -> Path:
     return root
 
 
-def loadgen_binary() -> Path:
-    """The built generator, building it first (`go build`, modules from the proxy) if needed."""
+def loadgen_path() -> Path:
+    """Where the generator of the current sources is cached (built or not)."""
     digest = hashlib.sha256()
     for path in sorted(SOURCE.iterdir()):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    target = cache_dir() / f"loadgen-{digest.hexdigest()[:12]}" / "emqx-loadgen"
+    return cache_dir() / f"loadgen-{digest.hexdigest()[:12]}" / "emqx-loadgen"
+
+
+def build_loadgen() -> Path:
+    """Build the generator (`go build`, modules from the proxy) unless it is cached; its path."""
+    target = loadgen_path()
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -41,10 +51,17 @@ def loadgen_binary() -> Path:
             cwd=SOURCE,
             env={**os.environ, "CGO_ENABLED": "0"},
             check=True,
-            capture_output=True,
             timeout=600,
         )
         partial.rename(target)
+    return target
+
+
+def loadgen_binary() -> Path:
+    """The built generator; a clear error naming the command that builds it when it is missing."""
+    target = loadgen_path()
+    if not target.exists():
+        raise RuntimeError(f"the load generator is not built ({target}): run {BUILD_COMMAND}")
     return target
 
 
@@ -73,3 +90,8 @@ def run_loadgen(
         raise RuntimeError(f"emqx-loadgen exited {generator.returncode}: {stderr[-2000:]}")
     report: dict[str, Any] = json.loads(stdout)
     return report
+
+
+if __name__ == "__main__":
+    print(build_loadgen())
+    sys.exit(0)

@@ -8,28 +8,40 @@ in the order tests/support/graph.py computes.
 
 Each run happens in a fresh `contextvars.Context`, because the SDK keeps its settings and root
 stack in ContextVars; a run therefore never sees the previous one's resources.
+
+The mock monitor receives RegisterResource calls in an order that depends on timing: the SDK sends
+each one from a thread-pool thread once the resource's inputs and dependencies have resolved. So a
+run keeps its resources in the order the program *declared* them (`Recorded.declared`), numbered
+as each resource's constructor runs; that order is the same on every run.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import contextvars
 import hashlib
+import itertools
 import json
 import os
 import re
 import runpy
 import signal
 import subprocess
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from unittest.mock import patch
 
 import pulumi
+import pulumi.resource
 from google.protobuf import json_format
 from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.config import set_all_config
+from pulumi.runtime.resource import register_resource
 from pulumi.runtime.sync_await import _sync_await
 
 from components import names
@@ -102,6 +114,9 @@ class Recorded:
     type: str
     name: str
     urn: str
+    # The program's declaration order: how many resources the program had constructed before this
+    # one (the stack is 0). Unlike the order of the RegisterResource calls, it does not depend on timing.
+    declared: int
     id: str | None  # None in preview; in update mode derived from the inputs (see _COMPUTED)
     parent: str
     custom: bool
@@ -217,7 +232,7 @@ class Recorded:
 
 @dataclass
 class ProgramRun:
-    """One mocked `pulumi preview` / `up`: what was registered, in order, and the config it ran with."""
+    """One mocked `pulumi preview` / `up`: what was registered, in declaration order, and the config it ran with."""
 
     resources: list[Recorded] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -322,12 +337,45 @@ class _Mocks(pulumi.runtime.Mocks):
         return {}, None
 
 
+# The declaration number of the resource whose registration is running (see `_numbered`).
+_DECLARED: contextvars.ContextVar[int] = contextvars.ContextVar("declared")
+
+
+@contextmanager
+def _numbered() -> Iterator[None]:
+    """Number every resource as the program constructs it, for the monitor to read (`_DECLARED`).
+
+    A resource's constructor calls `register_resource` at once, in program order. That call
+    schedules the registration as an asyncio task, which runs in a copy of the caller's context,
+    and the task makes the RegisterResource call on a thread-pool thread in that same context
+    (pulumi/runtime/resource.py: `asyncio.ensure_future`, `run_in_executor(None,
+    wrap_with_context(...))`; the mock monitor relies on this too, for the stack's name). So the
+    number set around the call reaches the monitor with its request, however late it arrives.
+    """
+    counter = itertools.count()
+
+    def numbered(*args: Any, **kwargs: Any) -> None:
+        token = _DECLARED.set(next(counter))
+        try:
+            register_resource(*args, **kwargs)
+        finally:
+            _DECLARED.reset(token)
+
+    # Resource.__init__ calls the name pulumi.resource imported.
+    with patch.object(pulumi.resource, "register_resource", numbered):
+        yield
+
+
 class _RecordingMonitor(mocks.MockMonitor):
     def __init__(self, mock: _Mocks, run: ProgramRun) -> None:
         super().__init__(mock)
         self.run = run
+        self._lock = threading.Lock()  # registrations arrive on several threads at once
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        declared = _DECLARED.get(None)
+        if declared is None:
+            raise AssertionError(f"{request.type} {request.name}: registered without a declaration number")
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             raw = rpc.deserialize_properties(request.object, keep_unknowns=True)
@@ -337,27 +385,28 @@ class _RecordingMonitor(mocks.MockMonitor):
                 inputs[key], secret = _unwrap(value)
                 if secret:
                     secret_inputs.add(key)
-            self.run.resources.append(
-                Recorded(
-                    type=request.type,
-                    name=request.name,
-                    urn=response.urn,
-                    id=response.id or None,
-                    parent=request.parent,
-                    custom=request.custom,
-                    provider=request.provider.rpartition("::")[0],
-                    inputs=inputs,
-                    secret_inputs=secret_inputs,
-                    secret_paths=_secret_paths(_wire(request.object)),
-                    dependencies=list(request.dependencies),
-                    property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
-                    delete_before_replace=request.deleteBeforeReplace,
-                    additional_secret_outputs=list(request.additionalSecretOutputs),
-                    replace_on_changes=list(request.replaceOnChanges),
-                    ignore_changes=list(request.ignoreChanges),
-                    aliases=[json_format.MessageToDict(alias) for alias in request.aliases],
-                )
+            recorded = Recorded(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                declared=declared,
+                id=response.id or None,
+                parent=request.parent,
+                custom=request.custom,
+                provider=request.provider.rpartition("::")[0],
+                inputs=inputs,
+                secret_inputs=secret_inputs,
+                secret_paths=_secret_paths(_wire(request.object)),
+                dependencies=list(request.dependencies),
+                property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+                delete_before_replace=request.deleteBeforeReplace,
+                additional_secret_outputs=list(request.additionalSecretOutputs),
+                replace_on_changes=list(request.replaceOnChanges),
+                ignore_changes=list(request.ignoreChanges),
+                aliases=[json_format.MessageToDict(alias) for alias in request.aliases],
             )
+            with self._lock:
+                bisect.insort(self.run.resources, recorded, key=lambda r: r.declared)
         return response
 
 
@@ -385,7 +434,6 @@ def run_program(
     def execute() -> None:
         mock = _Mocks(preview)
         set_all_config(as_strings, secret_keys)
-        mocks.set_mocks(mock, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(mock, run))
 
         async def program() -> None:
             # The program takes SIGINT for its engine-cancel exit; the test process keeps its own.
@@ -395,7 +443,10 @@ def run_program(
             finally:
                 signal.signal(signal.SIGINT, sigint)
 
-        _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
+        with _numbered():
+            # set_mocks declares the root stack (number 0).
+            mocks.set_mocks(mock, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(mock, run))
+            _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
         root = settings.get_root_resource()
         assert root is not None
         for name, value in root.outputs.items():  # type: ignore[attr-defined]

@@ -1,16 +1,21 @@
-"""MQTT access, pure: what the stack config admits, and the files and environment rendered from it
-(read back with the stand-in's EMQX 5.8.6 rules, tests/support/emqx/emqx58_access.py)."""
+"""MQTT access, pure: what the stack config admits, and the files and environment rendered from it.
+A real EMQX 5.8.6 node enforces them in tests/integration/test_access_enforced.py (every password
+hash, the ACL) and test_access_scripts.py (the API key)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
+import bcrypt
 import pytest
 
 from components.config import StackConfig
 from components.config_parse import ConfigError, parse_stack_config
 from components.render.access import (
+    BCRYPT_ROUNDS,
+    PBKDF2_ITERATIONS,
     acl_file,
     api_keys_file,
     declared_user,
@@ -18,7 +23,6 @@ from components.render.access import (
     users_file,
 )
 from components.render.broker_env import access_environment
-from tests.support.emqx import emqx58, emqx58_access
 
 PASSWORD = "a password, with spaces & commas"  # fine in JSON (EMQX's CSV reader would split it)
 
@@ -34,22 +38,26 @@ def problems(**keys: Any) -> str:
     return str(raised.value)
 
 
-def settings(config: StackConfig) -> emqx58_access.AccessSettings:
-    values, errors = emqx58.env_values(access_environment(config.access))
-    assert errors == []
-    return emqx58_access.access_settings(values)
-
-
 def test_every_stack_authenticates_and_denies_what_no_rule_allows_unless_anonymous_is_asked_for() -> None:
-    default = settings(access())
-    assert default.authenticator is not None  # no client declared: nobody gets in
-    assert default.authenticator.user_id_type == "username"
-    assert default.authenticator.bootstrap_type == "hash"
-    assert default.no_match == "deny"
-    assert default.acl_path == "/opt/emqx/etc/access/acl.conf"
-    assert default.api_key_file == "/opt/emqx/etc/access/api-keys"
-    lab = settings(access(allowAnonymous="true"))
-    assert lab.authenticator is None and lab.no_match == "deny"
+    default = access_environment(access().access)  # no client declared: nobody gets in
+    assert {key: value for key, value in default.items() if key.startswith("EMQX_AUTHENTICATION__1__")} == {
+        "EMQX_AUTHENTICATION__1__MECHANISM": "password_based",
+        "EMQX_AUTHENTICATION__1__BACKEND": "built_in_database",
+        "EMQX_AUTHENTICATION__1__ENABLE": "true",
+        "EMQX_AUTHENTICATION__1__USER_ID_TYPE": "username",
+        "EMQX_AUTHENTICATION__1__BOOTSTRAP_FILE": '"/opt/emqx/etc/access/mqtt-users.json"',
+        "EMQX_AUTHENTICATION__1__BOOTSTRAP_TYPE": "hash",
+        "EMQX_AUTHENTICATION__1__PASSWORD_HASH_ALGORITHM__NAME": "sha256",
+        "EMQX_AUTHENTICATION__1__PASSWORD_HASH_ALGORITHM__SALT_POSITION": "prefix",
+    }
+    assert default["EMQX_AUTHORIZATION__NO_MATCH"] == "deny"
+    assert default["EMQX_AUTHORIZATION__SOURCES__1__PATH"] == '"/opt/emqx/etc/access/acl.conf"'
+    assert default["EMQX_API_KEY__BOOTSTRAP_FILE"] == '"/opt/emqx/etc/access/api-keys"'
+    lab = access_environment(access(allowAnonymous="true").access)
+    assert (
+        not [key for key in lab if key.startswith("EMQX_AUTHENTICATION")]
+        and lab["EMQX_AUTHORIZATION__NO_MATCH"] == "deny"
+    )
 
 
 @pytest.mark.parametrize(
@@ -151,23 +159,31 @@ def test_a_password_is_hashed_here_stable_until_it_changes_and_never_rendered_pl
     rendered = users_file([first])
     assert PASSWORD not in rendered
     [row] = json.loads(rendered)
-    check = emqx58_access.HashAlgorithm(name="sha256")
-    assert check.check(row["password_hash"], row["salt"], PASSWORD)
-    assert not check.check(row["password_hash"], row["salt"], PASSWORD[:-1])
+    # emqx_passwd.erl hash/2, sha256 with salt_position = prefix: hex(sha256(salt ++ password))
+    assert hashlib.sha256((row["salt"] + PASSWORD).encode()).hexdigest() == row["password_hash"]
 
 
-@pytest.mark.parametrize("algorithm", ["sha256", "pbkdf2", "bcrypt"])
-def test_each_hash_is_one_emqx_checks_with_the_rendered_settings(algorithm: str) -> None:
+@pytest.mark.parametrize(
+    ("algorithm", "settings"),
+    [
+        ("sha256", {"NAME": "sha256", "SALT_POSITION": "prefix"}),
+        ("pbkdf2", {"NAME": "pbkdf2", "MAC_FUN": "sha256", "ITERATIONS": str(PBKDF2_ITERATIONS)}),
+        ("bcrypt", {"NAME": "bcrypt", "SALT_ROUNDS": str(BCRYPT_ROUNDS)}),
+    ],
+)
+def test_each_hash_is_rendered_with_the_settings_emqx_checks_it_with(algorithm: str, settings: dict[str, str]) -> None:
     config = access(mqttPasswordHash=algorithm, mqttGeneratedClient="dev")
-    authenticator = settings(config).authenticator
-    assert authenticator is not None
+    prefix = "EMQX_AUTHENTICATION__1__PASSWORD_HASH_ALGORITHM__"
+    rendered = {k.removeprefix(prefix): v for k, v in access_environment(config.access).items() if k.startswith(prefix)}
+    assert rendered == settings
     user = generated_user("dev", PASSWORD, config.access.password_hash, "salt-key")
-    table = emqx58_access.UserDb()
-    table.import_rows([emqx58_access.UserRow.from_json(row) for row in json.loads(users_file([user]))], override=False)
-    assert authenticator.authenticate(table, "c1", "dev", PASSWORD) == (0, False)
-    assert authenticator.authenticate(table, "c1", "dev", "wrong")[0] == emqx58_access.BAD_USERNAME_OR_PASSWORD
-    assert authenticator.authenticate(table, "c1", "nobody", PASSWORD)[0] == emqx58_access.NOT_AUTHORIZED
-    assert authenticator.authenticate(table, "c1", None, None)[0] == emqx58_access.BAD_USERNAME_OR_PASSWORD
+    password, salt = PASSWORD.encode(), user.salt.encode()
+    if algorithm == "bcrypt":  # EMQX checks bcrypt:hashpw(Password, Hash) =:= Hash
+        assert bcrypt.checkpw(password, user.password_hash.encode()) and user.salt == user.password_hash[:29]
+    elif algorithm == "pbkdf2":
+        assert hashlib.pbkdf2_hmac("sha256", password, salt, PBKDF2_ITERATIONS).hex() == user.password_hash
+    else:
+        assert hashlib.sha256(salt + password).hexdigest() == user.password_hash
 
 
 def test_a_given_hash_passes_through_unchanged() -> None:
@@ -185,25 +201,17 @@ def test_the_acl_keeps_the_declared_order_and_ends_in_deny_all() -> None:
     text = acl_file(access(mqttGeneratedClient="dev", mqttAcl=rules).access.acl)
     assert text.rstrip().endswith("{deny, all}.")
     assert "127.0.0.1" not in text and "{allow, all}" not in text
-    parsed = emqx58_access.parse_acl(text)
-    assert [rule.permission for rule in parsed] == ["deny", "allow", "allow", "deny"]
-    assert parsed[1].topics == (("filter", "dev/#"), ("filter", 'quote"d'), ("eq", "dev/#"))
-    dev = emqx58_access.Client("c1", "dev", "127.0.0.1")
-    other = emqx58_access.Client("c2", "other", "127.0.0.1")
-
-    def may(client: emqx58_access.Client, action: str, topic: str) -> bool:
-        return emqx58_access.authorize(parsed, "deny", client, action, topic)
-
-    assert not may(dev, "publish", "dev/secret")  # first match: the deny before the allow
-    assert may(dev, "subscribe", "dev/secret") and may(dev, "publish", "dev/a")
-    assert may(dev, "subscribe", "dev/#") and may(dev, "publish", 'quote"d')
-    assert may(other, "subscribe", "devices/other/down") and not may(other, "subscribe", "devices/dev/down")
-    assert not may(other, "publish", "dev/a")
+    assert text.splitlines()[-4:] == [
+        '{deny, {username, "dev"}, publish, ["dev/secret"]}.',
+        '{allow, {username, "dev"}, all, ["dev/#", "quote\\"d", {eq, "dev/#"}]}.',
+        '{allow, all, subscribe, ["devices/${username}/down"]}.',
+        "{deny, all}.",
+    ]
 
 
 def test_the_api_key_line_holds_no_colon_in_its_secret() -> None:
-    keys, error = emqx58_access.parse_api_keys(api_keys_file("s3cret"))
-    assert error is None and keys == {"emqx-cluster": "s3cret"}
+    # emqx_mgmt_auth.erl parse_bootstrap_line/2: `key:secret:role`, the role administrator
+    assert api_keys_file("s3cret") == "emqx-cluster:s3cret:administrator\n"
     with pytest.raises(ValueError, match="no `:`"):
         api_keys_file("a:b")
 

@@ -1,5 +1,8 @@
 """The pure parts of scripts/backup, restore and status (ops/emqx.py): EMQX 5.8.6's ctl texts
-read back, the archive rules checked before anything is copied, naming, and the status table."""
+read back, the archive rules checked before anything is copied, naming, and the status table.
+
+The texts are literal copies of what real EMQX 5.8.6 nodes printed (tests/support/emqx_nodes.py;
+tests/integration/test_ops_on_emqx.py runs the same parsers on live output)."""
 
 from __future__ import annotations
 
@@ -15,76 +18,143 @@ from ops import emqx
 from ops.backup import private_dir
 from ops.stack import Node, OpsError
 from ops.status import HOST_HEADERS, NODE_HEADERS, NodeReport, host_rows, node_rows
-from tests.support.emqx import emqx58
+
+# Captured from a node (`emqx ctl ...`), stopped or booting where it says so.
+STATUS = "Node 'emqx1@127.0.0.1' 5.8.6 is started\n"
+NOT_RESPONDING = "Node 'emqx1@127.0.0.1' not responding to pings.\n"  # booting: the VM runs, EMQX not yet
+NOT_RUNNING = "ERROR: Node emqx3@127.0.0.1 is not running?\n"  # no VM (bin/emqx finds none with `ps`)
+BROKER = (
+    "sysdescr  : EMQX\nversion   : 5.8.6\ndatetime  : 2026-12-07T18:04:41.058415711+00:00\nuptime    : 49 seconds\n"
+)
+BROKER_USAGE = (
+    "broker         # Show broker version, uptime and description\n"
+    "broker stats   # Show broker statistics of clients, topics, subscribers\n"
+    "broker metrics # Show broker metrics\n"
+)
+BROKER_STATS = (  # 5 of 7 clients connected (2 sessions kept), counts set by hand
+    "channels.count                : 7\n"
+    "channels.max                  : 9\n"
+    "cluster_sessions.count        : 7\n"
+    "cluster_sessions.max          : 9\n"
+    "connections.count             : 7\n"
+    "connections.max               : 9\n"
+    "delayed.count                 : 0\n"
+    "delayed.max                   : 0\n"
+    "durable_subscriptions.count   : 0\n"
+    "durable_subscriptions.max     : 0\n"
+    "live_connections.count        : 5\n"
+    "live_connections.max          : 9\n"
+    "retained.count                : 3\n"
+    "retained.max                  : 3\n"
+    "sessions.count                : 7\n"
+    "sessions.max                  : 9\n"
+    "suboptions.count              : 2\n"
+    "suboptions.max                : 2\n"
+    "subscribers.count             : 2\n"
+    "subscribers.max               : 2\n"
+    "subscriptions.count           : 2\n"
+    "subscriptions.max             : 2\n"
+    "subscriptions.shared.count    : 0\n"
+    "subscriptions.shared.max      : 0\n"
+    "topics.count                  : 2\n"
+    "topics.max                    : 2\n"
+)
+CLUSTER_STATUS_JSON = (
+    '{\n  "stopped_nodes" : [\n    "emqx3@127.0.0.1"\n  ],\n'
+    '  "running_nodes" : [\n    "emqx1@127.0.0.1",\n    "emqx2@127.0.0.1"\n  ]\n}\n'
+)
+CLUSTER_STATUS = (
+    "Cluster status: #{running_nodes => ['emqx1@127.0.0.1','emqx2@127.0.0.1'],\n"
+    "                  stopped_nodes => ['emqx3@127.0.0.1']}\n"
+)
+EXPORT_NAME = "emqx-export-2026-12-07-18-04-50.693.tar.gz"
+EXPORTED = (
+    f'Exporting data to "data/backup/{EXPORT_NAME}"...\n'
+    "Exporting cluster configuration...\n"
+    'Exporting additional files from EMQX data_dir: "data"...\n'
+    "Exporting built-in database...\n"
+    "Exporting emqx_admin database table...\n"
+    "Exporting emqx_app database table...\n"
+    "Exporting emqx_authn_mnesia database table...\n"
+    f"Data has been successfully exported to data/backup/{EXPORT_NAME}.\n"
+)
+IMPORTED = (
+    f'Importing data from "data/backup/{EXPORT_NAME}"...\n'
+    "Importing cluster configuration...\n"
+    "Importing built-in database...\n"
+    "Importing emqx_authn_mnesia database table...\n"
+    "Importing emqx_app database table...\n"
+    "Importing emqx_admin database table...\n"
+    "Data has been imported successfully.\n"
+)
+REFUSED = (
+    'Importing data from "data/backup/emqx-export-2031-01-02-03-04-05.678.tar.gz"...\n'
+    '[error] Data import failed, reason: "[warning] Backup version \\"5.9.0\\" is newer than EMQX version '
+    '\\"5.8.6\\", import is not allowed.\\n".\n'
+)
+META = b'edition = ce\nversion = "5.8.6"\n'  # an export's META.hocon
 
 
 def test_status_line_gives_node_version_and_state() -> None:
-    status = emqx.parse_status(emqx58.status_text("emqx1@10.0.0.11", "5.8.6"))
-    assert (status.node, status.version, status.started) == ("emqx1@10.0.0.11", "5.8.6", True)
-    assert not emqx.parse_status(emqx58.status_text("emqx1@10.0.0.11", "5.8.6", started=False)).started
-    with pytest.raises(emqx.EmqxTextError):
-        emqx.parse_status("Node 'emqx1@127.0.0.1' not responding to pings.\n")
+    status = emqx.parse_status(STATUS)
+    assert (status.node, status.version, status.started) == ("emqx1@127.0.0.1", "5.8.6", True)
+    # emqx_mgmt_cli.erl:66-68: init:get_status() is `starting` while the node boots
+    assert not emqx.parse_status("Node 'emqx1@127.0.0.1' 5.8.6 is starting\n").started
+    for failed in (NOT_RESPONDING, NOT_RUNNING):
+        with pytest.raises(emqx.EmqxTextError):
+            emqx.parse_status(failed)
 
 
 @pytest.mark.parametrize(
-    ("milliseconds", "text", "seconds"),
+    ("text", "seconds"),
     [
-        (999, "", 0),
-        (5_000, "5 seconds", 5),
-        (3_605_000, "1 hours, 0 minutes, 5 seconds", 3605),
-        (90_061_000, "1 days, 1 hours, 1 minutes, 1 seconds", 90061),
+        ("", 0),  # under a second: every part is zero and dropped
+        ("49 seconds", 49),
+        ("1 hours, 0 minutes, 5 seconds", 3605),  # inner zero parts stay
+        ("1 days, 1 hours, 1 minutes, 1 seconds", 90061),
     ],
 )
-def test_uptime_reads_emqx_durations_with_inner_zero_parts(milliseconds: int, text: str, seconds: int) -> None:
-    assert emqx58.human_readable_duration(milliseconds) == text
+def test_uptime_reads_emqx_durations_with_inner_zero_parts(text: str, seconds: int) -> None:
+    """emqx_utils_calendar.erl:128-135 human_readable_duration_string/1: leading zero parts dropped."""
     assert emqx.parse_duration(text) == seconds
 
 
 def test_broker_text_gives_version_and_uptime_despite_colons_in_the_datetime() -> None:
-    text = emqx58.broker_text("5.8.6", 3_605_000, "2026-12-05T07:01:28.123456789+00:00")
-    assert text.splitlines()[0] == "sysdescr  : EMQX"
-    info = emqx.parse_broker(text)
-    assert (info.version, info.uptime_seconds) == ("5.8.6", 3605)
+    info = emqx.parse_broker(BROKER)
+    assert (info.version, info.uptime_seconds) == ("5.8.6", 49)
     with pytest.raises(emqx.EmqxTextError):
-        emqx.parse_broker(emqx58.BROKER_USAGE)
+        emqx.parse_broker(BROKER_USAGE)
 
 
 def test_broker_stats_give_the_connection_count() -> None:
-    text = emqx58.broker_stats_text({"connections.count": 7, "connections.max": 9})
-    assert "connections.count             : 7\n" in text
-    stats = emqx.parse_broker_stats(text)
-    assert stats["connections.count"] == 7 and stats["retained.count"] == 0
-    assert list(stats) == sorted(stats)  # lists:sort of the stats
-    with pytest.raises(emqx.EmqxTextError):
-        emqx.parse_broker_stats("Node 'emqx1@127.0.0.1' not responding to pings.\n")
+    stats = emqx.parse_broker_stats(BROKER_STATS)
+    assert (stats["connections.count"], stats["live_connections.count"], stats["retained.count"]) == (7, 5, 3)
+    assert list(stats) == sorted(stats) and len(stats) == 26  # lists:sort of the stats
+    for failed in (NOT_RESPONDING, NOT_RUNNING):
+        with pytest.raises(emqx.EmqxTextError):
+            emqx.parse_broker_stats(failed)
 
 
 def test_cluster_status_json_gives_running_and_stopped() -> None:
-    text = emqx58.cluster_status_json(["emqx2@h", "emqx1@h"], ["emqx3@h"])
-    assert emqx.parse_cluster_status_json(text) == (["emqx1@h", "emqx2@h"], ["emqx3@h"])
+    assert emqx.parse_cluster_status_json(CLUSTER_STATUS_JSON) == (
+        ["emqx1@127.0.0.1", "emqx2@127.0.0.1"],
+        ["emqx3@127.0.0.1"],
+    )
     with pytest.raises(emqx.EmqxTextError):
-        emqx.parse_cluster_status_json(emqx58.cluster_status_text(["emqx1@h"], []))
+        emqx.parse_cluster_status_json(CLUSTER_STATUS)
 
 
 def test_export_output_names_the_archive_under_the_nodes_working_dir() -> None:
-    name = emqx58.export_base_name((2026, 3, 4, 5, 6, 7), 89) + ".tar.gz"
-    assert name == "emqx-export-2026-03-04-05-06-07.089.tar.gz"
-    text = 'Exporting data to "data/backup/x"...\n' + emqx58.data_export_done_text(f"data/backup/{name}")
-    assert str(emqx.exported_path(text)) == f"/opt/emqx/data/backup/{name}"
-    failed = "[error] Data export failed, reason: eacces.\n"
+    assert str(emqx.exported_path(EXPORTED)) == f"/opt/emqx/data/backup/{EXPORT_NAME}"
+    failed = "[error] Data export failed, reason: eacces.\n"  # emqx_mgmt_cli.erl:899
     with pytest.raises(emqx.EmqxTextError, match="eacces"):
         emqx.exported_path(failed)
 
 
 def test_import_outcome_is_read_off_emqxs_text() -> None:
-    assert emqx.import_failure("Importing data from ...\n" + emqx58.DATA_IMPORTED) is None
-    refused = emqx58.data_import_failed_text(emqx58.unsupported_version_text("5.9.0", "5.8.6"))
-    assert refused == (
-        '[error] Data import failed, reason: "[warning] Backup version \\"5.9.0\\" is newer than EMQX version '
-        '\\"5.8.6\\", import is not allowed.\\n".\n'
-    )
-    assert emqx.import_failure(refused) == refused.strip()
-    partly = "Data has been imported, but some errors occurred, see the log above.\n"
+    assert emqx.import_failure(IMPORTED) is None
+    assert emqx.import_failure(REFUSED) == REFUSED.strip()
+    partly = "Data has been imported, but some errors occurred, see the log above.\n"  # emqx_mgmt_cli.erl:907-909
     assert emqx.import_failure(partly) == partly.strip()
 
 
@@ -103,7 +173,6 @@ def test_import_outcome_is_read_off_emqxs_text() -> None:
 def test_version_rule_is_emqxs(backup: str, cluster: str, refused: bool) -> None:
     message = emqx.import_refused(backup, cluster)
     assert (message is not None) is refused
-    assert (emqx58.check_backup_meta({"edition": "ce", "version": backup}, cluster) is not None) is refused
     if message is not None:
         assert backup in message and cluster in message
 
@@ -120,16 +189,13 @@ def archive(directory: Path, name: str, entries: dict[str, bytes]) -> Path:
 
 def test_an_export_archive_is_read_with_its_version(tmp_path: Path) -> None:
     base = "emqx-export-2026-03-04-05-06-07.089"
-    meta = emqx58.meta_hocon("5.8.6").encode()
-    assert meta == b'edition = ce\nversion = "5.8.6"\n'
-    assert emqx58.parse_hocon(meta.decode()) == {"edition": "ce", "version": "5.8.6"}
-    path = archive(tmp_path, f"{base}.tar.gz", {f"{base}/META.hocon": meta, f"{base}/cluster.hocon": b""})
+    path = archive(tmp_path, f"{base}.tar.gz", {f"{base}/META.hocon": META, f"{base}/cluster.hocon": b""})
     assert emqx.read_archive(str(path)) == emqx.ArchiveMeta(f"{base}.tar.gz", "5.8.6", "ce")
 
 
 def test_archives_emqx_would_refuse_are_refused_before_any_copy(tmp_path: Path) -> None:
     base = "emqx-export-2026-03-04-05-06-07.089"
-    meta = emqx58.meta_hocon("5.8.6").encode()
+    meta = META
     renamed = archive(tmp_path, "prod-backup.tar.gz", {f"{base}/META.hocon": meta})
     with pytest.raises(ValueError, match="must be under prod-backup/"):
         emqx.read_archive(str(renamed))

@@ -443,7 +443,11 @@ def test_leave_falls_back_to_force_leave_from_the_seed(fake_bin: dict[str, str])
     assert "left the cluster" in left.stdout
     forced = run(
         script,
-        env={**fake_bin, "FAKE_OUT": "Error: No such container: emqx3", "FAKE_FORCE_OUT": "Force leave successfully"},
+        env={
+            **fake_bin,
+            "FAKE_OUT": "Error: No such container: emqx3",
+            "FAKE_FORCE_OUT": "Remove the node from cluster successfully.",
+        },
     )
     assert forced.returncode == 0, forced.stderr
     assert "force-leave" in forced.stdout
@@ -453,6 +457,17 @@ def test_leave_falls_back_to_force_leave_from_the_seed(fake_bin: dict[str, str])
     )
     stuck = run(script, env={**fake_bin, "FAKE_OUT": "timeout", "FAKE_FORCE_OUT": "timeout"})
     assert stuck.returncode == 1
+    # The seed does not list it (never joined, or evicted already): nothing left to remove.
+    gone = run(
+        script,
+        env={
+            **fake_bin,
+            "FAKE_OUT": "Error: No such container: emqx3",
+            "FAKE_FORCE_OUT": "Failed to remove the node from cluster: node_not_in_cluster",
+        },
+    )
+    assert gone.returncode == 0, gone.stderr
+    assert "emqx3@127.0.0.1 was not in the cluster" in gone.stdout
 
 
 def test_leave_with_the_seed_on_another_host_leaves_a_down_node_to_its_eviction(fake_bin: dict[str, str]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import queue
+import re
 import ssl
 import threading
 import time
@@ -14,10 +16,12 @@ from typing import Any
 
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.stacks import PROBE_PASSWORD, PROBE_USERNAME
-from tests.support.lb_stack import connect_mqtt
+from tests.support.lb_stack import MqttSession, connect_mqtt
 
 EMQX = "/opt/emqx/bin/emqx"
-PROXY_EVENTS = "/tmp/emqx-standin/proxy-events.jsonl"  # the stand-in's PROXY listener log
+# `emqx ctl clients list`: one `Client(<id>, username=..., peername=<ip>:<port>, ...)` line per
+# channel of the local node (emqx_mgmt_cli.erl print({client, ...}) and format(peername, ...)).
+PEERNAME = re.compile(r"^Client\((?P<client>[^,]*), username=[^,]*, peername=(?P<ip>.+):\d+, ", re.MULTILINE)
 
 
 def inspect(host: E2eHost, *names: str) -> dict[str, dict[str, Any]]:
@@ -58,15 +62,76 @@ def cluster_status(host: E2eHost, container: str) -> dict[str, list[str]]:
     return {key: sorted(status.get(key, [])) for key in ("running_nodes", "stopped_nodes")}
 
 
-def proxied_sources(host: E2eHost, container: str) -> list[str]:
-    """Client addresses the node's MQTT listener learnt from Nginx's PROXY headers."""
-    done = host.docker("exec", container, "cat", PROXY_EVENTS, check=False)
-    sources: list[str] = []
-    for line in done.stdout.splitlines():
-        event = json.loads(line)
-        if event.get("event") == "proxied" and event.get("source"):
-            sources.append(str(event["source"][0]))
-    return sources
+def client_peers(host: E2eHost, container: str) -> dict[str, str]:
+    """Client id -> the address EMQX took as the client's for the node's connected clients: with
+    PROXY protocol, the source Nginx read, not Nginx's own. The exit code is not read: `clients
+    list` returns its prints, not `ok`, so nodetool exits 1 after printing them all."""
+    done = host.docker("exec", container, EMQX, "ctl", "clients", "list", check=False)
+    return {match["client"]: match["ip"] for match in PEERNAME.finditer(done.stdout)}
+
+
+def peers_through_lb(host: E2eHost, nodes: Sequence[str], address: str, port: int, context: ssl.SSLContext) -> set[str]:
+    """The addresses the nodes see for a client held open through the load balancer."""
+    client_id = f"e2e-peer-{uuid.uuid4().hex[:10]}"
+    session = connect_mqtt(
+        address, port, client_id=client_id, tls_context=context, username=PROBE_USERNAME, password=PROBE_PASSWORD
+    )
+    try:
+        return {peers[client_id] for node in nodes if client_id in (peers := client_peers(host, node))}
+    finally:
+        session.close()
+
+
+def delivered_across_nodes(
+    edges: Sequence[tuple[E2eHost, Sequence[str]]], port: int, context: ssl.SSLContext, attempts: int = 30
+) -> dict[str, bool]:
+    """Node -> whether its subscriber got a message that a client on ANOTHER node published.
+    `edges`: each host with the nodes its load balancer sends clients to. Subscribers connect
+    through each host's load balancer until every node holds one (EMQX's `clients list` names
+    the node), then a publisher on the first host's first reachable node sends one QoS 1
+    message. Only a real cluster routes it (EMQX's route table, replicated by mria, and gen_rpc
+    forwarding)."""
+    sessions: list[MqttSession] = []
+
+    def connect(host: E2eHost, nodes: Sequence[str], prefix: str) -> tuple[MqttSession, str | None]:
+        client_id = f"e2e-{prefix}-{uuid.uuid4().hex[:8]}"
+        session = connect_mqtt(
+            host.address,
+            port,
+            client_id=client_id,
+            tls_context=context,
+            username=PROBE_USERNAME,
+            password=PROBE_PASSWORD,
+        )
+        sessions.append(session)
+        return session, next((node for node in nodes if client_id in client_peers(host, node)), None)
+
+    topic = f"e2e/cross/{uuid.uuid4().hex[:8]}"
+    expected = [node for _, nodes in edges for node in nodes]
+    try:
+        subscribers: dict[str, MqttSession] = {}
+        for host, nodes in edges:
+            for _ in range(attempts):
+                if all(node in subscribers for node in nodes):
+                    break
+                session, where = connect(host, nodes, "sub")
+                if where is not None and where not in subscribers:
+                    session.subscribe(topic, qos=1)
+                    subscribers[where] = session
+        assert sorted(subscribers) == sorted(expected), f"subscribers on {sorted(subscribers)} only"
+        publisher, on = connect(*edges[0], "pub")
+        assert on is not None, "the publisher is on no node"
+        publisher.publish(topic, b"across the cluster", qos=1)
+        got: dict[str, bool] = {}
+        for node, subscriber in subscribers.items():
+            try:
+                got[node] = subscriber.receive(timeout=15).payload == b"across the cluster"
+            except queue.Empty:
+                got[node] = False
+        return got
+    finally:
+        for session in sessions:
+            session.close()
 
 
 def client_context(ca_pem: str) -> ssl.SSLContext:

@@ -291,10 +291,10 @@ def host_up(
 ) -> E2eHost:
     """Bring a host up (namespace, veth, dockerd, sshd); on any failure tear down what exists.
 
-    Data root: by default the cache's shared one (`<cache>/docker-data-root`, kept: the stand-in
+    Data root: by default the cache's shared one (`<cache>/docker-data-root`, kept: the e2e
     images survive between runs, and deleting an image store costs ~8 s here) when no other host
     holds it, else a private one in the state dir (deleted on down). A host taking the shared
-    root starts clean: leftover containers and every image that is not a stand-in are removed.
+    root starts clean: leftover containers and every image that is not a cached e2e image are removed.
     `data_root` forces a given dir (kept only with `keep_data_root`); `shared_data_root=False`
     forces a private one. `bridge`: attach to that bridge of the machine (created on first use,
     deleted with its last host) in BRIDGE_SUBNET, instead of a /24 of its own.
@@ -353,7 +353,7 @@ def host_up(
     try:
         host = _dockerd_up(host)
         if host.data_root == shared_root():
-            _clean_engine(host)
+            clean_engine(host)
         host = _sshd_up(host, user, ssh_port)
     except BaseException:
         host_down(host)
@@ -385,17 +385,18 @@ def _release_shared_root(name: str) -> None:
             owner_file.unlink()
 
 
-def _clean_engine(host: E2eHost) -> None:
-    """A reused data root starts like a fresh engine, except for the cached stand-in images."""
+def clean_engine(host: E2eHost) -> None:
+    """A fresh engine again, except for the cached e2e images: for a reused data root, and
+    before each scenario module, so that one that failed half-way leaves nothing in the next's way."""
     from tests.support.e2e.images import CONTEXT_LABEL
 
     containers = host.docker("ps", "-aq").stdout.split()
     if containers:
         host.docker("rm", "-f", *containers, timeout=120)
     everything = set(host.docker("image", "ls", "-aq", "--no-trunc").stdout.split())
-    standins = set(host.docker("image", "ls", "-aq", "--no-trunc", "--filter", f"label={CONTEXT_LABEL}").stdout.split())
-    if everything - standins:
-        host.docker("image", "rm", "-f", *sorted(everything - standins), check=False, timeout=120)
+    cached = set(host.docker("image", "ls", "-aq", "--no-trunc", "--filter", f"label={CONTEXT_LABEL}").stdout.split())
+    if everything - cached:
+        host.docker("image", "rm", "-f", *sorted(everything - cached), check=False, timeout=120)
     host.docker("volume", "prune", "-f", check=False)
 
 
@@ -711,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--data-root", type=Path, help="dockerd data root (default: in the state dir)")
     up.add_argument("--keep-data-root", action="store_true", help="keep the data root on down")
     up.add_argument("--private-data-root", action="store_true", help="never the cache's shared data root")
-    up.add_argument("--images", action="store_true", help="also build the stand-in images into it")
+    up.add_argument("--images", action="store_true", help="also build the e2e images into it")
     down = sub.add_parser("down", help="tear hosts down (idempotent)")
     down.add_argument("names", nargs="*")
     down.add_argument("--all", action="store_true", help="every host with a state file")

@@ -1,17 +1,20 @@
-"""Stand-in images built into an e2e host's dockerd, with no registry.
+"""The e2e hosts' images, built into a host's dockerd with no registry.
 
 - base: the cached debootstrap rootfs (tests/support/e2e/rootfs.py), `docker import`-ed;
+- `emqx/emqx:5.8.6`: the REAL EMQX 5.8.6, built from its source (the release, EMQX's own
+  entrypoint and a Dockerfile laid out like the official image's, all from ../shared/emqx, or
+  $EMQX_RELEASE_DIR), on the base above; `emqx/emqx:5.8.7`: the same release under the next
+  tag (images/emqx-next/Dockerfile adds a label), so that an upgrade is an image change the
+  program rolls out wave by wave. No other EMQX build exists here; the node still says 5.8.6.
 - `nginx:<nginxVersion>`: Debian nginx + stream module, tagged as the stack references the
   official image (images/nginx/Dockerfile);
-- `emqx/emqx:<version>` for each version: the EMQX stand-in (images/emqx/Dockerfile,
-  emqx_standin.py + helper files copied in at build time);
 - `prom/prometheus:<prometheusVersion>`: Debian's prometheus binary, the machine's
   (images/prometheus/Dockerfile).
 
-Builds use the classic builder (`DOCKER_BUILDKIT=0`), which builds FROM a local image offline;
-the Dockerfiles only COPY (no RUN: the host's engine has no bridge network). Every image is
-labelled with a hash of its context and base, so an unchanged image is not rebuilt when the
-data root is kept between runs.
+Builds use the classic builder (`DOCKER_BUILDKIT=0`), which builds FROM a local image offline,
+with `--network none` (the host's engine has no bridge network; EMQX's Dockerfile only RUNs
+chown and ln). Every image is labelled with a hash of its context and base, so an unchanged
+image is not rebuilt when the data root is kept between runs.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from components.config import MetricsConfig
 from tests.support.e2e.host import E2eHost
-from tests.support.e2e.rootfs import ensure_rootfs
+from tests.support.e2e.rootfs import built_rootfs
 
 REPO = Path(__file__).resolve().parents[3]
 IMAGES_DIR = Path(__file__).parent / "images"
@@ -41,25 +44,31 @@ DEFAULT_PROMETHEUS_IMAGE = MetricsConfig.model_validate({}).image
 # Debian's prometheus (scripts/install-test-deps installs it on the machine).
 PROMETHEUS_BINARY = Path("/usr/bin/prometheus")
 
-# Files of this repository copied into the EMQX stand-in, at the same package paths, so the
-# daemon imports them exactly as the tests do (PYTHONPATH=/opt/emqx/standin in the image).
-STANDIN_SOURCES: tuple[str, ...] = (
-    "tests/support/e2e/emqx_standin.py",
-    "tests/support/emqx/emqx58.py",
-    "tests/support/emqx/proxy_shim.py",
-    "tests/support/emqx/emqx58_access.py",
-    "tests/support/emqx/mqtt_gate.py",
-)
-STANDIN_PACKAGES: tuple[str, ...] = (
-    "tests",
-    "tests/support",
-    "tests/support/e2e",
-    "tests/support/emqx",
-)
+# The real EMQX: ../shared/emqx beside the repository (every checkout and CI have it), or
+# $EMQX_RELEASE_DIR.
+RELEASE_DIR_ENV = "EMQX_RELEASE_DIR"
+RELEASE_VERSION = "5.8.6"
+RELEASE_FILES: tuple[str, ...] = ("Dockerfile", "docker-entrypoint.sh", "SHA256SUMS")
+
+
+def release_dir() -> Path:
+    """The folder of the real EMQX release; a clear error naming it when it is missing."""
+    path = Path(os.environ.get(RELEASE_DIR_ENV) or REPO.parent / "shared" / "emqx")
+    missing = [name for name in (*RELEASE_FILES, release_tarball_name()) if not (path / name).is_file()]
+    if missing:
+        raise RuntimeError(
+            f"the real EMQX release is missing from {path} ({', '.join(missing)}): the e2e tier runs "
+            f"EMQX {RELEASE_VERSION} built from source from ../shared/emqx (set ${RELEASE_DIR_ENV} to another copy)"
+        )
+    return path
+
+
+def release_tarball_name() -> str:
+    return f"emqx-{RELEASE_VERSION}-x86_64-otp26.tar.xz"
 
 
 @dataclass(frozen=True)
-class StandInImages:
+class E2eImages:
     """Tags built into the host's engine."""
 
     base: str
@@ -70,14 +79,6 @@ class StandInImages:
 
     def emqx_image(self, version: str) -> str:
         return self.emqx[version]
-
-
-def vendored_python() -> list[Path]:
-    """The installed pure-Python `proxy-protocol` package and its one dependency, for the shim."""
-    import proxyprotocol  # the test venv has both (requirements-dev.txt)
-    import typing_extensions
-
-    return [Path(proxyprotocol.__file__).parent, Path(typing_extensions.__file__)]
 
 
 def _hash_tree(paths: Iterable[Path], extra: Sequence[str]) -> str:
@@ -101,7 +102,7 @@ def _label(host: E2eHost, tag: str) -> str | None:
 
 
 def _build(host: E2eHost, context: Path, tag: str, key: str, build_args: dict[str, str]) -> None:
-    argv = ["build", "--quiet", "--tag", tag, "--label", f"{CONTEXT_LABEL}={key}"]
+    argv = ["build", "--quiet", "--network", "none", "--tag", tag, "--label", f"{CONTEXT_LABEL}={key}"]
     for name, value in build_args.items():
         argv += ["--build-arg", f"{name}={value}"]
     proc = subprocess.run(
@@ -118,33 +119,25 @@ def _build(host: E2eHost, context: Path, tag: str, key: str, build_args: dict[st
 
 
 def ensure_base(host: E2eHost) -> str:
-    tarball = ensure_rootfs()
+    tarball = built_rootfs()
     tag = f"{BASE_REPOSITORY}:{tarball.stem.removeprefix('rootfs-')}"  # e.g. bookworm-<hash>
     if _label(host, tag) is None:
         host.docker("import", "--change", f"LABEL {CONTEXT_LABEL}={tarball.name}", str(tarball), tag, timeout=600)
     return tag
 
 
-def emqx_context(directory: Path) -> Path:
-    """Assemble the EMQX stand-in's build context in `directory` (returned)."""
-    context = directory / "emqx"
-    shutil.copytree(IMAGES_DIR / "emqx", context)
-    standin = context / "standin"
-    standin.mkdir()
-    for package in STANDIN_PACKAGES:
-        (standin / package).mkdir(parents=True, exist_ok=True)
-        (standin / package / "__init__.py").write_text("")
-    for source in STANDIN_SOURCES:
-        path = REPO / source
-        if not path.exists():
-            raise RuntimeError(f"{source} is missing: the EMQX stand-in needs it")
-        shutil.copy2(path, standin / source)
-    for path in vendored_python():
-        if path.is_dir():
-            shutil.copytree(path, standin / path.name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(path, standin / path.name)
-    return context
+def emqx_key(base: str) -> str:
+    """The real EMQX image's key: its Dockerfile, entrypoint and the release's checksum (the
+    tarball is checked against SHA256SUMS before every build)."""
+    return _hash_tree([release_dir() / name for name in RELEASE_FILES], [base])
+
+
+def _verified_release(directory: Path) -> None:
+    done = subprocess.run(
+        ["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=directory, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the EMQX release in {directory} does not match its SHA256SUMS: {done.stdout}{done.stderr}")
 
 
 def ensure_images(
@@ -152,8 +145,8 @@ def ensure_images(
     emqx_versions: Sequence[str] = DEFAULT_EMQX_VERSIONS,
     nginx_version: str = DEFAULT_NGINX_VERSION,
     emqx_repository: str = DEFAULT_EMQX_REPOSITORY,
-) -> StandInImages:
-    """Build (or reuse) the stand-in images in `host`'s engine; returns their tags."""
+) -> E2eImages:
+    """Build (or reuse) the images in `host`'s engine; returns their tags."""
     seconds: dict[str, float] = {}
     started = time.monotonic()
     base = ensure_base(host)
@@ -166,7 +159,7 @@ def ensure_images(
         _build(host, IMAGES_DIR / "nginx", nginx_tag, key, {"BASE_IMAGE": base})
         seconds["nginx"] = time.monotonic() - started
 
-    with tempfile.TemporaryDirectory(prefix="prometheus-standin-context-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="prometheus-context-") as tmp:
         context = Path(tmp) / "prometheus"
         shutil.copytree(IMAGES_DIR / "prometheus", context)
         shutil.copy2(PROMETHEUS_BINARY, context / "prometheus")
@@ -177,16 +170,21 @@ def ensure_images(
             seconds["prometheus"] = time.monotonic() - started
 
     emqx: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="emqx-standin-context-") as tmp:
-        context = emqx_context(Path(tmp))
-        for version in emqx_versions:
-            tag = f"{emqx_repository}:{version}"
-            key = _hash_tree([context], [base, version])
-            if _label(host, tag) != key:
+    real_tag = f"{emqx_repository}:{RELEASE_VERSION}"
+    key = emqx_key(base)
+    if _label(host, real_tag) != key:
+        started = time.monotonic()
+        directory = release_dir()
+        _verified_release(directory)
+        _build(host, directory, real_tag, key, {"BASE_IMAGE": base})
+        seconds[f"emqx {RELEASE_VERSION}"] = time.monotonic() - started
+    for version in emqx_versions:
+        tag = f"{emqx_repository}:{version}"
+        if version != RELEASE_VERSION:
+            next_key = _hash_tree([IMAGES_DIR / "emqx-next"], [key, version])
+            if _label(host, tag) != next_key:
                 started = time.monotonic()
-                _build(host, context, tag, key, {"BASE_IMAGE": base, "EMQX_VERSION": version})
+                _build(host, IMAGES_DIR / "emqx-next", tag, next_key, {"EMQX_IMAGE": real_tag, "TAG": version})
                 seconds[f"emqx {version}"] = time.monotonic() - started
-            emqx[version] = tag
-    return StandInImages(
-        base=base, nginx=nginx_tag, emqx=emqx, prometheus=DEFAULT_PROMETHEUS_IMAGE, build_seconds=seconds
-    )
+        emqx[version] = tag
+    return E2eImages(base=base, nginx=nginx_tag, emqx=emqx, prometheus=DEFAULT_PROMETHEUS_IMAGE, build_seconds=seconds)

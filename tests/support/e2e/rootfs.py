@@ -1,8 +1,8 @@
-"""The stand-in images' base: a Debian minbase rootfs from debootstrap, cached as a tarball.
+"""The e2e images' base: a Debian minbase rootfs from debootstrap, cached as a tarball.
 
 No container registry is reachable on the test machines, so nothing can be pulled. The base
 is built from the machine's own apt mirror (the suite it runs), with every package the
-stand-ins need, users and directories the official images have, then `docker import`-ed.
+images need, users and directories the official images have, then `docker import`-ed.
 
 The tarball lives outside the repository in a versioned cache dir
 (`${EMQX_E2E_CACHE:-$HOME/.cache/emqx-cluster-e2e}/rootfs-<suite>-<hash>.tar`): the hash
@@ -30,21 +30,19 @@ CACHE_ENV = "EMQX_E2E_CACHE"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SUITE = "bookworm"
 
-# python3: the EMQX stand-in daemon; nginx + libnginx-mod-stream: the nginx stand-in (Debian
-# builds the stream module as a loadable module); mosquitto: the EMQX stand-in's MQTT engine;
-# procps and curl: like the official EMQX image, which installs both (emqx deploy/docker/
-# Dockerfile: `apt-get install ... ca-certificates procps curl`); the program's REST calls run
-# curl inside a node. python3-bcrypt (and python3-cffi-backend, which it needs through a virtual
-# package debootstrap does not resolve): the stand-in checks bcrypt hashes as EMQX does.
+# nginx + libnginx-mod-stream: the nginx image (Debian builds the stream module as a loadable
+# module). For the real EMQX 5.8.6 release (../shared/emqx/README.md "Runs on"; EMQX's
+# deploy/docker/Dockerfile installs `ca-certificates procps curl`): procps (`emqx ctl` calls
+# ps), curl (the program's REST calls run curl inside a node), ca-certificates, libssl3 (the
+# crypto NIF), libstdc++6 (the RocksDB NIF); bash and libtinfo6 come with minbase.
 PACKAGES: tuple[str, ...] = (
-    "python3",
     "nginx",
     "libnginx-mod-stream",
-    "mosquitto",
     "procps",
     "curl",
-    "python3-bcrypt",
-    "python3-cffi-backend",
+    "ca-certificates",
+    "libssl3",
+    "libstdc++6",
 )
 
 # Run in the chroot after debootstrap. Users as the official images have them: `emqx` 1000:1000
@@ -56,8 +54,6 @@ groupadd -r -g 1000 emqx
 useradd -r -m -u 1000 -g emqx -s /bin/bash emqx
 groupadd -r nginx
 useradd -r -g nginx -d /nonexistent -s /usr/sbin/nologin nginx
-mkdir -p /opt/emqx/bin /opt/emqx/data /opt/emqx/log /opt/emqx/etc /opt/emqx/standin
-chown -R emqx:emqx /opt/emqx
 mkdir -p /etc/nginx/tls /var/cache/nginx /var/log/nginx
 # Like the official nginx image: logs to the container's stdout/stderr.
 ln -sf /dev/stdout /var/log/nginx/access.log
@@ -174,6 +170,16 @@ def ensure_rootfs(source: AptSource | None = None, log: Path | None = None) -> P
             partial.rename(target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def built_rootfs() -> Path:
+    """The cached rootfs tarball, which `scripts/install-test-deps` builds before any test runs
+    (debootstrap needs the mirror; the e2e hosts reach nothing): a clear error naming that
+    command when it is missing, never a build inside a test."""
+    target = rootfs_path()
+    if not target.exists():
+        raise RuntimeError(f"the e2e base rootfs is not built ({target}): run scripts/install-test-deps")
     return target
 
 

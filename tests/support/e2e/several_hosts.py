@@ -1,6 +1,6 @@
 """Three e2e hosts on one bridge, each with its own Docker engine and sshd, for several-host stacks.
 
-Every host takes the same deploy key (the stack has one `sshPrivateKey`); the stand-in images
+Every host takes the same deploy key (the stack has one `sshPrivateKey`); the e2e images
 are built into each engine. Probes run inside a host's namespace, so connections come from its
 address: a cluster host's, or (from the machine) the bridge's own, which is no cluster host.
 """
@@ -105,12 +105,27 @@ def probe(
         if cert is not None:
             context.load_cert_chain(cert, key)
         try:
-            with context.wrap_socket(raw, suppress_ragged_eofs=False) as tls:  # a dropped handshake is an error
-                peer: dict[str, Any] = tls.getpeercert() or {}
-                subject = {name: value for ((name, value),) in peer["subject"]}
-                tls.settimeout(5)
-                tls.sendall(b"\n")
-                tls.recv(1)  # TLS 1.3: a refused client certificate shows on the first read (alert or EOF)
+            tls = context.wrap_socket(raw, suppress_ragged_eofs=False)  # a dropped handshake is an error
         except (ssl.SSLError, OSError, ValueError) as exc:
             return {"connected": True, "tls": False, "error": type(exc).__name__}
+        peer: dict[str, Any] = tls.getpeercert() or {}
+        subject = {name: value for ((name, value),) in peer["subject"]}
+        # TLS 1.3: the server's verdict on the client certificate comes after the client's
+        # handshake, on the first read: a refusal is a TLS alert (SSLError). An accepted client
+        # meets the port's own protocol instead: Erlang's distribution waits for the dialler's
+        # handshake (dist_util: the connecting side sends its name first), so the read times
+        # out; gen_rpc drops a connection that sends it nothing it knows (EOF, with or without
+        # close_notify, or a reset). None of these is a TLS refusal.
+        tls.settimeout(3)
+        try:
+            tls.recv(1)
+        except ssl.SSLEOFError:
+            pass
+        except ssl.SSLError as exc:
+            return {"connected": True, "tls": False, "error": type(exc).__name__}
+        except OSError:  # timeout, reset
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                tls.close()
     return {"connected": True, "tls": True, "peer": subject.get("commonName")}

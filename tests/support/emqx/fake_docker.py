@@ -1,40 +1,32 @@
-"""A fake `docker` CLI for testing the host scripts against an EMQX 5 cluster without Docker.
+"""A fake `docker` CLI whose containers are EMQX nodes reduced to their cluster membership: the
+model kept for the tests a real broker would make too slow (tests/integration/test_rollout_order.py
+walks whole stacks of 5 nodes through upgrades and failures, tests/integration/test_preflight.py
+needs an engine that answers or not). Everything EMQX itself decides is tested on the real
+release (tests/support/emqx_nodes.py); test_cluster_formation.py checks that this fake answers
+the `emqx ctl` commands the program's scripts read with the texts real EMQX 5.8.6 prints.
 
 The `bin/docker` script next to this module is a thin shim over `main()` below; all state
-(containers, EMQX cluster membership, scenario knobs and a log of every invocation) lives in
-one JSON file named by the FAKE_DOCKER_STATE environment variable, so the script under test,
-run as a subprocess (or over SSH), and the test itself see the same world.
+(containers, cluster membership, scenario knobs and a log of every invocation) lives in one JSON
+file named by the FAKE_DOCKER_STATE environment variable, so the script under test, run as a
+subprocess, and the test itself see the same world. Stdlib only: the shim runs under the system
+python3.
 
-Stdlib only, Python >= 3.11, importable without pytest: the shim runs under the system
-python3, which has neither the venv nor pytest.
-
-The `emqx ctl` texts are EMQX 5.8's, from apps/emqx_management/src/emqx_mgmt_cli.erl
-(github.com/emqx/emqx, functions status/1 and cluster/1), and the join/leave/force-leave
-outcomes follow mria:join/2, mria:leave/0 and mria:force_leave/1 (github.com/emqx/mria,
-src/mria.erl), which that CLI calls:
-
-- join self                      -> "Ignore."
-- join a seed that is down       -> "Failed to join the cluster: {node_down,'<seed>'}"
-- join a seed already in cluster -> "Failed to join the cluster: {already_in_cluster,'<seed>'}"
-- join ok                        -> "Join the cluster successfully." + "Cluster status: #{...}"
-- leave with no other running member -> "Failed to leave the cluster: node_not_in_cluster"
-- force-leave self               -> "Ignore."
-- force-leave a non-member       -> "Failed to remove the node from cluster: node_not_in_cluster"
-
-`emqx ctl` exits 0 after printing any of these (emqx_ctl only fails for a node that does not
-answer), which is why host scripts must parse the text, and why the fake keeps exit 0.
-
-Every container is an EMQX node configured by its environment, and the fake enforces what
-EMQX 5.8 enforces on it (rules and source citations in emqx58.py, next to this module):
-`EMQX_*` values are parsed as HOCON the way hocon_tconf does; a node boots only if its
-configuration is valid and none of its sockets (MQTT and dashboard listeners, distribution
-4370+N, RPC 5369 or 5370+N) collides with a running container's, as on one host network; a
-container that fails to boot is "restarting" (restart: always) and refuses `docker exec`;
-every `emqx ctl` / `emqx ping` first passes bin/emqx's checks (node name as written, RAW
-cookie vs the booted cookie), with the container's environment; the dashboard's default admin
-is stored on first boot only (no `mnesia/<node>` in the data dir yet), never validated.
-A container added without `env` gets `default_env(node)`: a valid environment whose only
-sockets are the distribution and stateless RPC ports of its node name.
+What it answers, as EMQX 5.8.6 and Docker do:
+- `exec <c> /opt/emqx/bin/emqx ctl status | cluster join|leave|force-leave|status --json`: the
+  texts of emqx_mgmt_cli.erl:66-147, exit 0 (status:
+  "Node '<node>' 5.8.6 is started"; join: "Join the cluster successfully.", "Failed to join the
+  cluster: {node_down,'<seed>'}" / "{already_in_cluster,'<seed>'}", "Ignore." for itself; leave:
+  "Leave the cluster successfully.", "Failed to leave the cluster: node_not_in_cluster" when no
+  other member runs; force-leave: "Remove the node from cluster successfully.", "Failed to
+  remove the node from cluster: node_not_in_cluster"; `--json`: jiffy's pretty print,
+  stopped_nodes first); with the knob `emqx_running` false, bin/emqx's "Node '<node>' not
+  responding to pings." on stderr, exit 1;
+- `exec -i <c> curl --silent --show-error --config -`: the program's REST calls, answered as the
+  node's API does (import_users: 200 with the counts, an existing user overridden; DELETE user:
+  204, 404 when there is none; PUT the file source's rules: 204), behind the API key of the
+  node's access files (401 BAD_API_KEY_OR_SECRET otherwise);
+- `ps`, `info`, `start`, `stop`; "Error response from daemon: No such container: <c>" and
+  "container <id> is not running" (moby daemon/exec.go errNotRunning), exit 1.
 """
 
 from __future__ import annotations
@@ -56,35 +48,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-try:  # imported as tests.support.emqx.fake_docker, or by bin/docker from this directory
-    from . import emqx58, emqx58_access
-except ImportError:
-    import emqx58  # type: ignore[import-not-found,no-redef]
-    import emqx58_access  # type: ignore[import-not-found,no-redef]
-
 STATE_ENV = "FAKE_DOCKER_STATE"
 BIN_DIR = Path(__file__).resolve().parent / "bin"
 DOCKER_SCRIPT = BIN_DIR / "docker"
 
 DEFAULT_EMQX_VERSION = "5.8.6"
-DEFAULT_IMAGE = f"emqx/emqx:{DEFAULT_EMQX_VERSION}"
 FAKE_SERVER_VERSION = "27.3.1"
-EMQX_CTL = "/opt/emqx/bin/emqx"
+BROKER_DATA_DIR = "/opt/emqx/data"  # the image's node.data_dir (relative "data" under /opt/emqx)
+NODE_LABEL = "io.emqx-cluster.node"  # components/names.py (this module imports nothing of the program)
 
 # Scenario knobs settable per container, with their defaults.
 KNOB_DEFAULTS: dict[str, Any] = {
-    # How many joins answer {node_down,Seed} before one succeeds (decremented per join).
-    "join_failures_before_success": 0,
     # Erlang term printed after "Failed to join the cluster: " on every join, e.g.
-    # "{cannot_join_to_replicant,'emqx1@127.0.0.1'}"; None = no permanent error.
+    # "{cannot_join_to_replicant,'emqx1@127.0.0.1'}" (a join that never succeeds); None = none.
     "join_permanent_error": None,
-    # Same for "Failed to leave the cluster: " and "Failed to remove the node from cluster: ".
-    "leave_permanent_error": None,
-    "force_leave_permanent_error": None,
-    # Nodes this container's `cluster status` reports under stopped_nodes even if running.
-    "status_hides": [],
-    # Seconds every `docker exec` into this container sleeps before answering (not under lock).
-    "exec_delay_seconds": 0.0,
     # False = container up but EMQX not (yet) answering: ctl prints "not responding to pings".
     "emqx_running": True,
 }
@@ -99,23 +76,13 @@ DAEMON_DOWN_TEXT = "Cannot connect to the Docker daemon at unix:///var/run/docke
 
 def empty_state() -> dict[str, Any]:
     """A world with no containers; `clusters` is a list of disjoint member lists."""
-    return {
-        "version": 1,
-        "daemon_down": False,
-        "containers": {},
-        "external_nodes": {},
-        "clusters": [],
-        "calls": [],
-    }
+    return {"version": 2, "daemon_down": False, "containers": {}, "clusters": [], "calls": []}
 
 
 @contextlib.contextmanager
 def locked_state(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield the state for read-modify-write under an exclusive lock; saved on clean exit.
-
-    Concurrent fake-docker processes (scripts running in parallel over several hosts) must
-    not lose each other's call-log entries, hence the lock around the whole update.
-    """
+    """Yield the state for read-modify-write under an exclusive lock; saved on clean exit
+    (scripts running side by side must not lose each other's call-log entries)."""
     lock_path = path.with_name(path.name + ".lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -139,7 +106,6 @@ def read_state(path: Path) -> dict[str, Any]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Replace `path` keeping its mode, so a shared (0666) state stays writable by others."""
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
     try:
@@ -159,7 +125,7 @@ def container_id(name: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Cluster model helpers (pure functions on the state dict).
+# Cluster membership (pure functions on the state dict).
 # --------------------------------------------------------------------------------------------
 
 
@@ -186,7 +152,7 @@ def _detach(state: dict[str, Any], node: str) -> None:
 
 
 def _attach(state: dict[str, Any], node: str, seed: str) -> None:
-    """Move `node` into `seed`'s cluster (mria drops the joiner's old membership first)."""
+    """Move `node` into `seed`'s cluster."""
     old = _cluster_index(state, node)
     if old is not None:
         state["clusters"][old].remove(node)
@@ -201,114 +167,34 @@ def _attach(state: dict[str, Any], node: str, seed: str) -> None:
 
 def node_is_running(state: Mapping[str, Any], node: str) -> bool:
     """Whether EMQX on `node` answers: its container is up and EMQX in it started."""
-    for c in state["containers"].values():
-        if c["node"] == node:
-            return bool(c["running"] and c.get("emqx_running", True))
-    ext = state["external_nodes"].get(node)
-    return bool(ext and ext["running"])
-
-
-# --------------------------------------------------------------------------------------------
-# Text renderers for EMQX output.
-# --------------------------------------------------------------------------------------------
-
-
-def erl_cluster_status(running: Sequence[str], stopped: Sequence[str]) -> str:
-    """`Cluster status: ~p` of the cluster_info() map (emqx58.cluster_status_text), no newline."""
-    return emqx58.cluster_status_text(running, stopped).rstrip("\n")
+    return any(c["node"] == node and c["running"] and c["emqx_running"] for c in state["containers"].values())
 
 
 def cluster_info(state: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, list[str]]:
-    """running/stopped members as seen from `container`, honouring its `status_hides`."""
-    hides = set(container.get("status_hides", []))
     members = members_of(state, container["node"])
-    running = [n for n in members if node_is_running(state, n) and n not in hides]
-    stopped = [n for n in members if n not in running]
-    return {"running_nodes": sorted(running), "stopped_nodes": sorted(stopped)}
+    running = [n for n in members if node_is_running(state, n)]
+    return {"running_nodes": running, "stopped_nodes": [n for n in members if n not in running]}
 
 
 def json_cluster_status(info: Mapping[str, list[str]]) -> str:
-    """`cluster status --json` (emqx58.cluster_status_json: jiffy pretty, " : "), no newline."""
-    return emqx58.cluster_status_json(info["running_nodes"], info["stopped_nodes"]).rstrip("\n")
+    """`cluster status --json` as EMQX 5.8.6 prints it (emqx_mgmt_cli.erl:145-147, jiffy's pretty
+    print of the sorted map, "stopped_nodes" first; an empty list is `[` blank line `]`)."""
+
+    def array(items: Sequence[str]) -> str:
+        inner = ",\n".join(f'    "{item}"' for item in items) if items else "    "
+        return f"[\n{inner}\n  ]"
+
+    return (
+        f'{{\n  "stopped_nodes" : {array(info["stopped_nodes"])},\n'
+        f'  "running_nodes" : {array(info["running_nodes"])}\n}}'
+    )
 
 
-CLUSTER_USAGE = emqx58.CLUSTER_USAGE.rstrip("\n")
-
-
-# --------------------------------------------------------------------------------------------
-# EMQX node configuration: environment, boot, data dir.
-# --------------------------------------------------------------------------------------------
-
-# A valid cookie for containers added without an environment: a bare HOCON token that HOCON
-# keeps as it is, so bin/emqx's raw comparison passes (emqx58.cli_precheck).
-FAKE_COOKIE = "fakeDockerCookie0123456789"
-BROKER_DATA_DIR = "/opt/emqx/data"  # the image's node.data_dir (relative "data" under /opt/emqx)
-
-
-def default_env(node: str) -> dict[str, str]:
-    """A valid EMQX environment for `node` on a shared host: every default MQTT listener and the
-    dashboard off, stateless RPC; its only sockets are 4370+N and 5370+N (N from the name)."""
-    env = {
-        "EMQX_NODE__NAME": node,
-        "EMQX_NODE__COOKIE": FAKE_COOKIE,
-        "EMQX_RPC__PORT_DISCOVERY": "stateless",
-        "EMQX_DASHBOARD__LISTENERS__HTTP__BIND": "0",
-    }
-    for listener in emqx58.DEFAULT_LISTENER_BINDS:
-        env[f"EMQX_LISTENERS__{listener.upper()}__DEFAULT__ENABLE"] = "false"
-    return env
-
-
-def _node_config(c: Mapping[str, Any]) -> emqx58.NodeConfig:
-    return emqx58.resolve_node(emqx58.image_environment(c["env"]))
-
-
-def _admin_file(c: Mapping[str, Any], node: str) -> Path | None:
-    return Path(c["data_dir"]) / "mnesia" / node / "fake-emqx-dashboard-admin.json" if c.get("data_dir") else None
-
-
-def _boot(state: dict[str, Any], name: str) -> None:
-    """Start container `name`: EMQX boots, or the container keeps restarting (restart: always).
-
-    Sockets are checked against every other running container of this (one) host network.
-    On a successful first boot (no mnesia/<node> in the data dir) the default dashboard admin
-    is stored, as emqx_dashboard_admin:add_default_user/2 does (emqx58.default_admin).
-    """
-    c = state["containers"][name]
-    config = _node_config(c)
-    others = [_node_config(o) for n, o in state["containers"].items() if n != name and o["running"]]
-    errors = emqx58.boot_errors(config, others)
-    c["boot_error"] = "\n".join(errors) if errors else None
-    c["running"] = not errors
-    c["restarting"] = bool(errors)
-    if errors:
-        return
-    c["node"] = config.name
-    if _cluster_index(state, config.name) is None:
-        state["clusters"].append([config.name])
-    admin = emqx58.default_admin(config)
-    path = _admin_file(c, config.name)
-    if path is not None:
-        try:
-            if not path.parent.exists():
-                path.parent.mkdir(parents=True)
-                path.write_text(json.dumps(admin))
-            return
-        except OSError:
-            pass  # data dir not writable by this user: keep the record in the state instead
-    c.setdefault("mnesia", {})
-    if config.name not in c["mnesia"]:
-        c["mnesia"][config.name] = admin
-
-
-def stored_admin(c: Mapping[str, Any]) -> list[str] | None:
-    """The dashboard admin (username, password) the node's data holds, None if none."""
-    path = _admin_file(c, c["node"])
-    if path is not None and path.exists():
-        value = json.loads(path.read_text())
-        return list(value) if value else None
-    value = c.get("mnesia", {}).get(c["node"])
-    return list(value) if value else None
+def erl_cluster_status(info: Mapping[str, list[str]]) -> str:
+    """`Cluster status: ~p` after a join, leave or force-leave (one line here; EMQX's ~p wraps
+    past 80 columns, and no script reads this line)."""
+    quoted = {key: ",".join(f"'{n}'" for n in nodes) for key, nodes in info.items()}
+    return f"Cluster status: #{{running_nodes => [{quoted['running_nodes']}],stopped_nodes => [{quoted['stopped_nodes']}]}}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,34 +218,21 @@ class Result:
 
 
 def _emqx_ctl(state: dict[str, Any], c: dict[str, Any], args: list[str], res: Result) -> None:
-    """`emqx ctl <args>` inside container `c` (texts: emqx_mgmt_cli.erl, emqx_ctl.erl, EMQX 5.8)."""
+    """`emqx ctl <args>` inside container `c` (texts: emqx_mgmt_cli.erl at v5.8.6)."""
     node = c["node"]
-    if not c.get("emqx_running", True):
-        # bin/emqx assert_node_alive: nodetool's ping fails, its message goes to stderr, exit 1.
-        res.err(emqx58.not_responding_text(node).rstrip("\n"))
+    if not c["emqx_running"]:
+        # bin/emqx assert_node_alive: nodetool's ping fails; its message on stderr, exit 1.
+        res.err(f"Node '{node}' not responding to pings.")
         res.rc = 1
         return
-
-    def status_lines() -> None:
-        info = cluster_info(state, c)
-        res.out(erl_cluster_status(info["running_nodes"], info["stopped_nodes"]))
-
     match args:
-        case []:
-            # emqx_ctl:run_command([]) -> help(), ok: exit 0.
-            res.stdout += emqx58.ctl_help_text()
         case ["status"]:
-            res.stdout += emqx58.status_text(node, c.get("version", DEFAULT_EMQX_VERSION))
-        case ["status", *_]:
-            res.stdout += emqx58.STATUS_USAGE
+            res.out(f"Node '{node}' {c['version']} is started")
         case ["cluster", "join", seed]:
             if seed == node:
                 res.out("Ignore.")
             elif c.get("join_permanent_error"):
                 res.out(f"Failed to join the cluster: {c['join_permanent_error']}")
-            elif int(c.get("join_failures_before_success", 0)) > 0:
-                c["join_failures_before_success"] = int(c["join_failures_before_success"]) - 1
-                res.out(f"Failed to join the cluster: {{node_down,'{seed}'}}")
             elif not node_is_running(state, seed):
                 res.out(f"Failed to join the cluster: {{node_down,'{seed}'}}")
             elif seed in members_of(state, node):
@@ -367,85 +240,30 @@ def _emqx_ctl(state: dict[str, Any], c: dict[str, Any], args: list[str], res: Re
             else:
                 _attach(state, node, seed)
                 res.out("Join the cluster successfully.")
-                status_lines()
+                res.out(erl_cluster_status(cluster_info(state, c)))
         case ["cluster", "leave"]:
-            others = [n for n in members_of(state, node) if n != node and node_is_running(state, n)]
-            if c.get("leave_permanent_error"):
-                res.out(f"Failed to leave the cluster: {c['leave_permanent_error']}")
-            elif not others:
+            if not [n for n in members_of(state, node) if n != node and node_is_running(state, n)]:
                 res.out("Failed to leave the cluster: node_not_in_cluster")
             else:
                 _detach(state, node)
                 res.out("Leave the cluster successfully.")
-                status_lines()
+                res.out(erl_cluster_status(cluster_info(state, c)))
         case ["cluster", "force-leave", target]:
             if target == node:
                 res.out("Ignore.")
-            elif c.get("force_leave_permanent_error"):
-                res.out(f"Failed to remove the node from cluster: {c['force_leave_permanent_error']}")
             elif target not in members_of(state, node):
                 res.out("Failed to remove the node from cluster: node_not_in_cluster")
             else:
                 _detach(state, target)
                 res.out("Remove the node from cluster successfully.")
-                status_lines()
-        case ["cluster", "status"]:
-            status_lines()
+                res.out(erl_cluster_status(cluster_info(state, c)))
         case ["cluster", "status", "--json"]:
             res.out(json_cluster_status(cluster_info(state, c)))
-        case ["cluster", *_]:
-            res.out(CLUSTER_USAGE)
-        case ["admins", "passwd", username, password]:
-            # emqx_dashboard_cli admins(["passwd", ...]) -> emqx_dashboard_admin:change_password/2:
-            # legal_password/1 first; errors print "Error: ~s~n" (exit 0, the command returned ok).
-            problem = emqx58.legal_password(password)
-            admin = stored_admin(c)
-            if problem is None and (admin is None or admin[0] != username):
-                problem = "username_not_found"  # update_pwd/2 aborts with this binary
-            if problem is not None:
-                res.out(f"Error: {problem}")
-            else:
-                _store_admin(c, [username, password])
-                res.out("ok")
-        case ["admins", *_]:
-            res.stdout += emqx58.ADMINS_USAGE
         case _:
-            # emqx_ctl:run_command/1: an unknown command prints help() and returns
+            # emqx_ctl:run_command/1: an unknown command prints the help and returns
             # {error, cmd_not_found}; nodetool rpc_infinity halts with 1 on anything but ok.
-            res.stdout += emqx58.ctl_help_text()
+            res.out(f"fake docker: `emqx ctl {' '.join(args)}` is not emulated")
             res.rc = 1
-
-
-def _store_admin(c: dict[str, Any], admin: list[str]) -> None:
-    path = _admin_file(c, c["node"])
-    if path is not None and path.exists():
-        path.write_text(json.dumps(admin))
-    else:
-        c.setdefault("mnesia", {})[c["node"]] = admin
-
-
-def _exec_env(args: list[str]) -> dict[str, str]:
-    """`docker exec -e K=V` / `--env K=V` / `--env=K=V` options (added to the container's env)."""
-    env: dict[str, str] = {}
-    i = 0
-    while i < len(args) and args[i].startswith("-") and args[i] != "--":
-        opt = args[i]
-        value = None
-        if opt in ("-e", "--env") and i + 1 < len(args):
-            value, i = args[i + 1], i + 2
-        elif opt.startswith("--env="):
-            value, i = opt.split("=", 1)[1], i + 1
-        elif opt in _EXEC_VALUE_OPTS:
-            i += 2
-        else:
-            i += 1
-        if value is not None:
-            key, sep, val = value.partition("=")
-            if sep:
-                env[key] = val
-            else:
-                env.setdefault(key, os.environ.get(key, ""))
-    return env
 
 
 _EXEC_VALUE_OPTS = {"-e", "--env", "--env-file", "-u", "--user", "-w", "--workdir", "--detach-keys"}
@@ -461,10 +279,7 @@ def _split_exec_args(args: list[str]) -> tuple[str | None, list[str]]:
             break
         if not a.startswith("-") or a == "-":
             break
-        if a in _EXEC_VALUE_OPTS:
-            i += 2
-            continue
-        i += 1  # boolean flags (-i, -t, -it, -d, --privileged) and --opt=value forms
+        i += 2 if a in _EXEC_VALUE_OPTS else 1
     if i >= len(args):
         return None, []
     return args[i], args[i + 1 :]
@@ -482,7 +297,6 @@ def _lookup(state: Mapping[str, Any], ref: str) -> tuple[str, dict[str, Any]] | 
 
 
 def _lookup_or_report(state: Mapping[str, Any], ref: str, res: Result) -> tuple[str, dict[str, Any]] | None:
-    """`_lookup`, answering the daemon's "No such container" (exit 1) when there is none."""
     found = _lookup(state, ref)
     if found is None:
         res.err(f"Error response from daemon: No such container: {ref}")
@@ -500,43 +314,20 @@ def _cmd_exec(state: dict[str, Any], args: list[str], res: Result) -> None:
     if found is None:
         return
     _, c = found
-    if c.get("restarting"):
-        # moby daemon/errors.go errContainerIsRestarting(ctr.ID): EMQX failed to boot and
-        # `restart: always` keeps restarting the container.
-        res.err(f"Error response from daemon: Container {c['id']} is restarting, wait until the container is running")
-        res.rc = 1
-        return
     if not c["running"]:
-        # moby daemon/exec.go: errNotRunning(ctr.ID) -> the full id, not the name.
         res.err(f"Error response from daemon: container {c['id']} is not running")
         res.rc = 1
         return
-    prog = os.path.basename(argv[0])
-    is_ctl = (prog == "emqx" and argv[1:2] == ["ctl"]) or prog == "emqx_ctl"
-    if is_ctl or (prog == "emqx" and argv[1:] == ["ping"]):
-        # bin/emqx checks the node name and the RAW cookie before talking to the node, with the
-        # exec'd process's environment: the container's plus `docker exec -e`.
-        failure = emqx58.cli_precheck({**c["env"], **_exec_env(args)}, _node_config(c))
-        if failure is not None:
-            res.stderr += failure.stderr
-            res.rc = failure.rc
-            return
-    if is_ctl:
-        _emqx_ctl(state, c, argv[2:] if prog == "emqx" else argv[1:], res)
-    elif prog == "curl" and argv[1:] == ["--silent", "--show-error", "--config", "-"]:
+    if os.path.basename(argv[0]) == "emqx" and argv[1:2] == ["ctl"]:
+        _emqx_ctl(state, c, argv[2:], res)
+    elif argv[0] == "curl" and argv[1:] == ["--silent", "--show-error", "--config", "-"]:
         _curl(state, c, sys.stdin.read(), res)
-    elif prog == "emqx" and argv[1:] == ["ping"]:
-        if c.get("emqx_running", True):
-            res.out("pong")  # bin/nodetool ping
-        else:
-            res.err(emqx58.not_responding_text(c["node"]).rstrip("\n"))
-            res.rc = 1
     else:
         res.err(
             "OCI runtime exec failed: exec failed: unable to start container process: "
             f'exec: "{argv[0]}": executable file not found in $PATH: unknown'
         )
-        res.err("(fake docker: only `emqx ctl ...`, `emqx_ctl ...`, `emqx ping` and `curl --config -` are emulated)")
+        res.err("(fake docker: only `emqx ctl ...` and `curl --config -` are emulated)")
         res.rc = 127
 
 
@@ -545,17 +336,16 @@ _AUTHN = "/api/v5/authentication/password_based%3Abuilt_in_database"
 
 
 def _curl(state: dict[str, Any], c: dict[str, Any], config: str, res: Result) -> None:
-    """The node's own curl against its REST API (the program's access calls): the request read as
-    curl reads `--config -`, answered as EMQX 5.8.6 does (emqx58_access has the rules), the
-    reply's last line its HTTP code (`write-out`). The built-in database and the rules are the
-    cluster's, kept in the fake's state; the API key is the node's access file's."""
+    """The node's own curl against its REST API: the request read as curl reads `--config -`,
+    the reply's last line its HTTP code (`write-out`). The users and rules are the cluster's,
+    kept in the state; the API key is the node's access files'."""
     request = {
         key: re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m[1], m[1]), value)
         for key, value in (m.groups() for m in map(_CURL_LINE.match, config.splitlines()) if m)
     }
     url = urllib.parse.urlsplit(request.get("url", ""))
-    bind = emqx58.parse_env_value(c["env"].get("EMQX_DASHBOARD__LISTENERS__HTTP__BIND", "18083")).value
-    if not c.get("emqx_running", True) or str(bind).rsplit(":", 1)[-1] != str(url.port):
+    bind = c["env"].get("EMQX_DASHBOARD__LISTENERS__HTTP__BIND", "18083").strip('"')
+    if not c["emqx_running"] or bind.rsplit(":", 1)[-1] != str(url.port):
         res.err(f"curl: (7) Failed to connect to {url.hostname} port {url.port}: Connection refused")
         res.rc = 7
         return
@@ -563,48 +353,46 @@ def _curl(state: dict[str, Any], c: dict[str, Any], config: str, res: Result) ->
     res.stdout += f"{body}\n{code}"
 
 
+def _api_keys(c: Mapping[str, Any]) -> dict[str, str]:
+    """The node's bootstrap API keys, `key:secret:role` lines (emqx_mgmt_auth.erl)."""
+    path = Path(c["access_dir"]) / "api-keys" if c.get("access_dir") else None
+    if path is None or not path.exists():
+        return {}
+    return {line.split(":")[0]: line.split(":")[1] for line in path.read_text().splitlines() if line.count(":") >= 1}
+
+
 def _rest(
     state: dict[str, Any], c: Mapping[str, Any], method: str, url: urllib.parse.SplitResult, request: Mapping[str, str]
 ) -> tuple[int, str]:
-    access = Path(c["access_dir"]) if c.get("access_dir") else None
-    keys = emqx58_access.parse_api_keys((access / "api-keys").read_text())[0] if access else {}
     key, _, secret = request.get("user", "").partition(":")
-    if keys.get(key) != secret or not secret:
+    if not secret or _api_keys(c).get(key) != secret:
         return 401, '{"code":"BAD_API_KEY_OR_SECRET","message":"Check api_key/api_secret"}'
-    users = emqx58_access.UserDb.from_json(state.setdefault("authn_users", []))
+    users: dict[str, Any] = {row["user_id"]: row for row in state.setdefault("authn_users", [])}
     if method == "POST" and url.path == f"{_AUTHN}/import_users":
-        rows = [emqx58_access.UserRow.from_json(item) for item in json.loads(request.get("data-binary", "[]"))]
-        counts = users.import_rows(rows, override=True)
-        state["authn_users"] = users.to_json()
+        counts = {"total": 0, "success": 0, "failed": 0, "override": 0, "skipped": 0}
+        for row in json.loads(request.get("data-binary", "[]")):
+            counts["total"] += 1
+            counts["override" if row["user_id"] in users else "success"] += 1  # override => true
+            users[row["user_id"]] = row
+        state["authn_users"] = list(users.values())
         return 200, json.dumps(counts, separators=(",", ":"))
     if method == "DELETE" and url.path.startswith(f"{_AUTHN}/users/"):
-        if users.rows.pop(url.path.rsplit("/", 1)[1], None) is None:
+        if users.pop(url.path.rsplit("/", 1)[1], None) is None:
             return 404, '{"code":"NOT_FOUND","message":"User not found"}'
-        state["authn_users"] = users.to_json()
+        state["authn_users"] = list(users.values())
         return 204, ""
     if method == "PUT" and url.path == "/api/v5/authorization/sources/file":
-        rules = str(json.loads(request.get("data-binary", "{}")).get("rules", ""))
-        try:
-            emqx58_access.parse_acl(rules)
-        except emqx58_access.AclError as exc:
-            return 400, json.dumps({"code": "BAD_REQUEST", "message": str(exc)})
-        state["authz_rules"] = rules
+        state["authz_rules"] = str(json.loads(request.get("data-binary", "{}")).get("rules", ""))
         return 204, ""
     return 404, '{"code":"NOT_FOUND","message":"fake docker: not emulated"}'
 
 
-def _ps_status_text(c: Mapping[str, Any]) -> str:
-    if c.get("restarting"):
-        return "Restarting (1) Less than a second ago"
-    return "Up 5 minutes" if c["running"] else "Exited (0) 1 minute ago"
-
-
 def _ps_state(c: Mapping[str, Any]) -> str:
-    return "restarting" if c.get("restarting") else "running" if c["running"] else "exited"
+    return "running" if c["running"] else "exited"
 
 
 def _cmd_ps(state: dict[str, Any], args: list[str], res: Result) -> None:
-    show_all = quiet = no_trunc = False
+    show_all = quiet = False
     fmt: str | None = None
     filters: dict[str, list[str]] = {}
     it = iter(args)
@@ -613,107 +401,84 @@ def _cmd_ps(state: dict[str, Any], args: list[str], res: Result) -> None:
             show_all = True
         elif a in ("-q", "--quiet"):
             quiet = True
-        elif a == "--no-trunc":
-            no_trunc = True
+        elif a in ("-aq", "-qa"):
+            show_all = quiet = True
         elif a in ("-f", "--filter") or a.startswith("--filter="):
             spec = a.split("=", 1)[1] if a.startswith("--filter=") else next(it, "")
             key, _, value = spec.partition("=")
             filters.setdefault(key, []).append(value)
         elif a == "--format" or a.startswith("--format="):
             fmt = a.split("=", 1)[1] if a.startswith("--format=") else next(it, "")
-        elif a in ("-aq", "-qa"):
-            show_all = quiet = True
         else:
             res.err(f"unknown flag: {a}")
             res.rc = 125
             return
-    # A status filter lists stopped containers too, as docker does.
-    show_all = show_all or "status" in filters
-    rows: list[tuple[str, dict[str, Any]]] = []
+    show_all = show_all or "status" in filters  # a status filter lists stopped containers too
     for name, c in sorted(state["containers"].items()):
-        state_word = _ps_state(c)
-        if not show_all and state_word != "running" and state_word != "restarting":
-            continue
-        if "status" in filters and state_word not in filters["status"]:
+        word = _ps_state(c)
+        if (not show_all and word != "running") or ("status" in filters and word not in filters["status"]):
             continue
         if "name" in filters and not any(re.search(p, name) or re.search(p, "/" + name) for p in filters["name"]):
             continue
-        if "id" in filters and not any(c["id"].startswith(p) for p in filters["id"]):
+        if "label" in filters and not all(_labelled(c, label) for label in filters["label"]):
             continue
-        rows.append((name, c))
-    for name, c in rows:
-        cid = c["id"] if no_trunc else c["id"][:12]
         if quiet:
-            res.out(cid)
-        elif fmt is not None:
-            res.out(
-                fmt.replace("{{.ID}}", cid)
-                .replace("{{.Names}}", name)
-                .replace("{{.Image}}", c["image"])
-                .replace("{{.Status}}", _ps_status_text(c))
-                .replace("{{.State}}", _ps_state(c))
-                .replace("\\t", "\t")
-            )
-    if not quiet and fmt is None:
-        res.out("CONTAINER ID   IMAGE   COMMAND   CREATED   STATUS   PORTS   NAMES")
-        for name, c in rows:
-            res.out(
-                f'{c["id"][:12]}   {c["image"]}   "/usr/bin/docker-entrypoint.sh /opt/emqx/bin/emqx foreground"'
-                f"   10 minutes ago   {_ps_status_text(c)}      {name}"
-            )
+            res.out(c["id"][:12])
+        else:
+            res.out((fmt or "{{.ID}} {{.Names}}").replace("{{.ID}}", c["id"][:12]).replace("{{.Names}}", name))
+
+
+def _labelled(c: Mapping[str, Any], spec: str) -> bool:
+    """Every container here is a broker: labelled NODE_LABEL=<its node> (broker_cluster.py)."""
+    key, equals, value = spec.partition("=")
+    return key == NODE_LABEL and (not equals or value == c["node"])
 
 
 def _cmd_start_stop(state: dict[str, Any], verb: str, args: list[str], res: Result) -> None:
-    refs = [a for a in args if not a.startswith("-")]
-    for ref in refs:
+    for ref in (a for a in args if not a.startswith("-")):
         found = _lookup_or_report(state, ref, res)
         if found is None:
             continue
-        name, c = found
         if verb == "stop":
-            c["running"] = c["restarting"] = False
+            found[1]["running"] = False
         else:
-            _boot(state, name)
+            _boot(state, found[0])
         res.out(ref)
 
 
 def _cmd_info(state: dict[str, Any], args: list[str], res: Result) -> None:
-    if "--format" in args or any(a.startswith("--format=") for a in args):
+    if any("DriverStatus" in a for a in args):
         # `{{json .DriverStatus}}` as Docker prints it for the classic overlay2 store, or for
         # the containerd image store (`image_store: containerd`).
-        if any("DriverStatus" in a for a in args):
-            containerd = state.get("image_store") == "containerd"
-            res.out(
-                '[["driver-type","io.containerd.snapshotter.v1"]]'
-                if containerd
-                else '[["Backing Filesystem","extfs"],["Supports d_type","true"],["Using metacopy","false"]]'
-            )
-            return
-        res.out(FAKE_SERVER_VERSION)
+        containerd = state.get("image_store") == "containerd"
+        res.out(
+            '[["driver-type","io.containerd.snapshotter.v1"]]'
+            if containerd
+            else '[["Backing Filesystem","extfs"],["Supports d_type","true"],["Using metacopy","false"]]'
+        )
         return
-    res.out("Client:\n Version:    " + FAKE_SERVER_VERSION + "\n Context:    default\n")
-    res.out("Server:\n Server Version: " + FAKE_SERVER_VERSION + "\n Storage Driver: overlay2")
+    res.out(f"Server:\n Server Version: {FAKE_SERVER_VERSION}\n Storage Driver: overlay2")
+
+
+def _boot(state: dict[str, Any], name: str) -> None:
+    """Start container `name`: its node runs, in its cluster (a node never joined: alone)."""
+    c = state["containers"][name]
+    c["running"] = True
+    if _cluster_index(state, c["node"]) is None:
+        state["clusters"].append([c["node"]])
 
 
 def dispatch(state: dict[str, Any], argv: list[str], res: Result) -> None:
     """Run one docker command line (argv without the program name) against `state`."""
     args = list(argv)
-    while args and args[0] in ("-D", "--debug"):
-        args.pop(0)
     if not args:
         res.out("Usage:  docker [OPTIONS] COMMAND")
-        return
-    if args[0] in ("--version", "-v"):
-        res.out(f"Docker version {FAKE_SERVER_VERSION}, build fake")
         return
     if state.get("daemon_down"):
         res.err(DAEMON_DOWN_TEXT)
         res.rc = 1
         return
     cmd, rest = args[0], args[1:]
-    if cmd == "container" and rest:
-        cmd, rest = rest[0], rest[1:]
-        cmd = {"ls": "ps", "list": "ps"}.get(cmd, cmd)
     if cmd == "exec":
         _cmd_exec(state, rest, res)
     elif cmd == "ps":
@@ -727,14 +492,6 @@ def dispatch(state: dict[str, Any], argv: list[str], res: Result) -> None:
         res.rc = 1
 
 
-def _exec_delay(state: Mapping[str, Any], argv: list[str]) -> float:
-    if not argv or argv[0] != "exec":
-        return 0.0
-    ref, _ = _split_exec_args(argv[1:])
-    found = _lookup(state, ref) if ref else None
-    return float(found[1].get("exec_delay_seconds", 0.0)) if found else 0.0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of bin/docker: answer, append to the call log, exit like docker would."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -742,13 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not state_env:
         sys.stderr.write(f"fake docker: {STATE_ENV} is not set\n")
         return 125
-    path = Path(state_env)
     started, started_mono = time.time(), time.monotonic()
-    delay = _exec_delay(read_state(path), args)
-    if delay > 0:
-        time.sleep(delay)
     res = Result()
-    with locked_state(path) as state:
+    with locked_state(Path(state_env)) as state:
         try:
             dispatch(state, args, res)
         except Exception as exc:  # record emulator bugs in the log rather than lose them
@@ -799,32 +552,18 @@ class Call:
         return _split_exec_args(self.argv[1:])[0]
 
     @property
-    def exec_argv(self) -> list[str]:
-        """The command run inside the container by a `docker exec` call."""
-        if not self.argv or self.argv[0] != "exec":
-            return []
-        return _split_exec_args(self.argv[1:])[1]
-
-    @property
     def ctl_args(self) -> list[str]:
         """`emqx ctl` arguments of this call (e.g. ["cluster", "join", "emqx1@h"]), else []."""
-        cmd = self.exec_argv
+        cmd = _split_exec_args(self.argv[1:])[1] if self.argv[:1] == ["exec"] else []
         if cmd and os.path.basename(cmd[0]) == "emqx" and cmd[1:2] == ["ctl"]:
             return cmd[2:]
-        if cmd and os.path.basename(cmd[0]) == "emqx_ctl":
-            return cmd[1:]
         return []
 
 
 class FakeDocker:
-    """Test handle on a fake docker world stored under `root`.
+    """Test handle on a fake docker world stored under `root`."""
 
-    `shared=True` makes the state dir and files world-writable, for scripts run as another
-    user (e.g. over SSH as the sshd fixture's non-root user); `root`'s parents must then be
-    traversable by that user too (pytest's tmp_path is not: its base dir is 0700).
-    """
-
-    def __init__(self, root: Path, *, shared: bool = False) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_path = self.root / "fake-docker-state.json"
@@ -833,10 +572,6 @@ class FakeDocker:
             DOCKER_SCRIPT.chmod(0o755)
         with locked_state(self.state_path):
             pass  # creates the state and lock files
-        if shared:
-            self.root.chmod(0o777)
-            for p in (self.state_path, self.state_path.with_name(self.state_path.name + ".lock")):
-                p.chmod(0o666)
 
     # -- world building ------------------------------------------------------------------
 
@@ -849,103 +584,50 @@ class FakeDocker:
         data_dir: str | Path | None = None,
         access_dir: str | Path | None = None,
         running: bool = True,
-        image: str = DEFAULT_IMAGE,
         version: str = DEFAULT_EMQX_VERSION,
         **knobs: Any,
     ) -> str:
-        """Add an EMQX container, alone in its cluster; returns its node name.
-
-        `env` is the container's environment (default: default_env(node), node defaulting to
-        `<name>@127.0.0.1`); the node name is then what EMQX boots from it.  `data_dir` is the
-        host dir mounted on /opt/emqx/data (None: the data lives in the fake's state).  With
-        `running`, EMQX boots: if it cannot, the container is left restarting (boot_error()).
-        """
+        """Add an EMQX container, alone in its cluster; returns its node name (`node`, else the
+        environment's EMQX_NODE__NAME, else `<name>@127.0.0.1`). `access_dir` holds the node's
+        access files (the API key the REST calls need); `data_dir` is recorded only."""
         _check_knobs(knobs)
-        if env is None:
-            env = default_env(node or f"{name}@127.0.0.1")
+        env = dict(env or {})
+        node = node or env.get("EMQX_NODE__NAME", "").strip('"') or f"{name}@127.0.0.1"
         with locked_state(self.state_path) as state:
-            record: dict[str, Any] = {
+            state["containers"][name] = {
                 "id": container_id(name),
-                "node": node or emqx58.resolve_node(env).name,
+                "node": node,
                 "running": False,
-                "restarting": False,
-                "boot_error": None,
-                "image": image,
                 "version": version,
-                "env": dict(env),
+                "env": env,
                 "data_dir": str(data_dir) if data_dir is not None else None,
                 "access_dir": str(access_dir) if access_dir is not None else None,
+                **json.loads(json.dumps(KNOB_DEFAULTS)),
+                **knobs,
             }
-            record.update(json.loads(json.dumps(KNOB_DEFAULTS)))
-            record.update(knobs)
-            state["containers"][name] = record
             if running:
                 _boot(state, name)
-            if _cluster_index(state, record["node"]) is None:
-                state["clusters"].append([record["node"]])
-        return str(record["node"])
+            if _cluster_index(state, node) is None:
+                state["clusters"].append([node])
+        return node
 
-    def recreate_container(
-        self,
-        name: str,
-        *,
-        env: Mapping[str, str] | None = None,
-        image: str | None = None,
-        version: str | None = None,
-        **knobs: Any,
-    ) -> None:
-        """Replace container `name` (delete before create, same name and data dir) and start
-        the new one with `env` / `image` (unchanged when None); cluster membership stays."""
+    def recreate_container(self, name: str, *, env: Mapping[str, str] | None = None, **knobs: Any) -> None:
+        """Replace container `name` (same name, data and membership) and start the new one."""
         _check_knobs(knobs)
         with locked_state(self.state_path) as state:
             c = state["containers"][name]
-            c["running"] = c["restarting"] = False
             if env is not None:
                 c["env"] = dict(env)
-            if image is not None:
-                c["image"] = image
-            if version is not None:
-                c["version"] = version
             c.update(knobs)
             _boot(state, name)
 
-    def add_emqx_containers(self, count: int, *, prefix: str = "emqx", host: str = "127.0.0.1") -> list[str]:
-        """Add `<prefix>1..N` with nodes `<prefix>i@<host>`; returns the node names."""
-        return [self.add_container(f"{prefix}{i}", f"{prefix}{i}@{host}") for i in range(1, count + 1)]
-
-    def add_node(self, node: str, *, running: bool = True) -> None:
-        """A node without a local container (e.g. the seed on another host)."""
-        with locked_state(self.state_path) as state:
-            state["external_nodes"][node] = {"running": running}
-            if _cluster_index(state, node) is None:
-                state["clusters"].append([node])
-
-    def form_cluster(self, *nodes: str) -> None:
-        """Put `nodes` into one cluster (as if they had joined nodes[0])."""
-        with locked_state(self.state_path) as state:
-            for n in nodes[1:]:
-                _attach(state, n, nodes[0])
-
-    def set_knobs(self, container: str, **knobs: Any) -> None:
-        """Set scenario knobs (see KNOB_DEFAULTS) on a container."""
-        _check_knobs(knobs)
-        with locked_state(self.state_path) as state:
-            state["containers"][container].update(knobs)
-
     def set_running(self, container: str, running: bool) -> None:
-        """Start (EMQX boots, see add_container) or stop a container; a stopped one stays in its
-        cluster, as a stopped node."""
+        """Start or stop a container; a stopped one stays in its cluster, as a stopped node."""
         with locked_state(self.state_path) as state:
             if running:
                 _boot(state, container)
             else:
-                c = state["containers"][container]
-                c["running"] = c["restarting"] = False
-
-    def set_node_running(self, node: str, running: bool) -> None:
-        """Up/down for an external node added with add_node()."""
-        with locked_state(self.state_path) as state:
-            state["external_nodes"][node]["running"] = running
+                state["containers"][container]["running"] = False
 
     def set_image_store(self, store: str) -> None:
         """`overlay2` (classic) or `containerd` (the containerd image store), as `docker info` reports it."""
@@ -960,37 +642,26 @@ class FakeDocker:
     # -- inspection ----------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Raw state snapshot."""
         return read_state(self.state_path)
 
     def container(self, name: str) -> dict[str, Any]:
-        """Raw record of one container (knobs included, e.g. the remaining join failures)."""
         return dict(self.state()["containers"][name])
 
     def boot_error(self, name: str) -> str | None:
-        """Why EMQX in container `name` failed to boot (it is restarting), None if it did not."""
-        error = self.state()["containers"][name].get("boot_error")
-        return str(error) if error else None
+        """Why EMQX in container `name` did not boot: never here (every container boots; what
+        makes a real node fail to boot is for the real release, tests/support/emqx_nodes.py)."""
+        return None
 
     def health(self, name: str) -> str:
-        """What the broker image's health check (`emqx ctl status` prints "is started", run
-        in the container with its environment) makes of container `name`: healthy/unhealthy;
-        "starting" while it is restarting or EMQX does not answer yet; "exited" when stopped."""
+        """What the broker image's health check makes of container `name`: "healthy" when EMQX
+        answers, "starting" while it does not (`emqx_running` false), "exited" when stopped."""
         c = self.container(name)
-        if c.get("restarting") or (c["running"] and not c.get("emqx_running", True)):
-            return "starting"
         if not c["running"]:
             return "exited"
-        failure = emqx58.cli_precheck(c["env"], _node_config(c))
-        return "healthy" if failure is None else "unhealthy"
-
-    def dashboard_admin(self, name: str) -> tuple[str, str] | None:
-        """The dashboard admin (username, password) stored in the node's data, None if none."""
-        admin = stored_admin(self.container(name))
-        return (admin[0], admin[1]) if admin else None
+        return "healthy" if c["emqx_running"] else "starting"
 
     def members(self, node: str) -> list[str]:
-        """Sorted members of `node`'s cluster (true membership, ignoring status_hides)."""
+        """Sorted members of `node`'s cluster."""
         return members_of(self.state(), node)
 
     def clusters(self) -> list[list[str]]:
@@ -1006,7 +677,6 @@ class FakeDocker:
         return [c for c in self.calls() if c.ctl_args and (container is None or c.exec_container == container)]
 
     def clear_calls(self) -> None:
-        """Forget the call log (e.g. after arranging a scenario through the CLI)."""
         with locked_state(self.state_path) as state:
             state["calls"] = []
 
@@ -1022,30 +692,8 @@ class FakeDocker:
     def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run the fake `docker <args>` as a subprocess, exactly as a script would."""
         return subprocess.run(
-            [str(DOCKER_SCRIPT), *args],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+            [str(DOCKER_SCRIPT), *args], env=self.env(), capture_output=True, text=True, timeout=timeout, check=False
         )
-
-    def install_wrapper(self, target_dir: Path, name: str = "docker") -> Path:
-        """Write `target_dir/name`, a sh wrapper with this state baked in.
-
-        For callers that lose the environment: `sudo docker ...` (env_reset, secure_path)
-        or a remote login shell.  Install into /usr/local/bin to shadow docker under sudo.
-        """
-        target = Path(target_dir) / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(
-            "#!/bin/sh\n"
-            f': "${{{STATE_ENV}:={self.state_path}}}"\n'
-            f"export {STATE_ENV}\n"
-            f'exec python3 "{DOCKER_SCRIPT}" "$@"\n'
-        )
-        target.chmod(0o755)
-        return target
 
 
 def _check_knobs(knobs: Mapping[str, Any]) -> None:

@@ -77,18 +77,6 @@ class Shim:
             dest=[str(result.dest[0]), result.dest[1]] if is_ipv4(result) else None,
             upstream_local=list(upstream.getsockname()),
         )
-        client = str(result.source[0]) if is_ipv4(result) else self.host
-        await self.relay(reader, writer, up_reader, up_writer, client)
-
-    async def relay(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        up_reader: asyncio.StreamReader,
-        up_writer: asyncio.StreamWriter,
-        client_address: str,
-    ) -> None:
-        """Copy both ways (the stand-in checks EMQX's access rules here: mqtt_gate.relay)."""
         await asyncio.gather(self.pump(reader, up_writer, writer), self.pump(up_reader, writer, up_writer))
 
     def source_address(self, result: ProxyResult) -> str:
