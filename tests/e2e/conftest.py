@@ -72,6 +72,7 @@ def clean_session_engine(request: pytest.FixtureRequest) -> None:
 LANES = {"test_several_hosts.py": "hosts-and-layouts", "test_layout_upgrade.py": "hosts-and-layouts"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(pytest.mark.xdist_group(LANES.get(item.path.name, "single-host")))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import errno
 import socket
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from tests.support.emqx_release import extracted_release, run_user
 from tests.support.netns import NetNamespace, host_sysctl
 from tests.support.ports import free_port, listening_socket, wait_for_port
 from tests.support.sshd import SshEndpoint
@@ -72,3 +75,26 @@ def test_ports_listening_socket_blocks_bind_and_wait_for_port() -> None:
         assert exc.value.errno == errno.EADDRINUSE
     with pytest.raises(TimeoutError):
         wait_for_port("127.0.0.1", port, timeout=0.3)
+
+
+# ------------------------------------------------------------------------------ EMQX release
+
+
+def test_a_missing_release_fails_at_once_naming_the_command_that_prepares_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EMQX_E2E_CACHE", str(tmp_path))  # an empty cache: nothing extracted
+    with pytest.raises(RuntimeError, match=r"is not extracted .* run scripts/install-test-deps"):
+        extracted_release()
+
+
+def test_the_release_is_extracted_read_only_for_the_nodes_user() -> None:
+    """The nodes run from hard-linked copies: the cache's files must stay root's, not writable by
+    the nodes' user, or a node could write into every later node's release."""
+    release = extracted_release()
+    writable = subprocess.run(
+        ["find", str(release), "-perm", "/o+w", "-print", "-quit"], capture_output=True, text=True, check=True
+    )
+    assert writable.stdout == ""
+    assert release.stat().st_uid == 0 and (release / "bin" / "emqx").stat().st_uid == 0
+    assert run_user().pw_uid != 0
