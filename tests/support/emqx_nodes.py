@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -63,7 +64,7 @@ from components.render.access import (
 from components.render.broker_env import broker_environment, with_secrets
 from tests.support import emqx_docker
 from tests.support.emqx_release import extracted_release, run_user
-from tests.support.ports import free_port, free_port_block
+from tests.support.ports import busy_ports, wait_until
 from tests.support.processes import stop_process
 from tests.support.stackfiles import parse_config, throwaway_config
 
@@ -78,14 +79,24 @@ STOP_GRACE = 30.0
 LOCK_PATH = Path(tempfile.gettempdir()) / "emqx-cluster-release-nodes.lock"
 
 
+def quiet_port_block(count: int, avoid: set[int]) -> int:
+    """The first of `count` free consecutive ports below the kernel's ephemeral range, where no
+    outgoing connection of another process takes one before the node listens on it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        base = random.randrange(10000, low - count)
+        block = set(range(base, base + count))
+        if not block & avoid and not busy_ports(block):
+            return base
+    raise RuntimeError(f"no block of {count} free ports below {low}")
+
+
 def release_stack(directory: Path, nodes: int = 3, **keys: Any) -> dict[str, Any]:
     """The dev stack with `nodes` nodes in one wave, host paths under `directory`, MQTT and
-    dashboard ports free now; `keys` (camelCase) on top."""
-    mqtt = free_port_block(nodes)
-    dashboard = free_port_block(nodes, avoid=set(range(mqtt, mqtt + nodes)))
-    lb = free_port()
-    while lb in range(mqtt, mqtt + nodes) or lb in range(dashboard, dashboard + nodes):
-        lb = free_port()
+    dashboard ports free now (and below the ephemeral range); `keys` (camelCase) on top."""
+    mqtt = quiet_port_block(nodes, set())
+    dashboard = quiet_port_block(nodes, set(range(mqtt, mqtt + nodes)))
+    lb = quiet_port_block(1, set(range(mqtt, mqtt + nodes)) | set(range(dashboard, dashboard + nodes)))
     settings: dict[str, Any] = {
         "nodes": nodes,
         "waves": 1,
@@ -574,3 +585,7 @@ def release_cluster(
         finally:
             cluster.stop(*cluster.nodes)
             shutil.rmtree(base, ignore_errors=True)
+            # A connection the nodes closed first lingers in TIME_WAIT on their fixed ports for a
+            # minute, which a plain bind (a later test's "is this port free?") counts as taken.
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: not busy_ports(fixed), "the nodes' ports released", timeout=75, interval=1)
