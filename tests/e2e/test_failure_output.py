@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.images import E2eImages, ensure_images
-from tests.support.e2e.pulumi_cli import PulumiProject, Result, toolchain_bin
+from tests.support.e2e.pulumi_cli import PulumiProject, Result
 from tests.support.e2e.stacks import dev_like, host_paths, probe_secrets
 
 pytestmark = pytest.mark.e2e
@@ -33,11 +33,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def project(e2e_host_session: E2eHost, e2e_images: E2eImages, root: Path) -> Iterator[PulumiProject]:
+def project(bin_dir: Path, e2e_host_session: E2eHost, e2e_images: E2eImages, root: Path) -> Iterator[PulumiProject]:
     ensure_images(e2e_host_session)
-    bin_dir = toolchain_bin()
-    if bin_dir is None:
-        pytest.fail("e2e toolchain not built: run scripts/install-test-deps (Pulumi CLI and providers from Go modules)")
     project = PulumiProject.create(root / "project", bin_dir, stack="failing", netns=e2e_host_session.netns_path)
     project.init_stack(dev_like(e2e_host_session, root, nodes=1, waves=1, joinTimeoutSeconds=10), probe_secrets())
     yield project

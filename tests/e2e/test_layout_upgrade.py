@@ -34,7 +34,6 @@ from tests.support.e2e.pulumi_cli import (
     PulumiProject,
     in_place_only,
     step_ops,
-    toolchain_bin,
 )
 from tests.support.e2e.stacks import before_access, dev_like
 
@@ -55,7 +54,7 @@ ADDED_SINCE = re.compile(
 
 @pytest.fixture
 def deployed_at(
-    e2e_host_session: E2eHost, e2e_images: E2eImages, tmp_path: Path
+    bin_dir: Path, e2e_host_session: E2eHost, e2e_images: E2eImages, tmp_path: Path
 ) -> Iterator[Callable[[str], PulumiProject]]:
     """Deploys a dev-like stack with the program as in a commit; destroyed after the test."""
     deployed: list[PulumiProject] = []
@@ -63,11 +62,6 @@ def deployed_at(
     def deploy(commit: str) -> PulumiProject:
         host = e2e_host_session
         ensure_images(host)  # an earlier stack's destroy removed the nginx image, as on a real host
-        bin_dir = toolchain_bin()
-        if bin_dir is None:
-            pytest.fail(
-                "e2e toolchain not built: run scripts/install-test-deps (Pulumi CLI and providers from Go modules)"
-            )
         project = PulumiProject.create(tmp_path / "project", bin_dir, commit=commit, stack="old", netns=host.netns_path)
         project.init_stack(before_access(dev_like(host, tmp_path)))
         deployed.append(project)
