@@ -52,12 +52,13 @@ from tests.support.e2e.stacks import (
     PROBE_USERNAME,
     dev_like,
     lb_answers,
+    lb_attempt,
     probe_secrets,
     prod_like,
 )
 from tests.support.emqx_reason_codes import BAD_USERNAME_OR_PASSWORD, NOT_AUTHORIZED
 from tests.support.lb_stack import MqttRefusedError, MqttSession, connect_mqtt
-from tests.support.ports import wait_until
+from tests.support.ports import WaitTimeoutError, wait_until
 from tests.support.stackfiles import validate
 
 pytestmark = pytest.mark.e2e
@@ -398,7 +399,7 @@ def test_5_upgrade_replaces_nodes_wave_by_wave(dev: PulumiProject, e2e_host_sess
     dev.set_config({"emqxVersion": "5.8.7"})
     with (
         qos1_traffic(host.address, 8884, client_context(dev.outputs()["tlsCertificate"]), subscribers=8) as traffic,
-        RolloutWatch(host, nodes_of(4), lambda: lb_answers(host.address, 8884, context, host.address)) as watch,
+        RolloutWatch(host, nodes_of(4), lambda: lb_attempt(host.address, 8884, context, host.address)) as watch,
     ):
         result = dev.up()
     moved = sum(s.connects - 1 for s in traffic.subscribers)
@@ -427,7 +428,7 @@ def test_5_upgrade_replaces_nodes_wave_by_wave(dev: PulumiProject, e2e_host_sess
     for _, states, _ in watch.samples:
         down = {node for node, state in states.items() if state != "healthy"}
         assert any(down <= wave for wave in waves), states
-    assert watch.lb_failures == 0
+    assert watch.lb_failures == []
     for name, cid in container_ids(host, nodes_of(3)).items():
         assert cid != State.ids_at_three[name]
     # The 5.8.6 image went once no node used it any more.
@@ -435,8 +436,11 @@ def test_5_upgrade_replaces_nodes_wave_by_wave(dev: PulumiProject, e2e_host_sess
     assert tags and all(tag.startswith("5.8.7-") for tag in tags), tags
     # Every node runs the new image (the e2e tier's 5.8.7 is the 5.8.6 release under the next
     # tag, images/emqx-next: the node itself still reports 5.8.6) and is started.
+    # The program starts containers by image ID (broker_cluster.py, `image_id`): the ID they
+    # run is the built 5.8.7 image's.
+    built = host.docker("image", "inspect", "--format", "{{.Id}}", f"emqx-cluster/emqx:{tags[0]}").stdout.strip()
     images = {node: inspect(host, node)[node]["Config"]["Image"] for node in nodes_of(4)}
-    assert all(image.startswith("emqx-cluster/emqx:5.8.7-") for image in images.values()), images
+    assert set(images.values()) == {built}, (built, images)
     statuses = {node: host.docker("exec", node, "/opt/emqx/bin/emqx", "ctl", "status").stdout for node in nodes_of(4)}
     assert all(text.strip().endswith("is started") for text in statuses.values()), statuses
     assert cluster_status(host, "emqx1") == {"running_nodes": node_names(4), "stopped_nodes": []}
@@ -461,8 +465,15 @@ def test_6_a_crashed_node_is_restarted_by_docker_and_rejoins(dev: PulumiProject,
         survivors = [s for s in traffic.subscribers if s.client_id not in on_crashed]
         assert crashed and survivors, on_crashed
         os.kill(beam_pid(host, "emqx3"), signal.SIGKILL)
-        # Under load, the crashed node's clients reconnect through Nginx to the other nodes.
-        wait_until(lambda: all(s.connects >= 2 for s in crashed), "its clients back, on the others", timeout=60)
+        # Under load, the crashed node's clients reconnect through Nginx to the other nodes (or
+        # to emqx3 once Docker restarted it). Bounded by a restart and boot (the health check's
+        # verdict, 55 s) plus one reconnect that finds a node not yet serving and waits out its
+        # keepalive (30 s): what a loaded CI machine takes, not what a client usually sees.
+        try:
+            wait_until(lambda: all(s.connects >= 2 for s in crashed), "its clients back", timeout=90)
+        except WaitTimeoutError as error:
+            states = host.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout
+            raise AssertionError(f"{error}: {[(s.client_id, s.connects) for s in crashed]}; {states}") from None
         wait_until(
             lambda: host.docker("inspect", "--format", "{{.RestartCount}}", "emqx3").stdout.strip() != before,
             "docker to restart emqx3",

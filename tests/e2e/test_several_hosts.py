@@ -37,7 +37,7 @@ from tests.support.e2e.pulumi_cli import (
     toolchain_bin,
 )
 from tests.support.e2e.several_hosts import bridged_hosts, probe, several_hosts_stack
-from tests.support.e2e.stacks import before_access, lb_answers, probe_secrets
+from tests.support.e2e.stacks import before_access, lb_answers, lb_attempt, probe_secrets
 from tests.support.ports import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -225,8 +225,14 @@ def test_4_a_host_cut_off_clients_move_and_the_gates_name_the_missing_nodes(
     link(hosts["c"], up=False)
     try:
         assert not lb_answers(hosts["c"].address, 8884, context, SERVER_NAME)
-        for name in ("a", "b"):  # a client of host c reconnects through another host's listener
-            assert lb_answers(hosts[name].address, 8884, context, SERVER_NAME), name
+        # A client of host c reconnects through another host's listener. Host c's nodes are
+        # still members until the tick below times out; a CONNECT whose client id is locked on
+        # one of them waits for ekka's lock call to give up on it (30 s, ekka 0.19.8
+        # ekka_locker.erl ?MC_TIMEOUT; emqx_cm.erl open_session takes the lock on a quorum,
+        # emqx_schema.erl session_locking_strategy), then is accepted (docs/several-hosts.md).
+        for name in ("a", "b"):
+            outcome = lb_attempt(hosts[name].address, 8884, context, SERVER_NAME, timeout=40)
+            assert outcome == "accepted", (name, outcome)
         # A silent peer is down once the distribution's tick times out: EMQX's
         # node.dist_net_ticktime, default 2m (emqx_conf_schema.erl, -kernel net_ticktime), so
         # between 2 and 2.5 minutes after the cut.
@@ -361,22 +367,23 @@ def test_9_a_stack_deployed_before_the_stdin_scripts_upgrades_in_place(
     root = tmp_path_factory.mktemp("before-stdin")
     project = PulumiProject.create(root / "project", bin_dir, commit=BEFORE_STDIN_SCRIPTS, stack="before")
     project.init_stack(before_access(several_hosts_stack(hosts, root)), {"sshPrivateKey": a.ssh.private_key_pem})
-    try:
-        project.up()
+    # No destroy at the end: it would run the old commit's delete scripts from the state, whose
+    # `cluster leave` has no time bound and can wait forever on EMQX 5.8.6 (it ran past 900 s in
+    # CI; today's are bounded: render/cluster_scripts.py LEAVE_TIMEOUT_SECONDS). These hosts and
+    # their engines, with this stack's containers, go at the end of the module.
+    project.up()
 
-        def started() -> dict[str, str]:
-            return {
-                name: host.docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}", *NODES[name], "emqx-lb").stdout
-                for name, host in hosts.items()
-            }
+    def started() -> dict[str, str]:
+        return {
+            name: host.docker("inspect", "--format", "{{.Id}} {{.State.StartedAt}}", *NODES[name], "emqx-lb").stdout
+            for name, host in hosts.items()
+        }
 
-        before = started()
-        project.switch_to(AFTER_STDIN_SCRIPTS)
-        preview = project.preview()
-        assert in_place_only(preview) == {}, in_place_only(preview)
-        project.up()
-        assert started() == before
-        project.up("--expect-no-changes")
-        assert sorted(cluster_status(a, "emqx1")["running_nodes"]) == node_names(hosts, "a", "b", "c")
-    finally:
-        project.run("destroy", "--stack", project.stack, "--yes", check=False)
+    before = started()
+    project.switch_to(AFTER_STDIN_SCRIPTS)
+    preview = project.preview()
+    assert in_place_only(preview) == {}, in_place_only(preview)
+    project.up()
+    assert started() == before
+    project.up("--expect-no-changes")
+    assert sorted(cluster_status(a, "emqx1")["running_nodes"]) == node_names(hosts, "a", "b", "c")

@@ -162,13 +162,15 @@ def round_trip(address: str, port: int, context: ssl.SSLContext, server_name: st
 
 @dataclass
 class RolloutWatch:
-    """Polls node health and the load balancer while an update runs (a thread)."""
+    """Polls node health and the load balancer while an update runs (a thread).
+
+    `lb_attempt` answers "accepted" or what happened instead (stacks.lb_attempt)."""
 
     host: E2eHost
     nodes: Sequence[str]
-    lb_check: Callable[[], bool]
+    lb_attempt: Callable[[], str]
     interval: float = 0.5
-    samples: list[tuple[float, dict[str, str], bool]] = field(default_factory=list)
+    samples: list[tuple[float, dict[str, str], str]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -185,7 +187,7 @@ class RolloutWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             states = health(self.host, *self.nodes)
-            self.samples.append((time.monotonic(), states, self.lb_check()))
+            self.samples.append((time.monotonic(), states, self.lb_attempt()))
             self._stop.wait(self.interval)
 
     @property
@@ -193,8 +195,9 @@ class RolloutWatch:
         return max((sum(1 for s in states.values() if s != "healthy") for _, states, _ in self.samples), default=0)
 
     @property
-    def lb_failures(self) -> int:
-        return sum(1 for _, _, ok in self.samples if not ok)
+    def lb_failures(self) -> list[tuple[dict[str, str], str]]:
+        """The node states and the load balancer's answer of each sample it did not accept."""
+        return [(states, outcome) for _, states, outcome in self.samples if outcome != "accepted"]
 
 
 def most_allowed_down(nodes: int, waves: int) -> int:

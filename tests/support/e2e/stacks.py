@@ -121,15 +121,24 @@ def prod_like(host: E2eHost, root: Path, **overrides: Any) -> dict[str, Any]:
     }
 
 
-def lb_answers(address: str, port: int, context: ssl.SSLContext, server_name: str) -> bool:
-    """One TLS connection through Nginx gets an accepting CONNACK from some live node (as the probe)."""
+def lb_attempt(address: str, port: int, context: ssl.SSLContext, server_name: str, timeout: float = 5.0) -> str:
+    """One TLS connection through Nginx with an MQTT CONNECT: "accepted" when some live node sent
+    an accepting CONNACK, else what happened instead (what a failed rollout sample reports)."""
     try:
         with (
-            socket.create_connection((address, port), timeout=5) as raw,
+            socket.create_connection((address, port), timeout=timeout) as raw,
             context.wrap_socket(raw, server_hostname=server_name) as tls,
         ):
-            tls.settimeout(5)
+            tls.settimeout(timeout)
             tls.sendall(mqtt_connect_packet("e2e-probe", username=PROBE_USERNAME, password=PROBE_PASSWORD))
-            return bool(recv_up_to(tls, 4) == CONNACK_ACCEPTED)
-    except (OSError, ssl.SSLError):
-        return False
+            answer = recv_up_to(tls, 4)
+    except (OSError, ssl.SSLError) as error:
+        return f"{type(error).__name__}: {error}"
+    if answer == CONNACK_ACCEPTED:
+        return "accepted"
+    return f"CONNACK {answer.hex()}" if answer else "closed before CONNACK"
+
+
+def lb_answers(address: str, port: int, context: ssl.SSLContext, server_name: str, timeout: float = 5.0) -> bool:
+    """One TLS connection through Nginx gets an accepting CONNACK from some live node (as the probe)."""
+    return lb_attempt(address, port, context, server_name, timeout) == "accepted"
