@@ -294,10 +294,16 @@ class StackConfig(BaseModel):
     # limit (rootless Docker and some sandboxes cannot raise it): preflight compares them. Above
     # the 1024 EMQX keeps for itself (capacity.BROKER_RESERVED_FILES), or no client fits.
     broker_nofile_limit: int = Field(1048576, ge=1025, le=2097152)
-    # Memory one idle client connection costs an EMQX node, in KiB: not measurable on the
-    # machines this project is built on (no EMQX image); set it from your nodes' memory divided
-    # by their connections. The host's memory bound (components/capacity.py) uses it.
-    broker_memory_per_connection_kib: int = Field(32, ge=1, le=1048576)
+    # Memory one idle client connection costs an EMQX node, in KiB; the host's memory bound
+    # (components/capacity.py) uses it. bench/broker_memory.py on the real EMQX 5.8.6 release
+    # (docs/capacity.md#measured): 31.4 KiB of beam.smp RSS per authenticated idle client (the
+    # program's default; the VM's high-water mark; 31.2 to 31.4 over three runs), its highest
+    # RSS figure. x 1.5, rounded up to 48, for what it does not exercise: subscriptions, queued
+    # or in-flight messages, MQTT 5 properties, the official image's own OTP build, a node
+    # fragmented by weeks of churn, and heaps EMQX has allocated but not touched yet
+    # (erlang:memory total of awake clients: up to 36.5 KiB). Set it from your nodes' memory
+    # divided by their connections.
+    broker_memory_per_connection_kib: int = Field(48, ge=1, le=1048576)
     # Seconds a broker (SIGTERM: EMQX hands sessions over and stops) gets to stop before Docker
     # kills it, whenever a container is replaced or destroyed.
     broker_stop_grace_seconds: int = Field(60, ge=1, le=3600)
