@@ -14,8 +14,8 @@ from typing import Any
 
 import pulumi
 
-from components import names
 from components.config import StackConfig
+from components.names import ResourceNames
 from components.render.access import (
     ACCESS_FILES,
     MqttUser,
@@ -47,14 +47,16 @@ class AccessMaterial:
     admin_certificate_digest: pulumi.Output[str] | None
 
 
-def access_material(config: StackConfig, tls: TlsMaterial, parent: pulumi.Resource) -> AccessMaterial:
+def access_material(
+    config: StackConfig, tls: TlsMaterial, resource_names: ResourceNames, parent: pulumi.Resource
+) -> AccessMaterial:
     """The access files' content; with adminNetworks they carry the stack's TLS certificate and
     key for the HTTPS dashboard too."""
     access = config.access
-    api_secret = generated_secret(names.resource("api-secret"), API_SECRET_LENGTH, parent)
-    salt_key = generated_secret(names.resource("mqtt-salt-key"), SALT_KEY_LENGTH, parent)
+    api_secret = generated_secret(resource_names.resource("api-secret"), API_SECRET_LENGTH, parent)
+    salt_key = generated_secret(resource_names.resource("mqtt-salt-key"), SALT_KEY_LENGTH, parent)
     generated_password = (
-        generated_secret(names.resource("mqtt-generated-password"), GENERATED_PASSWORD_LENGTH, parent)
+        generated_secret(resource_names.resource("mqtt-generated-password"), GENERATED_PASSWORD_LENGTH, parent)
         if access.generated_client is not None
         else None
     )

@@ -16,10 +16,12 @@ depends on is done, so hosts proceed side by side):
 
 from __future__ import annotations
 
+import weakref
 from functools import partial
 
 import pulumi
 import pulumi_docker as docker
+from pulumi.runtime.settings import get_root_resource
 
 from components import names
 from components.access import access_material
@@ -31,6 +33,7 @@ from components.cluster_tls import cluster_tls
 from components.config import StackConfig
 from components.config_parse import ConfigError
 from components.firewall import ClusterFirewall, ClusterFirewallArgs
+from components.host_claims import ClaimLedger, cluster_claims
 from components.host_site import HostSite
 from components.host_tuning import HostTuning, HostTuningArgs
 from components.hostexec import HostAccess
@@ -47,14 +50,24 @@ class EmqxCluster(pulumi.ComponentResource):
     """N EMQX nodes on one or several Docker hosts, each host behind its own Nginx, tuned,
     clustered and verified."""
 
-    def __init__(self, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
-        # Plan first: a ConfigError from the port plan or the capacity must surface before any
-        # resource is declared.
-        plan = plan_cluster(config)
-        over = capacity_problems(config, plan)
-        if over:
-            raise ConfigError.of(over)
-        super().__init__(names.component_type("EmqxCluster"), names.TOP, None, opts)
+    def __init__(self, name: str, args: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        # Plan first: a ConfigError from the port plan, the capacity or another cluster of the
+        # program on the same Docker host must surface before any resource is declared.
+        config = args
+        self.names = names.ResourceNames(name)
+        try:
+            plan = plan_cluster(config, self.names)
+            over = capacity_problems(config, plan)
+            if over:
+                raise ConfigError.of(over)
+            clashes = _program_ledger().claim(name, cluster_claims(config, plan))
+            if clashes:
+                raise ConfigError.of(clashes)
+        except ConfigError as error:
+            # RunError: the engine prints the message alone, with "a clean exit rather than the
+            # usual verbose unhandled error logic" (pulumi/errors.py), not a Python traceback.
+            raise pulumi.RunError(str(error)) from None
+        super().__init__(names.component_type("EmqxCluster"), name, None, opts)
 
         # 1. Each host's engine and shell.
         sites = [self._connect(host, first=position == 0) for position, host in enumerate(plan.hosts)]
@@ -81,15 +94,15 @@ class EmqxCluster(pulumi.ComponentResource):
             )
 
         # 3. Secrets and cluster TLS.
-        cookie = erlang_cookie(config.erlang_cookie, names.resource("erlang-cookie"), self)
-        password = dashboard_password(config.dashboard_password, names.resource("dashboard-password"), self)
+        cookie = erlang_cookie(config.erlang_cookie, self.names.resource("erlang-cookie"), self)
+        password = dashboard_password(config.dashboard_password, self.names.resource("dashboard-password"), self)
         node_tls = cluster_tls(plan, parent=self) if config.encrypts_cluster_traffic else {}
-        tls = tls_material(config, parent=self)
-        access = access_material(config, tls, parent=self)
+        tls = tls_material(config, self.names, parent=self)
+        access = access_material(config, tls, self.names, parent=self)
 
         # 4. The brokers, wave by wave, formed into one verified cluster.
         brokers = BrokerCluster(
-            names.resource("brokers"),
+            self.names.resource("brokers"),
             BrokerClusterArgs(
                 plan=plan,
                 sites={site.host.label: site for site in sites},
@@ -111,7 +124,7 @@ class EmqxCluster(pulumi.ComponentResource):
         # 5. Who may connect and what they may do, applied to the running cluster.
         seed_site = next(site for site in sites if site.host.label == plan.seed.host_label)
         ClientRegistry(
-            names.resource("clients"),
+            self.names.resource("clients"),
             ClientRegistryArgs(
                 plan=plan,
                 seed_site=seed_site,
@@ -204,18 +217,34 @@ class EmqxCluster(pulumi.ComponentResource):
             # runtime/mocks.py: "The mock monitor does not run them"), so the aliases every
             # single-host stack moving into `hosts` relies on could not be checked there.
             opts = pulumi.ResourceOptions.merge(
-                opts, pulumi.ResourceOptions(transformations=[_as_single_host(host.name)])
+                opts, pulumi.ResourceOptions(transformations=[_as_single_host(self.names, host.name)])
             )
-        provider = docker.Provider(names.host_resource(host.name, "docker"), host=host.docker_host, opts=opts)
-        return HostSite(host=host, access=HostAccess.to(host, warn_on=self), provider=provider, opts=opts)
+        provider = docker.Provider(self.names.host_resource(host.name, "docker"), host=host.docker_host, opts=opts)
+        return HostSite(
+            host=host, access=HostAccess.to(host, warn_on=self), provider=provider, names=self.names, opts=opts
+        )
 
 
-def _as_single_host(host_name: str) -> pulumi.ResourceTransformation:
+def _program_ledger() -> ClaimLedger:
+    """The Docker-host claims of every cluster declared so far in this program run: one ledger per
+    root stack resource, of which each run of a program has its own (the SDK keeps it in its
+    per-run settings: pulumi runtime/settings.py, get_root_resource), so runs never share one."""
+    root = get_root_resource()
+    if root is None:  # no stack (never in a program the engine runs): nothing to compare with
+        return ClaimLedger()
+    return _LEDGERS.setdefault(root, ClaimLedger())
+
+
+# Root stack -> its ledger; weak, so a finished run's ledger goes with its stack.
+_LEDGERS: weakref.WeakKeyDictionary[pulumi.Resource, ClaimLedger] = weakref.WeakKeyDictionary()
+
+
+def _as_single_host(resource_names: names.ResourceNames, host_name: str) -> pulumi.ResourceTransformation:
     """Aliases every resource of the first host to the name it had in a single-host stack, so
     moving such a stack to a `hosts` list (or growing it to several hosts) keeps its resources."""
 
     def add_alias(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
-        previous = names.single_host_name(args.name, host_name)
+        previous = resource_names.single_host_name(args.name, host_name)
         if previous == args.name:
             return None
         return pulumi.ResourceTransformationResult(

@@ -26,8 +26,8 @@ import pulumi
 import pulumi_random as random
 import pulumi_tls as tls
 
-from components import names
 from components.config import StackConfig
+from components.names import ResourceNames
 
 SELF_SIGNED_VALIDITY_HOURS = 24 * 365
 # pulumi-tls replaces a self-signed certificate only once it counts as expired; with this, a
@@ -47,12 +47,12 @@ class TlsMaterial:
     ticket_keys: tuple[pulumi.Output[str], ...]
 
 
-def tls_material(config: StackConfig, parent: pulumi.Resource) -> TlsMaterial:
+def tls_material(config: StackConfig, resource_names: ResourceNames, parent: pulumi.Resource) -> TlsMaterial:
     child = pulumi.ResourceOptions(parent=parent)
     ticket_keys: tuple[pulumi.Output[str], ...] = tuple(
         pulumi.Output.secret(
             random.RandomBytes(
-                names.resource(f"tls-ticket-key-{generation}"),
+                resource_names.resource(f"tls-ticket-key-{generation}"),
                 length=TICKET_KEY_BYTES,
                 keepers=ticket_key_keepers(config),
                 opts=child,
@@ -66,10 +66,10 @@ def tls_material(config: StackConfig, parent: pulumi.Resource) -> TlsMaterial:
             pulumi.Output.secret(config.tls.private_key.get_secret_value()),
             ticket_keys,
         )
-    key = tls.PrivateKey(names.resource("tls-key"), algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+    key = tls.PrivateKey(resource_names.resource("tls-key"), algorithm="ECDSA", ecdsa_curve="P256", opts=child)
     dns_names, ip_addresses = config.self_signed_subjects()
     cert = tls.SelfSignedCert(
-        names.resource("tls-cert"),
+        resource_names.resource("tls-cert"),
         private_key_pem=key.private_key_pem,
         subject=tls.SelfSignedCertSubjectArgs(common_name=config.client_hostname, organization="emqx-cluster"),
         dns_names=dns_names,

@@ -417,8 +417,10 @@ def run_program(
     preview: bool = False,
     stack: str = "test",
     into: ProgramRun | None = None,
+    program: Callable[[], None] | None = None,
 ) -> ProgramRun:
-    """Run __main__.py under mocks with `config` (+ `secrets`, marked secret) and record it.
+    """Run __main__.py (or `program`, another Pulumi program) under mocks with `config` (+ `secrets`,
+    marked secret) and record it.
 
     Pass `into` to keep what was registered even when the program raises.
     """
@@ -435,7 +437,10 @@ def run_program(
         mock = _Mocks(preview)
         set_all_config(as_strings, secret_keys)
 
-        async def program() -> None:
+        async def main() -> None:
+            if program is not None:
+                program()
+                return
             # The program takes SIGINT for its engine-cancel exit; the test process keeps its own.
             sigint = signal.getsignal(signal.SIGINT)
             try:
@@ -446,7 +451,7 @@ def run_program(
         with _numbered():
             # set_mocks declares the root stack (number 0).
             mocks.set_mocks(mock, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(mock, run))
-            _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
+            _sync_await(pulumi.runtime.stack.run_pulumi_func(main))
         root = settings.get_root_resource()
         assert root is not None
         for name, value in root.outputs.items():  # type: ignore[attr-defined]
