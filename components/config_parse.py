@@ -82,6 +82,14 @@ def parse_stack_config(raw: Mapping[str, str | None]) -> StackConfig:
             values[key] = text
     if problems:  # a structured value that is no YAML: the model would read the stack wrongly
         raise ConfigError.of(problems)
+    return validate_config(values)
+
+
+def validate_config(given: Mapping[str, Any], problems: Iterable[str] = ()) -> StackConfig:
+    """Validate values by stack-config key (structured ones as lists and maps), or raise one
+    ConfigError naming every bad key, `problems` found before included."""
+    values = dict(given)
+    problems = list(problems)
     problems.extend(_unknown_key(key, values.pop(key)) for key in section_names_in(values))
     try:
         config = StackConfig.model_validate(values)

@@ -14,8 +14,6 @@ depends on is done, so hosts proceed side by side):
 7. metrics on: per host, Prometheus with the plan's alert rules.
 """
 
-from __future__ import annotations
-
 import weakref
 from functools import partial
 
@@ -25,12 +23,13 @@ from pulumi.runtime.settings import get_root_resource
 
 from components import names
 from components.access import access_material
+from components.args_config import config_of
 from components.broker_cluster import BrokerCluster, BrokerClusterArgs, StartedNode
 from components.broker_image import BrokerImage, BrokerImageArgs
 from components.capacity import HostCapacity, MemoryBudget, capacity_problems, cluster_capacity, memory_budget
 from components.client_registry import ClientRegistry, ClientRegistryArgs
+from components.cluster_args import EmqxClusterArgs
 from components.cluster_tls import cluster_tls
-from components.config import StackConfig
 from components.config_parse import ConfigError
 from components.firewall import ClusterFirewall, ClusterFirewallArgs
 from components.host_claims import ClaimLedger, cluster_claims
@@ -50,12 +49,13 @@ class EmqxCluster(pulumi.ComponentResource):
     """N EMQX nodes on one or several Docker hosts, each host behind its own Nginx, tuned,
     clustered and verified."""
 
-    def __init__(self, name: str, args: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
-        # Plan first: a ConfigError from the port plan, the capacity or another cluster of the
-        # program on the same Docker host must surface before any resource is declared.
-        config = args
+    def __init__(self, name: str, args: EmqxClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # Validate and plan first: a ConfigError from the args, the port plan, the capacity or
+        # another cluster of the program on the same Docker host surfaces before any resource
+        # is declared.
         self.names = names.ResourceNames(name)
         try:
+            config, _late = config_of(args)
             plan = plan_cluster(config, self.names)
             over = capacity_problems(config, plan)
             if over:

@@ -11,6 +11,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from components.args_config import stack_args
 from components.emqx_cluster import EmqxCluster
 from tests.support.program import ProgramRun, run_program
 from tests.support.stackfiles import parse_config, stack_config, with_changes
@@ -29,7 +30,7 @@ def clusters(*declared: tuple[str, Mapping[str, Any], Mapping[str, str]]) -> Cal
 
     def program() -> None:
         for name, config, secrets in declared:
-            EmqxCluster(name, parse_config(config, secrets))
+            EmqxCluster(name, stack_args(parse_config(config, secrets)))
 
     return program
 

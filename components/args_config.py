@@ -1,0 +1,179 @@
+"""EmqxClusterArgs <-> the StackConfig model: the stack config as args, and args validated.
+
+:func:`stack_args` is the stack-config program's adapter: the `emqx-cluster:*` keys, validated
+as ever (config_loader), handed over as the args of the cluster, the keys set and nothing else.
+:func:`config_of` validates any args into the same model through the same checks
+(config_parse.validate_config), so every message keeps its key names
+(`emqx-cluster:hosts[1].address = ...: allowed: ...`). A value that is a `pulumi.Output` (known
+only once other resources exist) is refused here, naming its field, unless the field takes one
+(LATE_KEYS): the model then holds a placeholder, the real value travels in :class:`LateInputs`.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pulumi
+from pydantic import BaseModel, SecretStr
+from pydantic.alias_generators import to_camel, to_snake
+
+from components.cluster_args import EmqxClusterArgs
+from components.config import SECTIONS, StackConfig
+from components.config_parse import ConfigError, validate_config
+from components.config_types import NAMESPACE
+
+# ------------------------------------------------------------------ the stack config as args
+
+
+def stack_args(config: StackConfig) -> EmqxClusterArgs:
+    """The args that say what `config` says: each key set in the stack, as its args field."""
+    values: dict[str, Any] = {}
+    for name in config.model_fields_set:
+        if name in SECTIONS:
+            section = getattr(config, name)
+            values.update(
+                {
+                    to_snake(_key_of(section, field)): _plain(getattr(section, field))
+                    for field in section.model_fields_set
+                }
+            )
+        else:
+            values[name] = _plain(getattr(config, name))
+    return cast(EmqxClusterArgs, values)
+
+
+def _key_of(model: BaseModel, field_name: str) -> str:
+    """The flat stack-config key a section's field reads."""
+    alias = type(model).model_fields[field_name].validation_alias
+    return alias if isinstance(alias, str) else to_camel(field_name)
+
+
+def _plain(value: Any) -> Any:
+    """A validated value as args hold it: secrets as their text, entries as dicts of the fields set."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, BaseModel):
+        return {name: _plain(getattr(value, name)) for name in value.model_fields_set}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+# ------------------------------------------------------------------ args validated
+
+
+@dataclass(frozen=True)
+class LateInputs:
+    """The Outputs given for fields that take one (LATE_KEYS), by stack-config key; the validated
+    config holds LATE_KEYS' placeholder for each, which nothing may deploy."""
+
+    values: Mapping[str, pulumi.Output[Any]] = field(default_factory=dict)
+
+
+# Fields that take an Output -> the placeholder the model validates meanwhile (none yet).
+LATE_KEYS: dict[str, str] = {}
+
+_PLAIN_REASON = (
+    "a plain value, known at preview (EmqxClusterArgs declares it plain: it decides how many resources "
+    "exist, their names, ports or settings, which Pulumi must know before it declares them)"
+)
+_NOT_YET_REASON = (
+    "a plain value for now: the program still reads it while it plans the cluster, before any resource "
+    "exists (it may become an Output where the program can wait for it)"
+)
+
+
+def config_of(args: Mapping[str, Any]) -> tuple[StackConfig, LateInputs]:
+    """Validate the args into the model, or raise one ConfigError naming every bad field."""
+    flat: dict[str, Any] = {}
+    problems: list[str] = []
+    late: dict[str, pulumi.Output[Any]] = {}
+    hints = _fields(EmqxClusterArgs)
+    for name, value in args.items():
+        key = to_camel(name)
+        for path, output, takes_output in _outputs_in(value, hints.get(name, Any), key):
+            if takes_output and path in LATE_KEYS:
+                late[path] = output
+            else:
+                problems.append(
+                    f"{NAMESPACE}:{path} = (an Output, known only once other resources exist): allowed: "
+                    + (_NOT_YET_REASON if takes_output else _PLAIN_REASON)
+                )
+        flat[key] = LATE_KEYS[key] if key in late else _camel_keys(value, hints.get(name, Any))
+    if problems:
+        raise ConfigError.of(problems)
+    return validate_config(flat), LateInputs(late)
+
+
+def _camel_keys(value: Any, annotation: Any) -> Any:
+    """An args value as the model reads it: the entries of `hosts`, `mqttClients` and `mqttAcl`
+    keyed by stack-config key (their fields), maps (`placement`, `sysctls`) as given."""
+    entry = _entry_type(annotation)
+    if entry is not None and isinstance(value, list):
+        return [{to_camel(k): v for k, v in item.items()} if isinstance(item, dict) else item for item in value]
+    return value
+
+
+def _entry_type(annotation: Any) -> type | None:
+    """The TypedDict of a list's entries (list[HostArgs] -> HostArgs), else None."""
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        if typing.is_typeddict(item):
+            return cast(type, item)
+    return None
+
+
+def _is_output(value: Any) -> bool:
+    return isinstance(value, pulumi.Output) or inspect.isawaitable(value)
+
+
+def _fields(typed_dict: type) -> dict[str, Any]:
+    """A TypedDict's field annotations as objects (cluster_args has no postponed annotations;
+    typing.get_type_hints cannot resolve pulumi.Input's forward reference to Output[T])."""
+    return {name: _unwrapped(annotation) for name, annotation in typed_dict.__annotations__.items()}
+
+
+def _unwrapped(annotation: Any) -> Any:
+    """`Required[X]` / `NotRequired[X]` -> X."""
+    if typing.get_origin(annotation) in (typing.Required, typing.NotRequired):
+        return typing.get_args(annotation)[0]
+    return annotation
+
+
+def _input_of(annotation: Any) -> Any | None:
+    """X of `pulumi.Input[X]` (a union of X, Awaitable[X] and Output[X]), else None."""
+    if typing.get_origin(annotation) is not typing.Union:
+        return None
+    awaited = [m for m in typing.get_args(annotation) if typing.get_origin(m) is collections.abc.Awaitable]
+    return typing.get_args(awaited[0])[0] if awaited else None
+
+
+def _outputs_in(value: Any, annotation: Any, path: str) -> list[tuple[str, pulumi.Output[Any], bool]]:
+    """Every Output in an args value: (its path as messages write it, the Output, whether its
+    field takes one)."""
+    inner = _input_of(annotation)
+    if _is_output(value):
+        return [(path, pulumi.Output.from_input(value), inner is not None)]
+    annotation = inner if inner is not None else annotation
+    found: list[tuple[str, pulumi.Output[Any], bool]] = []
+    origin = typing.get_origin(annotation)
+    if origin is list and isinstance(value, list):
+        (item,) = typing.get_args(annotation)
+        for position, entry in enumerate(value):
+            found.extend(_outputs_in(entry, item, f"{path}[{position}]"))
+    elif origin is dict and isinstance(value, dict):
+        _, item = typing.get_args(annotation)
+        for key, entry in value.items():
+            found.extend(_outputs_in(entry, item, f'{path}["{key}"]'))
+    elif isinstance(annotation, type) and typing.is_typeddict(annotation) and isinstance(value, dict):
+        fields = _fields(annotation)
+        for name, entry in value.items():
+            found.extend(_outputs_in(entry, fields.get(name, Any), f"{path}.{to_camel(name)}"))
+    return found
