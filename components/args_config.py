@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pulumi
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
 from components.cluster_args import EmqxClusterArgs
 from components.config import SECTIONS, StackConfig
-from components.config_parse import ConfigError, validate_config
+from components.config_hosts import HostConfig
+from components.config_parse import ConfigError, field_of, shown, validate_config
 from components.config_types import NAMESPACE
 
 # ------------------------------------------------------------------ the stack config as args
@@ -69,16 +70,49 @@ def _plain(value: Any) -> Any:
 # ------------------------------------------------------------------ args validated
 
 
+# Fields that take an Output (the key of a stack config or of a `hosts` entry) -> the form of the
+# placeholder the model validates meanwhile: each passes the field's check, is distinct per field
+# (it holds the field's path) and is replaced by the Output wherever a resource takes the value.
+# Each is read as a whole value by its consumers only, none of which needs it to plan:
+# tlsCertificate, tlsPrivateKey -> tls.tls_material (the LB's uploads, the admin HTTPS files);
+# tlsClientCa, tlsClientCrl -> tls.tls_material (the LB's uploads; the CRL's digest keys the
+# ticket keys); erlangCookie, dashboardPassword -> secrets (the brokers' environments);
+# sshPrivateKey, sshHostKey -> hostexec.HostAccess (the host commands' connection).
+_PEM = "-----BEGIN {kind}-----\n{mark}\n-----END {kind}-----\n"
+LATE_FORMS: dict[str, str] = {
+    "tlsCertificate": _PEM.replace("{kind}", "CERTIFICATE"),
+    "tlsPrivateKey": _PEM.replace("{kind}", "PRIVATE KEY"),
+    "tlsClientCa": _PEM.replace("{kind}", "CERTIFICATE"),
+    "tlsClientCrl": _PEM.replace("{kind}", "X509 CRL"),
+    "erlangCookie": "{mark}",
+    "dashboardPassword": "{mark}",
+    "sshPrivateKey": _PEM.replace("{kind}", "OPENSSH PRIVATE KEY"),
+    "sshHostKey": "{mark}",
+}
+LATE_HOST_KEYS = ("sshPrivateKey", "sshHostKey")  # a `hosts` entry's fields that take an Output
+LATE_MARK = "emqxClusterLateInput"
+
+
+def placeholder(path: str) -> str:
+    """The stand-in for the Output given at `path` (`tlsCertificate`, `hosts[1].sshPrivateKey`)."""
+    mark = f"{LATE_MARK}-{path.replace('[', '-').replace('].', '-')}"
+    return LATE_FORMS[path.rsplit(".", 1)[-1]].replace("{mark}", mark)
+
+
 @dataclass(frozen=True)
 class LateInputs:
-    """The Outputs given for fields that take one (LATE_KEYS), by stack-config key; the validated
-    config holds LATE_KEYS' placeholder for each, which nothing may deploy."""
+    """The Outputs given for fields that take one, by their placeholder; each resolves to its value
+    once checked like the field (a failed check names the field)."""
 
-    values: Mapping[str, pulumi.Output[Any]] = field(default_factory=dict)
+    by_placeholder: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
 
+    def resolve(self, text: str) -> pulumi.Input[str]:
+        """A config value as a resource takes it: the Output it stands for, or itself."""
+        return self.by_placeholder.get(text, text)
 
-# Fields that take an Output -> the placeholder the model validates meanwhile (none yet).
-LATE_KEYS: dict[str, str] = {}
+    def resolve_secret(self, secret: SecretStr | None) -> pulumi.Input[str] | None:
+        return None if secret is None else self.resolve(secret.get_secret_value())
+
 
 _PLAIN_REASON = (
     "a plain value, known at preview (EmqxClusterArgs declares it plain: it decides how many resources "
@@ -90,26 +124,69 @@ _NOT_YET_REASON = (
 )
 
 
+def takes_output(path: str) -> bool:
+    """Whether the field at `path` may be an Output (LATE_FORMS, LATE_HOST_KEYS)."""
+    if path in LATE_FORMS:
+        return True
+    head, _, key = path.partition(".")
+    return head.startswith("hosts[") and key in LATE_HOST_KEYS
+
+
 def config_of(args: Mapping[str, Any]) -> tuple[StackConfig, LateInputs]:
     """Validate the args into the model, or raise one ConfigError naming every bad field."""
     flat: dict[str, Any] = {}
     problems: list[str] = []
-    late: dict[str, pulumi.Output[Any]] = {}
+    late: dict[str, pulumi.Output[str]] = {}
     hints = _fields(EmqxClusterArgs)
     for name, value in args.items():
         key = to_camel(name)
-        for path, output, takes_output in _outputs_in(value, hints.get(name, Any), key):
-            if takes_output and path in LATE_KEYS:
+        for path, output, declared_input in _outputs_in(value, hints.get(name, Any), key):
+            if declared_input and takes_output(path):
                 late[path] = output
             else:
                 problems.append(
                     f"{NAMESPACE}:{path} = (an Output, known only once other resources exist): allowed: "
-                    + (_NOT_YET_REASON if takes_output else _PLAIN_REASON)
+                    + (_NOT_YET_REASON if declared_input else _PLAIN_REASON)
                 )
-        flat[key] = LATE_KEYS[key] if key in late else _camel_keys(value, hints.get(name, Any))
+        flat[key] = _camel_keys(value, hints.get(name, Any))
     if problems:
         raise ConfigError.of(problems)
-    return validate_config(flat), LateInputs(late)
+    for path in late:
+        _put(flat, path, placeholder(path))
+    config = validate_config(flat)
+    return config, LateInputs({placeholder(path): _checked(path, output) for path, output in late.items()})
+
+
+def _put(flat: dict[str, Any], path: str, value: str) -> None:
+    """Set `key` or `hosts[<i>].key` in the model's input."""
+    head, _, key = path.partition(".")
+    if not key:
+        flat[head] = value
+        return
+    position = int(head.removeprefix("hosts[").removesuffix("]"))
+    flat["hosts"][position][key] = value
+
+
+def _checked(path: str, output: pulumi.Output[Any]) -> pulumi.Output[str]:
+    """The Output, checked like its field once it resolves: a failed check stops the update
+    with the line the stack config would give (secrets hidden)."""
+    head, _, key = path.partition(".")
+    field_info = HostConfig.model_fields[to_snake(key)] if key else field_of(head)
+    if field_info is None:
+        raise ValueError(f"{path}: no field of the config model")
+    adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, field_info.annotation))
+
+    def check(value: Any) -> str:
+        try:
+            adapter.validate_python(value)
+        except ValidationError as error:
+            message = error.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+            raise pulumi.RunError(
+                str(ConfigError.of([f"{NAMESPACE}:{path} = {shown(path, value)}: {message}"]))
+            ) from None
+        return str(value)
+
+    return output.apply(check)
 
 
 def _camel_keys(value: Any, annotation: Any) -> Any:

@@ -23,7 +23,7 @@ from pulumi.runtime.settings import get_root_resource
 
 from components import names
 from components.access import access_material
-from components.args_config import config_of
+from components.args_config import LateInputs, config_of
 from components.broker_cluster import BrokerCluster, BrokerClusterArgs, StartedNode
 from components.broker_image import BrokerImage, BrokerImageArgs
 from components.capacity import HostCapacity, MemoryBudget, capacity_problems, cluster_capacity, memory_budget
@@ -55,7 +55,7 @@ class EmqxCluster(pulumi.ComponentResource):
         # is declared.
         self.names = names.ResourceNames(name)
         try:
-            config, _late = config_of(args)
+            config, late = config_of(args)
             plan = plan_cluster(config, self.names)
             over = capacity_problems(config, plan)
             if over:
@@ -70,7 +70,7 @@ class EmqxCluster(pulumi.ComponentResource):
         super().__init__(names.component_type("EmqxCluster"), name, None, opts)
 
         # 1. Each host's engine and shell.
-        sites = [self._connect(host, first=position == 0) for position, host in enumerate(plan.hosts)]
+        sites = [self._connect(host, late, first=position == 0) for position, host in enumerate(plan.hosts)]
 
         # 2. Each host made ready for its nodes.
         images: dict[str, BrokerImage] = {}
@@ -94,10 +94,12 @@ class EmqxCluster(pulumi.ComponentResource):
             )
 
         # 3. Secrets and cluster TLS.
-        cookie = erlang_cookie(config.erlang_cookie, self.names.resource("erlang-cookie"), self)
-        password = dashboard_password(config.dashboard_password, self.names.resource("dashboard-password"), self)
+        cookie = erlang_cookie(late.resolve_secret(config.erlang_cookie), self.names.resource("erlang-cookie"), self)
+        password = dashboard_password(
+            late.resolve_secret(config.dashboard_password), self.names.resource("dashboard-password"), self
+        )
         node_tls = cluster_tls(plan, parent=self) if config.encrypts_cluster_traffic else {}
-        tls = tls_material(config, self.names, parent=self)
+        tls = tls_material(config, self.names, parent=self, late=late)
         access = access_material(config, tls, self.names, parent=self)
 
         # 4. The brokers, wave by wave, formed into one verified cluster.
@@ -208,7 +210,7 @@ class EmqxCluster(pulumi.ComponentResource):
             }
         )
 
-    def _connect(self, host: HostPlan, first: bool) -> HostSite:
+    def _connect(self, host: HostPlan, late: LateInputs, first: bool) -> HostSite:
         """The host's Docker provider and shell; its resources are named after the host."""
         opts = pulumi.ResourceOptions(parent=self)
         if first and host.name is not None:
@@ -221,7 +223,7 @@ class EmqxCluster(pulumi.ComponentResource):
             )
         provider = docker.Provider(self.names.host_resource(host.name, "docker"), host=host.docker_host, opts=opts)
         return HostSite(
-            host=host, access=HostAccess.to(host, warn_on=self), provider=provider, names=self.names, opts=opts
+            host=host, access=HostAccess.to(host, late, warn_on=self), provider=provider, names=self.names, opts=opts
         )
 
 

@@ -30,8 +30,8 @@ class LoadBalancerArgs:
     nginx_conf: str
     certificate_pem: pulumi.Input[str]
     private_key_pem: pulumi.Input[str]  # secret
-    client_ca_pem: str | None  # clients must present a certificate it signed
-    client_crl_pem: str | None
+    client_ca_pem: pulumi.Input[str] | None  # clients must present a certificate it signed
+    client_crl_pem: pulumi.Input[str] | None
     ticket_keys: Sequence[pulumi.Output[str]]  # base64, secret; the issuing one first
     nofile_limit: int
     keep_image: bool
@@ -49,8 +49,8 @@ class LoadBalancerArgs:
             nginx_conf=render_nginx_conf(nginx_settings(config, plan, site.host)),
             certificate_pem=tls.certificate_pem,
             private_key_pem=tls.private_key_pem,
-            client_ca_pem=config.tls.client_ca.get_secret_value() if config.tls.client_ca else None,
-            client_crl_pem=config.tls.client_crl,
+            client_ca_pem=tls.client_ca_pem,
+            client_crl_pem=tls.client_crl_pem,
             ticket_keys=tls.ticket_keys,
             nofile_limit=config.lb.nofile_limit,
             keep_image=config.keep_image,

@@ -11,7 +11,7 @@ import pytest
 from pulumi.provider.experimental.analyzer import Analyzer, AnalyzeResult
 from pulumi.provider.experimental.util import camel_case
 
-from components.args_config import config_of, stack_args
+from components.args_config import LATE_MARK, config_of, stack_args
 from components.cluster_args import AclRuleArgs, EmqxClusterArgs, HostArgs, MqttClientArgs
 from components.config import config_keys
 from components.config_access import AclRuleConfig, MqttClientConfig
@@ -73,7 +73,7 @@ def test_each_stack_becomes_args_that_validate_to_the_same_config() -> None:
         again, late = config_of(args)
         assert again == config, stack
         assert again.model_fields_set == config.model_fields_set, stack
-        assert late.values == {}
+        assert late.by_placeholder == {}
     hosts = '[{"name": "a", "address": "10.0.0.11", "nodes": 2, "sshUser": "deploy"}, {"name": "b", "address": "10.0.0.12", "nodes": 1}]'
     config = parse_stack_config({"tlsMode": "self-signed", "hosts": hosts, "sshPrivateKey": KEY})
     args = stack_args(config)
@@ -124,3 +124,22 @@ def test_an_output_is_refused_at_preview_naming_its_field_where_the_plan_needs_i
         "value for now: the program still reads it while it plans the cluster, before any resource exists (it "
         "may become an Output where the program can wait for it)",
     ]
+
+
+def test_fields_that_take_an_output_validate_with_a_placeholder_and_keep_the_output() -> None:
+    certificate = pulumi.Output.from_input(CERT)
+    host_key = pulumi.Output.from_input("ssh-ed25519 AAAA")
+    config, late = config_of(
+        {
+            "tls_certificate": certificate,
+            "tls_private_key": TLS_KEY,
+            "hosts": [{"name": "a", "address": "10.0.0.11", "nodes": 1, "ssh_host_key": host_key}],
+        }
+    )
+    assert config.tls.certificate is not None and config.hosts is not None
+    held = config.tls.certificate.get_secret_value()
+    assert LATE_MARK in held and "-----BEGIN CERTIFICATE-----" in held
+    assert isinstance(late.resolve(held), pulumi.Output)
+    assert isinstance(late.resolve(str(config.hosts[0].ssh_host_key)), pulumi.Output)
+    assert late.resolve(TLS_KEY) == TLS_KEY  # a known value is itself
+    assert len(late.by_placeholder) == 2
