@@ -6,7 +6,7 @@ as ever (config_loader), handed over as the args of the cluster, the keys set an
 (config_parse.validate_config), so every message keeps its key names
 (`emqx-cluster:hosts[1].address = ...: allowed: ...`). A value that is a `pulumi.Output` (known
 only once other resources exist) is refused here, naming its field, unless the field takes one
-(LATE_KEYS): the model then holds a placeholder, the real value travels in :class:`LateInputs`.
+(LATE_FORMS): the model then holds a placeholder, the real value travels in :class:`LateInputs`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ depends on is done, so hosts proceed side by side):
 5. the client registry: declared clients and topic rules applied to the running cluster;
 6. per host: its load balancer, with the stack's TLS certificate;
 7. metrics on: per host, Prometheus with the plan's alert rules.
+
+`EmqxCluster(name, args, opts)`: every resource is named after `name` (names.ResourceNames),
+so clusters with different names share no URN; `args` (cluster_args.EmqxClusterArgs) are
+validated into the config model first (args_config.config_of). No postponed annotations here:
+pulumi's component analyzer reads `args`' annotation from `__init__` as an object.
 """
 
 import weakref
