@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel, to_snake
 
 from components.cluster_args import EmqxClusterArgs
 from components.config import SECTIONS, StackConfig
+from components.config_access import MqttClientConfig
 from components.config_hosts import HostConfig
 from components.config_parse import ConfigError, field_of, shown, validate_config
 from components.config_types import NAMESPACE
@@ -77,7 +78,8 @@ def _plain(value: Any) -> Any:
 # tlsCertificate, tlsPrivateKey -> tls.tls_material (the LB's uploads, the admin HTTPS files);
 # tlsClientCa, tlsClientCrl -> tls.tls_material (the LB's uploads; the CRL's digest keys the
 # ticket keys); erlangCookie, dashboardPassword -> secrets (the brokers' environments);
-# sshPrivateKey, sshHostKey -> hostexec.HostAccess (the host commands' connection).
+# sshPrivateKey, sshHostKey -> hostexec.HostAccess (the host commands' connection);
+# mqttClients[i].password, .passwordHash -> access.access_material (hashed inside its apply).
 _PEM = "-----BEGIN {kind}-----\n{mark}\n-----END {kind}-----\n"
 LATE_FORMS: dict[str, str] = {
     "tlsCertificate": _PEM.replace("{kind}", "CERTIFICATE"),
@@ -88,8 +90,13 @@ LATE_FORMS: dict[str, str] = {
     "dashboardPassword": "{mark}",
     "sshPrivateKey": _PEM.replace("{kind}", "OPENSSH PRIVATE KEY"),
     "sshHostKey": "{mark}",
+    # 16+ characters (sha256's shortest password), under bcrypt's 72 bytes.
+    "password": "{mark}",
+    "passwordHash": "{mark}",
 }
-LATE_HOST_KEYS = ("sshPrivateKey", "sshHostKey")  # a `hosts` entry's fields that take an Output
+# The entries' fields that take an Output, by list.
+LATE_ENTRY_KEYS = {"hosts": ("sshPrivateKey", "sshHostKey"), "mqttClients": ("password", "passwordHash")}
+_ENTRY_MODELS: dict[str, type[BaseModel]] = {"hosts": HostConfig, "mqttClients": MqttClientConfig}
 LATE_MARK = "emqxClusterLateInput"
 
 
@@ -125,11 +132,11 @@ _NOT_YET_REASON = (
 
 
 def takes_output(path: str) -> bool:
-    """Whether the field at `path` may be an Output (LATE_FORMS, LATE_HOST_KEYS)."""
+    """Whether the field at `path` may be an Output (LATE_FORMS, LATE_ENTRY_KEYS)."""
     if path in LATE_FORMS:
         return True
     head, _, key = path.partition(".")
-    return head.startswith("hosts[") and key in LATE_HOST_KEYS
+    return key in LATE_ENTRY_KEYS.get(head.split("[", 1)[0], ())
 
 
 def config_of(args: Mapping[str, Any]) -> tuple[StackConfig, LateInputs]:
@@ -154,24 +161,26 @@ def config_of(args: Mapping[str, Any]) -> tuple[StackConfig, LateInputs]:
     for path in late:
         _put(flat, path, placeholder(path))
     config = validate_config(flat)
-    return config, LateInputs({placeholder(path): _checked(path, output) for path, output in late.items()})
+    return config, LateInputs({placeholder(path): _checked(config, path, output) for path, output in late.items()})
 
 
 def _put(flat: dict[str, Any], path: str, value: str) -> None:
-    """Set `key` or `hosts[<i>].key` in the model's input."""
+    """Set `key` or `<list>[<i>].key` in the model's input."""
     head, _, key = path.partition(".")
     if not key:
         flat[head] = value
         return
-    position = int(head.removeprefix("hosts[").removesuffix("]"))
-    flat["hosts"][position][key] = value
+    items, _, position = head.removesuffix("]").partition("[")
+    flat[items][int(position)][key] = value
 
 
-def _checked(path: str, output: pulumi.Output[Any]) -> pulumi.Output[str]:
-    """The Output, checked like its field once it resolves: a failed check stops the update
-    with the line the stack config would give (secrets hidden)."""
+def _checked(config: StackConfig, path: str, output: pulumi.Output[Any]) -> pulumi.Output[str]:
+    """The Output, checked like its field once it resolves (a declared password also against the
+    hash): a failed check stops the update with the line the stack config would give (secrets
+    hidden)."""
     head, _, key = path.partition(".")
-    field_info = HostConfig.model_fields[to_snake(key)] if key else field_of(head)
+    model = _ENTRY_MODELS[head.split("[", 1)[0]] if key else None
+    field_info = model.model_fields[to_snake(key)] if model is not None else field_of(head)
     if field_info is None:
         raise ValueError(f"{path}: no field of the config model")
     adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, field_info.annotation))
@@ -184,6 +193,9 @@ def _checked(path: str, output: pulumi.Output[Any]) -> pulumi.Output[str]:
             raise pulumi.RunError(
                 str(ConfigError.of([f"{NAMESPACE}:{path} = {shown(path, value)}: {message}"]))
             ) from None
+        problems = config.access.password_problems(f"{NAMESPACE}:{head}", str(value)) if key == "password" else []
+        if problems:
+            raise pulumi.RunError(str(ConfigError.of(problems)))
         return str(value)
 
     return output.apply(check)

@@ -105,7 +105,7 @@ class EmqxCluster(pulumi.ComponentResource):
         )
         node_tls = cluster_tls(plan, parent=self) if config.encrypts_cluster_traffic else {}
         tls = tls_material(config, self.names, parent=self, late=late)
-        access = access_material(config, tls, self.names, parent=self)
+        access = access_material(config, tls, self.names, parent=self, late=late)
 
         # 4. The brokers, wave by wave, formed into one verified cluster.
         brokers = BrokerCluster(

@@ -153,3 +153,54 @@ def test_the_containers_of_a_late_stack_are_the_known_stacks() -> None:
     known = run_program({}, program=late_program(single_host_base(), {}))
     late = run_program({}, program=late_program(single_host_base(), LATE))
     assert sorted(r.name for r in known.of_type(CONTAINER)) == sorted(r.name for r in late.of_type(CONTAINER))
+
+
+CLIENT_PASSWORDS = ("declared-password-0123456789", "ops-password-0123456789")
+CLIENT_HASH = "$2b$12$" + "a" * 53  # a bcrypt hash as EMQX stores it
+
+
+def with_clients(late: bool) -> ProgramRun:
+    """The dev stack with two declared clients (bcrypt: one by password, one by hash), each value
+    given plainly or as an Output of another resource."""
+    clients = [
+        {"username": "sensor-1", "password": CLIENT_PASSWORDS[0]},
+        {"username": "ops", "passwordHash": CLIENT_HASH},
+    ]
+    base = with_changes(stack_config("dev"), mqttClients=clients, mqttPasswordHash="bcrypt")
+
+    def program() -> None:
+        args: dict[str, Any] = dict(stack_args(parse_config(base)))
+        if late:
+            source = random.RandomPassword("source", length=8)
+            args["mqtt_clients"][0]["password"] = source.result.apply(partial(_then, CLIENT_PASSWORDS[0]))
+            args["mqtt_clients"][1]["password_hash"] = source.result.apply(partial(_then, CLIENT_HASH))
+        EmqxCluster("emqx", cast(EmqxClusterArgs, args))
+
+    return run_program({}, program=program, stack="dev")
+
+
+def test_client_passwords_given_as_outputs_are_hashed_into_the_same_files_and_calls() -> None:
+    """bcrypt's salt derives from the password (render/access.py salt_seed): the same inputs
+    whether the password was known at preview or not."""
+    known, late = with_clients(late=False), with_clients(late=True)
+    for name in ("emqx1-access-files", "emqx-mqtt-client-sensor-1", "emqx-mqtt-client-ops"):
+        assert late.named(name).stdin == known.named(name).stdin, name
+        assert "stdin" in late.named(name).secret_inputs, name
+    assert not [r.name for r in late.resources if any(LATE_MARK in text for text in walk_strings(r.inputs))]
+
+
+def test_a_late_client_password_too_short_for_the_hash_is_refused_naming_the_client() -> None:
+    base = with_changes(stack_config("dev"), mqttClients=[{"username": "sensor-1", "password": "x" * 16}])
+
+    def program() -> None:
+        args: dict[str, Any] = dict(stack_args(parse_config(base)))
+        source = random.RandomPassword("source", length=8)
+        args["mqtt_clients"][0]["password"] = source.result.apply(partial(_then, "short-password"))
+        EmqxCluster("emqx", cast(EmqxClusterArgs, args))
+
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program({}, program=program, stack="dev")
+    assert (
+        "emqx-cluster:mqttClients[0].password = (hidden: secret, 14 characters): allowed: at least 16 characters "
+        "with mqttPasswordHash = 'sha256'"
+    ) in str(raised.value)
