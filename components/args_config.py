@@ -79,7 +79,8 @@ def _plain(value: Any) -> Any:
 # tlsClientCa, tlsClientCrl -> tls.tls_material (the LB's uploads; the CRL's digest keys the
 # ticket keys); erlangCookie, dashboardPassword -> secrets (the brokers' environments);
 # sshPrivateKey, sshHostKey -> hostexec.HostAccess (the host commands' connection);
-# mqttClients[i].password, .passwordHash -> access.access_material (hashed inside its apply).
+# mqttClients[i].password, .passwordHash -> access.access_material (hashed inside its apply);
+# metricsAlertmanagers[i] -> monitoring.MonitoringArgs (Prometheus's config rendered once known).
 _PEM = "-----BEGIN {kind}-----\n{mark}\n-----END {kind}-----\n"
 LATE_FORMS: dict[str, str] = {
     "tlsCertificate": _PEM.replace("{kind}", "CERTIFICATE"),
@@ -93,7 +94,10 @@ LATE_FORMS: dict[str, str] = {
     # 16+ characters (sha256's shortest password), under bcrypt's 72 bytes.
     "password": "{mark}",
     "passwordHash": "{mark}",
+    "metricsAlertmanagers": "{mark}:9093",  # host:port
 }
+# The lists whose items may be Outputs.
+LATE_LIST_ITEMS = ("metricsAlertmanagers",)
 # The entries' fields that take an Output, by list.
 LATE_ENTRY_KEYS = {"hosts": ("sshPrivateKey", "sshHostKey"), "mqttClients": ("password", "passwordHash")}
 _ENTRY_MODELS: dict[str, type[BaseModel]] = {"hosts": HostConfig, "mqttClients": MqttClientConfig}
@@ -102,8 +106,8 @@ LATE_MARK = "emqxClusterLateInput"
 
 def placeholder(path: str) -> str:
     """The stand-in for the Output given at `path` (`tlsCertificate`, `hosts[1].sshPrivateKey`)."""
-    mark = f"{LATE_MARK}-{path.replace('[', '-').replace('].', '-')}"
-    return LATE_FORMS[path.rsplit(".", 1)[-1]].replace("{mark}", mark)
+    mark = f"{LATE_MARK}-{path.replace('[', '-').replace('].', '-').removesuffix(']')}"
+    return LATE_FORMS[path.rsplit(".", 1)[-1].split("[", 1)[0]].replace("{mark}", mark)
 
 
 @dataclass(frozen=True)
@@ -132,11 +136,14 @@ _NOT_YET_REASON = (
 
 
 def takes_output(path: str) -> bool:
-    """Whether the field at `path` may be an Output (LATE_FORMS, LATE_ENTRY_KEYS)."""
-    if path in LATE_FORMS:
-        return True
+    """Whether the field at `path` may be an Output (LATE_FORMS, LATE_ENTRY_KEYS, LATE_LIST_ITEMS)."""
     head, _, key = path.partition(".")
-    return key in LATE_ENTRY_KEYS.get(head.split("[", 1)[0], ())
+    items = head.split("[", 1)[0]
+    if key:  # an entry's field
+        return key in LATE_ENTRY_KEYS.get(items, ())
+    if items != head:  # a list's item
+        return items in LATE_LIST_ITEMS
+    return path in LATE_FORMS and path not in LATE_LIST_ITEMS
 
 
 def config_of(args: Mapping[str, Any]) -> tuple[StackConfig, LateInputs]:
@@ -165,13 +172,15 @@ def config_of(args: Mapping[str, Any]) -> tuple[StackConfig, LateInputs]:
 
 
 def _put(flat: dict[str, Any], path: str, value: str) -> None:
-    """Set `key` or `<list>[<i>].key` in the model's input."""
+    """Set `key`, `<list>[<i>]` or `<list>[<i>].key` in the model's input."""
     head, _, key = path.partition(".")
-    if not key:
-        flat[head] = value
-        return
     items, _, position = head.removesuffix("]").partition("[")
-    flat[items][int(position)][key] = value
+    if not position:
+        flat[head] = value
+    elif not key:
+        flat[items][int(position)] = value
+    else:
+        flat[items][int(position)][key] = value
 
 
 def _checked(config: StackConfig, path: str, output: pulumi.Output[Any]) -> pulumi.Output[str]:
@@ -179,15 +188,17 @@ def _checked(config: StackConfig, path: str, output: pulumi.Output[Any]) -> pulu
     hash): a failed check stops the update with the line the stack config would give (secrets
     hidden)."""
     head, _, key = path.partition(".")
-    model = _ENTRY_MODELS[head.split("[", 1)[0]] if key else None
-    field_info = model.model_fields[to_snake(key)] if model is not None else field_of(head)
+    items = head.split("[", 1)[0]
+    model = _ENTRY_MODELS[items] if key else None
+    field_info = model.model_fields[to_snake(key)] if model is not None else field_of(items)
     if field_info is None:
         raise ValueError(f"{path}: no field of the config model")
     adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, field_info.annotation))
+    an_item = not key and items != head  # a list's item: checked as a list of one
 
     def check(value: Any) -> str:
         try:
-            adapter.validate_python(value)
+            adapter.validate_python([value] if an_item else value)
         except ValidationError as error:
             message = error.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
             raise pulumi.RunError(

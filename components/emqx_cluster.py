@@ -163,7 +163,7 @@ class EmqxCluster(pulumi.ComponentResource):
             for site in sites:
                 Monitoring(
                     site.resource_name("monitoring"),
-                    MonitoringArgs.of(config, plan, site, capacities[site.host.label], access.api_secret),
+                    MonitoringArgs.of(config, plan, site, capacities[site.host.label], access.api_secret, late),
                     opts=site.opts,
                 )
 

@@ -18,6 +18,7 @@ from components.cluster_args import EmqxClusterArgs
 from components.emqx_cluster import EmqxCluster
 from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE
 from components.render.nginx import CONTAINER_RUNTIME
+from components.render.prometheus import CONFIG_PATH
 from tests.support.program import CONTAINER, REMOTE_COMMAND, ProgramRun, run_program
 from tests.support.stackfiles import parse_config, stack_config, with_changes
 from tests.support.views import brokers, envs, lb_container, walk_strings
@@ -204,3 +205,34 @@ def test_a_late_client_password_too_short_for_the_hash_is_refused_naming_the_cli
         "emqx-cluster:mqttClients[0].password = (hidden: secret, 14 characters): allowed: at least 16 characters "
         "with mqttPasswordHash = 'sha256'"
     ) in str(raised.value)
+
+
+def prometheus_config(late: bool, second: str = "am.example.net:9093") -> str:
+    """Prometheus's config on the dev host, its second Alertmanager given plainly or as an Output."""
+    base = with_changes(
+        stack_config("dev"), metrics=True, metricsAlertmanagers=["10.0.0.5:9093", "am.example.net:9093"]
+    )
+
+    def program() -> None:
+        args: dict[str, Any] = dict(stack_args(parse_config(base)))
+        if late:
+            source = random.RandomPassword("source", length=8)
+            args["metrics_alertmanagers"][1] = source.result.apply(partial(_then, second))
+        EmqxCluster("emqx", cast(EmqxClusterArgs, args))
+
+    run = run_program({}, program=program, stack="dev")
+    container = run.named("emqx-prometheus", custom=True)
+    uploads = {upload["file"]: upload for upload in container.inputs["uploads"]}
+    return str(uploads[CONFIG_PATH]["content"])
+
+
+def test_an_alertmanager_given_as_an_output_reaches_prometheus_config() -> None:
+    known = prometheus_config(late=False)
+    assert "am.example.net:9093" in known and LATE_MARK not in known
+    assert prometheus_config(late=True) == known
+
+
+def test_a_late_alertmanager_that_is_no_host_port_is_refused_naming_its_item() -> None:
+    with pytest.raises(pulumi.RunError) as raised:
+        prometheus_config(late=True, second="http://am:9093")
+    assert "emqx-cluster:metricsAlertmanagers[1] = 'http://am:9093': allowed: host:port" in str(raised.value)
