@@ -80,7 +80,9 @@ def _plain(value: Any) -> Any:
 # ticket keys); erlangCookie, dashboardPassword -> secrets (the brokers' environments);
 # sshPrivateKey, sshHostKey -> hostexec.HostAccess (the host commands' connection);
 # mqttClients[i].password, .passwordHash -> access.access_material (hashed inside its apply);
-# metricsAlertmanagers[i] -> monitoring.MonitoringArgs (Prometheus's config rendered once known).
+# metricsAlertmanagers[i] -> monitoring.MonitoringArgs (Prometheus's config rendered once known);
+# adminNetworks[i] -> firewall.ClusterFirewall (its rules rendered once known; elsewhere only
+# whether there are admin networks counts).
 _PEM = "-----BEGIN {kind}-----\n{mark}\n-----END {kind}-----\n"
 LATE_FORMS: dict[str, str] = {
     "tlsCertificate": _PEM.replace("{kind}", "CERTIFICATE"),
@@ -95,9 +97,11 @@ LATE_FORMS: dict[str, str] = {
     "password": "{mark}",
     "passwordHash": "{mark}",
     "metricsAlertmanagers": "{mark}:9093",  # host:port
+    # A network (no mark fits a CIDR): item i's own host in 198.18.0.0/15 (RFC 2544, benchmarking).
+    "adminNetworks": "198.18.{high}.{low}/32",
 }
 # The lists whose items may be Outputs.
-LATE_LIST_ITEMS = ("metricsAlertmanagers",)
+LATE_LIST_ITEMS = ("metricsAlertmanagers", "adminNetworks")
 # The entries' fields that take an Output, by list.
 LATE_ENTRY_KEYS = {"hosts": ("sshPrivateKey", "sshHostKey"), "mqttClients": ("password", "passwordHash")}
 _ENTRY_MODELS: dict[str, type[BaseModel]] = {"hosts": HostConfig, "mqttClients": MqttClientConfig}
@@ -107,7 +111,9 @@ LATE_MARK = "emqxClusterLateInput"
 def placeholder(path: str) -> str:
     """The stand-in for the Output given at `path` (`tlsCertificate`, `hosts[1].sshPrivateKey`)."""
     mark = f"{LATE_MARK}-{path.replace('[', '-').replace('].', '-').removesuffix(']')}"
-    return LATE_FORMS[path.rsplit(".", 1)[-1].split("[", 1)[0]].replace("{mark}", mark)
+    form = LATE_FORMS[path.rsplit(".", 1)[-1].split("[", 1)[0]]
+    position = int(path.removesuffix("]").rsplit("[", 1)[1]) if path.endswith("]") else 0
+    return form.replace("{mark}", mark).replace("{high}", str(position // 256)).replace("{low}", str(position % 256))
 
 
 @dataclass(frozen=True)
@@ -167,8 +173,20 @@ def config_of(args: Mapping[str, Any]) -> tuple[StackConfig, LateInputs]:
         raise ConfigError.of(problems)
     for path in late:
         _put(flat, path, placeholder(path))
-    config = validate_config(flat)
+    config = validate_config(flat, _taken_placeholders(flat, late))
     return config, LateInputs({placeholder(path): _checked(config, path, output) for path, output in late.items()})
+
+
+def _taken_placeholders(flat: Mapping[str, Any], late: Mapping[str, Any]) -> list[str]:
+    """A list's plain item equal to the placeholder of a late one would be taken for it."""
+    placeholders = {placeholder(path): path for path in late}
+    return [
+        f"{NAMESPACE}:{items}[{position}] = {item!r}: allowed: another value ({placeholders[item]} is an Output, "
+        "which the program stands in for with this value until it is known)"
+        for items in LATE_LIST_ITEMS
+        for position, item in enumerate(flat.get(items) or [])
+        if item in placeholders and placeholders[item] != f"{items}[{position}]"
+    ]
 
 
 def _put(flat: dict[str, Any], path: str, value: str) -> None:

@@ -88,7 +88,7 @@ class EmqxCluster(pulumi.ComponentResource):
             if config.opens_firewall:
                 site.ready.append(
                     ClusterFirewall(
-                        site.resource_name("firewall"), ClusterFirewallArgs.of(config, plan, site), opts=site.opts
+                        site.resource_name("firewall"), ClusterFirewallArgs.of(config, plan, site, late), opts=site.opts
                     )
                 )
             preflight = Preflight(site.resource_name("preflight"), PreflightArgs.of(config, plan, site), opts=site.opts)

@@ -236,3 +236,32 @@ def test_a_late_alertmanager_that_is_no_host_port_is_refused_naming_its_item() -
     with pytest.raises(pulumi.RunError) as raised:
         prometheus_config(late=True, second="http://am:9093")
     assert "emqx-cluster:metricsAlertmanagers[1] = 'http://am:9093': allowed: host:port" in str(raised.value)
+
+
+def firewall_rules(late: bool, first: str = "10.20.0.0/24") -> str:
+    """The single remote host's firewall program, its second admin network given plainly or as an Output."""
+    base = with_changes(single_host_base(), adminNetworks=[first, "10.30.0.0/24"])
+
+    def program() -> None:
+        args: dict[str, Any] = dict(stack_args(parse_config(base)))
+        if late:
+            source = random.RandomPassword("source", length=8)
+            args["admin_networks"][1] = source.result.apply(partial(_then, "10.30.0.0/24"))
+        EmqxCluster("emqx", cast(EmqxClusterArgs, args))
+
+    run = run_program({}, program=program)
+    return str(run.named("emqx-firewall-rules").stdin)
+
+
+def test_an_admin_network_given_as_an_output_reaches_the_firewall() -> None:
+    known = firewall_rules(late=False)
+    assert "10.30.0.0/24" in known and "198.18." not in known
+    assert firewall_rules(late=True) == known
+
+
+def test_a_plain_admin_network_equal_to_a_late_ones_stand_in_is_refused() -> None:
+    with pytest.raises(pulumi.RunError) as raised:
+        firewall_rules(late=True, first="198.18.0.1/32")
+    assert (
+        "emqx-cluster:adminNetworks[0] = '198.18.0.1/32': allowed: another value (adminNetworks[1] is an Output"
+    ) in str(raised.value)
