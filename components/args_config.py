@@ -231,11 +231,14 @@ def _checked(config: StackConfig, path: str, output: pulumi.Output[Any]) -> pulu
 
 
 def _camel_keys(value: Any, annotation: Any) -> Any:
-    """An args value as the model reads it: the entries of `hosts`, `mqttClients` and `mqttAcl`
-    keyed by stack-config key (their fields), maps (`placement`, `sysctls`) as given."""
+    """An args value as the model reads it, in a new list or map: the entries of `hosts`,
+    `mqttClients` and `mqttAcl` keyed by stack-config key (their fields), maps (`placement`,
+    `sysctls`) as given."""
     entry = _entry_type(annotation)
     if entry is not None and isinstance(value, list):
         return [{to_camel(k): v for k, v in item.items()} if isinstance(item, dict) else item for item in value]
+    if isinstance(value, list | dict):  # a copy: placeholders go into it, never into the caller's args
+        return value.copy()
     return value
 
 

@@ -143,3 +143,18 @@ def test_fields_that_take_an_output_validate_with_a_placeholder_and_keep_the_out
     assert isinstance(late.resolve(str(config.hosts[0].ssh_host_key)), pulumi.Output)
     assert late.resolve(TLS_KEY) == TLS_KEY  # a known value is itself
     assert len(late.by_placeholder) == 2
+
+
+def test_validating_args_leaves_them_as_given() -> None:
+    """The model validates placeholders in a copy: the caller's args (perhaps another cluster's
+    too) keep their Outputs."""
+    network = pulumi.Output.from_input("10.20.0.0/24")
+    key = pulumi.Output.from_input(KEY)
+    args: dict[str, Any] = {
+        "tls_mode": "self-signed",
+        "admin_networks": [network],
+        "hosts": [{"name": "a", "address": "10.0.0.11", "nodes": 1, "ssh_private_key": key}],
+    }
+    config_of(args)
+    assert args["admin_networks"] == [network]
+    assert args["hosts"] == [{"name": "a", "address": "10.0.0.11", "nodes": 1, "ssh_private_key": key}]
