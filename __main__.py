@@ -7,6 +7,8 @@ from types import FrameType
 
 import pulumi
 
+from components import names
+from components.args_config import stack_args
 from components.config_loader import load_stack_config
 from components.config_parse import ConfigError
 from components.emqx_cluster import EmqxCluster
@@ -36,11 +38,14 @@ def _stop_quietly(signum: int, frame: FrameType | None) -> None:
 signal.signal(signal.SIGINT, _stop_quietly)
 
 try:
-    cluster = EmqxCluster(load_stack_config())
+    # The stack config, validated as the keys users write, handed over as the cluster's args.
+    args = stack_args(load_stack_config())
 except ConfigError as error:
     # RunError: the engine prints the message alone, with "a clean exit rather than the usual
     # verbose unhandled error logic" (pulumi/errors.py), not a Python traceback.
     raise pulumi.RunError(str(error)) from None
+# Named `emqx` as since the first deployment: every resource keeps its URN (components/names.py).
+cluster = EmqxCluster(names.TOP, args)
 
 pulumi.export("endpoint", cluster.endpoint)
 pulumi.export("endpoints", cluster.endpoints)

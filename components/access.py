@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+from pydantic import SecretStr
 
-from components import names
+from components.args_config import LateInputs
 from components.config import StackConfig
+from components.names import ResourceNames
 from components.render.access import (
     ACCESS_FILES,
     MqttUser,
@@ -47,26 +49,40 @@ class AccessMaterial:
     admin_certificate_digest: pulumi.Output[str] | None
 
 
-def access_material(config: StackConfig, tls: TlsMaterial, parent: pulumi.Resource) -> AccessMaterial:
+def access_material(
+    config: StackConfig, tls: TlsMaterial, resource_names: ResourceNames, parent: pulumi.Resource, late: LateInputs
+) -> AccessMaterial:
     """The access files' content; with adminNetworks they carry the stack's TLS certificate and
-    key for the HTTPS dashboard too."""
+    key for the HTTPS dashboard too. Clients' passwords (or hashes) given as Outputs (`late`) are
+    hashed once known."""
     access = config.access
-    api_secret = generated_secret(names.resource("api-secret"), API_SECRET_LENGTH, parent)
-    salt_key = generated_secret(names.resource("mqtt-salt-key"), SALT_KEY_LENGTH, parent)
+    api_secret = generated_secret(resource_names.resource("api-secret"), API_SECRET_LENGTH, parent)
+    salt_key = generated_secret(resource_names.resource("mqtt-salt-key"), SALT_KEY_LENGTH, parent)
     generated_password = (
-        generated_secret(names.resource("mqtt-generated-password"), GENERATED_PASSWORD_LENGTH, parent)
+        generated_secret(resource_names.resource("mqtt-generated-password"), GENERATED_PASSWORD_LENGTH, parent)
         if access.generated_client is not None
         else None
     )
 
-    def hashed(values: list[str]) -> list[MqttUser]:
-        key, password = values[0], values[1] if len(values) > 1 else None
-        users = [declared_user(client, access.password_hash, key) for client in access.clients]
+    # Each client's password and hash as given: the placeholder of an Output resolved to its value.
+    given = [
+        [late.resolve_secret(client.password), late.resolve_secret(client.password_hash)] for client in access.clients
+    ]
+
+    def hashed(values: list[Any]) -> list[MqttUser]:
+        key, secrets, password = values[0], values[1], values[2] if len(values) > 2 else None
+        clients = [
+            client.model_copy(update={"password": _secret(known[0]), "password_hash": _secret(known[1])})
+            for client, known in zip(access.clients, secrets, strict=True)
+        ]
+        users = [declared_user(client, access.password_hash, key) for client in clients]
         if access.generated_client is not None and password is not None:
             users.append(generated_user(access.generated_client, password, access.password_hash, key))
         return users
 
-    inputs = [salt_key] if generated_password is None else [salt_key, generated_password]
+    inputs: list[pulumi.Input[Any]] = [salt_key, pulumi.Output.from_input(given)]
+    if generated_password is not None:
+        inputs.append(generated_password)
     # Whatever is computed from a secret output is a secret output (pulumi Output.apply keeps
     # is_secret), so users, files and the generated client stay secrets.
     users: pulumi.Output[list[MqttUser]] = pulumi.Output.all(*inputs).apply(hashed)
@@ -104,3 +120,7 @@ def access_material(config: StackConfig, tls: TlsMaterial, parent: pulumi.Resour
         generated_client=generated_client,
         admin_certificate_digest=digest,
     )
+
+
+def _secret(value: str | None) -> SecretStr | None:
+    return None if value is None else SecretStr(value)

@@ -142,7 +142,7 @@ class BrokerCluster(pulumi.ComponentResource):
         )
         self._args = args
         formation = ClusterFormation(
-            names.resource("cluster"),
+            args.plan.names.resource("cluster"),
             pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=top)] if top is not None else []),
         )
         seed = self._node(args.plan.seed, after=self._host_ready(args.plan.seed))
@@ -181,7 +181,7 @@ class BrokerCluster(pulumi.ComponentResource):
         site = args.sites[node.host_label]
         child = pulumi.ResourceOptions(parent=self)
         dirs = site.access.command(
-            names.node_dirs(node.short_name),
+            args.plan.names.node_dirs(node.short_name),
             create=node_dirs_script(node.host_dir),
             delete=node_dirs_delete_script(node.host_dir, node.node_name, args.purge_data, node.container_name),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(after))),
@@ -193,7 +193,7 @@ class BrokerCluster(pulumi.ComponentResource):
             lambda bundle: node_files_script(node.access_dir, ACCESS_FILES.names(args.admin_https), bundle, "access")
         )
         access_files = site.access.command(
-            names.node_access_files(node.short_name),
+            args.plan.names.node_access_files(node.short_name),
             create=access,
             update=access,
             delete=node_files_delete_script(node.access_dir, node.container_name, ACCESS_FILES.directory),
@@ -225,7 +225,7 @@ class BrokerCluster(pulumi.ComponentResource):
             )
             ready.append(
                 site.access.command(
-                    names.node_certificate(node.short_name, "files"),
+                    args.plan.names.node_certificate(node.short_name, "files"),
                     create=script,
                     update=script,
                     delete=node_files_delete_script(node.tls_dir, node.container_name, CLUSTER_TLS_FILES.directory),
@@ -244,7 +244,7 @@ class BrokerCluster(pulumi.ComponentResource):
             lambda env: [f"{key}={value}" for key, value in sorted(env.items())]
         )
         container = docker.Container(
-            node.short_name,
+            args.plan.names.node_container(node.short_name),
             name=node.container_name,
             image=args.images[node.host_label].image_id,
             network_mode="host",  # no `ports`: with host networking the provider would lose them
@@ -297,7 +297,7 @@ class BrokerCluster(pulumi.ComponentResource):
         # host (and is another node), else by the node's eviction on the seed's host.
         same_host = node.plan.host_label == seed.plan.host_label and node is not seed
         return args.sites[node.plan.host_label].access.command(
-            names.node_membership(node.plan.short_name),
+            args.plan.names.node_membership(node.plan.short_name),
             create=join,
             update=join,
             delete=leave_script(
@@ -315,7 +315,7 @@ class BrokerCluster(pulumi.ComponentResource):
         after the container went; it never touches a node that runs."""
         args = self._args
         return args.sites[seed.plan.host_label].access.command(
-            names.node_eviction(node.short_name),
+            args.plan.names.node_eviction(node.short_name),
             create=note_script(
                 f"{node.node_name}: forced out of the cluster from the seed's host if it does not leave"
             ),
@@ -345,7 +345,7 @@ class BrokerCluster(pulumi.ComponentResource):
         )
         # On the seed's host: `cluster status` there lists every node of every host.
         return args.sites[args.plan.seed.host_label].access.command(
-            names.wave_gate(wave),
+            args.plan.names.wave_gate(wave),
             create=check,
             update=check,
             opts=pulumi.ResourceOptions(parent=formation, depends_on=[*joins, *(node.container for node in started)]),

@@ -51,7 +51,7 @@ class ClientRegistry(pulumi.ComponentResource):
             lambda key: acl_apply_script(container, port, key, args.access.acl, timeout)
         )
         args.seed_site.access.command(
-            names.resource("mqtt-acl"),
+            args.plan.names.resource("mqtt-acl"),
             create=rules,
             update=rules,
             delete=note_script("topic rules: the nodes keep theirs until they go"),
@@ -78,7 +78,7 @@ class ClientRegistry(pulumi.ComponentResource):
 
         script: pulumi.Output[str] = pulumi.Output.all(args.access.users, args.access.api_secret).apply(upsert)
         args.seed_site.access.command(
-            names.mqtt_client(user_id),
+            args.plan.names.mqtt_client(user_id),
             create=script,
             update=script,
             delete=args.access.api_secret.apply(remove),

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
-from components import names
 from components.plan import ClusterPlan
 from components.render.broker_env import CLUSTER_TLS_FILES, ssl_dist_options
 from components.render.host_scripts import file_bundle
@@ -38,9 +37,9 @@ class NodeTls:
 def cluster_tls(plan: ClusterPlan, parent: pulumi.Resource) -> Mapping[str, NodeTls]:
     """Node short name -> its TLS files, all signed by one cluster CA."""
     child = pulumi.ResourceOptions(parent=parent)
-    ca_key = tls.PrivateKey(names.resource("cluster-ca-key"), algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+    ca_key = tls.PrivateKey(plan.names.resource("cluster-ca-key"), algorithm="ECDSA", ecdsa_curve="P256", opts=child)
     ca = tls.SelfSignedCert(
-        names.resource("cluster-ca"),
+        plan.names.resource("cluster-ca"),
         private_key_pem=ca_key.private_key_pem,
         subject=tls.SelfSignedCertSubjectArgs(common_name="emqx-cluster CA", organization="emqx-cluster"),
         is_ca_certificate=True,
@@ -51,10 +50,10 @@ def cluster_tls(plan: ClusterPlan, parent: pulumi.Resource) -> Mapping[str, Node
     certificates: dict[str, NodeTls] = {}
     for node in plan.nodes:
         key = tls.PrivateKey(
-            names.node_certificate(node.short_name, "key"), algorithm="ECDSA", ecdsa_curve="P256", opts=child
+            plan.names.node_certificate(node.short_name, "key"), algorithm="ECDSA", ecdsa_curve="P256", opts=child
         )
         request = tls.CertRequest(
-            names.node_certificate(node.short_name, "request"),
+            plan.names.node_certificate(node.short_name, "request"),
             private_key_pem=key.private_key_pem,
             subject=tls.CertRequestSubjectArgs(common_name=node.node_name, organization="emqx-cluster"),
             # A peer dialling `emqx<i>@<address>` checks the address as a DNS name (OTP's
@@ -65,7 +64,7 @@ def cluster_tls(plan: ClusterPlan, parent: pulumi.Resource) -> Mapping[str, Node
             opts=child,
         )
         cert = tls.LocallySignedCert(
-            names.node_certificate(node.short_name, "cert"),
+            plan.names.node_certificate(node.short_name, "cert"),
             cert_request_pem=request.cert_request_pem,
             ca_private_key_pem=ca_key.private_key_pem,
             ca_cert_pem=ca.cert_pem,

@@ -191,12 +191,13 @@ class AccessConfig(BaseModel):
         if (client.password is None) == (client.password_hash is None):
             problems.append(f"{key}: allowed: `password` (a secret) or `passwordHash` (+ `salt`), exactly one")
         if client.password is not None:
-            problems.extend(self._password_problems(key, client.password.get_secret_value()))
+            problems.extend(self.password_problems(key, client.password.get_secret_value()))
         if client.password_hash is not None and self.password_hash == "bcrypt" and client.salt is not None:
             problems.append(f"{key}.salt: allowed: unset with bcrypt (the salt is part of a bcrypt hash)")
         return problems
 
-    def _password_problems(self, key: str, password: str) -> list[str]:
+    def password_problems(self, key: str, password: str) -> list[str]:
+        """A declared password's length against the hash (`key`: its client, `...mqttClients[i]`)."""
         shortest = MIN_PASSWORD_FAST_HASH if self.password_hash == "sha256" else MIN_PASSWORD_SLOW_HASH
         if len(password) < shortest:
             return [

@@ -82,6 +82,14 @@ def parse_stack_config(raw: Mapping[str, str | None]) -> StackConfig:
             values[key] = text
     if problems:  # a structured value that is no YAML: the model would read the stack wrongly
         raise ConfigError.of(problems)
+    return validate_config(values)
+
+
+def validate_config(given: Mapping[str, Any], problems: Iterable[str] = ()) -> StackConfig:
+    """Validate values by stack-config key (structured ones as lists and maps), or raise one
+    ConfigError naming every bad key, `problems` found before included."""
+    values = dict(given)
+    problems = list(problems)
     problems.extend(_unknown_key(key, values.pop(key)) for key in section_names_in(values))
     try:
         config = StackConfig.model_validate(values)
@@ -104,7 +112,7 @@ def _describe(error: ValidationError) -> list[str]:
             lines.extend(message.split("\n"))
             continue
         key = location[0]
-        field = _field_of(key)
+        field = field_of(key)
         if key in _LIST_ITEMS and len(location) > 2:  # hosts[<i>].<field>, its own value shown
             field = _LIST_ITEMS[key].model_fields.get(to_snake(location[2]))
             key, location = f"{key}[{location[1]}].{location[2]}", location[2:]
@@ -113,7 +121,7 @@ def _describe(error: ValidationError) -> list[str]:
         if item["type"] == "extra_forbidden":
             lines.append(_unknown_key(key, item.get("input")))
             continue
-        shown = _shown(key, item.get("input"))
+        value = shown(key, item.get("input"))
         if item["type"] in (
             "greater_than",
             "greater_than_equal",
@@ -131,7 +139,7 @@ def _describe(error: ValidationError) -> list[str]:
             # Type errors ("Input should be a valid list"): say where, and keep the contract's wording.
             where = f" (at {'.'.join(location[1:])})" if len(location) > 1 else ""
             message = f"allowed: {_TYPE_TEXT.get(item['type'], 'a value of the documented type')}{where}; {message}"
-        lines.append(f"{NAMESPACE}:{key} = {shown}: {message}")
+        lines.append(f"{NAMESPACE}:{key} = {value}: {message}")
     return lines
 
 
@@ -143,7 +151,7 @@ _LIST_ITEMS: dict[str, type[BaseModel]] = {
 }
 
 
-def _shown(key: str, value: Any) -> str:
+def shown(key: str, value: Any) -> str:
     """A value as an error line shows it: its repr, or `(hidden: secret)`."""
     shown = repr(value)
     if key in _HIDDEN_KEYS or key.endswith(".sshPrivateKey") or "PRIVATE KEY" in shown or _client_secret(key):
@@ -164,10 +172,10 @@ def _unknown_key(key: str, value: Any) -> str:
         close = ", ".join(to_camel(name) for name in _LIST_ITEMS[item].model_fields)
     else:
         close = ", ".join(config_keys())
-    return f"{NAMESPACE}:{key} = {_shown(key, value)}: unknown key; allowed keys: {close}"
+    return f"{NAMESPACE}:{key} = {shown(key, value)}: unknown key; allowed keys: {close}"
 
 
-def _field_of(key: str) -> FieldInfo | None:
+def field_of(key: str) -> FieldInfo | None:
     """The model field a flat stack-config key fills, in the stack or in a section."""
     models: list[type[BaseModel]] = [StackConfig, *SECTIONS.values()]
     for model in models:

@@ -12,25 +12,32 @@ depends on is done, so hosts proceed side by side):
 5. the client registry: declared clients and topic rules applied to the running cluster;
 6. per host: its load balancer, with the stack's TLS certificate;
 7. metrics on: per host, Prometheus with the plan's alert rules.
+
+`EmqxCluster(name, args, opts)`: every resource is named after `name` (names.ResourceNames),
+so clusters with different names share no URN; `args` (cluster_args.EmqxClusterArgs) are
+validated into the config model first (args_config.config_of). No postponed annotations here:
+pulumi's component analyzer reads `args`' annotation from `__init__` as an object.
 """
 
-from __future__ import annotations
-
+import weakref
 from functools import partial
 
 import pulumi
 import pulumi_docker as docker
+from pulumi.runtime.settings import get_root_resource
 
 from components import names
 from components.access import access_material
+from components.args_config import LateInputs, config_of
 from components.broker_cluster import BrokerCluster, BrokerClusterArgs, StartedNode
 from components.broker_image import BrokerImage, BrokerImageArgs
 from components.capacity import HostCapacity, MemoryBudget, capacity_problems, cluster_capacity, memory_budget
 from components.client_registry import ClientRegistry, ClientRegistryArgs
+from components.cluster_args import EmqxClusterArgs
 from components.cluster_tls import cluster_tls
-from components.config import StackConfig
 from components.config_parse import ConfigError
 from components.firewall import ClusterFirewall, ClusterFirewallArgs
+from components.host_claims import ClaimLedger, cluster_claims
 from components.host_site import HostSite
 from components.host_tuning import HostTuning, HostTuningArgs
 from components.hostexec import HostAccess
@@ -47,17 +54,28 @@ class EmqxCluster(pulumi.ComponentResource):
     """N EMQX nodes on one or several Docker hosts, each host behind its own Nginx, tuned,
     clustered and verified."""
 
-    def __init__(self, config: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
-        # Plan first: a ConfigError from the port plan or the capacity must surface before any
-        # resource is declared.
-        plan = plan_cluster(config)
-        over = capacity_problems(config, plan)
-        if over:
-            raise ConfigError.of(over)
-        super().__init__(names.component_type("EmqxCluster"), names.TOP, None, opts)
+    def __init__(self, name: str, args: EmqxClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        # Validate and plan first: a ConfigError from the args, the port plan, the capacity or
+        # another cluster of the program on the same Docker host surfaces before any resource
+        # is declared.
+        self.names = names.ResourceNames(name)
+        try:
+            config, late = config_of(args)
+            plan = plan_cluster(config, self.names)
+            over = capacity_problems(config, plan)
+            if over:
+                raise ConfigError.of(over)
+            clashes = _program_ledger().claim(name, cluster_claims(config, plan))
+            if clashes:
+                raise ConfigError.of(clashes)
+        except ConfigError as error:
+            # RunError: the engine prints the message alone, with "a clean exit rather than the
+            # usual verbose unhandled error logic" (pulumi/errors.py), not a Python traceback.
+            raise pulumi.RunError(str(error)) from None
+        super().__init__(names.component_type("EmqxCluster"), name, None, opts)
 
         # 1. Each host's engine and shell.
-        sites = [self._connect(host, first=position == 0) for position, host in enumerate(plan.hosts)]
+        sites = [self._connect(host, late, first=position == 0) for position, host in enumerate(plan.hosts)]
 
         # 2. Each host made ready for its nodes.
         images: dict[str, BrokerImage] = {}
@@ -70,7 +88,7 @@ class EmqxCluster(pulumi.ComponentResource):
             if config.opens_firewall:
                 site.ready.append(
                     ClusterFirewall(
-                        site.resource_name("firewall"), ClusterFirewallArgs.of(config, plan, site), opts=site.opts
+                        site.resource_name("firewall"), ClusterFirewallArgs.of(config, plan, site, late), opts=site.opts
                     )
                 )
             preflight = Preflight(site.resource_name("preflight"), PreflightArgs.of(config, plan, site), opts=site.opts)
@@ -81,15 +99,17 @@ class EmqxCluster(pulumi.ComponentResource):
             )
 
         # 3. Secrets and cluster TLS.
-        cookie = erlang_cookie(config.erlang_cookie, names.resource("erlang-cookie"), self)
-        password = dashboard_password(config.dashboard_password, names.resource("dashboard-password"), self)
+        cookie = erlang_cookie(late.resolve_secret(config.erlang_cookie), self.names.resource("erlang-cookie"), self)
+        password = dashboard_password(
+            late.resolve_secret(config.dashboard_password), self.names.resource("dashboard-password"), self
+        )
         node_tls = cluster_tls(plan, parent=self) if config.encrypts_cluster_traffic else {}
-        tls = tls_material(config, parent=self)
-        access = access_material(config, tls, parent=self)
+        tls = tls_material(config, self.names, parent=self, late=late)
+        access = access_material(config, tls, self.names, parent=self, late=late)
 
         # 4. The brokers, wave by wave, formed into one verified cluster.
         brokers = BrokerCluster(
-            names.resource("brokers"),
+            self.names.resource("brokers"),
             BrokerClusterArgs(
                 plan=plan,
                 sites={site.host.label: site for site in sites},
@@ -111,7 +131,7 @@ class EmqxCluster(pulumi.ComponentResource):
         # 5. Who may connect and what they may do, applied to the running cluster.
         seed_site = next(site for site in sites if site.host.label == plan.seed.host_label)
         ClientRegistry(
-            names.resource("clients"),
+            self.names.resource("clients"),
             ClientRegistryArgs(
                 plan=plan,
                 seed_site=seed_site,
@@ -143,7 +163,7 @@ class EmqxCluster(pulumi.ComponentResource):
             for site in sites:
                 Monitoring(
                     site.resource_name("monitoring"),
-                    MonitoringArgs.of(config, plan, site, capacities[site.host.label], access.api_secret),
+                    MonitoringArgs.of(config, plan, site, capacities[site.host.label], access.api_secret, late),
                     opts=site.opts,
                 )
 
@@ -195,7 +215,7 @@ class EmqxCluster(pulumi.ComponentResource):
             }
         )
 
-    def _connect(self, host: HostPlan, first: bool) -> HostSite:
+    def _connect(self, host: HostPlan, late: LateInputs, first: bool) -> HostSite:
         """The host's Docker provider and shell; its resources are named after the host."""
         opts = pulumi.ResourceOptions(parent=self)
         if first and host.name is not None:
@@ -204,18 +224,34 @@ class EmqxCluster(pulumi.ComponentResource):
             # runtime/mocks.py: "The mock monitor does not run them"), so the aliases every
             # single-host stack moving into `hosts` relies on could not be checked there.
             opts = pulumi.ResourceOptions.merge(
-                opts, pulumi.ResourceOptions(transformations=[_as_single_host(host.name)])
+                opts, pulumi.ResourceOptions(transformations=[_as_single_host(self.names, host.name)])
             )
-        provider = docker.Provider(names.host_resource(host.name, "docker"), host=host.docker_host, opts=opts)
-        return HostSite(host=host, access=HostAccess.to(host, warn_on=self), provider=provider, opts=opts)
+        provider = docker.Provider(self.names.host_resource(host.name, "docker"), host=host.docker_host, opts=opts)
+        return HostSite(
+            host=host, access=HostAccess.to(host, late, warn_on=self), provider=provider, names=self.names, opts=opts
+        )
 
 
-def _as_single_host(host_name: str) -> pulumi.ResourceTransformation:
+def _program_ledger() -> ClaimLedger:
+    """The Docker-host claims of every cluster declared so far in this program run: one ledger per
+    root stack resource, of which each run of a program has its own (the SDK keeps it in its
+    per-run settings: pulumi runtime/settings.py, get_root_resource), so runs never share one."""
+    root = get_root_resource()
+    if root is None:  # no stack (never in a program the engine runs): nothing to compare with
+        return ClaimLedger()
+    return _LEDGERS.setdefault(root, ClaimLedger())
+
+
+# Root stack -> its ledger; weak, so a finished run's ledger goes with its stack.
+_LEDGERS: weakref.WeakKeyDictionary[pulumi.Resource, ClaimLedger] = weakref.WeakKeyDictionary()
+
+
+def _as_single_host(resource_names: names.ResourceNames, host_name: str) -> pulumi.ResourceTransformation:
     """Aliases every resource of the first host to the name it had in a single-host stack, so
     moving such a stack to a `hosts` list (or growing it to several hosts) keeps its resources."""
 
     def add_alias(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
-        previous = names.single_host_name(args.name, host_name)
+        previous = resource_names.single_host_name(args.name, host_name)
         if previous == args.name:
             return None
         return pulumi.ResourceTransformationResult(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components import names
+from components.args_config import LateInputs
 from components.config import StackConfig
 from components.host_site import HostSite
 from components.hostexec import HostAccess
@@ -33,10 +34,10 @@ class ClusterFirewallArgs:
     peers: Sequence[str]  # every cluster host's address, this host's included
     access: HostAccess
     admin_ports: Sequence[int] = ()  # the nodes' dashboard ports (and Prometheus's), with adminNetworks
-    admin_networks: Sequence[str] = ()
+    admin_networks: Sequence[pulumi.Input[str]] = ()  # Outputs too (given as such in the args)
 
     @classmethod
-    def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> ClusterFirewallArgs:
+    def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite, late: LateInputs) -> ClusterFirewallArgs:
         return cls(
             ports=cluster_ports(site.host),
             peers=[peer.address for peer in plan.hosts],
@@ -48,7 +49,7 @@ class ClusterFirewallArgs:
                     *([config.monitoring.port] if config.monitoring.opens_beyond_loopback else []),
                 ]
             ),
-            admin_networks=config.access.admin_networks,
+            admin_networks=[late.resolve(network) for network in config.access.admin_networks],
         )
 
 
@@ -57,7 +58,15 @@ class ClusterFirewall(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterFirewallArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(names.component_type("ClusterFirewall"), name, None, opts)
-        rules = firewall_apply_script(args.ports, args.peers, args.admin_ports, args.admin_networks)
+        known = [network for network in args.admin_networks if isinstance(network, str)]
+        # Admin networks given as Outputs: the rules are rendered once they are known.
+        rules: pulumi.Input[str] = (
+            firewall_apply_script(args.ports, args.peers, args.admin_ports, known)
+            if len(known) == len(args.admin_networks)
+            else pulumi.Output.all(*args.admin_networks).apply(
+                lambda networks: firewall_apply_script(args.ports, args.peers, args.admin_ports, networks)
+            )
+        )
         self.rules = args.access.command(
             f"{name}-rules",
             create=rules,

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from components import names
 from components.hostexec import HostAccess
+from components.names import ResourceNames
 from components.plan import HostPlan
 
 
@@ -29,9 +29,10 @@ class HostSite:
     host: HostPlan
     access: HostAccess
     provider: docker.Provider
+    names: ResourceNames  # the cluster's
     opts: pulumi.ResourceOptions  # parent, and for the first host the aliases to single-host names
     ready: list[pulumi.Resource] = field(default_factory=list)
 
     def resource_name(self, what: str) -> str:
-        """`emqx-<host>-<what>`, or `emqx-<what>` for the one host of a single-host stack."""
-        return names.host_resource(self.host.name, what)
+        """`<cluster>-<host>-<what>`, or `<cluster>-<what>` for the one host of a single-host stack."""
+        return self.names.host_resource(self.host.name, what)

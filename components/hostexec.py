@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
+from components.args_config import LateInputs
 from components.config_hosts import Host
 from components.render.host_scripts import HostOperation, host_program, shell_command
 
@@ -27,8 +28,9 @@ class HostAccess:
     docker_host: str
 
     @classmethod
-    def to(cls, host: Host, warn_on: pulumi.Resource | None = None) -> HostAccess:
-        """Access to `host`: over SSH with its key (or the agent), or local commands."""
+    def to(cls, host: Host, late: LateInputs, warn_on: pulumi.Resource | None = None) -> HostAccess:
+        """Access to `host`: over SSH with its key (or the agent), or local commands; a key or
+        host key given as an Output (`late`) is used as such."""
         connection = None
         if host.ssh is not None:
             if host.ssh.host_key is None:
@@ -43,8 +45,8 @@ class HostAccess:
                 port=host.ssh.port,
                 user=host.ssh.user,
                 # Secret end to end; without it the SSH agent (SSH_AUTH_SOCK) is used.
-                private_key=pulumi.Output.secret(key.get_secret_value()) if key else None,
-                host_key=host.ssh.host_key,
+                private_key=pulumi.Output.secret(late.resolve(key.get_secret_value())) if key else None,
+                host_key=None if host.ssh.host_key is None else late.resolve(host.ssh.host_key),
             )
         return cls(connection=connection, use_sudo=host.use_sudo, docker_host=host.docker_host)
 

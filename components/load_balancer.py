@@ -16,6 +16,7 @@ import pulumi_docker as docker
 from components import names
 from components.config import StackConfig
 from components.host_site import HostSite
+from components.names import ResourceNames
 from components.plan import ClusterPlan
 from components.render.nginx import CONTAINER_RUNTIME, nginx_settings, render_nginx_conf
 from components.tls import TlsMaterial
@@ -24,12 +25,13 @@ from components.tls import TlsMaterial
 @dataclass(frozen=True)
 class LoadBalancerArgs:
     host_name: str | None  # the host's name over several hosts (names its resources), None on one
+    names: ResourceNames  # the cluster's
     image: str  # nginx:<tag>; the official image has the stream module built in
     nginx_conf: str
     certificate_pem: pulumi.Input[str]
     private_key_pem: pulumi.Input[str]  # secret
-    client_ca_pem: str | None  # clients must present a certificate it signed
-    client_crl_pem: str | None
+    client_ca_pem: pulumi.Input[str] | None  # clients must present a certificate it signed
+    client_crl_pem: pulumi.Input[str] | None
     ticket_keys: Sequence[pulumi.Output[str]]  # base64, secret; the issuing one first
     nofile_limit: int
     keep_image: bool
@@ -42,12 +44,13 @@ class LoadBalancerArgs:
     def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite, tls: TlsMaterial) -> LoadBalancerArgs:
         return cls(
             host_name=site.host.name,
+            names=site.names,
             image=config.lb.image,
             nginx_conf=render_nginx_conf(nginx_settings(config, plan, site.host)),
             certificate_pem=tls.certificate_pem,
             private_key_pem=tls.private_key_pem,
-            client_ca_pem=config.tls.client_ca.get_secret_value() if config.tls.client_ca else None,
-            client_crl_pem=config.tls.client_crl,
+            client_ca_pem=tls.client_ca_pem,
+            client_crl_pem=tls.client_crl_pem,
             ticket_keys=tls.ticket_keys,
             nofile_limit=config.lb.nofile_limit,
             keep_image=config.keep_image,
@@ -66,7 +69,7 @@ class LoadBalancer(pulumi.ComponentResource):
     """
 
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        # First deployed under the container's own name (emqx-lb): the alias keeps its URN and,
+        # First deployed under the container's own name (`<cluster>-lb`, emqx-lb): the alias keeps its URN and,
         # through it, its children's.
         super().__init__(
             names.component_type("LoadBalancer"),
@@ -75,14 +78,14 @@ class LoadBalancer(pulumi.ComponentResource):
             pulumi.ResourceOptions.merge(
                 opts,
                 pulumi.ResourceOptions(
-                    aliases=[pulumi.Alias(name=names.LB_CONTAINER, parent=opts.parent if opts else None)]
+                    aliases=[pulumi.Alias(name=args.names.lb_container(None), parent=opts.parent if opts else None)]
                 ),
             )
             if args.host_name is None
             else opts,
         )
         child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(args.ready))
-        container_name = names.lb_container(args.host_name)
+        container_name = args.names.lb_container(args.host_name)
         image = docker.RemoteImage(
             f"{container_name}-image",
             name=args.image,

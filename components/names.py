@@ -6,14 +6,18 @@ container by its name, Pulumi keys state by resource name (the URN). None of the
 an existing stack, which is why they derive from the node index and the config only, and why a
 renamed Pulumi resource carries an alias to its old name.
 
-Resource names follow one rule: the top component's name (`emqx`) as prefix, then the host's
-name for a host's resources over several hosts (`emqx-b-preflight`), a node's resources prefixed
-by its short name (`emqx1-dirs`), a wave's gate by its wave (`wave1-verify`, as first deployed).
+Resource names follow one rule (:class:`ResourceNames`): the cluster component's name (`emqx` in
+the stack-config program) as prefix, then the host's name for a host's resources over several
+hosts (`emqx-b-preflight`), a node's resources by its short name and a wave's gate by its wave;
+the cluster named `emqx` writes those last two without its prefix (`emqx1-dirs`, `wave1-verify`),
+as first deployed.
 """
 
 from __future__ import annotations
 
-TOP = "emqx"  # the top component; every other resource name derives from it
+from dataclasses import dataclass
+
+TOP = "emqx"  # the stack-config program's cluster: its resources keep their first names
 LB_CONTAINER = "emqx-lb"
 PROMETHEUS_CONTAINER = "emqx-prometheus"
 IMAGE_REPOSITORY_PREFIX = "emqx-cluster"
@@ -53,52 +57,63 @@ def broker_image_tag(emqx_repository: str, version: str, context_digest: str) ->
 # ------------------------------------------------------------------------ Pulumi resources
 
 
-def resource(what: str) -> str:
-    """A resource of the stack as a whole: `emqx-<what>`."""
-    return f"{TOP}-{what}"
+@dataclass(frozen=True)
+class ResourceNames:
+    """The Pulumi names of one cluster's resources, every one derived from the cluster's own name
+    (`top`, the EmqxCluster's `name`), so two clusters in one program never share a URN.
 
+    A node's and a wave's resources were first deployed without a prefix (`emqx1-dirs`,
+    `wave1-verify`) by the stack-config program, whose cluster is named TOP: that cluster keeps
+    those names (its stacks' URNs); a cluster with any other name prefixes them too
+    (`<top>-emqx1-dirs`, `<top>-wave1-verify`).
+    """
 
-def host_resource(host_name: str | None, what: str) -> str:
-    """A resource of one host: `emqx-<host name>-<what>`; the one host of a single-host stack
-    (None) keeps the stack-wide name it was first deployed with, `emqx-<what>`."""
-    return resource(what if host_name is None else f"{host_name}-{what}")
+    top: str = TOP
 
+    def resource(self, what: str) -> str:
+        """A resource of the cluster as a whole: `<top>-<what>`."""
+        return f"{self.top}-{what}"
 
-def single_host_name(name: str, host_name: str) -> str:
-    """The name a resource of host `host_name` had when the stack ran on that host alone: growing
-    a single-host stack to several hosts hands its resources to the first host (an alias)."""
-    return name.replace(f"{TOP}-{host_name}-", f"{TOP}-", 1)
+    def host_resource(self, host_name: str | None, what: str) -> str:
+        """A resource of one host: `<top>-<host name>-<what>`; the one host of a single-host stack
+        (None) keeps the cluster-wide name it was first deployed with, `<top>-<what>`."""
+        return self.resource(what if host_name is None else f"{host_name}-{what}")
 
+    def single_host_name(self, name: str, host_name: str) -> str:
+        """The name a resource of host `host_name` had when the stack ran on that host alone: growing
+        a single-host stack to several hosts hands its resources to the first host (an alias)."""
+        return name.replace(f"{self.top}-{host_name}-", f"{self.top}-", 1)
 
-def node_certificate(short_name: str, what: str) -> str:
-    return f"{short_name}-tls-{what}"
+    def lb_container(self, host_name: str | None) -> str:
+        """The load balancer's Pulumi name (`<top>-lb`, `<top>-<host>-lb`); its Docker name is
+        LB_CONTAINER on every host."""
+        return self.host_resource(host_name, "lb")
 
+    def _node_level(self, name: str) -> str:
+        """A node's or a wave's resource: unprefixed for the cluster named TOP (as first deployed)."""
+        return name if self.top == TOP else self.resource(name)
 
-def lb_container(host_name: str | None) -> str:
-    """The load balancer's Pulumi name; its Docker name is LB_CONTAINER on every host."""
-    return LB_CONTAINER if host_name is None else host_resource(host_name, "lb")
+    def node_container(self, short_name: str) -> str:
+        return self._node_level(short_name)
 
+    def node_certificate(self, short_name: str, what: str) -> str:
+        return self._node_level(f"{short_name}-tls-{what}")
 
-def node_dirs(short_name: str) -> str:
-    return f"{short_name}-dirs"
+    def node_dirs(self, short_name: str) -> str:
+        return self._node_level(f"{short_name}-dirs")
 
+    def node_membership(self, short_name: str) -> str:
+        return self._node_level(f"{short_name}-membership")
 
-def node_membership(short_name: str) -> str:
-    return f"{short_name}-membership"
+    def node_eviction(self, short_name: str) -> str:
+        return self._node_level(f"{short_name}-eviction")
 
+    def wave_gate(self, wave: int) -> str:
+        return self._node_level(f"wave{wave}-verify")
 
-def node_eviction(short_name: str) -> str:
-    return f"{short_name}-eviction"
+    def node_access_files(self, short_name: str) -> str:
+        return self._node_level(f"{short_name}-access-files")
 
-
-def wave_gate(wave: int) -> str:
-    return f"wave{wave}-verify"
-
-
-def node_access_files(short_name: str) -> str:
-    return f"{short_name}-access-files"
-
-
-def mqtt_client(user_id: str) -> str:
-    """A declared MQTT client's registration: `emqx-mqtt-client-<id>` (ids are URL- and URN-safe)."""
-    return resource(f"mqtt-client-{user_id}")
+    def mqtt_client(self, user_id: str) -> str:
+        """A declared MQTT client's registration: `<top>-mqtt-client-<id>` (ids are URL- and URN-safe)."""
+        return self.resource(f"mqtt-client-{user_id}")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from components import names
 from components.config import StackConfig
 from components.config_hosts import Host
 from components.config_parse import ConfigError
 from components.config_types import NAMESPACE
+from components.names import ResourceNames
 
 # Erlang distribution and cluster RPC ports: 4370 + N and 5370 + N, N = trailing digits of the
 # node's short name (ekka's static-port distribution; rpc.port_discovery = stateless). Keys exist
@@ -150,6 +151,8 @@ class ClusterPlan:
     # One source of truth for both ends: Nginx sends a PROXY header iff the brokers' listeners
     # expect one (a mismatch breaks every client, or floods EMQX with `Parse failed`).
     proxy_protocol: bool = True
+    # The Pulumi names of the cluster's resources (its component's name as prefix).
+    names: ResourceNames = field(default_factory=ResourceNames)
 
     @property
     def seed(self) -> NodePlan:
@@ -170,8 +173,9 @@ class ClusterPlan:
         return next(host for host in self.hosts if host.label == label)
 
 
-def plan_cluster(config: StackConfig) -> ClusterPlan:
-    """Derive the plan, or raise ConfigError naming the keys whose ports collide or cannot be reserved."""
+def plan_cluster(config: StackConfig, resource_names: ResourceNames | None = None) -> ClusterPlan:
+    """Derive the plan, or raise ConfigError naming the keys whose ports collide or cannot be reserved;
+    its resources are named by `resource_names` (by default, the stack-config program's cluster's)."""
     hosts = config.cluster_hosts
     waves = _waves([host.node_indexes for host in hosts], config.effective_waves)
     host_nodes = [
@@ -201,6 +205,7 @@ def plan_cluster(config: StackConfig) -> ClusterPlan:
         lb_port=config.lb.port,
         port_range=config.port_range,
         several_hosts=config.several_hosts,
+        names=resource_names or ResourceNames(),
     )
 
 

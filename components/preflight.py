@@ -20,35 +20,14 @@ from components import names
 from components.capacity import memory_budget
 from components.config import StackConfig
 from components.config_types import NAMESPACE
+from components.host_claims import port_claims
 from components.host_site import HostSite
 from components.hostexec import HostAccess
-from components.plan import ClusterPlan, HostPlan
+from components.plan import ClusterPlan
 from components.render.host_scripts import MemoryCheck, NofileClaim, PortClaim, preflight_script
 
 # What the preflight prints last (preflight.sh.j2), read back for the `capacity` output.
 MEMORY_LINE = re.compile(r"^memory ceiling: (\d+) connections \(MemTotal (\d+) kB\)$", re.MULTILINE)
-
-
-def port_claims(host: HostPlan) -> list[PortClaim]:
-    """Every port the host's containers will listen on: its nodes', its load balancer's, and with
-    metrics on Prometheus's and Nginx's metrics listener."""
-    claims = [
-        PortClaim(port=port, owner=node.container_name, role=role)
-        for node in host.nodes
-        for role, port in node.ports.as_dict().items()
-    ]
-    services = [
-        PortClaim(port=host.lb_port, owner=names.LB_CONTAINER, role="TLS listener"),
-        *(
-            PortClaim(port=port, owner=owner, role=role)
-            for port, owner, role in (
-                (host.metrics_port, names.PROMETHEUS_CONTAINER, "Prometheus listener"),
-                (host.lb_metrics_port, names.LB_CONTAINER, "metrics listener"),
-            )
-            if port is not None
-        ),
-    ]
-    return [*claims, *services]
 
 
 def nofile_claims(config: StackConfig) -> list[NofileClaim]:

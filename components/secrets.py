@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_random as random
-from pydantic import SecretStr
 
 from components.config import StackConfig
 from components.plan import ClusterPlan
@@ -34,15 +33,15 @@ def generated_secret(name: str, length: int, parent: pulumi.Resource) -> pulumi.
     return pulumi.Output.secret(generated.result)
 
 
-def erlang_cookie(given: SecretStr | None, name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
+def erlang_cookie(given: pulumi.Input[str] | None, name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
     if given is not None:
-        return pulumi.Output.secret(given.get_secret_value())
+        return pulumi.Output.secret(given)
     return generated_secret(name, COOKIE_LENGTH, parent).apply(letter_led)
 
 
-def dashboard_password(given: SecretStr | None, name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
+def dashboard_password(given: pulumi.Input[str] | None, name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
     if given is not None:
-        return pulumi.Output.secret(given.get_secret_value())
+        return pulumi.Output.secret(given)
     # EMQX's password rule wants two kinds of characters (config_types.DashboardPassword): with
     # these minimums every generated password passes it, whatever the draw.
     generated = random.RandomPassword(

@@ -26,8 +26,9 @@ import pulumi
 import pulumi_random as random
 import pulumi_tls as tls
 
-from components import names
+from components.args_config import LateInputs
 from components.config import StackConfig
+from components.names import ResourceNames
 
 SELF_SIGNED_VALIDITY_HOURS = 24 * 365
 # pulumi-tls replaces a self-signed certificate only once it counts as expired; with this, a
@@ -45,16 +46,23 @@ class TlsMaterial:
     # Base64 session ticket keys, secret: the one that issues tickets first (Nginx's first
     # `ssl_session_ticket_key` encrypts, the others only decrypt). Empty: tickets off.
     ticket_keys: tuple[pulumi.Output[str], ...]
+    client_ca_pem: pulumi.Input[str] | None = None  # clients must present a certificate it signed
+    client_crl_pem: pulumi.Input[str] | None = None
 
 
-def tls_material(config: StackConfig, parent: pulumi.Resource) -> TlsMaterial:
+def tls_material(
+    config: StackConfig, resource_names: ResourceNames, parent: pulumi.Resource, late: LateInputs
+) -> TlsMaterial:
+    """The LB's TLS material; values given as Outputs (`late`) are used as such."""
     child = pulumi.ResourceOptions(parent=parent)
+    client_ca = late.resolve_secret(config.tls.client_ca)
+    client_crl = None if config.tls.client_crl is None else late.resolve(config.tls.client_crl)
     ticket_keys: tuple[pulumi.Output[str], ...] = tuple(
         pulumi.Output.secret(
             random.RandomBytes(
-                names.resource(f"tls-ticket-key-{generation}"),
+                resource_names.resource(f"tls-ticket-key-{generation}"),
                 length=TICKET_KEY_BYTES,
-                keepers=ticket_key_keepers(config),
+                keepers=ticket_key_keepers(client_crl),
                 opts=child,
             ).base64
         )
@@ -62,14 +70,16 @@ def tls_material(config: StackConfig, parent: pulumi.Resource) -> TlsMaterial:
     )
     if config.tls.certificate is not None and config.tls.private_key is not None:
         return TlsMaterial(
-            pulumi.Output.secret(config.tls.certificate.get_secret_value()),
-            pulumi.Output.secret(config.tls.private_key.get_secret_value()),
+            pulumi.Output.secret(late.resolve(config.tls.certificate.get_secret_value())),
+            pulumi.Output.secret(late.resolve(config.tls.private_key.get_secret_value())),
             ticket_keys,
+            client_ca,
+            client_crl,
         )
-    key = tls.PrivateKey(names.resource("tls-key"), algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+    key = tls.PrivateKey(resource_names.resource("tls-key"), algorithm="ECDSA", ecdsa_curve="P256", opts=child)
     dns_names, ip_addresses = config.self_signed_subjects()
     cert = tls.SelfSignedCert(
-        names.resource("tls-cert"),
+        resource_names.resource("tls-cert"),
         private_key_pem=key.private_key_pem,
         subject=tls.SelfSignedCertSubjectArgs(common_name=config.client_hostname, organization="emqx-cluster"),
         dns_names=dns_names,
@@ -79,16 +89,17 @@ def tls_material(config: StackConfig, parent: pulumi.Resource) -> TlsMaterial:
         allowed_uses=["digital_signature", "key_encipherment", "server_auth"],
         opts=child,
     )
-    return TlsMaterial(cert.cert_pem, pulumi.Output.secret(key.private_key_pem), ticket_keys)
+    return TlsMaterial(cert.cert_pem, pulumi.Output.secret(key.private_key_pem), ticket_keys, client_ca, client_crl)
 
 
-def ticket_key_keepers(config: StackConfig) -> dict[str, str] | None:
+def ticket_key_keepers(crl: pulumi.Input[str] | None) -> dict[str, pulumi.Input[str]] | None:
     """With a client CRL, every ticket key is new whenever the CRL changes: a resumed session
     skips the client certificate check, and Nginx tells the sessions it may resume by the server
     certificate and the client CA's names only (nginx 1.27 ngx_event_openssl.c
     ngx_ssl_session_id_context), so a revoked client would resume with a ticket an old key
     sealed. New keys (and the new Nginx container they replace) make it shake hands in full."""
-    crl = config.tls.client_crl
     if crl is None:
         return None
-    return {"clientCrlSha256": hashlib.sha256(crl.encode()).hexdigest()}
+    return {
+        "clientCrlSha256": pulumi.Output.from_input(crl).apply(lambda text: hashlib.sha256(text.encode()).hexdigest())
+    }

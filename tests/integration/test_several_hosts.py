@@ -111,7 +111,7 @@ def firewall_command(
     the command line, and every operation's script on standard input (on the nft backend, each
     script first drops iptables from its PATH, as on a host with nftables alone)."""
     args = firewall_args(plan, host_plan, admin_networks)
-    rules = backend.confined(firewall_apply_script(args.ports, args.peers, args.admin_ports, args.admin_networks))
+    rules = backend.confined(firewall_apply_script(args.ports, args.peers, args.admin_ports, admin_networks))
     program = host_program({"create": rules, "update": rules, "delete": backend.confined(firewall_remove_script())})
     return host.ssh_run(shell_command(operation, args.access.use_sudo), stdin=program)
 

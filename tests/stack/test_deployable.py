@@ -18,9 +18,10 @@ from components.broker_image import BUILD_CONTEXT, build_digest
 from components.capacity import memory_budget
 from components.config_parse import ConfigError
 from components.config_types import NAMESPACE
+from components.host_claims import port_claims
 from components.host_tuning import host_sysctls
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
-from components.preflight import nofile_claims, port_claims
+from components.preflight import nofile_claims
 from components.render.access import ACCESS_FILES
 from components.render.broker_env import COOKIE_VARIABLE, DASHBOARD_PASSWORD_VARIABLE, erlang_address
 from components.render.host_scripts import (

@@ -17,6 +17,7 @@ as each resource's constructor runs; that order is the same on every run.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import bisect
 import contextvars
@@ -417,8 +418,10 @@ def run_program(
     preview: bool = False,
     stack: str = "test",
     into: ProgramRun | None = None,
+    program: Callable[[], None] | None = None,
 ) -> ProgramRun:
-    """Run __main__.py under mocks with `config` (+ `secrets`, marked secret) and record it.
+    """Run __main__.py (or `program`, another Pulumi program) under mocks with `config` (+ `secrets`,
+    marked secret) and record it.
 
     Pass `into` to keep what was registered even when the program raises.
     """
@@ -435,7 +438,10 @@ def run_program(
         mock = _Mocks(preview)
         set_all_config(as_strings, secret_keys)
 
-        async def program() -> None:
+        async def main() -> None:
+            if program is not None:
+                program()
+                return
             # The program takes SIGINT for its engine-cancel exit; the test process keeps its own.
             sigint = signal.getsignal(signal.SIGINT)
             try:
@@ -446,7 +452,11 @@ def run_program(
         with _numbered():
             # set_mocks declares the root stack (number 0).
             mocks.set_mocks(mock, project=PROJECT, stack=stack, preview=preview, monitor=_RecordingMonitor(mock, run))
-            _sync_await(pulumi.runtime.stack.run_pulumi_func(program))
+            try:
+                _sync_await(pulumi.runtime.stack.run_pulumi_func(main))
+            except BaseException:
+                _drain()
+                raise
         root = settings.get_root_resource()
         assert root is not None
         for name, value in root.outputs.items():  # type: ignore[attr-defined]
@@ -457,6 +467,25 @@ def run_program(
 
     contextvars.Context().run(execute)
     return run
+
+
+def _drain() -> None:
+    """Finish (or cancel) what a failed run left, and forget it, so that an Output callback that
+    raised after the run's first error (an apply whose check fails) cannot fail the next run. The
+    SDK stops waiting at the first error, and the tasks it tracks live in `SETTINGS.outputs`, a
+    context property whose default set every context without its own shares (pulumi 3.272.0
+    runtime/settings.py), so the next run's wait_for_rpcs would await them again."""
+    loop = asyncio.get_event_loop()
+    with settings.SETTINGS.lock:
+        pending = list(settings.SETTINGS.outputs)
+        settings.SETTINGS.outputs.clear()
+    pending.extend(task for task in asyncio.all_tasks(loop) if not task.done() and task not in pending)
+    if not pending:
+        return
+    _, unfinished = loop.run_until_complete(asyncio.wait(pending, timeout=5))
+    for task in unfinished:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 class Deployments:

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from components.config_parse import ConfigError, parse_stack_config
+from components.host_claims import port_claims
 from components.names import LB_CONTAINER, PROMETHEUS_CONTAINER
 from components.plan import plan_cluster
-from components.preflight import port_claims
 from components.render.nginx import nginx_settings, render_nginx_conf
 from components.render.prometheus import prometheus_settings, render_prometheus_config
 

@@ -40,8 +40,8 @@ from tests.support.stackfiles import stack_raw, validate
 with warnings.catch_warnings():
     # pulumi_command warns about its own deprecated CopyFile resource on import; not ours.
     warnings.simplefilter("ignore", DeprecationWarning)
+    from components.host_claims import port_claims
     from components.host_tuning import host_sysctls
-    from components.preflight import port_claims
 
 SH = "/bin/sh"
 

@@ -142,12 +142,13 @@ def test_each_host_reserves_only_its_own_ports() -> None:
 
 
 def test_host_resources_are_named_after_their_host_and_a_single_host_keeps_its_names() -> None:
-    assert names.host_resource("b", "preflight") == "emqx-b-preflight"
-    assert names.host_resource(None, "preflight") == "emqx-preflight"
-    assert names.lb_container("b") == "emqx-b-lb"
-    assert names.lb_container(None) == "emqx-lb"
-    assert names.single_host_name("emqx-a-lb-image", "a") == "emqx-lb-image"
-    assert names.single_host_name("emqx1-dirs", "a") == "emqx1-dirs"
+    stack = names.ResourceNames()  # the stack-config program's cluster, `emqx`
+    assert stack.host_resource("b", "preflight") == "emqx-b-preflight"
+    assert stack.host_resource(None, "preflight") == "emqx-preflight"
+    assert stack.lb_container("b") == "emqx-b-lb"
+    assert stack.lb_container(None) == "emqx-lb"
+    assert stack.single_host_name("emqx-a-lb-image", "a") == "emqx-lb-image"
+    assert stack.single_host_name("emqx1-dirs", "a") == "emqx1-dirs"
 
 
 def test_a_single_host_stack_has_one_unnamed_host_with_every_node() -> None:

@@ -1,0 +1,300 @@
+"""EmqxClusterArgs <-> the StackConfig model: the stack config as args, and args validated.
+
+:func:`stack_args` is the stack-config program's adapter: the `emqx-cluster:*` keys, validated
+as ever (config_loader), handed over as the args of the cluster, the keys set and nothing else.
+:func:`config_of` validates any args into the same model through the same checks
+(config_parse.validate_config), so every message keeps its key names
+(`emqx-cluster:hosts[1].address = ...: allowed: ...`). A value that is a `pulumi.Output` (known
+only once other resources exist) is refused here, naming its field, unless the field takes one
+(LATE_FORMS): the model then holds a placeholder, the real value travels in :class:`LateInputs`.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pulumi
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel, to_snake
+
+from components.cluster_args import EmqxClusterArgs
+from components.config import SECTIONS, StackConfig
+from components.config_access import MqttClientConfig
+from components.config_hosts import HostConfig
+from components.config_parse import ConfigError, field_of, shown, validate_config
+from components.config_types import NAMESPACE
+
+# ------------------------------------------------------------------ the stack config as args
+
+
+def stack_args(config: StackConfig) -> EmqxClusterArgs:
+    """The args that say what `config` says: each key set in the stack, as its args field."""
+    values: dict[str, Any] = {}
+    for name in config.model_fields_set:
+        if name in SECTIONS:
+            section = getattr(config, name)
+            values.update(
+                {
+                    to_snake(_key_of(section, field)): _plain(getattr(section, field))
+                    for field in section.model_fields_set
+                }
+            )
+        else:
+            values[name] = _plain(getattr(config, name))
+    return cast(EmqxClusterArgs, values)
+
+
+def _key_of(model: BaseModel, field_name: str) -> str:
+    """The flat stack-config key a section's field reads."""
+    alias = type(model).model_fields[field_name].validation_alias
+    return alias if isinstance(alias, str) else to_camel(field_name)
+
+
+def _plain(value: Any) -> Any:
+    """A validated value as args hold it: secrets as their text, entries as dicts of the fields set."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, BaseModel):
+        return {name: _plain(getattr(value, name)) for name in value.model_fields_set}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+# ------------------------------------------------------------------ args validated
+
+
+# Fields that take an Output (the key of a stack config or of a `hosts` entry) -> the form of the
+# placeholder the model validates meanwhile: each passes the field's check, is distinct per field
+# (it holds the field's path) and is replaced by the Output wherever a resource takes the value.
+# Each is read as a whole value by its consumers only, none of which needs it to plan:
+# tlsCertificate, tlsPrivateKey -> tls.tls_material (the LB's uploads, the admin HTTPS files);
+# tlsClientCa, tlsClientCrl -> tls.tls_material (the LB's uploads; the CRL's digest keys the
+# ticket keys); erlangCookie, dashboardPassword -> secrets (the brokers' environments);
+# sshPrivateKey, sshHostKey -> hostexec.HostAccess (the host commands' connection);
+# mqttClients[i].password, .passwordHash -> access.access_material (hashed inside its apply);
+# metricsAlertmanagers[i] -> monitoring.MonitoringArgs (Prometheus's config rendered once known);
+# adminNetworks[i] -> firewall.ClusterFirewall (its rules rendered once known; elsewhere only
+# whether there are admin networks counts).
+_PEM = "-----BEGIN {kind}-----\n{mark}\n-----END {kind}-----\n"
+LATE_FORMS: dict[str, str] = {
+    "tlsCertificate": _PEM.replace("{kind}", "CERTIFICATE"),
+    "tlsPrivateKey": _PEM.replace("{kind}", "PRIVATE KEY"),
+    "tlsClientCa": _PEM.replace("{kind}", "CERTIFICATE"),
+    "tlsClientCrl": _PEM.replace("{kind}", "X509 CRL"),
+    "erlangCookie": "{mark}",
+    "dashboardPassword": "{mark}",
+    "sshPrivateKey": _PEM.replace("{kind}", "OPENSSH PRIVATE KEY"),
+    "sshHostKey": "{mark}",
+    # 16+ characters (sha256's shortest password), under bcrypt's 72 bytes.
+    "password": "{mark}",
+    "passwordHash": "{mark}",
+    "metricsAlertmanagers": "{mark}:9093",  # host:port
+    # A network (no mark fits a CIDR): item i's own host in 198.18.0.0/15 (RFC 2544, benchmarking).
+    "adminNetworks": "198.18.{high}.{low}/32",
+}
+# The lists whose items may be Outputs.
+LATE_LIST_ITEMS = ("metricsAlertmanagers", "adminNetworks")
+# The entries' fields that take an Output, by list.
+LATE_ENTRY_KEYS = {"hosts": ("sshPrivateKey", "sshHostKey"), "mqttClients": ("password", "passwordHash")}
+_ENTRY_MODELS: dict[str, type[BaseModel]] = {"hosts": HostConfig, "mqttClients": MqttClientConfig}
+LATE_MARK = "emqxClusterLateInput"
+
+
+def placeholder(path: str) -> str:
+    """The stand-in for the Output given at `path` (`tlsCertificate`, `hosts[1].sshPrivateKey`)."""
+    mark = f"{LATE_MARK}-{path.replace('[', '-').replace('].', '-').removesuffix(']')}"
+    form = LATE_FORMS[path.rsplit(".", 1)[-1].split("[", 1)[0]]
+    position = int(path.removesuffix("]").rsplit("[", 1)[1]) if path.endswith("]") else 0
+    return form.replace("{mark}", mark).replace("{high}", str(position // 256)).replace("{low}", str(position % 256))
+
+
+@dataclass(frozen=True)
+class LateInputs:
+    """The Outputs given for fields that take one, by their placeholder; each resolves to its value
+    once checked like the field (a failed check names the field)."""
+
+    by_placeholder: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
+
+    def resolve(self, text: str) -> pulumi.Input[str]:
+        """A config value as a resource takes it: the Output it stands for, or itself."""
+        return self.by_placeholder.get(text, text)
+
+    def resolve_secret(self, secret: SecretStr | None) -> pulumi.Input[str] | None:
+        return None if secret is None else self.resolve(secret.get_secret_value())
+
+
+_PLAIN_REASON = (
+    "a plain value, known at preview (EmqxClusterArgs declares it plain: it decides how many resources "
+    "exist, their names, ports or settings, which Pulumi must know before it declares them)"
+)
+_NOT_YET_REASON = (
+    "a plain value for now: the program still reads it while it plans the cluster, before any resource "
+    "exists (it may become an Output where the program can wait for it)"
+)
+
+
+def takes_output(path: str) -> bool:
+    """Whether the field at `path` may be an Output (LATE_FORMS, LATE_ENTRY_KEYS, LATE_LIST_ITEMS)."""
+    head, _, key = path.partition(".")
+    items = head.split("[", 1)[0]
+    if key:  # an entry's field
+        return key in LATE_ENTRY_KEYS.get(items, ())
+    if items != head:  # a list's item
+        return items in LATE_LIST_ITEMS
+    return path in LATE_FORMS and path not in LATE_LIST_ITEMS
+
+
+def config_of(args: Mapping[str, Any]) -> tuple[StackConfig, LateInputs]:
+    """Validate the args into the model, or raise one ConfigError naming every bad field."""
+    flat: dict[str, Any] = {}
+    problems: list[str] = []
+    late: dict[str, pulumi.Output[str]] = {}
+    hints = _fields(EmqxClusterArgs)
+    for name, value in args.items():
+        key = to_camel(name)
+        for path, output, declared_input in _outputs_in(value, hints.get(name, Any), key):
+            if declared_input and takes_output(path):
+                late[path] = output
+            else:
+                problems.append(
+                    f"{NAMESPACE}:{path} = (an Output, known only once other resources exist): allowed: "
+                    + (_NOT_YET_REASON if declared_input else _PLAIN_REASON)
+                )
+        flat[key] = _camel_keys(value, hints.get(name, Any))
+    if problems:
+        raise ConfigError.of(problems)
+    for path in late:
+        _put(flat, path, placeholder(path))
+    config = validate_config(flat, _taken_placeholders(flat, late))
+    return config, LateInputs({placeholder(path): _checked(config, path, output) for path, output in late.items()})
+
+
+def _taken_placeholders(flat: Mapping[str, Any], late: Mapping[str, Any]) -> list[str]:
+    """A list's plain item equal to the placeholder of a late one would be taken for it."""
+    placeholders = {placeholder(path): path for path in late}
+    return [
+        f"{NAMESPACE}:{items}[{position}] = {item!r}: allowed: another value ({placeholders[item]} is an Output, "
+        "which the program stands in for with this value until it is known)"
+        for items in LATE_LIST_ITEMS
+        for position, item in enumerate(flat.get(items) or [])
+        if item in placeholders and placeholders[item] != f"{items}[{position}]"
+    ]
+
+
+def _put(flat: dict[str, Any], path: str, value: str) -> None:
+    """Set `key`, `<list>[<i>]` or `<list>[<i>].key` in the model's input."""
+    head, _, key = path.partition(".")
+    items, _, position = head.removesuffix("]").partition("[")
+    if not position:
+        flat[head] = value
+    elif not key:
+        flat[items][int(position)] = value
+    else:
+        flat[items][int(position)][key] = value
+
+
+def _checked(config: StackConfig, path: str, output: pulumi.Output[Any]) -> pulumi.Output[str]:
+    """The Output, checked like its field once it resolves (a declared password also against the
+    hash): a failed check stops the update with the line the stack config would give (secrets
+    hidden)."""
+    head, _, key = path.partition(".")
+    items = head.split("[", 1)[0]
+    model = _ENTRY_MODELS[items] if key else None
+    field_info = model.model_fields[to_snake(key)] if model is not None else field_of(items)
+    if field_info is None:
+        raise ValueError(f"{path}: no field of the config model")
+    adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, field_info.annotation))
+    an_item = not key and items != head  # a list's item: checked as a list of one
+
+    def check(value: Any) -> str:
+        try:
+            adapter.validate_python([value] if an_item else value)
+        except ValidationError as error:
+            message = error.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+            raise pulumi.RunError(
+                str(ConfigError.of([f"{NAMESPACE}:{path} = {shown(path, value)}: {message}"]))
+            ) from None
+        problems = config.access.password_problems(f"{NAMESPACE}:{head}", str(value)) if key == "password" else []
+        if problems:
+            raise pulumi.RunError(str(ConfigError.of(problems)))
+        return str(value)
+
+    return output.apply(check)
+
+
+def _camel_keys(value: Any, annotation: Any) -> Any:
+    """An args value as the model reads it, in a new list or map: the entries of `hosts`,
+    `mqttClients` and `mqttAcl` keyed by stack-config key (their fields), maps (`placement`,
+    `sysctls`) as given."""
+    entry = _entry_type(annotation)
+    if entry is not None and isinstance(value, list):
+        return [{to_camel(k): v for k, v in item.items()} if isinstance(item, dict) else item for item in value]
+    if isinstance(value, list | dict):  # a copy: placeholders go into it, never into the caller's args
+        return value.copy()
+    return value
+
+
+def _entry_type(annotation: Any) -> type | None:
+    """The TypedDict of a list's entries (list[HostArgs] -> HostArgs), else None."""
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        if typing.is_typeddict(item):
+            return cast(type, item)
+    return None
+
+
+def _is_output(value: Any) -> bool:
+    return isinstance(value, pulumi.Output) or inspect.isawaitable(value)
+
+
+def _fields(typed_dict: type) -> dict[str, Any]:
+    """A TypedDict's field annotations as objects (cluster_args has no postponed annotations;
+    typing.get_type_hints cannot resolve pulumi.Input's forward reference to Output[T])."""
+    return {name: _unwrapped(annotation) for name, annotation in typed_dict.__annotations__.items()}
+
+
+def _unwrapped(annotation: Any) -> Any:
+    """`Required[X]` / `NotRequired[X]` -> X."""
+    if typing.get_origin(annotation) in (typing.Required, typing.NotRequired):
+        return typing.get_args(annotation)[0]
+    return annotation
+
+
+def _input_of(annotation: Any) -> Any | None:
+    """X of `pulumi.Input[X]` (a union of X, Awaitable[X] and Output[X]), else None."""
+    if typing.get_origin(annotation) is not typing.Union:
+        return None
+    awaited = [m for m in typing.get_args(annotation) if typing.get_origin(m) is collections.abc.Awaitable]
+    return typing.get_args(awaited[0])[0] if awaited else None
+
+
+def _outputs_in(value: Any, annotation: Any, path: str) -> list[tuple[str, pulumi.Output[Any], bool]]:
+    """Every Output in an args value: (its path as messages write it, the Output, whether its
+    field takes one)."""
+    inner = _input_of(annotation)
+    if _is_output(value):
+        return [(path, pulumi.Output.from_input(value), inner is not None)]
+    annotation = inner if inner is not None else annotation
+    found: list[tuple[str, pulumi.Output[Any], bool]] = []
+    origin = typing.get_origin(annotation)
+    if origin is list and isinstance(value, list):
+        (item,) = typing.get_args(annotation)
+        for position, entry in enumerate(value):
+            found.extend(_outputs_in(entry, item, f"{path}[{position}]"))
+    elif origin is dict and isinstance(value, dict):
+        _, item = typing.get_args(annotation)
+        for key, entry in value.items():
+            found.extend(_outputs_in(entry, item, f'{path}["{key}"]'))
+    elif isinstance(annotation, type) and typing.is_typeddict(annotation) and isinstance(value, dict):
+        fields = _fields(annotation)
+        for name, entry in value.items():
+            found.extend(_outputs_in(entry, fields.get(name, Any), f"{path}.{to_camel(name)}"))
+    return found

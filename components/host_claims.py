@@ -1,0 +1,106 @@
+"""What a cluster takes on each Docker host that no other cluster may take there: container
+names, host-network ports and host paths.
+
+Pure Python. Pulumi names derive from the cluster's name (names.ResourceNames), but these do not:
+the broker containers are `emqx<i>` and the load balancer `emqx-lb` on every host, every
+container runs on the host network, and the data dirs and the sysctl drop-in come from the
+config. Two clusters of one program that reach the same Docker engine would fight over them, so
+:class:`ClaimLedger` records what each cluster of a program run claims and names every clash
+before the second cluster declares anything. A Docker host is known by its engine address as
+configured: two addresses of one machine (a socket and `ssh://`) are not recognised as one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from components import names
+from components.config import StackConfig
+from components.plan import ClusterPlan, HostPlan
+from components.render.host_scripts import PortClaim
+
+
+def port_claims(host: HostPlan) -> list[PortClaim]:
+    """Every port the host's containers will listen on: its nodes', its load balancer's, and with
+    metrics on Prometheus's and Nginx's metrics listener."""
+    claims = [
+        PortClaim(port=port, owner=node.container_name, role=role)
+        for node in host.nodes
+        for role, port in node.ports.as_dict().items()
+    ]
+    services = [
+        PortClaim(port=host.lb_port, owner=names.LB_CONTAINER, role="TLS listener"),
+        *(
+            PortClaim(port=port, owner=owner, role=role)
+            for port, owner, role in (
+                (host.metrics_port, names.PROMETHEUS_CONTAINER, "Prometheus listener"),
+                (host.lb_metrics_port, names.LB_CONTAINER, "metrics listener"),
+            )
+            if port is not None
+        ),
+    ]
+    return [*claims, *services]
+
+
+ClaimKind = Literal["container", "port", "path"]
+
+
+@dataclass(frozen=True, order=True)
+class Claim:
+    """One thing on one Docker host that only one cluster can have."""
+
+    docker_host: str  # the engine's address
+    kind: ClaimKind
+    value: str  # a container name, a port number, a host path
+
+    def text(self) -> str:
+        return f"{self.kind} {self.value!r}" if self.kind != "port" else f"port {self.value}"
+
+
+def cluster_claims(config: StackConfig, plan: ClusterPlan) -> dict[Claim, str]:
+    """Each claim of a cluster -> what holds it (for messages)."""
+    claims: dict[Claim, str] = {}
+    for host in plan.hosts:
+        engine = host.docker_host
+        containers = [node.container_name for node in host.nodes] + [names.LB_CONTAINER]
+        if config.monitoring.enabled:
+            containers.append(names.PROMETHEUS_CONTAINER)
+        claims.update({Claim(engine, "container", name): f"{name}'s container" for name in containers})
+        claims.update(
+            {Claim(engine, "port", str(port.port)): f"{port.owner}'s {port.role}" for port in port_claims(host)}
+        )
+        paths = {node.host_dir: f"{node.short_name}'s data dir" for node in host.nodes}
+        if config.monitoring.enabled:
+            paths[f"{config.data_dir}/prometheus"] = "Prometheus's data dir"
+        if config.tuning.manage:
+            paths[config.tuning.drop_in] = "the sysctl drop-in"
+        claims.update({Claim(engine, "path", path): holder for path, holder in paths.items()})
+    return claims
+
+
+@dataclass
+class ClaimLedger:
+    """The claims of every cluster declared so far in one program run."""
+
+    held: dict[Claim, tuple[str, str]] = field(default_factory=dict)  # claim -> (cluster, holder)
+
+    def claim(self, cluster: str, claims: Mapping[Claim, str]) -> list[str]:
+        """Record `cluster`'s claims, or leave the ledger as it was and return one line per other
+        cluster and Docker host they clash on, naming both clusters and everything both would take."""
+        clashes: dict[tuple[str, str], list[str]] = {}
+        for claim, holder in sorted(claims.items()):
+            if claim in self.held:
+                other, other_holder = self.held[claim]
+                clashes.setdefault((other, claim.docker_host), []).append(
+                    f"{claim.text()} ({holder}; {other_holder} in {other!r})"
+                )
+        if not clashes:
+            self.held.update({claim: (cluster, holder) for claim, holder in claims.items()})
+        return [
+            f"EmqxCluster {cluster!r} and EmqxCluster {other!r} both take, on Docker host {engine!r}: "
+            f"{', '.join(taken)}: allowed: each cluster on Docker hosts of its own (the broker containers are "
+            f"named emqx<i> and the load balancer {names.LB_CONTAINER} on every host, all on the host's network)"
+            for (other, engine), taken in clashes.items()
+        ]
