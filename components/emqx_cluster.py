@@ -21,6 +21,7 @@ pulumi's component analyzer reads `args`' annotation from `__init__` as an objec
 
 import weakref
 from functools import partial
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -53,6 +54,34 @@ from components.tls import tls_material
 class EmqxCluster(pulumi.ComponentResource):
     """N EMQX nodes on one or several Docker hosts, each host behind its own Nginx, tuned,
     clustered and verified."""
+
+    # The outputs, as the component provider's schema declares them (pulumi's analyzer reads
+    # these annotations and the string under each: provider/experimental/analyzer.py
+    # analyze_component); the stack-config program exports the same names.
+    endpoint: pulumi.Output[str]
+    """Where clients connect: `<publicHostname or the first host>:<lbPort>`."""
+    endpoints: pulumi.Output[dict[str, str]]
+    """Each host's load balancer, `address:lbPort`, by host name."""
+    dns_round_robin: pulumi.Output[dict[str, Any]]
+    """The name clients use (publicHostname, or null) and one A record per host."""
+    nodes: pulumi.Output[list[dict[str, Any]]]
+    """One row per EMQX node: name, host, Docker host, container, wave, ports, data and log dirs, dashboard."""
+    dashboard_urls: pulumi.Output[list[str]]
+    """Each node's dashboard on its host's loopback."""
+    dashboards: pulumi.Output[list[dict[str, Any]]]
+    """Each node's dashboard: its loopback URL, the SSH tunnel that reaches it, and HTTPS from adminNetworks."""
+    tls_certificate: pulumi.Output[str]
+    """The load balancers' TLS certificate (PEM): clients trust it, or the CA that signed it."""
+    dashboard_password: pulumi.Output[str]
+    """The dashboard's admin password (a secret)."""
+    mqtt_client: pulumi.Output[dict[str, Any]] | None
+    """The generated MQTT client's username and password (a secret); null when clients are declared or anonymous."""
+    mqtt_authentication: pulumi.Output[str]
+    """How clients authenticate and what they may publish and subscribe to."""
+    capacity: pulumi.Output[dict[str, Any]]
+    """Each host's connection ceiling, the bound that decides it and what lifts it."""
+    metrics: pulumi.Output[dict[str, Any]] | None
+    """Each host's Prometheus and Nginx metrics endpoints, with metrics on; else null."""
 
     def __init__(self, name: str, args: EmqxClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         # Validate and plan first: a ConfigError from the args, the port plan, the capacity or
@@ -167,35 +196,45 @@ class EmqxCluster(pulumi.ComponentResource):
                     opts=site.opts,
                 )
 
-        self.endpoint = f"{config.client_hostname}:{plan.lb_port}"
-        self.endpoints = {host.label: f"{host.address}:{plan.lb_port}" for host in plan.hosts}
+        self.endpoint = pulumi.Output.from_input(f"{config.client_hostname}:{plan.lb_port}")
+        self.endpoints = pulumi.Output.from_input({host.label: f"{host.address}:{plan.lb_port}" for host in plan.hosts})
         # One A record per host under the name clients use (None until publicHostname is set).
-        self.dns_round_robin = {"name": config.lb.public_hostname, "aRecords": [host.address for host in plan.hosts]}
-        self.node_table = [_node_row(node, plan.host(node.plan.host_label).docker_host) for node in brokers.nodes]
-        self.dashboard_urls = [node.dashboard_url for node in plan.nodes]
+        self.dns_round_robin = pulumi.Output.from_input(
+            {"name": config.lb.public_hostname, "aRecords": [host.address for host in plan.hosts]}
+        )
+        self.nodes = pulumi.Output.from_input(
+            [_node_row(node, plan.host(node.plan.host_label).docker_host) for node in brokers.nodes]
+        )
+        self.dashboard_urls = pulumi.Output.from_input([node.dashboard_url for node in plan.nodes])
         # Each node's dashboard, on its host's loopback, and how to reach it from here.
-        self.dashboards = [
-            {
-                "node": node.node_name,
-                "host": node.host_label,
-                "url": node.dashboard_url,
-                "tunnel": plan.host(node.host_label).tunnel(node.ports.dashboard),
-                # From adminNetworks only (the host firewall), with the stack's certificate.
-                "https": node.admin_url if config.access.admin_networks else None,
-            }
-            for node in plan.nodes
-        ]
-        self.certificate_pem = tls.certificate_pem
+        self.dashboards = pulumi.Output.from_input(
+            [
+                {
+                    "node": node.node_name,
+                    "host": node.host_label,
+                    "url": node.dashboard_url,
+                    "tunnel": plan.host(node.host_label).tunnel(node.ports.dashboard),
+                    # From adminNetworks only (the host firewall), with the stack's certificate.
+                    "https": node.admin_url if config.access.admin_networks else None,
+                }
+                for node in plan.nodes
+            ]
+        )
+        self.tls_certificate = tls.certificate_pem
         self.dashboard_password = password
-        self.capacity = {label: _capacity_output(planned[label], capacities[label]) for label in planned}
+        self.capacity = pulumi.Output.from_input(
+            {label: _capacity_output(planned[label], capacities[label]) for label in planned}
+        )
         # Metrics on: where each host's Prometheus and Nginx metrics answer (on the host itself).
         self.metrics = (
-            {host.label: _metrics_output(prometheus_settings(config, host), host) for host in plan.hosts}
+            pulumi.Output.from_input(
+                {host.label: _metrics_output(prometheus_settings(config, host), host) for host in plan.hosts}
+            )
             if config.monitoring.enabled
             else None
         )
         self.mqtt_client = access.generated_client
-        self.mqtt_authentication = (
+        self.mqtt_authentication = pulumi.Output.from_input(
             "anonymous: allowAnonymous is true, every client is accepted"
             if not config.access.authenticates
             else f"MQTT {config.access.client_id_type} and password (EMQX built-in database, "
@@ -206,12 +245,15 @@ class EmqxCluster(pulumi.ComponentResource):
                 "endpoint": self.endpoint,
                 "endpoints": self.endpoints,
                 "dnsRoundRobin": self.dns_round_robin,
-                "nodes": self.node_table,
+                "nodes": self.nodes,
                 "dashboardUrls": self.dashboard_urls,
                 "dashboards": self.dashboards,
                 "mqttAuthentication": self.mqtt_authentication,
                 "capacity": self.capacity,
                 "metrics": self.metrics,
+                "tlsCertificate": self.tls_certificate,
+                "dashboardPassword": self.dashboard_password,
+                "mqttClient": self.mqtt_client,
             }
         )
 

@@ -4,6 +4,8 @@ bad args refused with the stack config's messages, Outputs refused where the pla
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -158,3 +160,12 @@ def test_validating_args_leaves_them_as_given() -> None:
     config_of(args)
     assert args["admin_networks"] == [network]
     assert args["hosts"] == [{"name": "a", "address": "10.0.0.11", "nodes": 1, "ssh_private_key": key}]
+
+
+def test_every_output_is_described_and_is_one_the_program_exports(schema: AnalyzeResult) -> None:
+    """The component's outputs are the stack's exports: one name for each, in both places."""
+    outputs = schema["component_definitions"]["EmqxCluster"].outputs
+    assert [name for name, prop in outputs.items() if not prop.description] == []
+    program = (Path(__file__).parents[2] / "__main__.py").read_text()
+    assert sorted(outputs) == sorted(re.findall(r'pulumi\.export\("(\w+)"', program))
+    assert outputs["mqttClient"].optional and outputs["metrics"].optional and not outputs["endpoint"].optional
