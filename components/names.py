@@ -30,10 +30,15 @@ ROLE_LABEL = "io.emqx-cluster.role"  # the load balancer's role
 ADMIN_CERTIFICATE_LABEL = "io.emqx-cluster.admin-certificate"  # the HTTPS dashboard's certificate digest
 
 
+# The Pulumi package: the component package's name (PulumiPlugin.yaml, provider.py) and the
+# first part of every component's type token, which the URNs of every deployed stack carry.
+PACKAGE = "emqx-cluster"
+
+
 def component_type(kind: str) -> str:
-    """The type token of one of the program's components: `emqx-cluster:index:<kind>` (the
-    Pulumi package the URNs of every deployed stack carry: it never changes)."""
-    return f"emqx-cluster:index:{kind}"
+    """The type token of one of the program's components: `emqx-cluster:index:<kind>` (it never
+    changes; the component provider serves EmqxCluster under it)."""
+    return f"{PACKAGE}:index:{kind}"
 
 
 def node_short_name(index: int) -> str:
