@@ -27,12 +27,33 @@ REPO = Path(__file__).resolve().parents[3]
 TOOLCHAIN_SCRIPT = REPO / "scripts" / "e2e-toolchain"
 NAMESPACE = "emqx-cluster"
 # What a Pulumi project of this program consists of (tests, scripts and docs are not needed).
-PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt", "components", "docker")
+# The program and the component package (PulumiPlugin.yaml, provider.py): what a user's checkout
+# runs. A commit from before the package has only the first ones (`files_at`).
+PROJECT_FILES = (
+    "Pulumi.yaml",
+    "__main__.py",
+    "requirements.txt",
+    "components",
+    "docker",
+    "PulumiPlugin.yaml",
+    "provider.py",
+)
 PASSPHRASE = "e2e-only-passphrase"
 
 
 class PulumiError(RuntimeError):
     """A pulumi command failed; the message carries its output."""
+
+
+def files_at(commit: str) -> list[str]:
+    """The PROJECT_FILES that `commit` has."""
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-tree", "--name-only", commit, *PROJECT_FILES],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return [name for name in PROJECT_FILES if name in listed]
 
 
 def toolchain_bin() -> Path | None:
@@ -86,7 +107,7 @@ class PulumiProject:
                     shutil.copy2(source, directory / name)
         else:
             archive = subprocess.run(
-                ["git", "-C", str(REPO), "archive", "--format=tar", commit, *PROJECT_FILES],
+                ["git", "-C", str(REPO), "archive", "--format=tar", commit, *files_at(commit)],
                 capture_output=True,
                 check=True,
             ).stdout
