@@ -7,6 +7,7 @@
 //     commit b8a5bd6b "Implement pulumirpc.Link for yamlLanguageHost"): a YAML
 //     program needs no SDK, the CLI records the package in Pulumi.yaml.
 //   - a -version flag, as the other hosts of this toolchain have.
+//
 // v1.26.2 and later are not served by the reachable module proxy.
 package main
 
