@@ -6,9 +6,12 @@
 // the SDK's own python/toolchain package and runs the SDK's
 // pulumi-language-python-exec script, which is copied next to this binary.
 //
-// Supported: Handshake, Run, InstallDependencies, GetRequiredPackages (empty:
-// providers are then loaded on demand from PATH), GetPluginInfo, About,
-// GetProgramDependencies, RuntimeOptionsPrompts, Cancel.
+// Supported: Handshake, Run, RunPlugin (source-based plugins such as a
+// component_provider_host; not policy packs), InstallDependencies,
+// GetRequiredPackages (empty: providers are then loaded on demand from PATH),
+// GetPluginInfo, About, GetProgramDependencies, RuntimeOptionsPrompts, Cancel.
+// Not supported: GeneratePackage, Link, Pack (so `pulumi package add` into a
+// Python program), debugging, typecheckers.
 package main
 
 import (
@@ -25,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/cmdutil"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
@@ -353,4 +357,64 @@ func (h *host) RuntimeOptionsPrompts(context.Context, *pulumirpc.RuntimeOptionsR
 func (h *host) Cancel(context.Context, *emptypb.Empty) (*emptypb.Empty, error) {
 	h.cancel()
 	return &emptypb.Empty{}, nil
+}
+
+// RunPlugin runs a source-based plugin (PulumiPlugin.yaml, runtime: python) as
+// `python <plugin dir> <args...>` in the plugin's virtualenv, so its
+// __main__.py runs, and streams its stdout (where a provider prints its port)
+// and stderr back; a non-zero exit is sent as Exitcode. As upstream's
+// RunPlugin in sdk/python/cmd/pulumi-language-python/main.go (pulumi v3.260
+// tree): options as for a plugin (virtualenv defaults to "venv" with pip),
+// cmd.Dir = req.Pwd, req.Env appended to the virtualenv's environment (the CLI
+// sends its whole environment: sdk/go/common/resource/plugin/plugin.go).
+// Upstream's other modes are left out: analyzers (policy packs) and plugins
+// without __main__.py (`python -m pulumi.run.plugin <pyproject name>`).
+func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, server pulumirpc.LanguageRuntime_RunPluginServer) error {
+	if req.GetKind() == string(apitype.AnalyzerPlugin) {
+		return errors.New("the e2e language host does not run policy packs")
+	}
+	if req.GetAttachDebugger() {
+		return errors.New("the e2e language host does not support debugging")
+	}
+	ctx := server.Context()
+	o, err := options(req.GetInfo(), true)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(o.Root, "__main__.py")); err != nil {
+		return fmt.Errorf("the e2e language host runs only plugins with a __main__.py: %w", err)
+	}
+	tc, err := toolchain.ResolveToolchain(o)
+	if err != nil {
+		return err
+	}
+	if err := tc.ValidateVenv(ctx); err != nil {
+		return err
+	}
+	args := append([]string{req.GetInfo().GetProgramDirectory()}, req.GetArgs()...)
+	cmd, err := tc.Command(ctx, args...)
+	if err != nil {
+		return err
+	}
+	closer, stdout, stderr, err := rpcutil.MakeRunPluginStreams(server, false)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	cmd.Dir = req.GetPwd()
+	cmd.Env = append(cmd.Env, req.GetEnv()...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Run(); err != nil {
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			if st, ok := exitErr.Sys().(syscall.WaitStatus); ok {
+				return server.Send(&pulumirpc.RunPluginResponse{
+					Output: &pulumirpc.RunPluginResponse_Exitcode{Exitcode: int32(st.ExitStatus())},
+				})
+			}
+			return fmt.Errorf("plugin exited unexpectedly: %w", exitErr)
+		}
+		return fmt.Errorf("problem executing plugin program: %w", err)
+	}
+	return closer.Close()
 }
