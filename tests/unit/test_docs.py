@@ -28,6 +28,7 @@ from pydantic.fields import FieldInfo
 from components.config import SECTIONS, StackConfig, config_keys
 from components.config_hosts import SINGLE_HOST_KEYS
 from components.config_parse import host_config_keys
+from provider import VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -352,3 +353,9 @@ def test_every_relative_link_resolves_to_a_file_and_heading() -> None:
 def test_the_readme_links_every_doc() -> None:
     linked = {(README.parent / target.partition("#")[0]).resolve() for _, target in links(README)}
     assert [path.name for path in DOC_FILES[1:] if path.resolve() not in linked] == []
+
+
+def test_the_changelogs_newest_version_is_the_packages() -> None:
+    """provider.VERSION goes into every generated SDK: a release says what it changes."""
+    versions = re.findall(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), flags=re.MULTILINE)
+    assert versions and versions[0] == VERSION, (versions, VERSION)
