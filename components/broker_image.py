@@ -14,6 +14,7 @@ name over, and the old resource's delete would try to remove the image the nodes
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,19 @@ from components.config import StackConfig
 from components.host_site import HostSite
 from components.plan import ClusterPlan
 
-BUILD_CONTEXT = "docker/emqx"  # relative to the project dir, Pulumi's working directory
+BUILD_CONTEXT = "docker/emqx"  # in this folder: the program's and the component package's
+BUILD_DIR = Path(__file__).resolve().parents[1] / BUILD_CONTEXT
+
+
+def build_context() -> str:
+    """The build context as the Docker provider takes it: relative to the working directory it
+    shares with this code (the engine starts plugins in the program's directory; a component
+    package's plugin too: its RunPlugin sets the command's Dir to the request's Pwd). From the
+    project dir that is "docker/emqx", as every deployed stack has it; from a program that adds
+    the package, the way to the package's copy."""
+    return os.path.relpath(BUILD_DIR, Path.cwd())
+
+
 DIGEST_LENGTH = 12
 
 
@@ -70,16 +83,17 @@ class BrokerImage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BrokerImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(names.component_type("BrokerImage"), name, None, opts)
-        digest = build_digest(Path(BUILD_CONTEXT), args.base_image, args.platform or "")
+        digest = build_digest(BUILD_DIR, args.base_image, args.platform or "")
+        context = build_context()
         self.image_name = names.broker_image_tag(args.emqx_repository, args.version, digest)
         image = docker.RemoteImage(
             f"{name}-build",
             name=self.image_name,
             build=docker.RemoteImageBuildArgs(
-                context=BUILD_CONTEXT,
+                context=context,
                 # Resolved against the working directory (the project dir) on the legacy path
                 # (docker/cli GetContextFromLocalDir), not against the context.
-                dockerfile=f"{BUILD_CONTEXT}/Dockerfile",
+                dockerfile=f"{context}/Dockerfile",
                 build_args={"EMQX_BASE_IMAGE": args.base_image},
                 # Unset, the engine builds for its own platform (the legacy path passes this
                 # through to ImageBuild; resource_docker_registry_image_funcs.go

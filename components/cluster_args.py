@@ -204,7 +204,7 @@ class EmqxClusterArgs(TypedDict, total=False):
     manage_sysctls: bool
     """Apply host tuning (default true); when false, no planned port may sit inside `ipLocalPortRange`."""
     sysctls: dict[str, str | None]
-    """Overrides of EMQX's tuning values (`key: value`; `key: null` leaves that key alone)."""
+    """Overrides of EMQX's tuning values (`key: value`; `key: "null"` leaves that key alone: a null value does not reach the component from Pulumi YAML)."""
     sysctl_drop_in: str
     """Drop-in path, a file named `NN-name.conf` (default `/etc/sysctl.d/60-emqx-cluster.conf`)."""
 

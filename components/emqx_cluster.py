@@ -277,15 +277,18 @@ class EmqxCluster(pulumi.ComponentResource):
 def _program_ledger() -> ClaimLedger:
     """The Docker-host claims of every cluster declared so far in this program run: one ledger per
     root stack resource, of which each run of a program has its own (the SDK keeps it in its
-    per-run settings: pulumi runtime/settings.py, get_root_resource), so runs never share one."""
+    per-run settings: pulumi runtime/settings.py, get_root_resource), so runs never share one.
+    Constructed by the component provider (provider.py) there is no root stack in this process:
+    the engine starts one provider process per deployment, whose clusters share one ledger."""
     root = get_root_resource()
-    if root is None:  # no stack (never in a program the engine runs): nothing to compare with
-        return ClaimLedger()
+    if root is None:
+        return _PROVIDER_LEDGER
     return _LEDGERS.setdefault(root, ClaimLedger())
 
 
 # Root stack -> its ledger; weak, so a finished run's ledger goes with its stack.
 _LEDGERS: weakref.WeakKeyDictionary[pulumi.Resource, ClaimLedger] = weakref.WeakKeyDictionary()
+_PROVIDER_LEDGER = ClaimLedger()
 
 
 def _as_single_host(resource_names: names.ResourceNames, host_name: str) -> pulumi.ResourceTransformation:

@@ -91,7 +91,9 @@ class ClaimLedger:
         cluster and Docker host they clash on, naming both clusters and everything both would take."""
         clashes: dict[tuple[str, str], list[str]] = {}
         for claim, holder in sorted(claims.items()):
-            if claim in self.held:
+            # The same cluster claiming again is the same program declared again (a provider
+            # process may construct it for the preview and then for the update).
+            if claim in self.held and self.held[claim][0] != cluster:
                 other, other_holder = self.held[claim]
                 clashes.setdefault((other, claim.docker_host), []).append(
                     f"{claim.text()} ({holder}; {other_holder} in {other!r})"

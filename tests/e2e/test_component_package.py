@@ -21,7 +21,7 @@ import yaml
 from tests.support.e2e.cluster_probe import client_context, cluster_status, container_names
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.images import E2eImages, ensure_images
-from tests.support.e2e.pulumi_cli import REPO, PulumiProject
+from tests.support.e2e.pulumi_cli import REPO, PulumiProject, package_checkout
 from tests.support.e2e.stacks import GLOBAL_SYSCTLS_LEFT_ALONE, KERNEL_REFUSES, host_paths
 from tests.support.lb_stack import connect_mqtt
 
@@ -37,15 +37,14 @@ def e2e_host_properties(host: E2eHost, root: Path) -> dict[str, Any]:
         # Clients come from this machine over the veth, and check the certificate's address.
         "publicHostname": host.address,
         **host_paths(root),
-        "sysctls": {**GLOBAL_SYSCTLS_LEFT_ALONE, **KERNEL_REFUSES},
+        # "null" leaves a key alone; a YAML null does not reach the component (seen here).
+        "sysctls": {**dict.fromkeys(GLOBAL_SYSCTLS_LEFT_ALONE, "null"), **KERNEL_REFUSES},
     }
 
 
 @pytest.fixture(scope="module")
 def package(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This folder as a consumer's checkout of it holds it: program, package files, .venv."""
-    root = tmp_path_factory.mktemp("package")
-    return PulumiProject.create(root / "emqx-cluster", bin_dir).directory
+    return package_checkout(tmp_path_factory.mktemp("package") / "emqx-cluster", bin_dir)
 
 
 def yaml_program(bin_dir: Path, root: Path, document: dict[str, Any]) -> PulumiProject:

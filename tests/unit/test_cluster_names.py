@@ -86,3 +86,12 @@ def test_every_port_container_and_path_of_a_host_is_claimed() -> None:
     assert {("container", "emqx-lb"), ("container", "emqx-prometheus")} <= claims
     assert {("path", node.host_dir) for node in plan.nodes} <= claims
     assert {("path", "/var/lib/emqx-cluster/dev/prometheus"), ("path", "/etc/sysctl.d/60-emqx-cluster.conf")} <= claims
+
+
+def test_the_same_cluster_declared_again_is_no_clash() -> None:
+    """A provider process may construct a program's clusters for its preview, then for its update."""
+    ledger = ClaimLedger()
+    config = parse_stack_config(DEV)
+    assert ledger.claim("emqx", cluster_claims(config, plan_cluster(config))) == []
+    assert ledger.claim("emqx", cluster_claims(config, plan_cluster(config))) == []
+    assert ledger.claim("edge", cluster_claims(config, plan_cluster(config))) != []

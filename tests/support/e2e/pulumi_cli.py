@@ -56,6 +56,18 @@ def files_at(commit: str) -> list[str]:
     return [name for name in PROJECT_FILES if name in listed]
 
 
+def package_checkout(directory: Path, bin_dir: Path) -> Path:
+    """This folder as a consumer's checkout of the component package holds it: the program and
+    package files, and a virtualenv of its own with the requirements installed. A copy of the
+    repo's: `pulumi package add` runs `python -m venv .venv` in the package before it installs
+    the requirements, and venv refuses a symlink there ("Unable to create directory")."""
+    project = PulumiProject.create(directory, bin_dir)
+    venv = project.directory / ".venv"
+    venv.unlink()
+    shutil.copytree(REPO / ".venv", venv, symlinks=True)
+    return project.directory
+
+
 def toolchain_bin() -> Path | None:
     """The built toolchain's bin dir, or None when the cache is cold (nothing is built here)."""
     override = os.environ.get("EMQX_E2E_TOOLCHAIN_BIN")
