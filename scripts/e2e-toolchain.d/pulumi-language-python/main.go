@@ -2,16 +2,19 @@
 // end-to-end toolchain (scripts/e2e-toolchain). The upstream host module
 // (github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3) is not
 // served by the module proxy this project can reach, so this small host is
-// built instead on the published SDK module: it resolves the virtualenv with
-// the SDK's own python/toolchain package and runs the SDK's
-// pulumi-language-python-exec script, which is copied next to this binary.
+// built instead on the published sdk/v3 and pkg/v3 modules (at the CLI's
+// version, as the Node.js host): it resolves the virtualenv with the SDK's own
+// python/toolchain package and runs the Python SDK's
+// pulumi-language-python-exec script (of the SDK version in requirements.txt),
+// which is copied next to this binary.
 //
 // Supported: Handshake, Run, RunPlugin (source-based plugins such as a
 // component_provider_host; not policy packs), InstallDependencies,
 // GetRequiredPackages (empty: providers are then loaded on demand from PATH),
-// GetPluginInfo, About, GetProgramDependencies, RuntimeOptionsPrompts, Cancel.
-// Not supported: GeneratePackage, Link, Pack (so `pulumi package add` into a
-// Python program), debugging, typecheckers.
+// GeneratePackage and Link (pkg/v3 codegen/python; what `pulumi package add`
+// into a Python program uses), GetPluginInfo, About, GetProgramDependencies,
+// RuntimeOptionsPrompts, Cancel.
+// Not supported: Pack, GenerateProgram/Project, debugging, typecheckers.
 package main
 
 import (
@@ -25,10 +28,16 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/blang/semver"
+
+	codegen "github.com/pulumi/pulumi/pkg/v3/codegen/python"
+	"github.com/pulumi/pulumi/pkg/v3/codegen/schema"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/cmdutil"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
@@ -417,4 +426,136 @@ func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, server pulumirpc.Langu
 		return fmt.Errorf("problem executing plugin program: %w", err)
 	}
 	return closer.Close()
+}
+
+// GeneratePackage writes a Python SDK for a schema, as upstream's
+// GeneratePackage in sdk/python/cmd/pulumi-language-python/main.go: bind the
+// schema (dangling references allowed) with the engine's schema loader, then
+// pkg/v3 codegen/python's GeneratePackage, files written under req.Directory.
+func (h *host) GeneratePackage(ctx context.Context, req *pulumirpc.GeneratePackageRequest,
+) (*pulumirpc.GeneratePackageResponse, error) {
+	loader, err := schema.NewLoaderClient(req.GetLoaderTarget())
+	if err != nil {
+		return nil, err
+	}
+	defer loader.Close()
+	var spec schema.PackageSpec
+	if err := json.Unmarshal([]byte(req.GetSchema()), &spec); err != nil {
+		return nil, err
+	}
+	pkg, diags, err := schema.BindSpec(spec, schema.NewCachedLoader(loader), schema.ValidationOptions{
+		AllowDanglingReferences: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rpcDiags := plugin.HclDiagnosticsToRPCDiagnostics(diags)
+	if diags.HasErrors() {
+		return &pulumirpc.GeneratePackageResponse{Diagnostics: rpcDiags}, nil
+	}
+	files, err := codegen.GeneratePackage("pulumi-language-python", pkg, req.GetExtraFiles(),
+		schema.NewCachedLoader(loader))
+	if err != nil {
+		return nil, err
+	}
+	for name, data := range files {
+		out := filepath.Join(req.GetDirectory(), name)
+		if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+			return nil, fmt.Errorf("could not create output directory %s: %w", filepath.Dir(name), err)
+		}
+		if err := os.WriteFile(out, data, 0o600); err != nil {
+			return nil, fmt.Errorf("could not write output file %s: %w", name, err)
+		}
+	}
+	return &pulumirpc.GeneratePackageResponse{Diagnostics: rpcDiags}, nil
+}
+
+// Link adds generated SDKs to the program and returns import instructions, as
+// upstream's Link in sdk/python/cmd/pulumi-language-python/main.go: the Python
+// package name is the schema's language.python.packageName or
+// pulumi_<name> (codegen/python PyPack), and the toolchain's LinkPackages
+// records it (pip: the SDK's path as a line of requirements.txt, replacing any
+// line of the same package; poetry/uv: their pyproject.toml). Nothing is
+// installed here: `pulumi package add` then calls InstallDependencies, which
+// for pip runs `pip install -r requirements.txt` in the virtualenv
+// (sdk/v3/python/toolchain/pip.go), building the SDK from its folder.
+func (h *host) Link(ctx context.Context, req *pulumirpc.LinkRequest) (*pulumirpc.LinkResponse, error) {
+	o, err := options(req.GetInfo(), false)
+	if err != nil {
+		return nil, err
+	}
+	loader, err := schema.NewLoaderClient(req.GetLoaderTarget())
+	if err != nil {
+		return nil, err
+	}
+	defer loader.Close()
+	cached := schema.NewCachedLoader(loader)
+
+	instructions := "You can import the SDK in your Python code with:\n\n"
+	if len(req.GetPackages()) > 1 {
+		instructions = "You can import the SDKs in your Python code with:\n\n"
+	}
+	packages := map[string]string{} // Python package name -> path
+	var imports strings.Builder
+	for _, dep := range req.GetPackages() {
+		p := dep.GetPackage()
+		if p.GetName() == "pulumi" {
+			packages["pulumi"] = dep.GetPath()
+			continue
+		}
+		desc := &schema.PackageDescriptor{Name: p.GetName(), DownloadURL: p.GetServer()}
+		if v, err := semver.New(p.GetVersion()); err == nil {
+			desc.Version = v
+		}
+		if pp := p.GetParameterization(); pp != nil {
+			desc.Parameterization = &schema.ParameterizationDescriptor{Name: pp.GetName(), Value: pp.GetValue()}
+			if v, err := semver.New(pp.GetVersion()); err == nil {
+				desc.Parameterization.Version = *v
+			}
+		}
+		ref, err := schema.LoadPackageReferenceV2(ctx, cached, desc)
+		if err != nil {
+			return nil, err
+		}
+		def, err := ref.Definition()
+		if err != nil {
+			return nil, err
+		}
+		if err := def.ImportLanguages(map[string]schema.Language{"python": codegen.Importer}); err != nil {
+			return nil, err
+		}
+		var importName, packageName string
+		if info, ok := def.Language["python"].(codegen.PackageInfo); ok && info.PackageName != "" {
+			importName, packageName = info.PackageName, info.PackageName
+		}
+		if importName == "" {
+			importName = strings.ReplaceAll(ref.Name(), "-", "_")
+		}
+		if packageName == "" {
+			packageName = codegen.PyPack(ref.Namespace(), ref.Name())
+		}
+		packages[packageName] = dep.GetPath()
+		fmt.Fprintf(&imports, "  import %s as %s\n", packageName, importName)
+	}
+	instructions += imports.String()
+
+	dir := req.GetInfo().GetProgramDirectory()
+	if o.Toolchain != toolchain.Pip {
+		// As upstream: without pyproject.toml (no `pulumi install` yet), link
+		// into requirements.txt, which poetry and uv later convert.
+		if _, err := os.Stat(filepath.Join(dir, "pyproject.toml")); os.IsNotExist(err) {
+			if _, err := os.Stat(filepath.Join(dir, "requirements.txt")); os.IsNotExist(err) {
+				return nil, fmt.Errorf("no pyproject.toml or requirements.txt found in %s", dir)
+			}
+			o.Toolchain = toolchain.Pip
+		}
+	}
+	tc, err := toolchain.ResolveToolchain(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := tc.LinkPackages(ctx, packages); err != nil {
+		return nil, fmt.Errorf("linking packages: %w", err)
+	}
+	return &pulumirpc.LinkResponse{ImportInstructions: instructions}, nil
 }
