@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.support.e2e.host import E2eHost
-from tests.support.e2e.pulumi_cli import REPO, PulumiProject
+from tests.support.e2e.pulumi_cli import REPO, PulumiProject, own_venv, package_checkout
 
 pytestmark = pytest.mark.e2e
 
@@ -29,21 +29,9 @@ SDK = "sdks/emqx-cluster"
 OFFLINE_PIP = {"PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
-def own_venv(venv: Path) -> None:
-    """A virtualenv of its own at `venv`: a copy of the repo's, already installed. The language
-    host's install runs `python -m venv` on it first, which refuses a symlink there ("Unable to
-    create directory"), and the generated SDK is installed into it, not into the repo's."""
-    if venv.is_symlink():
-        venv.unlink()
-    shutil.copytree(REPO / ".venv", venv, symlinks=True)
-
-
 @pytest.fixture(scope="module")
 def package(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This folder as a consumer's checkout of it holds it: program, package files, virtualenv."""
-    project = PulumiProject.create(tmp_path_factory.mktemp("package") / "emqx-cluster", bin_dir)
-    own_venv(project.directory / ".venv")
-    return project.directory
+    return package_checkout(tmp_path_factory.mktemp("package") / "emqx-cluster", bin_dir)
 
 
 @pytest.fixture(scope="module")

@@ -56,15 +56,20 @@ def files_at(commit: str) -> list[str]:
     return [name for name in PROJECT_FILES if name in listed]
 
 
+def own_venv(venv: Path) -> None:
+    """A virtualenv of its own at `venv`: a copy of the repo's, already installed. The language
+    host's install runs `python -m venv` on it first, which refuses a symlink there ("Unable to
+    create directory"), and a generated SDK is installed into it, not into the repo's."""
+    if venv.is_symlink():
+        venv.unlink()
+    shutil.copytree(REPO / ".venv", venv, symlinks=True)
+
+
 def package_checkout(directory: Path, bin_dir: Path) -> Path:
     """This folder as a consumer's checkout of the component package holds it: the program and
-    package files, and a virtualenv of its own with the requirements installed. A copy of the
-    repo's: `pulumi package add` runs `python -m venv .venv` in the package before it installs
-    the requirements, and venv refuses a symlink there ("Unable to create directory")."""
+    package files, and a virtualenv of its own with the requirements installed."""
     project = PulumiProject.create(directory, bin_dir)
-    venv = project.directory / ".venv"
-    venv.unlink()
-    shutil.copytree(REPO / ".venv", venv, symlinks=True)
+    own_venv(project.directory / ".venv")
     return project.directory
 
 
