@@ -243,7 +243,7 @@ def _camel_keys(value: Any, annotation: Any) -> Any:
 
 
 def _entry_type(annotation: Any) -> type | None:
-    """The TypedDict of a list's entries (list[HostArgs] -> HostArgs), else None."""
+    """The TypedDict of a list's entries (list[ClusterHost] -> ClusterHost), else None."""
     if typing.get_origin(annotation) is list:
         (item,) = typing.get_args(annotation)
         if typing.is_typeddict(item):

@@ -20,7 +20,7 @@ from typing import Required, TypedDict
 import pulumi
 
 
-class HostArgs(TypedDict, total=False):
+class ClusterHost(TypedDict, total=False):
     """One Docker host of a several-host cluster, running its share of the nodes and its own Nginx."""
 
     name: Required[str]
@@ -47,7 +47,7 @@ class HostArgs(TypedDict, total=False):
     """The host's own addresses Nginx connects to its nodes from, each a budget of upstream ports (up to 64)."""
 
 
-class MqttClientArgs(TypedDict, total=False):
+class MqttClient(TypedDict, total=False):
     """One declared MQTT client: its id, and its password or a hash computed for `mqttPasswordHash`."""
 
     username: str
@@ -64,7 +64,7 @@ class MqttClientArgs(TypedDict, total=False):
     """Skips the topic rules; default false."""
 
 
-class AclRuleArgs(TypedDict, total=False):
+class AclRule(TypedDict, total=False):
     """One topic rule; the first rule that matches wins, everything else is denied."""
 
     permission: Required[str]
@@ -111,7 +111,7 @@ class EmqxClusterArgs(TypedDict, total=False):
     """Docker json-file log rotation: files kept (1-100, default 5)."""
 
     # --- where things run: several hosts
-    hosts: list[HostArgs]
+    hosts: list[ClusterHost]
     """The Docker hosts, each running its share of the nodes and its own Nginx; unset: the single-host fields describe the one host."""
     placement: dict[str, str]
     """Node -> host name (e.g. `{emqx1: a, emqx2: b}`) instead of `nodes` per host; numbers may have gaps."""
@@ -215,7 +215,7 @@ class EmqxClusterArgs(TypedDict, total=False):
     """Dashboard `admin` password (secret), 8-64 ASCII characters of at least two kinds; unset: generated."""
 
     # --- access
-    mqtt_clients: list[MqttClientArgs]
+    mqtt_clients: list[MqttClient]
     """The MQTT clients that may connect (their passwords are secrets)."""
     mqtt_client_id_type: str
     """What identifies a client: `username` (default) or `clientid`."""
@@ -223,7 +223,7 @@ class EmqxClusterArgs(TypedDict, total=False):
     """`sha256` (default, salted; passwords of 16+ characters), `pbkdf2` or `bcrypt` (8+)."""
     mqtt_generated_client: str
     """A client id the program creates with a generated password (the `mqttClient` output, secret)."""
-    mqtt_acl: list[AclRuleArgs]
+    mqtt_acl: list[AclRule]
     """Topic rules, first match wins, everything else denied."""
     admin_networks: list[pulumi.Input[str]]
     """IPv4 networks (CIDR) of the operators: the dashboards also listen with HTTPS on the nodes' address, open to these only."""

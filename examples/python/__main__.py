@@ -16,7 +16,7 @@ cluster = emqx.EmqxCluster(
         data_dir=config.get("dataDir") or "/var/lib/emqx-cluster/python-example",
         public_hostname=config.get("publicHostname"),
         mqtt_generated_client="app",
-        mqtt_acl=[emqx.AclRuleArgsArgs(permission="allow", username="app", topics=["app/#"])],
+        mqtt_acl=[emqx.AclRuleArgs(permission="allow", username="app", topics=["app/#"])],
     ),
 )
 

@@ -14,7 +14,7 @@ from pulumi.provider.experimental.analyzer import Analyzer, AnalyzeResult
 from pulumi.provider.experimental.util import camel_case
 
 from components.args_config import LATE_MARK, config_of, stack_args
-from components.cluster_args import AclRuleArgs, EmqxClusterArgs, HostArgs, MqttClientArgs
+from components.cluster_args import AclRule, ClusterHost, EmqxClusterArgs, MqttClient
 from components.config import config_keys
 from components.config_access import AclRuleConfig, MqttClientConfig
 from components.config_parse import ConfigError, host_config_keys, parse_stack_config
@@ -36,7 +36,7 @@ def test_every_args_field_has_a_description_in_the_schema(schema: AnalyzeResult)
     inputs = schema["component_definitions"]["EmqxCluster"].inputs
     assert [name for name, prop in inputs.items() if not prop.description] == []
     types = schema["type_definitions"]
-    assert set(types) == {"HostArgs", "MqttClientArgs", "AclRuleArgs"}
+    assert set(types) == {"ClusterHost", "MqttClient", "AclRule"}
     for name, definition in types.items():
         assert definition.description, name
         assert [field for field, prop in definition.properties.items() if not prop.description] == [], name
@@ -46,10 +46,10 @@ def test_every_stack_config_key_is_an_args_field_of_the_same_name(schema: Analyz
     inputs = schema["component_definitions"]["EmqxCluster"].inputs
     assert sorted(inputs) == sorted(config_keys())
     types = schema["type_definitions"]
-    assert sorted(types["HostArgs"].properties) == sorted(host_config_keys())
-    assert sorted(types["MqttClientArgs"].properties) == sorted(camel_case(n) for n in MqttClientConfig.model_fields)
-    assert sorted(types["AclRuleArgs"].properties) == sorted(camel_case(n) for n in AclRuleConfig.model_fields)
-    for typed in (EmqxClusterArgs, HostArgs, MqttClientArgs, AclRuleArgs):
+    assert sorted(types["ClusterHost"].properties) == sorted(host_config_keys())
+    assert sorted(types["MqttClient"].properties) == sorted(camel_case(n) for n in MqttClientConfig.model_fields)
+    assert sorted(types["AclRule"].properties) == sorted(camel_case(n) for n in AclRuleConfig.model_fields)
+    for typed in (EmqxClusterArgs, ClusterHost, MqttClient, AclRule):
         assert typed.__optional_keys__ | typed.__required_keys__ == set(typed.__annotations__)
 
 
@@ -60,7 +60,7 @@ def test_shape_values_are_plain_and_values_other_resources_produce_are_inputs(sc
         assert inputs[plain].plain, plain
     for late in ("dockerHost", "advertiseAddress", "sshUser", "sshPrivateKey", "tlsCertificate", "tlsClientCrl"):
         assert not inputs[late].plain, late
-    host = schema["type_definitions"]["HostArgs"].properties
+    host = schema["type_definitions"]["ClusterHost"].properties
     assert host["nodes"].plain and host["name"].plain and not host["address"].plain
     assert not host["address"].optional and host["dockerHost"].optional
 
