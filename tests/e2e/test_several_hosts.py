@@ -233,8 +233,10 @@ def test_4_a_host_cut_off_clients_move_and_the_gates_name_the_missing_nodes(
         # open_session in emqx_cm_locker:trans on a quorum, emqx_schema.erl
         # session_locking_strategy), then is accepted (docs/several-hosts.md). Both at once.
         with ThreadPoolExecutor(2) as pool:
+            # Client ids of their own: EMQX refuses a CONNECT whose client id another one holds
+            # the lock of (CONNACK 2, identifier rejected: seen here).
             attempts = {
-                name: pool.submit(lb_attempt, hosts[name].address, 8884, context, SERVER_NAME, 75)
+                name: pool.submit(lb_attempt, hosts[name].address, 8884, context, SERVER_NAME, 75, f"e2e-probe-{name}")
                 for name in ("a", "b")
             }
         outcomes = {name: attempt.result() for name, attempt in attempts.items()}

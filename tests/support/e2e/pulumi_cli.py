@@ -146,7 +146,8 @@ class PulumiProject:
                 target.unlink()
         fresh = PulumiProject.create(self.directory / ".switch", self.bin_dir, commit=commit)
         for name in PROJECT_FILES:
-            (fresh.directory / name).rename(self.directory / name)
+            if (fresh.directory / name).exists():  # an older commit has fewer (files_at)
+                (fresh.directory / name).rename(self.directory / name)
         shutil.rmtree(fresh.directory)
 
     @property

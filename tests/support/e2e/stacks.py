@@ -121,7 +121,14 @@ def prod_like(host: E2eHost, root: Path, **overrides: Any) -> dict[str, Any]:
     }
 
 
-def lb_attempt(address: str, port: int, context: ssl.SSLContext, server_name: str, timeout: float = 5.0) -> str:
+def lb_attempt(
+    address: str,
+    port: int,
+    context: ssl.SSLContext,
+    server_name: str,
+    timeout: float = 5.0,
+    client_id: str = "e2e-probe",
+) -> str:
     """One TLS connection through Nginx with an MQTT CONNECT: "accepted" when some live node sent
     an accepting CONNACK, else what happened instead (what a failed rollout sample reports)."""
     try:
@@ -130,7 +137,7 @@ def lb_attempt(address: str, port: int, context: ssl.SSLContext, server_name: st
             context.wrap_socket(raw, server_hostname=server_name) as tls,
         ):
             tls.settimeout(timeout)
-            tls.sendall(mqtt_connect_packet("e2e-probe", username=PROBE_USERNAME, password=PROBE_PASSWORD))
+            tls.sendall(mqtt_connect_packet(client_id, username=PROBE_USERNAME, password=PROBE_PASSWORD))
             answer = recv_up_to(tls, 4)
     except (OSError, ssl.SSLError) as error:
         return f"{type(error).__name__}: {error}"
