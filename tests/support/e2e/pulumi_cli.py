@@ -101,12 +101,14 @@ class Result:
 
 @dataclass
 class PulumiProject:
-    """One project dir with one stack; `netns` (a path under /var/run/netns) confines commands."""
+    """One project dir with one stack; `netns` (a path under /var/run/netns) confines commands;
+    `namespace` is the config namespace of its keys (a program of another name reads its own)."""
 
     directory: Path
     bin_dir: Path
     stack: str = "e2e"
     netns: Path | None = None
+    namespace: str = NAMESPACE
     extra_env: dict[str, str] = field(default_factory=dict)
     log: list[Result] = field(default_factory=list)
 
@@ -202,11 +204,13 @@ class PulumiProject:
         """`value` as a secret: a string as it is, a list or map leaf by leaf (`--path`, each leaf
         secret), replacing whatever the key held."""
         if isinstance(value, str):
-            self.run("config", "set", "--stack", self.stack, "--secret", f"{NAMESPACE}:{key}", stdin=value)
+            self.run("config", "set", "--stack", self.stack, "--secret", f"{self.namespace}:{key}", stdin=value)
             return
-        self.run("config", "rm", "--stack", self.stack, f"{NAMESPACE}:{key}", check=False)
+        self.run("config", "rm", "--stack", self.stack, f"{self.namespace}:{key}", check=False)
         for path, leaf in _leaves(key, value):
-            self.run("config", "set", "--stack", self.stack, "--secret", "--path", f"{NAMESPACE}:{path}", stdin=leaf)
+            self.run(
+                "config", "set", "--stack", self.stack, "--secret", "--path", f"{self.namespace}:{path}", stdin=leaf
+            )
 
     def set_config(self, config: Mapping[str, Any]) -> None:
         """Write plain keys into Pulumi.<stack>.yaml (keeps the encryption salt and secrets)."""
@@ -215,7 +219,7 @@ class PulumiProject:
         document = document or {}
         values = document.setdefault("config", {})
         for key, value in config.items():
-            name = f"{NAMESPACE}:{key}"
+            name = f"{self.namespace}:{key}"
             if value is None:
                 values.pop(name, None)
             else:
