@@ -85,10 +85,25 @@ class ClaimLedger:
     """The claims of every cluster declared so far in one program run."""
 
     held: dict[Claim, tuple[str, str]] = field(default_factory=dict)  # claim -> (cluster, holder)
+    clusters: set[str] = field(default_factory=set)
 
     def claim(self, cluster: str, claims: Mapping[Claim, str]) -> list[str]:
         """Record `cluster`'s claims, or leave the ledger as it was and return one line per other
         cluster and Docker host they clash on, naming both clusters and everything both would take."""
+        # Resource names join the cluster's name, a host's and a step's with "-": cluster "edge"
+        # on host "a" and a cluster "edge-a" would both name `edge-a-preflight`.
+        overlapping = sorted(
+            other
+            for other in self.clusters
+            if other != cluster and (cluster.startswith(f"{other}-") or other.startswith(f"{cluster}-"))
+        )
+        if overlapping:
+            return [
+                f"EmqxCluster {cluster!r} and EmqxCluster {other!r}: one name begins with the other's and a "
+                f"'-', so their resources' names can be the same ({other}-<host>-<step> and "
+                f"{cluster}-<step>): allowed: cluster names neither of which begins with the other's and a '-'"
+                for other in overlapping
+            ]
         clashes: dict[tuple[str, str], list[str]] = {}
         for claim, holder in sorted(claims.items()):
             # The same cluster claiming again is the same program declared again (a provider
@@ -99,6 +114,7 @@ class ClaimLedger:
                     f"{claim.text()} ({holder}; {other_holder} in {other!r})"
                 )
         if not clashes:
+            self.clusters.add(cluster)
             self.held.update({claim: (cluster, holder) for claim, holder in claims.items()})
         return [
             f"EmqxCluster {cluster!r} and EmqxCluster {other!r} both take, on Docker host {engine!r}: "

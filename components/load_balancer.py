@@ -69,8 +69,8 @@ class LoadBalancer(pulumi.ComponentResource):
     """
 
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        # First deployed under the container's own name (`<cluster>-lb`, emqx-lb): the alias keeps its URN and,
-        # through it, its children's.
+        # The stack-config program's first deployments named it as its container (emqx-lb): the
+        # alias keeps its URN and, through it, its children's. Other clusters never had that name.
         super().__init__(
             names.component_type("LoadBalancer"),
             name,
@@ -81,7 +81,7 @@ class LoadBalancer(pulumi.ComponentResource):
                     aliases=[pulumi.Alias(name=args.names.lb_container(None), parent=opts.parent if opts else None)]
                 ),
             )
-            if args.host_name is None
+            if args.host_name is None and args.names.top == names.TOP
             else opts,
         )
         child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(args.ready))

@@ -95,3 +95,14 @@ def test_the_same_cluster_declared_again_is_no_clash() -> None:
     assert ledger.claim("emqx", cluster_claims(config, plan_cluster(config))) == []
     assert ledger.claim("emqx", cluster_claims(config, plan_cluster(config))) == []
     assert ledger.claim("edge", cluster_claims(config, plan_cluster(config))) != []
+
+
+def test_a_name_that_begins_with_another_clusters_and_a_dash_is_refused() -> None:
+    """`edge` on host `a` and a cluster `edge-a` would both name `edge-a-preflight`."""
+    ledger = ClaimLedger()
+    local = parse_stack_config(DEV)
+    assert ledger.claim("edge", {}) == []
+    (problem,) = ledger.claim("edge-a", cluster_claims(local, plan_cluster(local)))
+    assert "EmqxCluster 'edge-a' and EmqxCluster 'edge'" in problem
+    assert "allowed: cluster names neither of which begins with the other's and a '-'" in problem
+    assert ledger.claim("edgeway", {}) == []
