@@ -73,6 +73,14 @@ class Result:
     msgs_per_s: float
 
 
+def take_pubacks(pending: bytes) -> tuple[int, bytes]:
+    """The complete PUBACKs (4 bytes each) at the head of what a publisher read, and the rest."""
+    complete = len(pending) // 4
+    if any(pending[k * 4] != PUBACK_TYPE for k in range(complete)):
+        raise RuntimeError(f"unexpected packet in {pending[:16]!r}")
+    return complete, pending[complete * 4 :]
+
+
 def run_threads(count: int, work: Callable[[int], None]) -> float:
     """Run `work(i)` in `count` threads released together; seconds until the last one ends."""
     barrier = threading.Barrier(count + 1)
@@ -148,12 +156,8 @@ def publish_all(sock: socket.socket, topic: str, payload: bytes, messages: int, 
         data = sock.recv(65536)
         if not data:
             raise RuntimeError(f"connection closed after {acked} PUBACKs")
-        pending += data
-        complete = len(pending) // 4
-        if any(pending[k * 4] != PUBACK_TYPE for k in range(complete)):
-            raise RuntimeError(f"unexpected packet in {pending[:16]!r}")
+        complete, pending = take_pubacks(pending + data)
         acked += complete
-        pending = pending[complete * 4 :]
 
 
 def publish_rate(routes: Sequence[Route], clients: int, messages: int, qos: int, inflight: int, tag: str) -> float:
