@@ -4,7 +4,9 @@ It walks a run's resources in dependency order, one step at a time: each as earl
 would start it, ties in the order the program declared them (tests/support/graph.py
 `topological_order`; the same on every run, whatever order the mocks saw registrations in).
 A broker `docker.Container` is created (or replaced) in the fake docker world with its declared
-environment and data dir, so EMQX 5.8's rules apply to it (tests/support/emqx/emqx58.py), and
+environment and data dir, its node modelled by tests/support/emqx/fake_docker.py (membership and
+`cluster status` only: the rollout order is what this engine tests; the real EMQX runs in the
+integration and e2e tiers), and
 with `wait: true` the step fails unless the node turns healthy (as the docker provider waits for
 the health check); a command runs its real `create` / `update` string, anything else is only
 recorded.  It stops at the first failure, like `pulumi up`; deletions (removed resources, and the
