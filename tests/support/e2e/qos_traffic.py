@@ -66,6 +66,7 @@ class Publisher:
     65,536 messages a run, so an id is never reused."""
 
     client: mqtt.Client
+    client_id: str
     sequence_of: dict[int, int] = field(default_factory=dict)  # paho message id -> sequence number
     acknowledged_ids: set[int] = field(default_factory=set)
 
@@ -125,8 +126,9 @@ def _subscriber(address: str, port: int, context: ssl.SSLContext, topic: str) ->
 
 
 def _publisher(address: str, port: int, context: ssl.SSLContext) -> Publisher:
-    client = _client(f"e2e-publisher-{uuid.uuid4().hex[:8]}", context)
-    state = Publisher(client)
+    client_id = f"e2e-publisher-{uuid.uuid4().hex[:8]}"
+    client = _client(client_id, context)
+    state = Publisher(client, client_id)
     connected = threading.Event()
 
     def on_connect(client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Any) -> None:
