@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.e2e.cluster_probe import client_context, cluster_status, container_names
+from tests.support.e2e.cluster_probe import client_context, cluster_status, container_names, round_trip
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.images import E2eImages, ensure_images
-from tests.support.e2e.pulumi_cli import REPO, PulumiProject, package_checkout
+from tests.support.e2e.pulumi_cli import REPO, PulumiProject, created, package_checkout
 from tests.support.e2e.stacks import GLOBAL_SYSCTLS_LEFT_ALONE, KERNEL_REFUSES, host_paths
-from tests.support.lb_stack import connect_mqtt
 
 pytestmark = pytest.mark.e2e
 
@@ -86,10 +84,9 @@ def test_1_package_add_names_this_folder_in_the_example(example: PulumiProject, 
 
 
 def test_2_the_example_previews_a_cluster_of_three_nodes(example: PulumiProject) -> None:
-    steps = example.preview()["steps"]
-    created = {step["urn"].rsplit("::", 1)[-1]: step["newState"]["type"] for step in steps if step["op"] == "create"}
-    assert created["cluster"] == "emqx-cluster:index:EmqxCluster"
-    containers = sorted(name for name, kind in created.items() if kind == "docker:index/container:Container")
+    planned = created(example.preview())
+    assert planned["cluster"]["type"] == "emqx-cluster:index:EmqxCluster"
+    containers = sorted(name for name, state in planned.items() if state["type"] == "docker:index/container:Container")
     assert containers == ["cluster-emqx1", "cluster-emqx2", "cluster-emqx3", "cluster-lb"]
 
 
@@ -105,20 +102,7 @@ def test_3_the_example_deploys_and_its_client_publishes_through_the_load_balance
     outputs = example.outputs()
     client = outputs["mqttClient"]
     context = client_context(outputs["tlsCertificate"])
-    session = connect_mqtt(
-        host.address,
-        8884,
-        client_id=f"app-{uuid.uuid4().hex[:8]}",
-        tls_context=context,
-        username=client["username"],
-        password=client["password"],
-    )
-    try:
-        session.subscribe("app/hello", qos=1)
-        session.publish("app/hello", b"from the YAML example", qos=1)
-        assert session.receive(timeout=15).payload == b"from the YAML example"
-    finally:
-        session.close()
+    round_trip(host.address, 8884, context, username=client["username"], password=client["password"], topic="app/hello")
     assert example.run("up", "--stack", example.stack, "--yes", "--expect-no-changes").returncode == 0
 
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.support.e2e.host import E2eHost
-from tests.support.e2e.pulumi_cli import REPO, PulumiProject, own_venv, package_checkout
+from tests.support.e2e.pulumi_cli import REPO, PulumiProject, created, own_venv, package_checkout
 
 pytestmark = pytest.mark.e2e
 
@@ -84,8 +84,7 @@ def test_1_package_add_generates_the_sdk_and_links_it_as_the_example_has_it(
 
 
 def test_2_the_example_previews_a_cluster_of_three_nodes(example: PulumiProject) -> None:
-    steps = example.preview()["steps"]
-    created = {step["urn"].rsplit("::", 1)[-1]: step["newState"]["type"] for step in steps if step["op"] == "create"}
-    assert created["cluster"] == "emqx-cluster:index:EmqxCluster"
-    containers = sorted(name for name, kind in created.items() if kind == "docker:index/container:Container")
+    planned = created(example.preview())
+    assert planned["cluster"]["type"] == "emqx-cluster:index:EmqxCluster"
+    containers = sorted(name for name, state in planned.items() if state["type"] == "docker:index/container:Container")
     assert containers == ["cluster-emqx1", "cluster-emqx2", "cluster-emqx3", "cluster-lb"]

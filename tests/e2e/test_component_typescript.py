@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +20,10 @@ import pytest
 import yaml
 
 from tests.e2e.test_component_package import e2e_host_properties
-from tests.support.e2e.cluster_probe import client_context, cluster_status, container_names
+from tests.support.e2e.cluster_probe import client_context, cluster_status, container_names, round_trip
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.images import E2eImages, ensure_images
-from tests.support.e2e.pulumi_cli import REPO, PulumiProject, package_checkout
+from tests.support.e2e.pulumi_cli import REPO, PulumiProject, created, package_checkout
 from tests.support.emqx_reason_codes import BAD_USERNAME_OR_PASSWORD
 from tests.support.lb_stack import MqttRefusedError, connect_mqtt
 from tests.support.npm_cache import SDK_NAME, npm_cache, offline_env
@@ -97,16 +96,15 @@ def test_1_package_add_generates_the_sdk_the_example_imports(example: PulumiProj
 
 
 def test_2_the_preview_passes_the_unknown_password_into_the_cluster(example: PulumiProject) -> None:
-    steps = example.preview()["steps"]
-    created = {step["urn"].rsplit("::", 1)[-1]: step["newState"] for step in steps if step["op"] == "create"}
-    assert created["edge"]["type"] == "emqx-cluster:index:EmqxCluster"
+    planned = created(example.preview())
+    assert planned["edge"]["type"] == "emqx-cluster:index:EmqxCluster"
     # The password does not exist before `up`, so the cluster gets it as an unknown Output: the
     # cluster, its client registration and each node's access files wait for it.
-    password = created["app-password"]
+    password = planned["app-password"]
     assert password["type"] == "random:index/randomPassword:RandomPassword"
     for name in ("edge", f"edge-mqtt-client-{CLIENT}", "edge-emqx1-access-files", "edge-emqx3-access-files"):
-        assert password["urn"] in created[name]["dependencies"], (name, created[name]["dependencies"])
-    containers = sorted(name for name, state in created.items() if state["type"] == "docker:index/container:Container")
+        assert password["urn"] in planned[name]["dependencies"], (name, planned[name]["dependencies"])
+    containers = sorted(name for name, state in planned.items() if state["type"] == "docker:index/container:Container")
     assert containers == ["edge-emqx1", "edge-emqx2", "edge-emqx3", "edge-lb"]
 
 
@@ -131,20 +129,7 @@ def test_3_the_example_deploys_and_its_client_publishes_with_the_generated_passw
             host.address, 8884, client_id=CLIENT, tls_context=context, username=CLIENT, password=password[::-1]
         )
     assert refused.value.code == BAD_USERNAME_OR_PASSWORD
-    session = connect_mqtt(
-        host.address,
-        8884,
-        client_id=f"{CLIENT}-{uuid.uuid4().hex[:8]}",
-        tls_context=context,
-        username=CLIENT,
-        password=password,
-    )
-    try:
-        session.subscribe("app/hello", qos=1)
-        session.publish("app/hello", b"from the TypeScript example", qos=1)
-        assert session.receive(timeout=15).payload == b"from the TypeScript example"
-    finally:
-        session.close()
+    round_trip(host.address, 8884, context, username=CLIENT, password=password, topic="app/hello")
     assert example.run("up", "--stack", example.stack, "--yes", "--expect-no-changes").returncode == 0
 
 

@@ -140,17 +140,26 @@ def client_context(ca_pem: str) -> ssl.SSLContext:
     return context
 
 
-def round_trip(address: str, port: int, context: ssl.SSLContext, server_name: str | None = None) -> str:
-    """Subscribe, publish QoS 1 and receive it through the TLS listener, as the probe client;
-    returns the client id."""
+def round_trip(
+    address: str,
+    port: int,
+    context: ssl.SSLContext,
+    server_name: str | None = None,
+    *,
+    username: str = PROBE_USERNAME,
+    password: str = PROBE_PASSWORD,
+    topic: str | None = None,
+) -> str:
+    """Subscribe, publish QoS 1 and receive it through the TLS listener, as the probe client (or
+    `username`, on a `topic` its rules allow); returns the client id."""
     client_id = f"e2e-{uuid.uuid4().hex[:10]}"
     if server_name is not None:
         context.check_hostname = True
     session = connect_mqtt(
-        address, port, client_id=client_id, tls_context=context, username=PROBE_USERNAME, password=PROBE_PASSWORD
+        address, port, client_id=client_id, tls_context=context, username=username, password=password
     )
     try:
-        topic = f"e2e/{client_id}"
+        topic = topic or f"e2e/{client_id}"
         session.subscribe(topic, qos=1)
         session.publish(topic, b"hello through nginx", qos=1)
         message = session.receive(timeout=15)

@@ -276,6 +276,15 @@ def step_ops(preview: Mapping[str, Any]) -> dict[str, list[str]]:
     return ops
 
 
+def created(preview: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Resource name -> the state `pulumi preview --json` plans for each resource it creates."""
+    return {
+        str(step["urn"]).rsplit("::", 1)[-1]: step["newState"]
+        for step in preview.get("steps", [])
+        if step["op"] == "create"
+    }
+
+
 def changed(preview: Mapping[str, Any], ignore: Sequence[str] = ()) -> dict[str, list[str]]:
     """Names whose steps are anything but `same` (and not in `ignore`)."""
     return {
