@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+from tests.support.e2e.cluster_probe import health
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.images import E2eImages, ensure_images
 from tests.support.e2e.pulumi_cli import PulumiProject, Result
 from tests.support.e2e.stacks import dev_like, host_paths, probe_secrets
+from tests.support.ports import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +40,13 @@ def project(bin_dir: Path, e2e_host_session: E2eHost, e2e_images: E2eImages, roo
     project = PulumiProject.create(root / "project", bin_dir, stack="failing", netns=e2e_host_session.netns_path)
     project.init_stack(dev_like(e2e_host_session, root, nodes=1, waves=1, joinTimeoutSeconds=10), probe_secrets())
     yield project
-    e2e_host_session.docker("start", "emqx1", check=False)
+    # The clients' delete scripts call emqx1's REST API, waiting joinTimeoutSeconds (10 s here)
+    # for it: the node test 3 stopped is started and awaited first.
+    if health(e2e_host_session, "emqx1")["emqx1"] != "missing":
+        e2e_host_session.docker("start", "emqx1", check=False)
+        wait_until(
+            lambda: health(e2e_host_session, "emqx1")["emqx1"] == "healthy", "emqx1 healthy", timeout=120, interval=1
+        )
     if project.resources():
         project.destroy()
 

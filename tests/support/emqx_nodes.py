@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.broker_image import BUILD_DIR
 from components.config import StackConfig
 from components.names import NODE_LABEL
 from components.plan import DISTRIBUTION_PORT_BASE, RPC_PORT_BASE, ClusterPlan, NodePlan, plan_cluster
@@ -63,6 +64,7 @@ from components.render.access import (
 )
 from components.render.broker_env import broker_environment, with_secrets
 from tests.support import emqx_docker
+from tests.support.e2e.images import release_dir
 from tests.support.emqx_release import extracted_release, run_user
 from tests.support.ports import busy_ports, wait_until
 from tests.support.processes import stop_process
@@ -77,6 +79,10 @@ GENERATED_PASSWORD = "release-generated-client-password"
 BOOT_TIMEOUT = 120.0
 STOP_GRACE = 30.0
 LOCK_PATH = Path(tempfile.gettempdir()) / "emqx-cluster-release-nodes.lock"
+
+# The broker image's entrypoint (docker/emqx) and the one of EMQX's image it runs.
+ENTRYPOINT = "emqx-cluster-entrypoint"
+DOCKER_ENTRYPOINT = "/usr/bin/docker-entrypoint.sh"
 
 
 def quiet_port_block(count: int, avoid: set[int]) -> int:
@@ -174,13 +180,18 @@ class ReleaseNode:
     def _process_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         return emqx_docker.process_env({"root": str(self.root), "env": self.env}, extra)
 
-    def start(self) -> None:
+    def start(self, through_entrypoint: bool = False) -> None:
         """`bin/emqx foreground` as the node's user, in its own session: bin/emqx execs the VM
-        (bin/emqx:1324), so the PID started is the node's, stopped by it."""
+        (bin/emqx:1324), so the PID started is the node's, stopped by it. `through_entrypoint`:
+        under the image's entrypoint (docker/emqx), as the container runs it; the PID is then
+        the entrypoint's, alive as long as the node."""
         assert not self.running, f"{self.name} runs already"
+        command = [str(self.root / "bin" / "emqx"), "foreground"]
+        if through_entrypoint:
+            command = ["bash", str(self.root / "bin" / ENTRYPOINT), *command]
         with self.console_log.open("ab") as console:
             self.process = subprocess.Popen(
-                [str(self.root / "bin" / "emqx"), "foreground"],
+                command,
                 cwd=self.root,
                 env=self._process_env(),
                 user=self.user.pw_uid,
@@ -515,12 +526,27 @@ def container_env(env: Mapping[str, str], root: Path) -> dict[str, str]:
     return {key: value.replace(home + "/", f"{root}/") for key, value in env.items()}
 
 
+def add_image_files(root: Path) -> None:
+    """What the broker image adds to EMQX's (docker/emqx/Dockerfile COPYs every file there but the
+    Dockerfile into /opt/emqx/bin), with the container's paths mapped onto the node's copy: /opt/emqx,
+    and EMQX's own entrypoint, /usr/bin/docker-entrypoint.sh in the image, run from ../shared/emqx."""
+    home = emqx_docker.CONTAINER_HOME
+    for source in sorted(BUILD_DIR.iterdir()):
+        if source.name == "Dockerfile":
+            continue
+        text = source.read_text().replace(DOCKER_ENTRYPOINT, f"bash {release_dir() / Path(DOCKER_ENTRYPOINT).name}")
+        target = root / "bin" / source.name
+        target.write_text(text.replace(home + "/", f"{root}/"))
+        target.chmod(source.stat().st_mode & 0o777)
+
+
 def prepare_node(
     release: Path, base: Path, node: NodePlan, cluster: ReleaseCluster, overrides: Mapping[str, str]
 ) -> ReleaseNode:
     user = run_user()
     root = base / node.container_name
     _copy_release(release, root)
+    add_image_files(root)
     for directory in ("data", "log"):  # the program's node dirs: empty, the broker's user's
         _owned_dir(root / directory, user)
     access = root / "etc" / "access"

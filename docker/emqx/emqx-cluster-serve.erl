@@ -1,0 +1,35 @@
+%% Evaluated in the running node by `emqx eval` once it says it is started (the entrypoint): from
+%% then on the node serves MQTT only while every one of its apps runs.
+%%
+%% Why: EMQX 5.8.6 opens its listeners when the `emqx` app starts (emqx_app.erl start/2,
+%% maybe_start_listeners), before the apps that authenticate clients (emqx_machine_boot.erl:
+%% BASIC_REBOOT_APPS start first, emqx_auth after). Until emqx_auth starts, the
+%% `client.authenticate` hook is empty and a client is let in as anonymous
+%% (emqx_access_control.erl authenticate/1: `ignore` -> {ok, ...}); then, until the authenticators
+%% exist, every client is refused 0x87 (emqx_authn_chains.erl init/1 hook_deny,
+%% authenticate_deny/2). Measured on the release here, per boot: some hundreds of CONNECTs with no
+%% password or an unknown user accepted, then tens of valid ones refused. A join reboots the apps
+%% the same way (ekka:callback start/stop, set by emqx_machine_boot.erl start_autocluster/0), and
+%% so does a stop of the apps, in reverse: emqx_auth goes before the listeners.
+%%
+%% So the entrypoint boots the node with `-emqx boot_modules [broker]` (emqx_boot.erl: the emqx
+%% app then neither starts nor stops the listeners: emqx_app.erl maybe_start_listeners/0,
+%% prep_stop/1), and this:
+%%  - opens the listeners now, when every app runs (emqx_machine_boot:post_boot/0 has returned:
+%%    it runs inside the boot, init:get_status/0 says `started` only after);
+%%  - replaces the reboot callbacks EMQX set (ekka 0.19.8 ekka.erl callback/2, exec_callback/1,
+%%    run by mria on a join): close the listeners before the apps stop, open them once the apps
+%%    are started again.
+%% emqx_listeners:start/0 also adds the listeners' config handlers the emqx app would have added.
+Start = fun() ->
+    _ = emqx_machine_boot:ensure_apps_started(),
+    ok = emqx_listeners:start()
+end,
+Stop = fun() ->
+    ok = emqx_listeners:stop(),
+    emqx_machine_boot:stop_apps()
+end,
+ok = ekka:callback(start, Start),
+ok = ekka:callback(stop, Stop),
+ok = emqx_listeners:start(),
+serving.
