@@ -19,6 +19,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +37,7 @@ from tests.support.e2e.cluster_probe import (
     delivered_across_nodes,
     health,
     inspect,
+    listener_probe,
     most_allowed_down,
     peers_through_lb,
     round_trip,
@@ -59,6 +61,7 @@ from tests.support.e2e.stacks import (
 from tests.support.emqx_reason_codes import BAD_USERNAME_OR_PASSWORD, NOT_AUTHORIZED
 from tests.support.lb_stack import MqttRefusedError, MqttSession, connect_mqtt
 from tests.support.ports import WaitTimeoutError, wait_until
+from tests.support.serve_probe import ACCEPTED, wrong_answers
 from tests.support.stackfiles import validate
 
 pytestmark = pytest.mark.e2e
@@ -457,10 +460,11 @@ def beam_pid(host: E2eHost, container: str) -> int:
 def test_6_a_crashed_node_is_restarted_by_docker_and_rejoins(dev: PulumiProject, e2e_host_session: E2eHost) -> None:
     """A crash under QoS 1 load, not `docker kill`: Docker counts `docker kill` as a manual stop
     and then ignores the restart policy (seen here), as it does for `docker stop`. SIGKILL of the
-    node's VM (an OOM kill, a segfault) is what `restart: always` is for; no drain runs."""
+    node's VM (an OOM kill, a segfault) is what `restart: always` is for; no drain runs. While
+    Docker restarts it, its own listener is probed: refused until it can authenticate clients."""
     host = e2e_host_session
     context = client_context(dev.outputs()["tlsCertificate"])
-    with qos1_traffic(host.address, 8884, context, subscribers=8) as traffic:
+    with ExitStack() as stack, qos1_traffic(host.address, 8884, context, subscribers=8) as traffic:
         # A node with subscribers, survivors elsewhere, and not the publisher's: a crashed
         # publisher's session goes too, and what it had in flight (seen: the last message then
         # went out before the crashed subscribers had subscribed again).
@@ -472,6 +476,7 @@ def test_6_a_crashed_node_is_restarted_by_docker_and_rejoins(dev: PulumiProject,
         )
         before = host.docker("inspect", "--format", "{{.RestartCount}}", target).stdout.strip()
         crashed = [s for s in traffic.subscribers if s.client_id in peers[target]]
+        restarting = stack.enter_context(listener_probe(host, target))
         os.kill(beam_pid(host, target), signal.SIGKILL)
         # Under load, the crashed node's clients reconnect through Nginx to the other nodes (or
         # to it once Docker restarted it). Bounded by a restart and boot (the health check's
@@ -488,6 +493,14 @@ def test_6_a_crashed_node_is_restarted_by_docker_and_rejoins(dev: PulumiProject,
             timeout=120,
             interval=0.5,
         )
+        # Healthy: started, with its listeners open (docker/emqx/emqx-cluster-healthcheck).
+        wait_until(
+            lambda: health(host, target)[target] == "healthy", f"{target} healthy again", timeout=120, interval=0.5
+        )
+    # The restarted node refused connections until it could authenticate them, then let the
+    # declared client in and refused the others (docker/emqx/emqx-cluster-serve.erl).
+    assert wrong_answers(restarting) == {}, restarting
+    assert restarting[("declared", ACCEPTED)] and restarting[("declared", "ConnectionRefusedError")], restarting
     print(
         f"crash under load: {traffic.sent} QoS 1 messages sent, {len(traffic.publisher.acknowledged)} acknowledged; "
         f"{len(crashed)} subscribers on the crashed node, lost {sum(len(v) for v in traffic.lost().values())} messages"
@@ -501,7 +514,6 @@ def test_6_a_crashed_node_is_restarted_by_docker_and_rejoins(dev: PulumiProject,
     assert all(s.resumed == 0 for s in crashed), [(s.client_id, s.resumed) for s in crashed]
     last = max(traffic.publisher.acknowledged)
     assert all(last in s.received for s in traffic.subscribers), "a subscriber missed the last message"
-    wait_until(lambda: health(host, target)[target] == "healthy", f"{target} healthy again", timeout=120, interval=0.5)
     wait_until(
         lambda: cluster_status(host, "emqx1") == {"running_nodes": node_names(4), "stopped_nodes": []},
         f"{target} back in the cluster",

@@ -8,7 +8,7 @@ One that serves right only refuses connections until it answers every one as a b
 
 Used in-process by the integration tier and, in an e2e host's network namespace (where the
 nodes' listeners are, on its loopback), as `python -m tests.support.serve_probe <host> <port>
-<username> <password> <seconds>`, which prints the counts as JSON.
+<username> <password>`, which probes until its standard input closes and prints the counts as JSON.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class ServeProbe:
     def run(self, kind: str, stop: threading.Event) -> None:
         while not stop.is_set():
             self.counts[(kind, attempt(self.host, self.port, *self.credentials(kind)))] += 1
-            time.sleep(0.005)
+            time.sleep(0.02)
 
 
 def wrong_answers(counts: Counter[tuple[str, str]]) -> dict[str, int]:
@@ -100,9 +100,10 @@ def serve_probe(host: str, port: int, username: str, password: str) -> Iterator[
 
 
 def main(argv: list[str]) -> int:
-    host, port, username, password, seconds = argv
+    """Probe until standard input closes, then print the counts."""
+    host, port, username, password = argv
     with serve_probe(host, int(port), username, password) as probe:
-        time.sleep(float(seconds))
+        sys.stdin.read()
     print(json.dumps([[kind, answer, count] for (kind, answer), count in sorted(probe.counts.items())]))
     return 0
 

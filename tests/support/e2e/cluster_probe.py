@@ -7,16 +7,22 @@ import math
 import queue
 import re
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from tests.support.e2e.host import E2eHost
+from tests.support.e2e.images import REPO
 from tests.support.e2e.stacks import PROBE_PASSWORD, PROBE_USERNAME
 from tests.support.lb_stack import MqttSession, connect_mqtt
+from tests.support.serve_probe import counts_from_json
 
 EMQX = "/opt/emqx/bin/emqx"
 # `emqx ctl clients list`: one `Client(<id>, username=..., peername=<ip>:<port>, ...)` line per
@@ -31,6 +37,33 @@ def inspect(host: E2eHost, *names: str) -> dict[str, dict[str, Any]]:
     done = host.docker("inspect", *names, check=False)
     documents = json.loads(done.stdout or "[]")
     return {str(doc["Name"]).lstrip("/"): doc for doc in documents}
+
+
+@contextmanager
+def listener_probe(host: E2eHost, container: str) -> Iterator[Counter[tuple[str, str]]]:
+    """The node's own MQTT listener (on the host's loopback: its BIND in the container's
+    environment) probed from inside the host's namespace while the block runs
+    (tests/support/serve_probe.py); the counts fill the yielded Counter at its end."""
+    env = inspect(host, container)[container]["Config"]["Env"]
+    bind = next(item.split("=", 1)[1] for item in env if item.startswith("EMQX_LISTENERS__TCP__DEFAULT__BIND="))
+    address, port = bind.strip('"').rsplit(":", 1)
+    argv = [sys.executable, "-m", "tests.support.serve_probe", address, port, PROBE_USERNAME, PROBE_PASSWORD]
+    probe = subprocess.Popen(
+        host.nsenter_argv(*argv),
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    counts: Counter[tuple[str, str]] = Counter()
+    try:
+        yield counts
+    finally:
+        out, err = probe.communicate("", timeout=60)
+        if probe.returncode != 0:
+            raise AssertionError(f"the listener probe failed ({probe.returncode}): {err}")
+        counts.update(counts_from_json(out))
 
 
 def container_names(host: E2eHost, label: str = "io.emqx-cluster.node") -> list[str]:
