@@ -197,7 +197,10 @@ def test_single_host_stacks_declare_what_they_declared_at_the_baseline() -> None
     the image, every broker and the commands pinned to their container IDs), and a
     `cluster leave` bounded in time (the memberships' delete script); with
     brokerMemoryPerConnectionKib measured on the real EMQX (default 32 -> 48) the preflight's
-    memory arithmetic changed (`emqx-preflight-check` of both stacks, nothing else)."""
+    memory arithmetic changed (`emqx-preflight-check` of both stacks, nothing else); with the
+    listeners opened only once a node can authenticate clients the broker image changed (its
+    entrypoint, health check and emqx-cluster-serve.erl: the image, every broker and the commands
+    pinned to their container IDs, nothing else)."""
     recorded = json.loads(BASELINE.read_text())
     for stack, run in single_host_runs().items():
         assert digests(run) == recorded[stack], stack
