@@ -4,11 +4,13 @@ emqx_nodes.py): while it boots and while a join reboots its apps, its listener r
 connections; then it answers as a booted node does. EMQX's own boot opens the listener first and
 lets anyone in until its authentication app runs (docker/emqx/emqx-cluster-serve.erl). Three
 clients CONNECT over and over all along: the declared one, one without credentials, one of an
-unknown user (tests/support/serve_probe.py)."""
+unknown user (tests/support/serve_probe.py). The containers' health check says whether a node
+serves."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from contextlib import AbstractContextManager
 
 import pytest
 
+from components.broker_cluster import HEALTHCHECK
 from tests.support.emqx_nodes import ReleaseCluster, ReleaseNode, release_cluster, release_stack
 from tests.support.ports import wait_until
 from tests.support.serve_probe import ACCEPTED, BAD_CREDENTIALS, NOT_AUTHORIZED, ServeProbe, serve_probe, wrong_answers
@@ -50,6 +53,20 @@ def served_after(probe: ServeProbe, before: Counter[tuple[str, str]]) -> bool:
     )
 
 
+def health_check(cluster: ReleaseCluster, node: ReleaseNode) -> tuple[int, str]:
+    """The containers' declared health check, run as Docker runs it (`docker exec`, here the
+    shim onto the node's copy): its exit code and what it printed."""
+    done = subprocess.run(
+        ["docker", "exec", node.container, *HEALTHCHECK.test[1:]],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stdout.strip()
+
+
 def test_1_a_booting_node_refuses_connections_until_it_can_authenticate(cluster: ReleaseCluster) -> None:
     node = cluster.node(1)
     with probing(node) as probe:
@@ -58,10 +75,12 @@ def test_1_a_booting_node_refuses_connections_until_it_can_authenticate(cluster:
         time.sleep(1)
     assert wrong_answers(probe.counts) == {}, probe.counts
     assert probe.counts[("declared", REFUSED)], probe.counts  # it was probed while booting
+    assert health_check(cluster, node) == (0, "serving")
 
 
 def test_2_a_joining_node_closes_its_listener_until_its_apps_run_again(cluster: ReleaseCluster) -> None:
     seed, node = cluster.node(1), cluster.node(2)
+    assert health_check(cluster, node)[0] != 0  # not running
     with probing(node) as probe:
         node.start(through_entrypoint=True)
         wait_until(lambda: served_after(probe, Counter()), "node 2 serving alone", timeout=120, interval=0.2)
@@ -73,3 +92,14 @@ def test_2_a_joining_node_closes_its_listener_until_its_apps_run_again(cluster: 
     assert wrong_answers(probe.counts) == {}, probe.counts
     assert during_join[("declared", REFUSED)], during_join  # closed while its apps restarted
     assert seed.cluster_status()["running_nodes"] == sorted([seed.name, node.name])
+
+
+def test_3_a_started_node_with_a_closed_listener_is_unhealthy(cluster: ReleaseCluster) -> None:
+    node = cluster.node(2)
+    assert health_check(cluster, node) == (0, "serving")
+    assert "successfully" in node.ctl("listeners", "stop", "tcp:default").stdout
+    try:
+        assert health_check(cluster, node) == (1, "{listeners_closed,['tcp:default']}")
+    finally:
+        assert "successfully" in node.ctl("listeners", "start", "tcp:default").stdout
+    assert health_check(cluster, node) == (0, "serving")
