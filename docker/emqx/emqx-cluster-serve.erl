@@ -21,6 +21,7 @@
 %%    run by mria on a join): close the listeners before the apps stop, open them once the apps
 %%    are started again.
 %% emqx_listeners:start/0 also adds the listeners' config handlers the emqx app would have added.
+%% Prints `serving` once the listeners are open.
 Start = fun() ->
     _ = emqx_machine_boot:ensure_apps_started(),
     ok = emqx_listeners:start()
@@ -31,5 +32,13 @@ Stop = fun() ->
 end,
 ok = ekka:callback(start, Start),
 ok = ekka:callback(stop, Stop),
-ok = emqx_listeners:start(),
-serving.
+%% A listener that cannot start (its port taken) stops the node, exit status 1, as EMQX's own
+%% boot does (emqx_app start/2 fails, and the boot with it); emqx_listeners.erl start_listener/3
+%% has logged "Failed to start listener <id> on <bind>: <reason>" first.
+try emqx_listeners:start() of
+    ok -> serving
+catch
+    error:{failed_to_start, Reason} ->
+        ok = init:stop(1),
+        {stopping, Reason}
+end.

@@ -10,6 +10,7 @@ serves."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -65,6 +66,18 @@ def health_check(cluster: ReleaseCluster, node: ReleaseNode) -> tuple[int, str]:
         check=False,
     )
     return done.returncode, done.stdout.strip()
+
+
+def test_0_a_node_whose_listener_cannot_start_stops(cluster: ReleaseCluster) -> None:
+    """As EMQX's own boot does when a listener cannot start: exit status 1, the reason logged."""
+    node = cluster.node(1)
+    host, port = node.plan.mqtt_endpoint.rsplit(":", 1)
+    with socket.create_server((host, int(port))):
+        node.start(through_entrypoint=True)
+        assert node.process is not None
+        assert node.process.wait(timeout=120) == 1, node.console_tail()
+    assert f"Failed to start listener tcp:default on {node.plan.mqtt_endpoint}: " in node.console_tail(80)
+    assert "eaddrinuse" in node.console_tail(80)
 
 
 def test_1_a_booting_node_refuses_connections_until_it_can_authenticate(cluster: ReleaseCluster) -> None:
