@@ -1,5 +1,6 @@
-%% Evaluated in the running node by `emqx eval` once it says it is started (the entrypoint): from
-%% then on the node serves MQTT only while every one of its apps runs.
+%% Evaluated by the node itself (`-eval file:script(...)`, the entrypoint's ERL_AFLAGS) once its
+%% boot script has run, before init:get_status/0 says `started`: from then on the node serves MQTT
+%% only while every one of its apps runs.
 %%
 %% Why: EMQX 5.8.6 opens its listeners when the `emqx` app starts (emqx_app.erl start/2,
 %% maybe_start_listeners), before the apps that authenticate clients (emqx_machine_boot.erl:
@@ -12,33 +13,40 @@
 %% the same way (ekka:callback start/stop, set by emqx_machine_boot.erl start_autocluster/0), and
 %% so does a stop of the apps, in reverse: emqx_auth goes before the listeners.
 %%
-%% So the entrypoint boots the node with `-emqx boot_modules [broker]` (emqx_boot.erl: the emqx
-%% app then neither starts nor stops the listeners: emqx_app.erl maybe_start_listeners/0,
-%% prep_stop/1), and this:
-%%  - opens the listeners now, when every app runs (emqx_machine_boot:post_boot/0 has returned:
-%%    it runs inside the boot, init:get_status/0 says `started` only after);
+%% So the node boots with `-emqx boot_modules [broker]` (emqx_boot.erl: the emqx app then neither
+%% starts nor stops the listeners: emqx_app.erl maybe_start_listeners/0, prep_stop/1), and this:
+%%  - opens the listeners now, when every app runs (the boot script has started emqx_machine,
+%%    whose post_boot/0 starts the apps, inside its supervisor's init);
 %%  - replaces the reboot callbacks EMQX set (ekka 0.19.8 ekka.erl callback/2, exec_callback/1,
 %%    run by mria on a join): close the listeners before the apps stop, open them once the apps
 %%    are started again.
 %% emqx_listeners:start/0 also adds the listeners' config handlers the emqx app would have added.
-%% Prints `serving` once the listeners are open.
-Start = fun() ->
-    _ = emqx_machine_boot:ensure_apps_started(),
-    ok = emqx_listeners:start()
-end,
-Stop = fun() ->
-    ok = emqx_listeners:stop(),
-    emqx_machine_boot:stop_apps()
-end,
-ok = ekka:callback(start, Start),
-ok = ekka:callback(stop, Stop),
-%% A listener that cannot start (its port taken) stops the node, exit status 1, as EMQX's own
-%% boot does (emqx_app start/2 fails, and the boot with it); emqx_listeners.erl start_listener/3
-%% has logged "Failed to start listener <id> on <bind>: <reason>" first.
-try emqx_listeners:start() of
-    ok -> serving
-catch
-    error:{failed_to_start, Reason} ->
-        ok = init:stop(1),
-        {stopping, Reason}
+%% ERL_AFLAGS reaches every VM bin/emqx starts (its nodetool and hocon escripts too): only an
+%% EMQX node (its emqx_machine_sup registered) does anything.
+case whereis(emqx_machine_sup) of
+    undefined ->
+        not_an_emqx_node;
+    _ ->
+        Start = fun() ->
+            _ = emqx_machine_boot:ensure_apps_started(),
+            ok = emqx_listeners:start()
+        end,
+        Stop = fun() ->
+            ok = emqx_listeners:stop(),
+            emqx_machine_boot:stop_apps()
+        end,
+        ok = ekka:callback(start, Start),
+        ok = ekka:callback(stop, Stop),
+        %% A listener that cannot start (its port taken) stops the node, exit status 1, as EMQX's
+        %% own boot does (emqx_app start/2 fails, and the boot with it); emqx_listeners.erl
+        %% start_listener/3 has logged "Failed to start listener <id> on <bind>: <reason>" first.
+        try emqx_listeners:start() of
+            ok ->
+                io:format("emqx-cluster: listeners open, the node serves (~p)~n", [init:get_status()]),
+                serving
+        catch
+            error:{failed_to_start, Reason} ->
+                ok = init:stop(1),
+                {stopping, Reason}
+        end
 end.
