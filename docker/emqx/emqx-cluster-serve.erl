@@ -37,16 +37,16 @@ case whereis(emqx_machine_sup) of
         end,
         ok = ekka:callback(start, Start),
         ok = ekka:callback(stop, Stop),
-        %% A listener that cannot start (its port taken) stops the node, exit status 1, as EMQX's
-        %% own boot does (emqx_app start/2 fails, and the boot with it); emqx_listeners.erl
-        %% start_listener/3 has logged "Failed to start listener <id> on <bind>: <reason>" first.
+        %% A listener that cannot start (its port taken) stops the node at once, exit status 1, as
+        %% EMQX's own boot does (emqx_app start/2 fails, the boot with it, and the VM halts);
+        %% emqx_listeners.erl start_listener/3 has written "Failed to start listener <id> on
+        %% <bind>: <reason>" to standard error first (?ELOG: io:format, which returns once
+        %% written). Not init:stop/1: stopping every app in order took over a minute under load.
         try emqx_listeners:start() of
             ok ->
                 io:format("emqx-cluster: listeners open, the node serves (~p)~n", [init:get_status()]),
                 serving
         catch
-            error:{failed_to_start, Reason} ->
-                ok = init:stop(1),
-                {stopping, Reason}
+            error:{failed_to_start, _} -> erlang:halt(1)
         end
 end.

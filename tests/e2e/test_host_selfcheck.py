@@ -298,10 +298,11 @@ def test_taken_port_fails_the_start_and_a_wrong_cookie_fails_ctl(cluster: Cluste
         plan3.nodes[2], tmp_path, name="emqx3-clash", restart="no",
         EMQX_LISTENERS__TCP__DEFAULT__BIND=f'"{n1.mqtt_endpoint}"',
     )  # fmt: skip
+    # The node boots whole before it opens its listeners (docker/emqx/emqx-cluster-serve.erl).
     wait_until(
         lambda: cluster.inspect(clash, "{{.State.Status}}") == "exited",
         "the clashing node to exit",
-        timeout=60,
+        timeout=120,
         interval=0.3,
     )
     logs = cluster.host.docker("logs", clash)
