@@ -1,6 +1,9 @@
 %% Evaluated by the node itself (`-eval file:script(...)`, the entrypoint's ERL_AFLAGS) once its
 %% boot script has run, before init:get_status/0 says `started`: from then on the node serves MQTT
-%% only while every one of its apps runs.
+%% only while every one of its apps runs, on boot and through a join. On shutdown the
+%% entrypoint's drain closes the listeners first (emqx-cluster-drain.erl; EMQX's own stop_apps/0
+%% stops emqx_auth before the listeners, and with boot_modules [broker] the emqx app's prep_stop
+%% leaves them to esockd's stop).
 %%
 %% Why: EMQX 5.8.6 opens its listeners when the `emqx` app starts (emqx_app.erl start/2,
 %% maybe_start_listeners), before the apps that authenticate clients (emqx_machine_boot.erl:
@@ -27,26 +30,37 @@ case whereis(emqx_machine_sup) of
     undefined ->
         not_an_emqx_node;
     _ ->
+        %% Whatever fails here stops the node, exit status 1, as a failed EMQX boot does (the VM
+        %% halts), instead of leaving it up with its listeners closed: init ignores what -eval
+        %% returns and file:script/1 turns an exception into a return value, and mria runs the
+        %% callbacks inside a catch (mria_lib.erl exec_callback/2). A listener that cannot start
+        %% (its port taken) is one such failure: emqx_listeners.erl start_listener/3 has written
+        %% "Failed to start listener <id> on <bind>: <reason>" to standard error first (?ELOG:
+        %% io:format, which returns once written). Not init:stop/1: stopping every app in order
+        %% took over a minute under load.
+        Fail = fun(What, Class, Reason) ->
+            io:format(standard_error, "emqx-cluster: ~s failed, the node stops: ~p:~p~n", [What, Class, Reason]),
+            erlang:halt(1)
+        end,
         Start = fun() ->
-            _ = emqx_machine_boot:ensure_apps_started(),
-            ok = emqx_listeners:start()
+            try
+                _ = emqx_machine_boot:ensure_apps_started(),
+                ok = emqx_listeners:start()
+            catch
+                Class:Reason -> Fail("opening the listeners after the apps restarted", Class, Reason)
+            end
         end,
         Stop = fun() ->
-            ok = emqx_listeners:stop(),
+            _ = (catch emqx_listeners:stop()),
             emqx_machine_boot:stop_apps()
         end,
-        ok = ekka:callback(start, Start),
-        ok = ekka:callback(stop, Stop),
-        %% A listener that cannot start (its port taken) stops the node at once, exit status 1, as
-        %% EMQX's own boot does (emqx_app start/2 fails, the boot with it, and the VM halts);
-        %% emqx_listeners.erl start_listener/3 has written "Failed to start listener <id> on
-        %% <bind>: <reason>" to standard error first (?ELOG: io:format, which returns once
-        %% written). Not init:stop/1: stopping every app in order took over a minute under load.
-        try emqx_listeners:start() of
-            ok ->
-                io:format("emqx-cluster: listeners open, the node serves (~p)~n", [init:get_status()]),
-                serving
+        try
+            ok = ekka:callback(start, Start),
+            ok = ekka:callback(stop, Stop),
+            ok = emqx_listeners:start(),
+            io:format("emqx-cluster: listeners open, the node serves (~p)~n", [init:get_status()]),
+            serving
         catch
-            error:{failed_to_start, _} -> erlang:halt(1)
+            Class:Reason -> Fail("opening the listeners", Class, Reason)
         end
 end.

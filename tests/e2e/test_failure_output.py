@@ -42,13 +42,18 @@ def project(bin_dir: Path, e2e_host_session: E2eHost, e2e_images: E2eImages, roo
     yield project
     # The clients' delete scripts call emqx1's REST API, waiting joinTimeoutSeconds (10 s here)
     # for it: the node test 3 stopped is started and awaited first.
-    if health(e2e_host_session, "emqx1")["emqx1"] != "missing":
-        e2e_host_session.docker("start", "emqx1", check=False)
-        wait_until(
-            lambda: health(e2e_host_session, "emqx1")["emqx1"] == "healthy", "emqx1 healthy", timeout=120, interval=1
-        )
-    if project.resources():
-        project.destroy()
+    try:
+        if health(e2e_host_session, "emqx1")["emqx1"] != "missing":
+            e2e_host_session.docker("start", "emqx1", check=False)
+            wait_until(
+                lambda: health(e2e_host_session, "emqx1")["emqx1"] == "healthy",
+                "emqx1 healthy",
+                timeout=120,
+                interval=1,
+            )
+    finally:
+        if project.resources():
+            project.destroy()
 
 
 def failed_up(project: PulumiProject) -> Result:

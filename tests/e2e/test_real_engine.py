@@ -476,8 +476,8 @@ def test_6_a_crashed_node_is_restarted_by_docker_and_rejoins(dev: PulumiProject,
         )
         before = host.docker("inspect", "--format", "{{.RestartCount}}", target).stdout.strip()
         crashed = [s for s in traffic.subscribers if s.client_id in peers[target]]
-        restarting = stack.enter_context(listener_probe(host, target))
         os.kill(beam_pid(host, target), signal.SIGKILL)
+        restarting = stack.enter_context(listener_probe(host, target))  # from the crash on
         # Under load, the crashed node's clients reconnect through Nginx to the other nodes (or
         # to it once Docker restarted it). Bounded by a restart and boot (the health check's
         # verdict, 55 s) plus one reconnect that finds a node not yet serving and waits out its
