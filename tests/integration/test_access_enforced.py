@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -25,9 +24,7 @@ from tests.support.lb_stack import (
     MqttRefusedError,
     MqttSession,
     connect_mqtt,
-    mqtt_connect_packet,
-    proxy_v1_header,
-    recv_up_to,
+    raw_mqtt_connect,
 )
 
 pytestmark = pytest.mark.integration
@@ -59,14 +56,9 @@ def node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         yield cluster.node(1)
 
 
-def endpoint(node: ReleaseNode) -> tuple[str, int]:
-    host, port = node.plan.mqtt_endpoint.rsplit(":", 1)
-    return host, int(port)
-
-
 def connect(node: ReleaseNode, username: str | None, password: str | None = None, **options: object) -> MqttSession:
     return connect_mqtt(
-        *endpoint(node),
+        *node.mqtt_address,
         client_id=f"{username}-{uuid.uuid4().hex[:6]}",
         username=username,
         password=password,
@@ -76,9 +68,9 @@ def connect(node: ReleaseNode, username: str | None, password: str | None = None
 
 
 def v311_connack(node: ReleaseNode, username: str | None, password: str | None) -> bytes:
-    with socket.create_connection(endpoint(node), timeout=10) as sock:
-        sock.sendall(proxy_v1_header(sock) + mqtt_connect_packet(f"raw-{uuid.uuid4().hex[:6]}", 30, username, password))
-        return recv_up_to(sock, 4)
+    return raw_mqtt_connect(
+        *node.mqtt_address, f"raw-{uuid.uuid4().hex[:6]}", proxy_protocol=True, username=username, password=password
+    )
 
 
 def test_anonymous_and_wrong_passwords_are_refused_with_emqx_connack_codes(node: ReleaseNode) -> None:

@@ -11,7 +11,6 @@ The stack has two nodes; only emqx1 runs (emqx2 is a node whose container is dow
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 import uuid
@@ -34,7 +33,7 @@ from tests.support.emqx_nodes import (
     release_stack,
 )
 from tests.support.emqx_reason_codes import BAD_USERNAME_OR_PASSWORD, NO_MATCHING_SUBSCRIBERS, NOT_AUTHORIZED
-from tests.support.lb_stack import MqttRefusedError, connect_mqtt, mqtt_connect_packet, proxy_v1_header, recv_up_to
+from tests.support.lb_stack import MqttRefusedError, connect_mqtt, raw_mqtt_connect
 from tests.support.ports import wait_until
 
 pytestmark = pytest.mark.integration
@@ -81,16 +80,18 @@ def run(script: str, cluster: ReleaseCluster) -> subprocess.CompletedProcess[str
 
 def connack(node: ReleaseNode, username: str | None, password: str | None) -> bytes:
     """An MQTT 3.1.1 CONNECT through the node's listener, after the PROXY header Nginx would send."""
-    host, port = node.plan.mqtt_endpoint.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(proxy_v1_header(sock) + mqtt_connect_packet(f"c-{uuid.uuid4().hex[:6]}", 30, username, password))
-        return recv_up_to(sock, 4)
+    return raw_mqtt_connect(
+        *node.mqtt_address, f"c-{uuid.uuid4().hex[:6]}", proxy_protocol=True, username=username, password=password
+    )
 
 
 def mqtt5(node: ReleaseNode, password: str) -> Any:
-    host, port = node.plan.mqtt_endpoint.rsplit(":", 1)
     return connect_mqtt(
-        host, int(port), client_id=f"m-{uuid.uuid4().hex[:6]}", username=USER_ID, password=password, proxy_protocol=True
+        *node.mqtt_address,
+        client_id=f"m-{uuid.uuid4().hex[:6]}",
+        username=USER_ID,
+        password=password,
+        proxy_protocol=True,
     )
 
 

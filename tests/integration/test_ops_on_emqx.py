@@ -56,10 +56,9 @@ def test_status_and_broker_texts_are_read(cluster: ReleaseCluster) -> None:
 def test_the_status_report_counts_the_live_connections(cluster: ReleaseCluster) -> None:
     seed = cluster.node(1)
     client_id = f"ops-{uuid.uuid4().hex[:6]}"
-    host, port = seed.plan.mqtt_endpoint.rsplit(":", 1)
     generated = cluster.config.access.generated_client
     session = connect_mqtt(
-        host, int(port), client_id=client_id, username=generated, password=GENERATED_PASSWORD, proxy_protocol=True
+        *seed.mqtt_address, client_id=client_id, username=generated, password=GENERATED_PASSWORD, proxy_protocol=True
     )
     try:
         # The counts are refreshed every second, not at each connect: emqx_cm.erl registers

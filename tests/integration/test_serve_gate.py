@@ -42,8 +42,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseCluster
 
 
 def probing(node: ReleaseNode) -> AbstractContextManager[ServeProbe]:
-    host, port = node.plan.mqtt_endpoint.rsplit(":", 1)
-    return serve_probe(host, int(port), USERNAME, PASSWORD)
+    return serve_probe(*node.mqtt_address, USERNAME, PASSWORD)
 
 
 def served_after(probe: ServeProbe, before: Counter[tuple[str, str]]) -> bool:
@@ -71,8 +70,7 @@ def health_check(cluster: ReleaseCluster, node: ReleaseNode) -> tuple[int, str]:
 def test_0_a_node_whose_listener_cannot_start_stops(cluster: ReleaseCluster) -> None:
     """As EMQX's own boot does when a listener cannot start: exit status 1, the reason logged."""
     node = cluster.node(1)
-    host, port = node.plan.mqtt_endpoint.rsplit(":", 1)
-    with socket.create_server((host, int(port))):
+    with socket.create_server(node.mqtt_address):
         node.start(through_entrypoint=True)
         assert node.process is not None
         assert node.process.wait(timeout=120) == 1, node.console_tail()

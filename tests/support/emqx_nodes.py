@@ -170,6 +170,12 @@ class ReleaseNode:
         return self.plan.container_name
 
     @property
+    def mqtt_address(self) -> tuple[str, int]:
+        """Where its MQTT listener is (host, port)."""
+        host, port = self.plan.mqtt_endpoint.rsplit(":", 1)
+        return host, int(port)
+
+    @property
     def console_log(self) -> Path:
         return self.root / "log" / "console.log"
 

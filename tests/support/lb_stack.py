@@ -834,15 +834,21 @@ def raw_mqtt_connect(
     *,
     tls_context: ssl.SSLContext | None = None,
     preamble: bytes = b"",
+    proxy_protocol: bool = False,
+    username: str | None = None,
+    password: str | None = None,
     timeout: float = 10.0,
 ) -> bytes:
-    """One CONNECT on a fresh connection; returns the reply's first 4 bytes (CONNACK or less)."""
+    """One CONNECT on a fresh connection (after `preamble`, or the PROXY line Nginx would send for
+    it); returns the reply's first 4 bytes (CONNACK or less)."""
     sock = socket.create_connection((host, port), timeout=timeout)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if proxy_protocol:
+            preamble = proxy_v1_header(sock)
         if tls_context is not None:
             sock = tls_context.wrap_socket(sock, server_hostname=host)  # detaches the plain one
-        sock.sendall(preamble + mqtt_connect_packet(client_id))
+        sock.sendall(preamble + mqtt_connect_packet(client_id, username=username, password=password))
         reply = recv_up_to(sock, 4)
         if reply == CONNACK_ACCEPTED:
             sock.sendall(b"\xe0\x00")  # DISCONNECT, so brokers log a clean goodbye

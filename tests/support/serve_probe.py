@@ -14,7 +14,6 @@ nodes' listeners are, on its loopback), as `python -m tests.support.serve_probe 
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
 import time
@@ -24,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from tests.support.lb_stack import mqtt_connect_packet, proxy_v1_header, recv_up_to
+from tests.support.lb_stack import raw_mqtt_connect
 
 ACCEPTED = "20020000"  # CONNACK, return code 0
 BAD_CREDENTIALS = "20020004"
@@ -34,14 +33,14 @@ KINDS = ("declared", "anonymous", "unknown")
 
 def attempt(host: str, port: int, username: str | None, password: str | None) -> str:
     """One CONNECT: the CONNACK's hex, "closed" when the node closed first, or the socket error."""
+    client_id = f"probe-{uuid.uuid4().hex[:8]}"
     try:
-        with socket.create_connection((host, port), timeout=3) as sock:
-            sock.sendall(
-                proxy_v1_header(sock) + mqtt_connect_packet(f"probe-{uuid.uuid4().hex[:8]}", 30, username, password)
-            )
-            return recv_up_to(sock, 4).hex() or "closed"
+        reply = raw_mqtt_connect(
+            host, port, client_id, proxy_protocol=True, username=username, password=password, timeout=3
+        )
     except OSError as error:
         return type(error).__name__
+    return reply.hex() or "closed"
 
 
 @dataclass
