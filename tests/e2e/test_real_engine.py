@@ -539,20 +539,24 @@ def test_7_scale_down_leaves_the_cluster_before_the_container_goes(
 def test_10_a_taken_port_fails_preflight_with_its_message(dev: PulumiProject, e2e_host_session: E2eHost) -> None:
     host = e2e_host_session
     port = 61004  # node 4's MQTT port (mqttPortBase + 3)
+    # SO_REUSEADDR: emqx4, gone in test 7, can leave its accepted connections in TIME_WAIT on
+    # this port for a minute, and a plain bind fails on those (CI saw it: the holder died, the
+    # port stayed free and the up passed). Those sockets carry SO_REUSEADDR too (EMQX's listener
+    # default, emqx_schema.erl tcp_opts `reuseaddr`), so this bind succeeds beside them, and a
+    # listener is what the preflight looks for.
     holder = subprocess.Popen(
         host.nsenter_argv(
             sys.executable,
             "-c",
-            f"import socket,time; s=socket.socket(); s.bind(('127.0.0.1',{port})); s.listen(); time.sleep(300)",
-        )
+            "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+            f"s.bind(('127.0.0.1',{port})); s.listen(); print('held', flush=True); time.sleep(300)",
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        wait_until(
-            lambda: host.run_in_ns(f"grep -qi ':{port:04X} ' /proc/net/tcp").returncode == 0,
-            "port held",
-            timeout=120,
-            interval=0.5,
-        )
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "held\n", f"nothing could listen on port {port}"
         dev.set_config({"nodes": 4})
         failed = dev.run("up", "--stack", dev.stack, "--yes", "--skip-preview", check=False, timeout=900)
     finally:
