@@ -5,20 +5,25 @@ as ever (config_loader), handed over as the args of the cluster, the keys set an
 :func:`config_of` validates any args into the same model through the same checks
 (config_parse.validate_config), so every message keeps its key names
 (`emqx-cluster:hosts[1].address = ...: allowed: ...`). A value that is a `pulumi.Output` (known
-only once other resources exist) is refused here, naming its field, unless the field takes one
-(LATE_FORMS): the model then holds a placeholder, the real value travels in :class:`LateInputs`.
+only once other resources exist) is refused here, naming its field, unless EmqxClusterArgs
+declares the field an Input: the model then holds a placeholder (LATE_FORMS), the real value
+travels in :class:`LateInputs`, which puts it in place of the placeholder in every child resource.
 """
 
 from __future__ import annotations
 
 import collections.abc
+import copy
+import functools
 import inspect
+import re
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pulumi
+from pulumi import _types
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
@@ -28,6 +33,7 @@ from components.config_access import MqttClientConfig
 from components.config_hosts import HostConfig
 from components.config_parse import ConfigError, field_of, shown, validate_config
 from components.config_types import NAMESPACE
+from components.render.broker_env import erlang_address
 
 # ------------------------------------------------------------------ the stack config as args
 
@@ -71,7 +77,8 @@ def _plain(value: Any) -> Any:
 # ------------------------------------------------------------------ args validated
 
 
-# Fields that take an Output (the key of a stack config or of a `hosts` entry) -> the form of the
+# Fields that take an Output (EmqxClusterArgs declares them `pulumi.Input`; the key of a stack
+# config or of a `hosts` entry) -> the form of the
 # placeholder the model validates meanwhile: each passes the field's check, is distinct per field
 # (it holds the field's path) and is replaced by the Output wherever a resource takes the value.
 # Each is read as a whole value by its consumers only, none of which needs it to plan:
@@ -83,6 +90,12 @@ def _plain(value: Any) -> Any:
 # metricsAlertmanagers[i] -> monitoring.MonitoringArgs (Prometheus's config rendered once known);
 # adminNetworks[i] -> firewall.ClusterFirewall (its rules rendered once known; elsewhere only
 # whether there are admin networks counts).
+# A host's address (advertiseAddress, hosts[i].address), dockerHost, sshHost and sshUser are
+# written into text (node names, nginx.conf, scripts, the engine's address, outputs), never
+# computed on, but for the Erlang term of the address (LATE_TERMS): every child resource gets them
+# replaced in its inputs (LateInputs.transformation), the component's outputs too. Their checks
+# across keys (loopback with several hosts, one address per host, dockerHost ssh:// needs sshHost)
+# run again once every Output is known (config_of).
 _PEM = "-----BEGIN {kind}-----\n{mark}\n-----END {kind}-----\n"
 LATE_FORMS: dict[str, str] = {
     "tlsCertificate": _PEM.replace("{kind}", "CERTIFICATE"),
@@ -99,11 +112,16 @@ LATE_FORMS: dict[str, str] = {
     "metricsAlertmanagers": "{mark}:9093",  # host:port
     # A network (no mark fits a CIDR): item i's own host in 198.18.0.0/15 (RFC 2544, benchmarking).
     "adminNetworks": "198.18.{high}.{low}/32",
+    # Host i's address: 198.19.0.0/16, the other half of that range (the networks' are 198.18.*).
+    "advertiseAddress": "198.19.{high}.{low}",
+    "address": "198.19.{high}.{low}",
+    # A socket path passes the check (ssh:// would ask for sshHost): the real value is checked later.
+    "dockerHost": "unix:///{mark}",
+    "sshHost": "{mark}",
+    "sshUser": "emqx_late_user_{high}_{low}",  # a POSIX name: lower case, 32 characters at most
 }
-# The lists whose items may be Outputs.
-LATE_LIST_ITEMS = ("metricsAlertmanagers", "adminNetworks")
-# The entries' fields that take an Output, by list.
-LATE_ENTRY_KEYS = {"hosts": ("sshPrivateKey", "sshHostKey"), "mqttClients": ("password", "passwordHash")}
+# Forms a value takes in text besides its own: the address as an Erlang term (inet_dist_use_interface).
+LATE_TERMS: dict[str, Callable[[str], str]] = {"advertiseAddress": erlang_address, "address": erlang_address}
 _ENTRY_MODELS: dict[str, type[BaseModel]] = {"hosts": HostConfig, "mqttClients": MqttClientConfig}
 LATE_MARK = "emqxClusterLateInput"
 
@@ -111,45 +129,80 @@ LATE_MARK = "emqxClusterLateInput"
 def placeholder(path: str) -> str:
     """The stand-in for the Output given at `path` (`tlsCertificate`, `hosts[1].sshPrivateKey`)."""
     mark = f"{LATE_MARK}-{path.replace('[', '-').replace('].', '-').removesuffix(']')}"
-    form = LATE_FORMS[path.rsplit(".", 1)[-1].split("[", 1)[0]]
-    position = int(path.removesuffix("]").rsplit("[", 1)[1]) if path.endswith("]") else 0
+    form = LATE_FORMS[_field_key(path)]
+    position = int(path.split("[", 1)[1].split("]", 1)[0]) if "[" in path else 0  # the item's, or the host's
     return form.replace("{mark}", mark).replace("{high}", str(position // 256)).replace("{low}", str(position % 256))
+
+
+def _field_key(path: str) -> str:
+    """`hosts[1].address` -> `address`, `adminNetworks[0]` -> `adminNetworks`."""
+    return path.rsplit(".", 1)[-1].split("[", 1)[0]
 
 
 @dataclass(frozen=True)
 class LateInputs:
-    """The Outputs given for fields that take one, by their placeholder; each resolves to its value
-    once checked like the field (a failed check names the field)."""
+    """The Outputs given for fields that take one, by the text that stands for them (a
+    placeholder, or its Erlang term); each resolves to its value once every one is known and
+    checked (a failed check names the field)."""
 
     by_placeholder: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
 
-    def resolve(self, text: str) -> pulumi.Input[str]:
-        """A config value as a resource takes it: the Output it stands for, or itself."""
-        return self.by_placeholder.get(text, text)
+    @functools.cached_property
+    def _pattern(self) -> re.Pattern[str] | None:
+        """Any placeholder, the longest first; one that ends in a digit not where a longer number
+        goes on (`198.19.0.1` in `198.19.0.12`, `emqx_late_user_1` in `emqx_late_user_10`)."""
+        if not self.by_placeholder:
+            return None
+        texts = sorted(self.by_placeholder, key=len, reverse=True)
+        return re.compile("|".join(re.escape(t) + (r"(?!\d)" if t[-1].isdigit() else "") for t in texts))
+
+    def resolve(self, value: Any) -> Any:
+        """A value as a resource takes it: every placeholder in it replaced by what its Output
+        resolves to (then an Output), in strings, lists, maps, Outputs and input types; else itself."""
+        pattern = self._pattern
+        if pattern is None:
+            return value
+        if isinstance(value, str):
+            if value in self.by_placeholder:
+                return self.by_placeholder[value]
+            found = {text: self.by_placeholder[text] for text in pattern.findall(value)}
+            if not found:
+                return value
+            return pulumi.Output.all(**found).apply(
+                lambda resolved: pattern.sub(lambda match: resolved[match.group()], value)
+            )
+        if isinstance(value, pulumi.Output):
+            return value.apply(self.resolve)
+        if isinstance(value, list | tuple):
+            return [self.resolve(item) for item in value]
+        if isinstance(value, dict):  # keys too: a single host's outputs are keyed by its address
+            keys = [self.resolve(key) for key in value]
+            items = [self.resolve(item) for item in value.values()]
+            if not any(isinstance(key, pulumi.Output) for key in keys):
+                return dict(zip(keys, items, strict=True))
+            return pulumi.Output.all(*keys).apply(
+                lambda known: pulumi.Output.from_input(dict(zip(known, items, strict=True)))
+            )
+        if _types.is_input_type(type(value)):  # a provider's args class (ConnectionArgs, ContainerUploadArgs)
+            copied = copy.copy(value)
+            copied.__dict__.update({key: self.resolve(item) for key, item in vars(value).items()})
+            return copied
+        return value
 
     def resolve_secret(self, secret: SecretStr | None) -> pulumi.Input[str] | None:
         return None if secret is None else self.resolve(secret.get_secret_value())
+
+    def transformation(self, args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult:
+        """Every child resource's inputs with the placeholders replaced (in-process
+        `transformations`: pulumi resource.py applies a parent's to each child's props, under the
+        mock monitor too, where engine-side `transforms` do not run)."""
+        return pulumi.ResourceTransformationResult(props=self.resolve(dict(args.props)), opts=args.opts)
 
 
 _PLAIN_REASON = (
     "a plain value, known at preview (EmqxClusterArgs declares it plain: it decides how many resources "
     "exist, their names, ports or settings, which Pulumi must know before it declares them)"
 )
-_NOT_YET_REASON = (
-    "a plain value for now: the program still reads it while it plans the cluster, before any resource "
-    "exists (it may become an Output where the program can wait for it)"
-)
-
-
-def takes_output(path: str) -> bool:
-    """Whether the field at `path` may be an Output (LATE_FORMS, LATE_ENTRY_KEYS, LATE_LIST_ITEMS)."""
-    head, _, key = path.partition(".")
-    items = head.split("[", 1)[0]
-    if key:  # an entry's field
-        return key in LATE_ENTRY_KEYS.get(items, ())
-    if items != head:  # a list's item
-        return items in LATE_LIST_ITEMS
-    return path in LATE_FORMS and path not in LATE_LIST_ITEMS
 
 
 def config_of(args: Mapping[str, Any]) -> tuple[StackConfig, LateInputs]:
@@ -161,12 +214,11 @@ def config_of(args: Mapping[str, Any]) -> tuple[StackConfig, LateInputs]:
     for name, value in args.items():
         key = to_camel(name)
         for path, output, declared_input in _outputs_in(value, hints.get(name, Any), key):
-            if declared_input and takes_output(path):
+            if declared_input:
                 late[path] = output
             else:
                 problems.append(
-                    f"{NAMESPACE}:{path} = (an Output, known only once other resources exist): allowed: "
-                    + (_NOT_YET_REASON if declared_input else _PLAIN_REASON)
+                    f"{NAMESPACE}:{path} = (an Output, known only once other resources exist): allowed: {_PLAIN_REASON}"
                 )
         flat[key] = _camel_keys(value, hints.get(name, Any))
     if problems:
@@ -174,19 +226,61 @@ def config_of(args: Mapping[str, Any]) -> tuple[StackConfig, LateInputs]:
     for path in late:
         _put(flat, path, placeholder(path))
     config = validate_config(flat, _taken_placeholders(flat, late))
-    return config, LateInputs({placeholder(path): _checked(config, path, output) for path, output in late.items()})
+    checked = _checked_together(flat, {path: _checked(config, path, output) for path, output in late.items()})
+    by_placeholder: dict[str, pulumi.Output[str]] = {}
+    for path, output in checked.items():
+        by_placeholder[placeholder(path)] = output
+        term = LATE_TERMS.get(_field_key(path))
+        if term is not None:
+            by_placeholder[term(placeholder(path))] = output.apply(term)
+    return config, LateInputs(by_placeholder)
+
+
+def _checked_together(
+    flat: Mapping[str, Any], checked: Mapping[str, pulumi.Output[str]]
+) -> dict[str, pulumi.Output[str]]:
+    """Each Output, once every one is known and has passed its own check, and the whole config
+    with their values has passed the checks across keys (an address loopback with several
+    hosts, two hosts at one address, an ssh:// dockerHost without sshHost): the stack config's
+    lines, naming the keys. The verdict holds no value, so it is not secret."""
+
+    if not checked:
+        return {}
+
+    def check(values: dict[str, Any]) -> None:
+        given = copy.deepcopy(dict(flat))
+        for path, value in values.items():
+            _put(given, path, value)
+        try:
+            validate_config(given)
+        except ConfigError as error:
+            raise pulumi.RunError(str(error)) from None
+
+    verdict = pulumi.Output.unsecret(pulumi.Output.all(**checked).apply(check))
+    return {path: pulumi.Output.all(verdict, output).apply(lambda pair: pair[1]) for path, output in checked.items()}
 
 
 def _taken_placeholders(flat: Mapping[str, Any], late: Mapping[str, Any]) -> list[str]:
-    """A list's plain item equal to the placeholder of a late one would be taken for it."""
+    """A plain value equal to the placeholder of a late one would be taken for it."""
     placeholders = {placeholder(path): path for path in late}
     return [
-        f"{NAMESPACE}:{items}[{position}] = {item!r}: allowed: another value ({placeholders[item]} is an Output, "
+        f"{NAMESPACE}:{path} = {shown(path, text)}: allowed: another value ({placeholders[text]} is an Output, "
         "which the program stands in for with this value until it is known)"
-        for items in LATE_LIST_ITEMS
-        for position, item in enumerate(flat.get(items) or [])
-        if item in placeholders and placeholders[item] != f"{items}[{position}]"
+        for path, text in _texts(flat)
+        if text in placeholders and placeholders[text] != path
     ]
+
+
+def _texts(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string in the model's input, with its path (`hosts[0].lbSourceAddresses[1]`)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            yield from _texts(item, f"{path}[{position}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(item, f"{path}.{key}" if path else str(key))
 
 
 def _put(flat: dict[str, Any], path: str, value: str) -> None:

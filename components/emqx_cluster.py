@@ -101,6 +101,8 @@ class EmqxCluster(pulumi.ComponentResource):
             # RunError: the engine prints the message alone, with "a clean exit rather than the
             # usual verbose unhandled error logic" (pulumi/errors.py), not a Python traceback.
             raise pulumi.RunError(str(error)) from None
+        if late.by_placeholder:  # values given as Outputs: each child takes them for their placeholders
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(transformations=[late.transformation]))
         super().__init__(names.component_type("EmqxCluster"), name, None, opts)
 
         # 1. Each host's engine and shell.
@@ -196,18 +198,19 @@ class EmqxCluster(pulumi.ComponentResource):
                     opts=site.opts,
                 )
 
-        self.endpoint = pulumi.Output.from_input(f"{config.client_hostname}:{plan.lb_port}")
-        self.endpoints = pulumi.Output.from_input({host.label: f"{host.address}:{plan.lb_port}" for host in plan.hosts})
+        self.endpoint = _output(late, f"{config.client_hostname}:{plan.lb_port}")
+        self.endpoints = _output(late, {host.label: f"{host.address}:{plan.lb_port}" for host in plan.hosts})
         # One A record per host under the name clients use (None until publicHostname is set).
-        self.dns_round_robin = pulumi.Output.from_input(
-            {"name": config.lb.public_hostname, "aRecords": [host.address for host in plan.hosts]}
+        self.dns_round_robin = _output(
+            late, {"name": config.lb.public_hostname, "aRecords": [host.address for host in plan.hosts]}
         )
-        self.nodes = pulumi.Output.from_input(
-            [_node_row(node, plan.host(node.plan.host_label).docker_host) for node in brokers.nodes]
+        self.nodes = _output(
+            late, [_node_row(node, plan.host(node.plan.host_label).docker_host) for node in brokers.nodes]
         )
-        self.dashboard_urls = pulumi.Output.from_input([node.dashboard_url for node in plan.nodes])
+        self.dashboard_urls = _output(late, [node.dashboard_url for node in plan.nodes])
         # Each node's dashboard, on its host's loopback, and how to reach it from here.
-        self.dashboards = pulumi.Output.from_input(
+        self.dashboards = _output(
+            late,
             [
                 {
                     "node": node.node_name,
@@ -218,18 +221,14 @@ class EmqxCluster(pulumi.ComponentResource):
                     "https": node.admin_url if config.access.admin_networks else None,
                 }
                 for node in plan.nodes
-            ]
+            ],
         )
         self.tls_certificate = tls.certificate_pem
         self.dashboard_password = password
-        self.capacity = pulumi.Output.from_input(
-            {label: _capacity_output(planned[label], capacities[label]) for label in planned}
-        )
+        self.capacity = _output(late, {label: _capacity_output(planned[label], capacities[label]) for label in planned})
         # Metrics on: where each host's Prometheus and Nginx metrics answer (on the host itself).
         self.metrics = (
-            pulumi.Output.from_input(
-                {host.label: _metrics_output(prometheus_settings(config, host), host) for host in plan.hosts}
-            )
+            _output(late, {host.label: _metrics_output(prometheus_settings(config, host), host) for host in plan.hosts})
             if config.monitoring.enabled
             else None
         )
@@ -272,6 +271,11 @@ class EmqxCluster(pulumi.ComponentResource):
         return HostSite(
             host=host, access=HostAccess.to(host, late, warn_on=self), provider=provider, names=self.names, opts=opts
         )
+
+
+def _output(late: LateInputs, value: Any) -> pulumi.Output[Any]:
+    """An output of the component: its text with the values given as Outputs in place."""
+    return pulumi.Output.from_input(late.resolve(value))
 
 
 def _program_ledger() -> ClaimLedger:

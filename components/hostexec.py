@@ -30,13 +30,17 @@ class HostAccess:
     @classmethod
     def to(cls, host: Host, late: LateInputs, warn_on: pulumi.Resource | None = None) -> HostAccess:
         """Access to `host`: over SSH with its key (or the agent), or local commands; a key or
-        host key given as an Output (`late`) is used as such."""
+        host key given as an Output (`late`) is used as such (a login's address and user reach the
+        command through the component's transformation)."""
         connection = None
         if host.ssh is not None:
             if host.ssh.host_key is None:
+                target = (
+                    host.ssh.host if isinstance(late.resolve(host.ssh.host), str) else "the host (given as an Output)"
+                )
                 pulumi.log.warn(
                     f"{host.config_key('sshHostKey')} is unset: host commands will not verify the SSH host key "
-                    f"of {host.ssh.host}; set it (e.g. from `ssh-keyscan`) to rule out a man in the middle",
+                    f"of {target}; set it (e.g. from `ssh-keyscan`) to rule out a man in the middle",
                     warn_on,
                 )
             key = host.ssh_private_key

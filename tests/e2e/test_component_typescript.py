@@ -1,6 +1,7 @@
 """The component package from a TypeScript program (examples/typescript), with the real engine:
 `pulumi package add` of this folder generates the SDK the example imports, the example's
-`RandomPassword` is passed into the cluster's args (unknown at the first preview), the three-node
+`RandomPassword` and the nodes' address (a `RandomShuffle`'s result) are passed into the cluster's
+args (unknown at the first preview), the three-node
 cluster deploys on the e2e host, a client with that password publishes through the load
 balancer, and destroy leaves no container.
 
@@ -95,7 +96,7 @@ def test_1_package_add_generates_the_sdk_the_example_imports(example: PulumiProj
     assert f'from "{SDK_NAME}"' in (example.directory / "index.ts").read_text()
 
 
-def test_2_the_preview_passes_the_unknown_password_into_the_cluster(example: PulumiProject) -> None:
+def test_2_the_preview_passes_the_unknown_password_and_address_into_the_cluster(example: PulumiProject) -> None:
     planned = created(example.preview())
     assert planned["edge"]["type"] == "emqx-cluster:index:EmqxCluster"
     # The password does not exist before `up`, so the cluster gets it as an unknown Output: the
@@ -106,6 +107,11 @@ def test_2_the_preview_passes_the_unknown_password_into_the_cluster(example: Pul
         assert password["urn"] in planned[name]["dependencies"], (name, planned[name]["dependencies"])
     containers = sorted(name for name, state in planned.items() if state["type"] == "docker:index/container:Container")
     assert containers == ["edge-emqx1", "edge-emqx2", "edge-emqx3", "edge-lb"]
+    # The address is in the node names and nginx.conf's upstreams: every container waits for it.
+    address = planned["host-address"]
+    assert address["type"] == "random:index/randomShuffle:RandomShuffle"
+    for name in containers:
+        assert address["urn"] in planned[name]["dependencies"], (name, planned[name]["dependencies"])
 
 
 def test_3_the_example_deploys_and_its_client_publishes_with_the_generated_password(

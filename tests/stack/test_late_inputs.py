@@ -265,3 +265,89 @@ def test_a_plain_admin_network_equal_to_a_late_ones_stand_in_is_refused() -> Non
     assert (
         "emqx-cluster:adminNetworks[0] = '198.18.0.1/32': allowed: another value (adminNetworks[1] is an Output"
     ) in str(raised.value)
+
+
+# A host's address, Docker engine and SSH login as Outputs (a VM's IP, say): written into node
+# names, nginx.conf, scripts, certificates and the engine's address, so every child resource must
+# get exactly what the same values given plainly give it.
+SEVERAL_HOSTS = [
+    {"name": "a", "address": "10.0.0.11", "nodes": 2, "sshUser": "deploy"},
+    {"name": "b", "address": "10.0.0.12", "nodes": 1, "sshUser": "ops", "dockerHost": "ssh://ops@10.0.0.12:2222"},
+]
+HOST_FIELDS = ("address", "docker_host", "ssh_host", "ssh_user")
+
+
+def several_hosts_base(hosts: list[dict[str, Any]] = SEVERAL_HOSTS) -> dict[str, Any]:
+    return {
+        **{
+            k: v
+            for k, v in stack_config("dev").items()
+            if k.split(":", 1)[1] not in ("nodes", "advertiseAddress", "dockerHost", "lbListenAddress")
+        },
+        "emqx-cluster:hosts": hosts,
+        "emqx-cluster:sshPrivateKey": KNOWN["sshPrivateKey"],
+        "emqx-cluster:adminNetworks": ["10.20.0.0/24"],
+        "emqx-cluster:metrics": True,
+    }
+
+
+def hosts_program(base: Mapping[str, Any], late: bool) -> Callable[[], None]:
+    """EmqxCluster `emqx` with `base`'s stack config as args, each host's address, dockerHost,
+    sshHost and sshUser (those set) given plainly or as Outputs of another resource."""
+
+    def program() -> None:
+        args: dict[str, Any] = dict(stack_args(parse_config(base)))
+        source = random.RandomPassword("source", length=8)
+        if late:
+            entries = args.get("hosts", [args])
+            for entry in entries:
+                for name in (*HOST_FIELDS, "advertise_address"):
+                    if name in entry:
+                        entry[name] = source.result.apply(partial(_then, entry[name]))
+        cluster = EmqxCluster("emqx", cast(EmqxClusterArgs, args))
+        for name in ("endpoint", "endpoints", "dns_round_robin", "nodes", "dashboards", "capacity", "metrics"):
+            pulumi.export(name, getattr(cluster, name))
+
+    return program
+
+
+def inputs_by_name(run: ProgramRun) -> dict[str, dict[str, Any]]:
+    return {resource.name: resource.inputs for resource in run.resources}
+
+
+@pytest.mark.parametrize(
+    "base",
+    [several_hosts_base(), with_changes(single_host_base(), sshUser="deploy", metrics=True)],
+    ids=["several-hosts", "single-host"],
+)
+def test_host_addresses_engines_and_logins_given_as_outputs_give_every_resource_the_same_inputs(
+    base: dict[str, Any],
+) -> None:
+    known = run_program({}, program=hosts_program(base, late=False))
+    late = run_program({}, program=hosts_program(base, late=True))
+    assert inputs_by_name(late) == inputs_by_name(known)
+    assert late.outputs == known.outputs
+
+
+def test_a_late_address_is_checked_with_the_other_hosts_once_known() -> None:
+    """One address per host, not loopback with several: checks across hosts, run once the Output is known."""
+    for address, refusal in (
+        (
+            "10.0.0.11",
+            "emqx-cluster:hosts[1].address = '10.0.0.11': allowed: addresses used once; hosts[0] has it already",
+        ),
+        (
+            "127.0.0.1",
+            "emqx-cluster:hosts[1].address = '127.0.0.1': allowed with several hosts: an address the other hosts reach",
+        ),
+    ):
+
+        def program(address: str = address) -> None:
+            args: dict[str, Any] = dict(stack_args(parse_config(several_hosts_base())))
+            source = random.RandomPassword("source", length=8)
+            args["hosts"][1]["address"] = source.result.apply(partial(_then, address))
+            EmqxCluster("emqx", cast(EmqxClusterArgs, args))
+
+        with pytest.raises(pulumi.RunError) as raised:
+            run_program({}, program=program)
+        assert refusal in str(raised.value), address

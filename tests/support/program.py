@@ -476,16 +476,17 @@ def _drain() -> None:
     context property whose default set every context without its own shares (pulumi 3.272.0
     runtime/settings.py), so the next run's wait_for_rpcs would await them again."""
     loop = asyncio.get_event_loop()
-    with settings.SETTINGS.lock:
-        pending = list(settings.SETTINGS.outputs)
-        settings.SETTINGS.outputs.clear()
-    pending.extend(task for task in asyncio.all_tasks(loop) if not task.done() and task not in pending)
-    if not pending:
-        return
-    _, unfinished = loop.run_until_complete(asyncio.wait(pending, timeout=5))
-    for task in unfinished:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    for _ in range(100):  # finishing a task can start others (a resource's registration once its inputs fail)
+        with settings.SETTINGS.lock:
+            pending = list(settings.SETTINGS.outputs)
+            settings.SETTINGS.outputs.clear()
+        pending.extend(task for task in asyncio.all_tasks(loop) if not task.done() and task not in pending)
+        if not pending:
+            return
+        _, unfinished = loop.run_until_complete(asyncio.wait(pending, timeout=5))
+        for task in unfinished:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 class Deployments:
