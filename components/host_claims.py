@@ -7,7 +7,9 @@ container runs on the host network, and the data dirs and the sysctl drop-in com
 config. Two clusters of one program that reach the same Docker engine would fight over them, so
 :class:`ClaimLedger` records what each cluster of a program run claims and names every clash
 before the second cluster declares anything. A Docker host is known by its engine address as
-configured: two addresses of one machine (a socket and `ssh://`) are not recognised as one.
+configured: two addresses of one machine (a socket and `ssh://`) are not recognised as one, and
+an engine given as an Output (its placeholder, args_config) matches no other; the preflight on
+the host still finds a port another cluster took.
 """
 
 from __future__ import annotations
