@@ -34,6 +34,7 @@ from components.config_types import (
     MAX_NODES,
     MODEL_CONFIG,
     NAMESPACE,
+    SECRET_IN_STACK,
     AbsolutePath,
     AlertmanagerTargets,
     BalancingMethod,
@@ -149,7 +150,9 @@ class TlsConfig(_Section):
     dns_names: DnsNames = Field(default_factory=lambda: ["localhost"], validation_alias="tlsDnsNames")
     # Clients must present a certificate signed by this CA (a public certificate, set plain or
     # secret): Nginx refuses any other in the TLS handshake, before a broker is touched.
-    client_ca: PemCertificate | None = Field(None, validation_alias="tlsClientCa")
+    client_ca: PemCertificate | None = Field(
+        None, validation_alias="tlsClientCa", json_schema_extra={SECRET_IN_STACK: False}
+    )
     client_verify_depth: int = Field(2, ge=1, le=10, validation_alias="tlsClientVerifyDepth")
     client_crl: PemCrl | None = Field(None, validation_alias="tlsClientCrl")
     # TLS session tickets (components/tls.py): reconnecting clients resume, even on another host's

@@ -21,7 +21,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
 
-from components.config_types import MODEL_CONFIG, NAMESPACE
+from components.config_types import MODEL_CONFIG, NAMESPACE, SECRET_IN_STACK
 
 PasswordHash = Literal["sha256", "pbkdf2", "bcrypt"]
 ClientIdType = Literal["username", "clientid"]
@@ -136,7 +136,11 @@ class AccessConfig(BaseModel):
 
     # The lab switch: no authenticator, EMQX accepts every client as anonymous.
     allow_anonymous: bool = Field(False, validation_alias="allowAnonymous")
-    clients: list[MqttClientConfig] = Field(default_factory=list, validation_alias="mqttClients")
+    # Passwords or their hashes: the whole list is a secret (`pulumi config set --secret --path
+    # 'mqttClients[0].password'` makes it one).
+    clients: list[MqttClientConfig] = Field(
+        default_factory=list, validation_alias="mqttClients", json_schema_extra={SECRET_IN_STACK: True}
+    )
     client_id_type: ClientIdType = Field("username", validation_alias="mqttClientIdType")
     password_hash: PasswordHash = Field("sha256", validation_alias="mqttPasswordHash")
     # A client the program creates with a generated password (the `mqttClient` secret output).

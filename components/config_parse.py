@@ -8,35 +8,18 @@ section) and a secret value hidden.
 from __future__ import annotations
 
 import json
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic.fields import FieldInfo
 
 from components.config import SECTIONS, StackConfig, config_keys, section_names_in
-from components.config_access import AclRuleConfig, MqttClientConfig
 from components.config_hosts import HostConfig
-from components.config_types import NAMESPACE
-
-# Fields whose stack-config value is structured (YAML object/list, JSON in PULUMI_CONFIG).
-_STRUCTURED = {
-    "sysctls",
-    "tlsDnsNames",
-    "hosts",
-    "placement",
-    "mqttClients",
-    "mqttAcl",
-    "adminNetworks",
-    "lbSourceAddresses",
-    "metricsAlertmanagers",
-}
-# mqttClients holds passwords or their hashes: the whole list is a secret
-# (`pulumi config set --secret --path 'mqttClients[0].password'` makes it one).
-SECRET_KEYS = ("sshPrivateKey", "tlsCertificate", "tlsPrivateKey", "erlangCookie", "dashboardPassword", "mqttClients")
-# Never echoed in an error either: the secrets, and a client CA, which may be set as one.
-_HIDDEN_KEYS = (*SECRET_KEYS, "tlsClientCa")
+from components.config_types import NAMESPACE, SECRET_IN_STACK
 
 
 class ConfigError(ValueError):
@@ -143,14 +126,6 @@ def _describe(error: ValidationError) -> list[str]:
     return lines
 
 
-# Structured keys whose items are models: their errors name `key[i].field`.
-_LIST_ITEMS: dict[str, type[BaseModel]] = {
-    "hosts": HostConfig,
-    "mqttClients": MqttClientConfig,
-    "mqttAcl": AclRuleConfig,
-}
-
-
 def shown(key: str, value: Any) -> str:
     """A value as an error line shows it: its repr, or `(hidden: secret)`."""
     shown = repr(value)
@@ -184,6 +159,54 @@ def field_of(key: str) -> FieldInfo | None:
                 return field
     return None
 
+
+# ------------------------------------------------------------------ what the model says of each key
+
+
+def _parts(annotation: Any) -> list[Any]:
+    """The types an annotation is made of: `Optional[Annotated[SecretStr, ...]]` -> [SecretStr, None]."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _parts(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [part for member in typing.get_args(annotation) for part in _parts(member)]
+    return [annotation]
+
+
+def _containers(annotation: Any) -> list[Any]:
+    """The list or dict types of an annotation (`list[HostConfig] | None` -> [list[HostConfig]])."""
+    return [part for part in _parts(annotation) if typing.get_origin(part) in (list, dict)]
+
+
+def _secret(field: FieldInfo) -> bool:
+    """A secret value: a SecretStr, unless its field says otherwise (SECRET_IN_STACK)."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    said = extra.get(SECRET_IN_STACK)
+    return bool(said) if said is not None else SecretStr in _parts(field.annotation)
+
+
+def _key_fields() -> dict[str, FieldInfo]:
+    fields = {key: field_of(key) for key in config_keys()}
+    return {key: field for key, field in fields.items() if field is not None}
+
+
+_KEY_FIELDS = _key_fields()
+# Keys whose stack-config value is structured (a YAML list or map, JSON in PULUMI_CONFIG).
+_STRUCTURED = {key for key, field in _KEY_FIELDS.items() if _containers(field.annotation)}
+# Set with `pulumi config set --secret`, or refused, and never echoed in an error.
+SECRET_KEYS = tuple(key for key, field in _KEY_FIELDS.items() if _secret(field))
+# Never echoed either: the secrets, and a client CA (public, but it may have been set as one).
+_HIDDEN_KEYS = tuple(
+    key for key, field in _KEY_FIELDS.items() if SecretStr in _parts(field.annotation) or _secret(field)
+)
+# Structured keys whose items are models: their errors name `key[i].field`.
+_LIST_ITEMS: dict[str, type[BaseModel]] = {
+    key: item
+    for key, field in _KEY_FIELDS.items()
+    for container in _containers(field.annotation)
+    if typing.get_origin(container) is list
+    and isinstance(item := typing.get_args(container)[0], type)
+    and issubclass(item, BaseModel)
+}
 
 _TYPE_TEXT = {
     "dict_type": "a YAML map in the stack file",
