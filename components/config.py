@@ -13,6 +13,7 @@ is the one list of Docker hosts every later step reads, a single-host stack incl
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
@@ -505,10 +506,12 @@ class StackConfig(BaseModel):
         return problems
 
     # ------------------------------------------------------------------ the hosts, resolved once
-    @property
+    @functools.cached_property
     def cluster_hosts(self) -> tuple[Host, ...]:
         """Every Docker host with its nodes, in config order (see config_hosts.resolve_hosts).
-        Derived on each read (a few hosts), so it never outlives a change of the model."""
+        Resolved on the first read: the model is frozen, so nothing changes under it (pydantic
+        keeps a cached property out of the fields; a `model_copy(update=...)` would carry it over,
+        and none is made of a StackConfig)."""
         return resolve_hosts(self.hosts, self.placement, self.single_host, self.nodes, self.ssh_private_key)
 
     # ------------------------------------------------------------------ derived values
