@@ -19,13 +19,8 @@ from components.args_config import LateInputs
 from components.config import StackConfig
 from components.host_site import HostSite
 from components.hostexec import HostAccess
-from components.plan import ClusterPlan, HostPlan
+from components.plan import ClusterPlan
 from components.render.host_scripts import firewall_apply_script, firewall_remove_script
-
-
-def cluster_ports(host: HostPlan) -> list[int]:
-    """The ports other nodes dial on this host: each local node's distribution and RPC port."""
-    return sorted(port for node in host.nodes for port in (node.ports.distribution, node.ports.rpc))
 
 
 @dataclass(frozen=True)
@@ -39,16 +34,10 @@ class ClusterFirewallArgs:
     @classmethod
     def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite, late: LateInputs) -> ClusterFirewallArgs:
         return cls(
-            ports=cluster_ports(site.host),
+            ports=site.host.ports("cluster"),
             peers=[peer.address for peer in plan.hosts],
             access=site.access,
-            admin_ports=sorted(
-                [
-                    *(node.ports.dashboard for node in site.host.nodes),
-                    # Beyond loopback, Prometheus too (config: only with adminNetworks).
-                    *([config.monitoring.port] if config.monitoring.opens_beyond_loopback else []),
-                ]
-            ),
+            admin_ports=site.host.ports("admin"),
             admin_networks=[late.resolve(network) for network in config.access.admin_networks],
         )
 

@@ -20,31 +20,7 @@ from typing import Literal
 
 from components import names
 from components.config import StackConfig
-from components.plan import ClusterPlan, HostPlan
-from components.render.host_scripts import PortClaim
-
-
-def port_claims(host: HostPlan) -> list[PortClaim]:
-    """Every port the host's containers will listen on: its nodes', its load balancer's, and with
-    metrics on Prometheus's and Nginx's metrics listener."""
-    claims = [
-        PortClaim(port=port, owner=node.container_name, role=role)
-        for node in host.nodes
-        for role, port in node.ports.as_dict().items()
-    ]
-    services = [
-        PortClaim(port=host.lb_port, owner=names.LB_CONTAINER, role="TLS listener"),
-        *(
-            PortClaim(port=port, owner=owner, role=role)
-            for port, owner, role in (
-                (host.metrics_port, names.PROMETHEUS_CONTAINER, "Prometheus listener"),
-                (host.lb_metrics_port, names.LB_CONTAINER, "metrics listener"),
-            )
-            if port is not None
-        ),
-    ]
-    return [*claims, *services]
-
+from components.plan import ClusterPlan
 
 ClaimKind = Literal["container", "port", "path"]
 
@@ -70,9 +46,7 @@ def cluster_claims(config: StackConfig, plan: ClusterPlan) -> dict[Claim, str]:
         if config.monitoring.enabled:
             containers.append(names.PROMETHEUS_CONTAINER)
         claims.update({Claim(engine, "container", name): f"{name}'s container" for name in containers})
-        claims.update(
-            {Claim(engine, "port", str(port.port)): f"{port.owner}'s {port.role}" for port in port_claims(host)}
-        )
+        claims.update({Claim(engine, "port", str(port.port)): f"{port.owner}'s {port.role}" for port in host.listeners})
         paths = {node.host_dir: f"{node.short_name}'s data dir" for node in host.nodes}
         if config.monitoring.enabled:
             paths[f"{config.data_dir}/prometheus"] = "Prometheus's data dir"

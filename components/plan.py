@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Literal
 
 from components import names
 from components.config import StackConfig
@@ -48,6 +49,33 @@ class NodePorts:
 
     def as_dict(self) -> dict[str, int]:
         return {"mqtt": self.mqtt, "dashboard": self.dashboard, "distribution": self.distribution, "rpc": self.rpc}
+
+
+# Whom the host's firewall (firewall.py) lets reach a listener: the cluster's hosts only (the
+# nodes' distribution and RPC), the admin networks only (dashboards; Prometheus beyond loopback),
+# or it leaves the port alone (MQTT behind Nginx, Nginx's TLS port, loopback listeners).
+FirewallScope = Literal["cluster", "admin", "unfiltered"]
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A port one of the host's containers listens on (host network). The preflight finds it
+    free (or held by its owner), the ephemeral range keeps out of it, the firewall filters it
+    by scope, and two clusters on one host cannot both claim it."""
+
+    port: int
+    owner: str  # container name; while it runs, the port is legitimately in use
+    role: str
+    scope: FirewallScope = "unfiltered"
+
+
+# The firewall scope of each port a node owns (NodePorts.as_dict's keys).
+_NODE_PORT_SCOPES: dict[str, FirewallScope] = {
+    "mqtt": "unfiltered",
+    "dashboard": "admin",
+    "distribution": "cluster",
+    "rpc": "cluster",
+}
 
 
 @dataclass(frozen=True)
@@ -106,30 +134,26 @@ class NodePlan:
 
 @dataclass(frozen=True)
 class HostPlan(Host):
-    """A Docker host with what the plan gives it: its nodes, and the ports it must keep out of
-    the ephemeral range."""
+    """A Docker host with what the plan gives it: its nodes, every port its containers listen
+    on, and those it must keep out of the ephemeral range."""
 
     nodes: tuple[NodePlan, ...]
     lb_port: int
+    # Its nodes' (node by node), then its load balancer's and, with metrics on, the metrics listeners'.
+    listeners: tuple[Listener, ...]
     reserved_ports: tuple[int, ...]
     # With metrics on: Prometheus's listener and Nginx's metrics listener.
     metrics_port: int | None = None
     lb_metrics_port: int | None = None
 
     @property
-    def service_ports(self) -> tuple[int, ...]:
-        """The ports of the host's own services: the load balancer's and the metrics listeners'."""
-        return tuple(port for port in (self.lb_port, self.metrics_port, self.lb_metrics_port) if port is not None)
-
-    @property
     def reserved_ports_sysctl(self) -> str:
         """`net.ipv4.ip_local_reserved_ports` value: the reserved ports as comma-joined ranges."""
         return compress_ports(self.reserved_ports)
 
-    def all_ports(self) -> tuple[int, ...]:
-        """Every port the host's containers listen on: its nodes', its load balancer's and its
-        metrics listeners'."""
-        return _host_ports(self.nodes, self.service_ports)
+    def ports(self, scope: FirewallScope | None = None) -> list[int]:
+        """The ports of the host's listeners, sorted: all, or those of one firewall scope."""
+        return sorted(listener.port for listener in self.listeners if scope in (None, listener.scope))
 
     def tunnel(self, port: int) -> str | None:
         """The `ssh -L` command that brings the host's loopback `port` to the deployer's machine
@@ -192,11 +216,13 @@ def plan_cluster(config: StackConfig, resource_names: ResourceNames | None = Non
             **{field.name: getattr(host, field.name) for field in fields(Host)},
             nodes=hosted,
             lb_port=config.lb.port,
-            reserved_ports=_reserved(config, hosted),
+            listeners=listeners,
+            reserved_ports=_reserved(config, listeners),
             metrics_port=config.monitoring.port if config.monitoring.enabled else None,
             lb_metrics_port=config.monitoring.lb_port if config.monitoring.enabled else None,
         )
         for host, hosted in zip(hosts, host_nodes, strict=True)
+        for listeners in [_listeners(config, hosted)]
     )
     nodes = tuple(sorted((node for hosted in host_nodes for node in hosted), key=lambda node: node.index))
     return ClusterPlan(
@@ -260,8 +286,28 @@ def _node(config: StackConfig, index: int, host_label: str, address: str, wave: 
     )
 
 
-def _host_ports(nodes: tuple[NodePlan, ...], service_ports: Iterable[int]) -> tuple[int, ...]:
-    return (*(port for node in nodes for port in node.ports.as_dict().values()), *service_ports)
+def _listeners(config: StackConfig, nodes: tuple[NodePlan, ...]) -> tuple[Listener, ...]:
+    """Every port a host's containers listen on: its nodes', its load balancer's and, with
+    metrics on, Prometheus's (admin networks only beyond loopback) and Nginx's metrics listener."""
+    services = [Listener(config.lb.port, names.LB_CONTAINER, "TLS listener")]
+    if config.monitoring.enabled:
+        services += [
+            Listener(
+                config.monitoring.port,
+                names.PROMETHEUS_CONTAINER,
+                "Prometheus listener",
+                "admin" if config.monitoring.opens_beyond_loopback else "unfiltered",
+            ),
+            Listener(config.monitoring.lb_port, names.LB_CONTAINER, "metrics listener"),
+        ]
+    return (
+        *(
+            Listener(port, node.container_name, role, _NODE_PORT_SCOPES[role])
+            for node in nodes
+            for role, port in node.ports.as_dict().items()
+        ),
+        *services,
+    )
 
 
 def _service_ports(config: StackConfig) -> dict[int, str]:
@@ -274,11 +320,10 @@ def _service_ports(config: StackConfig) -> dict[int, str]:
     return owners
 
 
-def _reserved(config: StackConfig, nodes: tuple[NodePlan, ...]) -> tuple[int, ...]:
+def _reserved(config: StackConfig, listeners: Iterable[Listener]) -> tuple[int, ...]:
     """The host's planned ports inside the ephemeral range, or ConfigError when they cannot be reserved."""
     low, high = config.port_range
-    ports = _host_ports(nodes, _service_ports(config))
-    reserved = tuple(sorted({port for port in ports if low <= port <= high}))
+    reserved = tuple(sorted({listener.port for listener in listeners if low <= listener.port <= high}))
     if reserved and not config.tuning.manage:
         raise ConfigError.of(
             [

@@ -20,11 +20,10 @@ from components import names
 from components.capacity import memory_budget
 from components.config import StackConfig
 from components.config_types import NAMESPACE
-from components.host_claims import port_claims
 from components.host_site import HostSite
 from components.hostexec import HostAccess
-from components.plan import ClusterPlan
-from components.render.host_scripts import MemoryCheck, NofileClaim, PortClaim, preflight_script
+from components.plan import ClusterPlan, Listener
+from components.render.host_scripts import MemoryCheck, NofileClaim, preflight_script
 
 # What the preflight prints last (preflight.sh.j2), read back for the `capacity` output.
 MEMORY_LINE = re.compile(r"^memory ceiling: (\d+) connections \(MemTotal (\d+) kB\)$", re.MULTILINE)
@@ -43,7 +42,7 @@ def nofile_claims(config: StackConfig) -> list[NofileClaim]:
 
 @dataclass(frozen=True)
 class PreflightArgs:
-    claims: Sequence[PortClaim]
+    claims: Sequence[Listener]
     nofile: Sequence[NofileClaim]
     data_dir: str
     access: HostAccess
@@ -56,7 +55,7 @@ class PreflightArgs:
     def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> PreflightArgs:
         host = site.host
         return cls(
-            claims=port_claims(host),
+            claims=host.listeners,
             nofile=nofile_claims(config),
             data_dir=config.data_dir,
             access=site.access,

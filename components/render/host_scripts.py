@@ -14,7 +14,7 @@ from typing import Literal
 
 from components.capacity import MemoryBudget
 from components.config_types import NAMESPACE
-from components.plan import port_ranges
+from components.plan import Listener, port_ranges
 from components.render.templating import render
 
 # The official EMQX image runs as user `emqx`, UID/GID 1000 (emqx/deploy/docker/Dockerfile).
@@ -73,15 +73,6 @@ def sysctl_restore_script(drop_in: str) -> str:
 
 
 @dataclass(frozen=True)
-class PortClaim:
-    """A port the deployment will listen on, and the container that will own it."""
-
-    port: int
-    owner: str  # container name; while it runs, the port is legitimately in use
-    role: str
-
-
-@dataclass(frozen=True)
 class NofileClaim:
     """An open-files limit a container will ask Docker for, and the config key that sets it."""
 
@@ -100,7 +91,7 @@ class MemoryCheck:
 
 
 def preflight_script(
-    claims: Sequence[PortClaim],
+    claims: Sequence[Listener],
     data_dir: str,
     nofile: Sequence[NofileClaim] = (),
     memory: MemoryCheck | None = None,

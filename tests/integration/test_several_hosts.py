@@ -21,7 +21,7 @@ import pytest
 
 from components.config import StackConfig
 from components.config_parse import parse_stack_config
-from components.firewall import ClusterFirewallArgs, cluster_ports
+from components.firewall import ClusterFirewallArgs
 from components.hostexec import HostAccess
 from components.plan import ClusterPlan, HostPlan, plan_cluster
 from components.render.host_scripts import (
@@ -91,7 +91,7 @@ def firewall_args(plan: ClusterPlan, host_plan: HostPlan, admin_networks: Sequen
     """The ClusterFirewall's inputs for `host_plan`, as the program builds them (no connection:
     these tests log in themselves)."""
     return ClusterFirewallArgs(
-        ports=cluster_ports(host_plan),
+        ports=host_plan.ports("cluster"),
         peers=[peer.address for peer in plan.hosts],
         access=HostAccess(None, host_plan.use_sudo, host_plan.docker_host),
         admin_ports=sorted(node.ports.dashboard for node in host_plan.nodes),
@@ -216,7 +216,7 @@ def cluster_listeners(bridge: Bridge, plan: ClusterPlan) -> Iterator[None]:
     with ExitStack() as stack:
         for host_plan in plan.hosts:
             host = bridge.host(host_plan.label)
-            for port in [*cluster_ports(host_plan), host_plan.nodes[0].ports.mqtt]:
+            for port in [*host_plan.ports("cluster"), host_plan.nodes[0].ports.mqtt]:
                 stack.enter_context(host.listen(port))
         yield
 
@@ -255,7 +255,7 @@ def probes(sources: list[Station], targets: list[tuple[Host, HostPlan]]) -> dict
     All at once: a broken rule that drops instead of resetting costs one connect timeout, not dozens.
     """
     cases = [
-        (source, host, port) for source in sources for host, host_plan in targets for port in cluster_ports(host_plan)
+        (source, host, port) for source in sources for host, host_plan in targets for port in host_plan.ports("cluster")
     ]
     with ThreadPoolExecutor(max_workers=len(cases)) as pool:
         outcomes = pool.map(lambda case: case[0].probe(case[1].address, case[2]), cases)
@@ -284,7 +284,7 @@ def test_each_host_gets_its_own_rules_over_ssh_and_the_cluster_can_still_dial_ev
         assert applied.returncode == 0, f"{host.name}: {applied.stderr}"
         assert backend.banner in applied.stdout
     assert {host.name: backend.ports(host) for host, _ in targets} == {
-        host.name: cluster_ports(host_plan) for host, host_plan in targets
+        host.name: host_plan.ports("cluster") for host, host_plan in targets
     }
 
     members: list[Station] = list(bridge.hosts)
@@ -363,7 +363,7 @@ def test_reapplying_the_rules_replaces_them_and_follows_the_peer_list(
     assert backend.entries(a) == 1
 
     smaller = plan_cluster(stack_config(bridge, (a, b)))
-    assert cluster_ports(smaller.host("a")) == cluster_ports(a_plan)
+    assert smaller.host("a").ports("cluster") == a_plan.ports("cluster")
     updated = apply_rules(a, smaller, smaller.host("a"), backend)
     assert updated.returncode == 0, updated.stderr
     assert backend.entries(a) == 1

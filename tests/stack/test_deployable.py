@@ -18,7 +18,6 @@ from components.broker_image import BUILD_CONTEXT, build_digest
 from components.capacity import memory_budget
 from components.config_parse import ConfigError
 from components.config_types import NAMESPACE
-from components.host_claims import port_claims
 from components.host_tuning import host_sysctls
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR
 from components.preflight import nofile_claims
@@ -272,11 +271,11 @@ def test_preflight_checks_every_planned_port(deployed: ProgramRun, case: StackCa
     config, plan = case.parsed(), case.plan()
     check = deployed.named("emqx-preflight-check")
     memory = MemoryCheck(memory_budget(config, plan.hosts[0]), config.lb.expected_connections)
-    expected = preflight_script(port_claims(plan.hosts[0]), config.data_dir, nofile_claims(config), memory)
+    expected = preflight_script(plan.hosts[0].listeners, config.data_dir, nofile_claims(config), memory)
     # Re-checked whenever the plan changes.
     assert check.stdin == host_program({"create": expected, "update": expected})
-    assert len(port_claims(plan.hosts[0])) == 4 * case.nodes + 1
-    for port in plan.hosts[0].all_ports():
+    assert len(plan.hosts[0].listeners) == 4 * case.nodes + 1
+    for port in plan.hosts[0].ports():
         assert f"if listening {port} " in expected
 
 

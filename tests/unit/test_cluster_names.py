@@ -81,7 +81,7 @@ def test_every_port_container_and_path_of_a_host_is_claimed() -> None:
     plan = plan_cluster(config)
     claims = {(claim.kind, claim.value) for claim in cluster_claims(config, plan)}
     host = plan.hosts[0]
-    assert {("port", str(port)) for port in host.all_ports()} <= claims
+    assert {("port", str(port)) for port in host.ports()} <= claims
     assert {("container", node.container_name) for node in plan.nodes} <= claims
     assert {("container", "emqx-lb"), ("container", "emqx-prometheus")} <= claims
     assert {("path", node.host_dir) for node in plan.nodes} <= claims

@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from components.config_parse import ConfigError, parse_stack_config
-from components.host_claims import port_claims
 from components.names import LB_CONTAINER, PROMETHEUS_CONTAINER
 from components.plan import plan_cluster
 from components.render.nginx import nginx_settings, render_nginx_conf
@@ -45,16 +44,16 @@ def test_metrics_are_off_by_default_and_add_no_port_and_no_listener() -> None:
     host = plan.hosts[0]
     assert not config.monitoring.enabled
     assert (host.metrics_port, host.lb_metrics_port) == (None, None)
-    assert 9090 not in host.all_ports() and 9113 not in host.reserved_ports
+    assert 9090 not in host.ports() and 9113 not in host.reserved_ports
     assert "http {" not in render_nginx_conf(nginx_settings(config, plan))
 
 
 def test_metrics_on_plan_their_ports_reserve_them_and_the_preflight_checks_them() -> None:
     _, plan = planned(metrics="true")
     host = plan.hosts[0]
-    assert {9090, 9113} <= set(host.all_ports())
+    assert {9090, 9113} <= set(host.ports())
     assert {9090, 9113} <= set(host.reserved_ports)  # inside the default ephemeral range
-    claims = {(claim.port, claim.owner) for claim in port_claims(host)}
+    claims = {(claim.port, claim.owner) for claim in host.listeners}
     assert {(9090, PROMETHEUS_CONTAINER), (9113, LB_CONTAINER)} <= claims
 
 

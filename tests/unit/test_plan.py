@@ -46,8 +46,8 @@ def test_every_port_is_unique_and_never_the_lb_port(nodes: int) -> None:
     assert len(ports) == 4 * nodes
     assert len(set(ports)) == len(ports)
     assert cluster.lb_port not in ports
-    assert len(set(cluster.hosts[0].all_ports())) == 4 * nodes + 1
-    assert all(1 <= port <= 65535 for port in cluster.hosts[0].all_ports())
+    assert len(set(cluster.hosts[0].ports())) == 4 * nodes + 1
+    assert all(1 <= port <= 65535 for port in cluster.hosts[0].ports())
 
 
 def test_random_port_bases_either_plan_unique_ports_or_are_refused() -> None:
@@ -74,7 +74,7 @@ def test_random_port_bases_either_plan_unique_ports_or_are_refused() -> None:
         stack = config(nodes=nodes, mqtt_port_base=mqtt_base, dashboard_port_base=dashboard_base, lb_port=lb_port)
         if feasible:
             cluster = plan_cluster(stack)
-            assert sorted(cluster.hosts[0].all_ports()) == sorted(expected), seed
+            assert sorted(cluster.hosts[0].ports()) == sorted(expected), seed
             accepted += 1
         else:
             with pytest.raises(ConfigError, match="allowed"):
@@ -138,7 +138,7 @@ def test_default_plan_reserves_exactly_its_ephemeral_range_ports() -> None:
 def test_reserved_ports_are_exactly_the_planned_ports_inside_the_range(port_range: str, nodes: int) -> None:
     cluster = plan(nodes=nodes, ip_local_port_range=port_range)
     low, high = (int(part) for part in port_range.split())
-    inside = sorted(port for port in cluster.hosts[0].all_ports() if low <= port <= high)
+    inside = sorted(port for port in cluster.hosts[0].ports() if low <= port <= high)
     assert list(cluster.hosts[0].reserved_ports) == inside
     assert expand(cluster.hosts[0].reserved_ports_sysctl) == set(inside)
 

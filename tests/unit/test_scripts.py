@@ -19,13 +19,12 @@ import pytest
 from components.capacity import memory_budget
 from components.config import StackConfig
 from components.names import LB_CONTAINER
-from components.plan import ClusterPlan
+from components.plan import ClusterPlan, Listener
 from components.preflight import memory_ceiling
 from components.render.cluster_scripts import join_script, leave_script, verify_script
 from components.render.host_scripts import (
     HostOperation,
     MemoryCheck,
-    PortClaim,
     host_program,
     node_dirs_delete_script,
     node_dirs_script,
@@ -40,7 +39,6 @@ from tests.support.stackfiles import stack_raw, validate
 with warnings.catch_warnings():
     # pulumi_command warns about its own deprecated CopyFile resource on import; not ours.
     warnings.simplefilter("ignore", DeprecationWarning)
-    from components.host_claims import port_claims
     from components.host_tuning import host_sysctls
 
 SH = "/bin/sh"
@@ -79,7 +77,7 @@ def all_scripts(config: StackConfig, plan: ClusterPlan) -> dict[str, str]:
     return {
         "sysctl-apply": sysctl_apply_script(host_sysctls(config, plan, plan.hosts[0]), config.tuning.drop_in),
         "sysctl-restore": sysctl_restore_script(config.tuning.drop_in),
-        "preflight": preflight_script(port_claims(plan.hosts[0]), config.data_dir),
+        "preflight": preflight_script(plan.hosts[0].listeners, config.data_dir),
         "node-dirs": node_dirs_script(node.host_dir),
         "node-dirs-delete-keep": node_dirs_delete_script(node.host_dir, node.node_name, False, node.container_name),
         "node-dirs-delete-purge": node_dirs_delete_script(node.host_dir, node.node_name, True, node.container_name),
@@ -198,13 +196,13 @@ def test_sudo_failure_is_not_hidden(fake_bin: dict[str, str], tmp_path: Path) ->
 
 def test_preflight_checks_every_planned_port_with_its_owner(dev: tuple[StackConfig, ClusterPlan]) -> None:
     config, plan = dev
-    script = preflight_script(port_claims(plan.hosts[0]), config.data_dir)
+    script = preflight_script(plan.hosts[0].listeners, config.data_dir)
     for node in plan.nodes:
         for role, port in node.ports.as_dict().items():
             assert f"if listening {port} && ! running {node.container_name}; then" in script
             assert f"port {port} ({role} of {node.container_name})" in script
     assert f"if listening {plan.lb_port} && ! running {LB_CONTAINER}; then" in script
-    assert script.count("if listening ") == len(plan.hosts[0].all_ports())
+    assert script.count("if listening ") == len(plan.hosts[0].ports())
     assert config.data_dir in script
 
 
@@ -218,7 +216,7 @@ def busy_port() -> Iterator[int]:
 
 def test_preflight_fails_on_a_port_held_by_a_stranger(busy_port: int, fake_bin: dict[str, str], tmp_path: Path) -> None:
     other = free_port()
-    claims = [PortClaim(busy_port, "emqx1", "mqtt"), PortClaim(other, "emqx1", "dashboard")]
+    claims = [Listener(busy_port, "emqx1", "mqtt"), Listener(other, "emqx1", "dashboard")]
     result = run(preflight_script(claims, str(tmp_path / "data")), env=fake_bin)
     assert result.returncode == 1
     assert f"port {busy_port} (mqtt of emqx1) is already in use" in result.stderr
@@ -228,7 +226,7 @@ def test_preflight_fails_on_a_port_held_by_a_stranger(busy_port: int, fake_bin: 
 def test_preflight_passes_when_the_port_is_held_by_its_own_running_container(
     busy_port: int, fake_bin: dict[str, str], tmp_path: Path
 ) -> None:
-    claims = [PortClaim(busy_port, "emqx1", "mqtt")]
+    claims = [Listener(busy_port, "emqx1", "mqtt")]
     result = run(preflight_script(claims, str(tmp_path / "data")), env={**fake_bin, "FAKE_PS": "0123456789ab\n"})
     assert result.returncode == 0, result.stderr
     assert "preflight passed" in result.stdout
@@ -239,7 +237,7 @@ def test_preflight_passes_when_the_port_is_held_by_its_own_running_container(
 def test_preflight_lists_every_problem(busy_port: int, fake_bin: dict[str, str], tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    claims = [PortClaim(busy_port, "emqx-lb", "TLS listener")]
+    claims = [Listener(busy_port, "emqx-lb", "TLS listener")]
     result = run(preflight_script(claims, str(blocker / "data")), env={**fake_bin, "FAKE_INFO_RC": "1"})
     assert result.returncode == 1
     assert "docker info failed" in result.stderr

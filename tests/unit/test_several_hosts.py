@@ -14,7 +14,6 @@ from components import names
 from components.capacity import free_ports
 from components.config import StackConfig
 from components.config_parse import ConfigError, parse_stack_config
-from components.firewall import cluster_ports
 from components.plan import ClusterPlan, plan_cluster
 from components.render.cluster_scripts import evict_script
 from components.render.host_scripts import (
@@ -403,8 +402,8 @@ def test_the_self_signed_certificate_names_every_host_address() -> None:
 def test_the_firewall_opens_a_host_cluster_ports_to_every_cluster_host_only() -> None:
     _, plan = parsed(three_hosts())
     host = plan.host("b")
-    assert cluster_ports(host) == [4373, 4374, 5373, 5374]
-    script = firewall_apply_script(cluster_ports(host), [peer.address for peer in plan.hosts])
+    assert host.ports("cluster") == [4373, 4374, 5373, 5374]
+    script = firewall_apply_script(host.ports("cluster"), [peer.address for peer in plan.hosts])
     assert "-A EMQX-CLUSTER -p tcp --syn -m multiport --dports 4373:4374,5373:5374 -j EMQX-CLUSTER-PEERS" in script
     for address in (A, B, C):
         assert f"-A EMQX-CLUSTER-PEERS -s {address}/32 -j ACCEPT" in script
