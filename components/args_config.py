@@ -85,7 +85,7 @@ def _plain(value: Any) -> Any:
 # tlsCertificate, tlsPrivateKey -> tls.tls_material (the LB's uploads, the admin HTTPS files);
 # tlsClientCa, tlsClientCrl -> tls.tls_material (the LB's uploads; the CRL's digest keys the
 # ticket keys); erlangCookie, dashboardPassword -> secrets (the brokers' environments);
-# sshPrivateKey, sshHostKey -> hostexec.HostAccess (the host commands' connection);
+# sshPrivateKey, sshHostKey -> hostexec.HostShell (the host commands' connection);
 # mqttClients[i].password, .passwordHash -> access.access_material (hashed inside its apply);
 # metricsAlertmanagers[i] -> monitoring.MonitoringArgs (Prometheus's config rendered once known);
 # adminNetworks[i] -> firewall.ClusterFirewall (its rules rendered once known; elsewhere only

@@ -180,7 +180,7 @@ class BrokerCluster(pulumi.ComponentResource):
         args = self._args
         site = args.sites[node.host_label]
         child = pulumi.ResourceOptions(parent=self)
-        dirs = site.access.command(
+        dirs = site.shell.command(
             args.plan.names.node_dirs(node.short_name),
             create=node_dirs_script(node.host_dir),
             delete=node_dirs_delete_script(node.host_dir, node.node_name, args.purge_data, node.container_name),
@@ -192,7 +192,7 @@ class BrokerCluster(pulumi.ComponentResource):
         access = args.access_files.apply(
             lambda bundle: node_files_script(node.access_dir, ACCESS_FILES.names(args.admin_https), bundle, "access")
         )
-        access_files = site.access.command(
+        access_files = site.shell.command(
             args.plan.names.node_access_files(node.short_name),
             create=access,
             update=access,
@@ -224,7 +224,7 @@ class BrokerCluster(pulumi.ComponentResource):
                 lambda bundle: node_files_script(node.tls_dir, CLUSTER_TLS_FILES.names(), bundle, "cluster TLS")
             )
             ready.append(
-                site.access.command(
+                site.shell.command(
                     args.plan.names.node_certificate(node.short_name, "files"),
                     create=script,
                     update=script,
@@ -296,7 +296,7 @@ class BrokerCluster(pulumi.ComponentResource):
         # A node that cannot leave by itself is forced out by the seed: here when it runs on this
         # host (and is another node), else by the node's eviction on the seed's host.
         same_host = node.plan.host_label == seed.plan.host_label and node is not seed
-        return args.sites[node.plan.host_label].access.command(
+        return args.sites[node.plan.host_label].shell.command(
             args.plan.names.node_membership(node.plan.short_name),
             create=join,
             update=join,
@@ -314,7 +314,7 @@ class BrokerCluster(pulumi.ComponentResource):
         may not reach them. The node's container depends on this command, so on removal it runs
         after the container went; it never touches a node that runs."""
         args = self._args
-        return args.sites[seed.plan.host_label].access.command(
+        return args.sites[seed.plan.host_label].shell.command(
             args.plan.names.node_eviction(node.short_name),
             create=note_script(
                 f"{node.node_name}: forced out of the cluster from the seed's host if it does not leave"
@@ -344,7 +344,7 @@ class BrokerCluster(pulumi.ComponentResource):
             ),
         )
         # On the seed's host: `cluster status` there lists every node of every host.
-        return args.sites[args.plan.seed.host_label].access.command(
+        return args.sites[args.plan.seed.host_label].shell.command(
             args.plan.names.wave_gate(wave),
             create=check,
             update=check,

@@ -50,7 +50,7 @@ class ClientRegistry(pulumi.ComponentResource):
         rules = args.access.api_secret.apply(
             lambda key: acl_apply_script(container, port, key, args.access.acl, timeout)
         )
-        args.seed_site.access.command(
+        args.seed_site.shell.command(
             args.plan.names.resource("mqtt-acl"),
             create=rules,
             update=rules,
@@ -77,7 +77,7 @@ class ClientRegistry(pulumi.ComponentResource):
             return user_delete_script(container, port, key, user_id, timeout)
 
         script: pulumi.Output[str] = pulumi.Output.all(args.access.users, args.access.api_secret).apply(upsert)
-        args.seed_site.access.command(
+        args.seed_site.shell.command(
             args.plan.names.mqtt_client(user_id),
             create=script,
             update=script,

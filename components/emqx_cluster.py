@@ -41,7 +41,7 @@ from components.firewall import ClusterFirewall, ClusterFirewallArgs
 from components.host_claims import ClaimLedger, cluster_claims
 from components.host_site import HostSite
 from components.host_tuning import HostTuning, HostTuningArgs
-from components.hostexec import HostAccess
+from components.hostexec import HostShell
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.plan import HostPlan, plan_cluster
@@ -269,7 +269,7 @@ class EmqxCluster(pulumi.ComponentResource):
             )
         provider = docker.Provider(self.names.host_resource(host.name, "docker"), host=host.docker_host, opts=opts)
         return HostSite(
-            host=host, access=HostAccess.to(host, late, warn_on=self), provider=provider, names=self.names, opts=opts
+            host=host, shell=HostShell.to(host, late, warn_on=self), provider=provider, names=self.names, opts=opts
         )
 
 

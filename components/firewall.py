@@ -18,7 +18,7 @@ from components import names
 from components.args_config import LateInputs
 from components.config import StackConfig
 from components.host_site import HostSite
-from components.hostexec import HostAccess
+from components.hostexec import HostShell
 from components.plan import ClusterPlan
 from components.render.host_scripts import firewall_apply_script, firewall_remove_script
 
@@ -27,7 +27,7 @@ from components.render.host_scripts import firewall_apply_script, firewall_remov
 class ClusterFirewallArgs:
     ports: Sequence[int]
     peers: Sequence[str]  # every cluster host's address, this host's included
-    access: HostAccess
+    shell: HostShell
     admin_ports: Sequence[int] = ()  # the nodes' dashboard ports (and Prometheus's), with adminNetworks
     admin_networks: Sequence[pulumi.Input[str]] = ()  # Outputs too (given as such in the args)
 
@@ -36,7 +36,7 @@ class ClusterFirewallArgs:
         return cls(
             ports=site.host.ports("cluster"),
             peers=[peer.address for peer in plan.hosts],
-            access=site.access,
+            shell=site.shell,
             admin_ports=site.host.ports("admin"),
             admin_networks=[late.resolve(network) for network in config.access.admin_networks],
         )
@@ -56,7 +56,7 @@ class ClusterFirewall(pulumi.ComponentResource):
                 lambda networks: firewall_apply_script(args.ports, args.peers, args.admin_ports, networks)
             )
         )
-        self.rules = args.access.command(
+        self.rules = args.shell.command(
             f"{name}-rules",
             create=rules,
             update=rules,

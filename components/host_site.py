@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
-from components.hostexec import HostAccess
+from components.hostexec import HostShell
 from components.names import ResourceNames
 from components.plan import HostPlan
 
@@ -27,7 +27,7 @@ class HostSite:
     """A host's plan, its shell, its Docker engine, and what runs on it before its nodes."""
 
     host: HostPlan
-    access: HostAccess
+    shell: HostShell
     provider: docker.Provider
     names: ResourceNames  # the cluster's
     opts: pulumi.ResourceOptions  # parent, and for the first host the aliases to single-host names

@@ -14,7 +14,7 @@ import pulumi
 from components import names
 from components.config import StackConfig
 from components.host_site import HostSite
-from components.hostexec import HostAccess
+from components.hostexec import HostShell
 from components.plan import ClusterPlan, HostPlan
 from components.render.host_scripts import sysctl_apply_script, sysctl_restore_script
 
@@ -32,11 +32,11 @@ def host_sysctls(config: StackConfig, plan: ClusterPlan, host: HostPlan) -> dict
 class HostTuningArgs:
     settings: Mapping[str, str]  # EMQX tuning + overrides + the plan's port range and reservations
     drop_in: str
-    access: HostAccess
+    shell: HostShell
 
     @classmethod
     def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> HostTuningArgs:
-        return cls(settings=host_sysctls(config, plan, site.host), drop_in=config.tuning.drop_in, access=site.access)
+        return cls(settings=host_sysctls(config, plan, site.host), drop_in=config.tuning.drop_in, shell=site.shell)
 
 
 class HostTuning(pulumi.ComponentResource):
@@ -44,7 +44,7 @@ class HostTuning(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: HostTuningArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(names.component_type("HostTuning"), name, None, opts)
-        self.sysctls = args.access.command(
+        self.sysctls = args.shell.command(
             f"{name}-sysctls",
             create=sysctl_apply_script(args.settings, args.drop_in),
             delete=sysctl_restore_script(args.drop_in),

@@ -1,6 +1,6 @@
 """Running shell on the Docker host: over SSH with remote.Command, or locally with local.Command.
 
-Every host-side resource goes through :class:`HostAccess`, so the same script text runs in
+Every host-side resource goes through :class:`HostShell`, so the same script text runs in
 both modes: the scripts travel on standard input (`host_program`), the command line only names
 the operation (`shell_command`, through sudo for a non-root SSH user).
 """
@@ -20,7 +20,7 @@ HostCommand = command.local.Command | command.remote.Command
 
 
 @dataclass(frozen=True)
-class HostAccess:
+class HostShell:
     """How to reach the Docker host's shell."""
 
     connection: command.remote.ConnectionArgs | None
@@ -28,7 +28,7 @@ class HostAccess:
     docker_host: str
 
     @classmethod
-    def to(cls, host: Host, late: LateInputs, warn_on: pulumi.Resource | None = None) -> HostAccess:
+    def to(cls, host: Host, late: LateInputs, warn_on: pulumi.Resource | None = None) -> HostShell:
         """Access to `host`: over SSH with its key (or the agent), or local commands; a key or
         host key given as an Output (`late`) is used as such (a login's address and user reach the
         command through the component's transformation)."""

@@ -96,7 +96,7 @@ class Monitoring(pulumi.ComponentResource):
         super().__init__(names.component_type("Monitoring"), name, None, opts)
         site = args.site
         child = pulumi.ResourceOptions(parent=self, depends_on=list(site.ready))
-        dirs = site.access.command(
+        dirs = site.shell.command(
             site.resource_name("prometheus-dirs"),
             create=node_dirs_script(args.host_dir, ("data",), PROMETHEUS_UID),
             delete=kept_dirs_delete_script(

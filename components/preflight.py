@@ -21,7 +21,7 @@ from components.capacity import memory_budget
 from components.config import StackConfig
 from components.config_types import NAMESPACE
 from components.host_site import HostSite
-from components.hostexec import HostAccess
+from components.hostexec import HostShell
 from components.plan import ClusterPlan, Listener
 from components.render.host_scripts import MemoryCheck, NofileClaim, preflight_script
 
@@ -45,7 +45,7 @@ class PreflightArgs:
     claims: Sequence[Listener]
     nofile: Sequence[NofileClaim]
     data_dir: str
-    access: HostAccess
+    shell: HostShell
     memory: MemoryCheck
     # Nginx's source addresses that must be the host's own: any 127.0.0.0/8 address is.
     local_addresses: Sequence[str]
@@ -58,7 +58,7 @@ class PreflightArgs:
             claims=host.listeners,
             nofile=nofile_claims(config),
             data_dir=config.data_dir,
-            access=site.access,
+            shell=site.shell,
             memory=MemoryCheck(memory_budget(config, host), config.lb.expected_connections),
             local_addresses=[a for a in host.lb_source_addresses if not ipaddress.IPv4Address(a).is_loopback],
             local_addresses_key=host.config_key("lbSourceAddresses"),
@@ -81,7 +81,7 @@ class Preflight(pulumi.ComponentResource):
         script = preflight_script(
             args.claims, args.data_dir, args.nofile, args.memory, args.local_addresses, args.local_addresses_key
         )
-        self.check = args.access.command(
+        self.check = args.shell.command(
             f"{name}-check",
             create=script,
             update=script,

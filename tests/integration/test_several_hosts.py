@@ -22,7 +22,7 @@ import pytest
 from components.config import StackConfig
 from components.config_parse import parse_stack_config
 from components.firewall import ClusterFirewallArgs
-from components.hostexec import HostAccess
+from components.hostexec import HostShell
 from components.plan import ClusterPlan, HostPlan, plan_cluster
 from components.render.host_scripts import (
     FIREWALL_CHAIN,
@@ -93,7 +93,7 @@ def firewall_args(plan: ClusterPlan, host_plan: HostPlan, admin_networks: Sequen
     return ClusterFirewallArgs(
         ports=host_plan.ports("cluster"),
         peers=[peer.address for peer in plan.hosts],
-        access=HostAccess(None, host_plan.use_sudo, host_plan.docker_host),
+        shell=HostShell(None, host_plan.use_sudo, host_plan.docker_host),
         admin_ports=sorted(node.ports.dashboard for node in host_plan.nodes),
         admin_networks=admin_networks,
     )
@@ -113,7 +113,7 @@ def firewall_command(
     args = firewall_args(plan, host_plan, admin_networks)
     rules = backend.confined(firewall_apply_script(args.ports, args.peers, args.admin_ports, admin_networks))
     program = host_program({"create": rules, "update": rules, "delete": backend.confined(firewall_remove_script())})
-    return host.ssh_run(shell_command(operation, args.access.use_sudo), stdin=program)
+    return host.ssh_run(shell_command(operation, args.shell.use_sudo), stdin=program)
 
 
 class Backend:
