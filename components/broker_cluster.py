@@ -29,11 +29,12 @@ import pulumi_docker as docker
 from components import names
 from components.broker_image import BrokerImage
 from components.cluster_tls import NodeTls
+from components.config import StackConfig
 from components.host_site import HostSite
 from components.hostexec import HostCommand
 from components.plan import BROKER_DATA_DIR, BROKER_LOG_DIR, ClusterPlan, NodePlan
 from components.render.access import ACCESS_FILES
-from components.render.broker_env import CLUSTER_TLS_FILES
+from components.render.broker_env import CLUSTER_TLS_FILES, broker_environment, with_secrets
 from components.render.cluster_scripts import evict_script, join_script, leave_script, note_script, verify_script
 from components.render.host_scripts import (
     node_dirs_delete_script,
@@ -41,6 +42,18 @@ from components.render.host_scripts import (
     node_files_delete_script,
     node_files_script,
 )
+
+
+def broker_environments(
+    plan: ClusterPlan, config: StackConfig, cookie: pulumi.Output[str], password: pulumi.Output[str]
+) -> dict[str, pulumi.Output[dict[str, str]]]:
+    """Node short name -> its whole environment, a secret output (the plain part is plan data)."""
+    secrets = pulumi.Output.all(cookie, password)
+
+    def environment(public: dict[str, str]) -> pulumi.Output[dict[str, str]]:
+        return pulumi.Output.secret(secrets.apply(lambda pair: with_secrets(public, pair[0], pair[1])))
+
+    return {node.short_name: environment(broker_environment(node, plan, config)) for node in plan.nodes}
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from pulumi.runtime.settings import get_root_resource
 from components import names
 from components.access import access_material
 from components.args_config import LateInputs, config_of
-from components.broker_cluster import BrokerCluster, BrokerClusterArgs, StartedNode
+from components.broker_cluster import BrokerCluster, BrokerClusterArgs, StartedNode, broker_environments
 from components.broker_image import BrokerImage, BrokerImageArgs
 from components.capacity import HostCapacity, MemoryBudget, capacity_problems, cluster_capacity, memory_budget
 from components.client_registry import ClientRegistry, ClientRegistryArgs
@@ -47,7 +47,7 @@ from components.monitoring import Monitoring, MonitoringArgs
 from components.plan import HostPlan, plan_cluster
 from components.preflight import Preflight, PreflightArgs
 from components.render.prometheus import PrometheusSettings, prometheus_settings
-from components.secrets import broker_environments, dashboard_password, erlang_cookie
+from components.secrets import dashboard_password, erlang_cookie
 from components.tls import tls_material
 
 

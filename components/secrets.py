@@ -1,17 +1,13 @@
 """The cluster's two secrets: configured ones, or generated once and kept in state by pulumi-random.
 
 Creates (when not configured) `emqx-erlang-cookie` and `emqx-dashboard-password`; both reach
-the brokers only inside their (secret) environments.
+the brokers only inside their (secret) environments (broker_cluster.broker_environments).
 """
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_random as random
-
-from components.config import StackConfig
-from components.plan import ClusterPlan
-from components.render.broker_env import broker_environment, with_secrets
 
 COOKIE_LENGTH = 48
 DASHBOARD_PASSWORD_LENGTH = 24
@@ -56,15 +52,3 @@ def dashboard_password(given: pulumi.Input[str] | None, name: str, parent: pulum
         opts=pulumi.ResourceOptions(parent=parent),
     )
     return pulumi.Output.secret(generated.result)
-
-
-def broker_environments(
-    plan: ClusterPlan, config: StackConfig, cookie: pulumi.Output[str], password: pulumi.Output[str]
-) -> dict[str, pulumi.Output[dict[str, str]]]:
-    """Node short name -> its whole environment, a secret output (the plain part is plan data)."""
-    secrets = pulumi.Output.all(cookie, password)
-
-    def environment(public: dict[str, str]) -> pulumi.Output[dict[str, str]]:
-        return pulumi.Output.secret(secrets.apply(lambda pair: with_secrets(public, pair[0], pair[1])))
-
-    return {node.short_name: environment(broker_environment(node, plan, config)) for node in plan.nodes}
