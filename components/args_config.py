@@ -78,24 +78,19 @@ def _plain(value: Any) -> Any:
 
 
 # Fields that take an Output (EmqxClusterArgs declares them `pulumi.Input`; the key of a stack
-# config or of a `hosts` entry) -> the form of the
-# placeholder the model validates meanwhile: each passes the field's check, is distinct per field
-# (it holds the field's path) and is replaced by the Output wherever a resource takes the value.
-# Each is read as a whole value by its consumers only, none of which needs it to plan:
-# tlsCertificate, tlsPrivateKey -> tls.tls_material (the LB's uploads, the admin HTTPS files);
-# tlsClientCa, tlsClientCrl -> tls.tls_material (the LB's uploads; the CRL's digest keys the
-# ticket keys); erlangCookie, dashboardPassword -> secrets (the brokers' environments);
-# sshPrivateKey, sshHostKey -> hostexec.HostShell (the host commands' connection);
-# mqttClients[i].password, .passwordHash -> access.access_material (hashed inside its apply);
-# metricsAlertmanagers[i] -> monitoring.MonitoringArgs (Prometheus's config rendered once known);
-# adminNetworks[i] -> firewall.ClusterFirewall (its rules rendered once known; elsewhere only
-# whether there are admin networks counts).
-# A host's address (advertiseAddress, hosts[i].address), dockerHost, sshHost and sshUser are
-# written into text (node names, nginx.conf, scripts, the engine's address, outputs), never
-# computed on, but for the Erlang term of the address (LATE_TERMS): every child resource gets them
-# replaced in its inputs (LateInputs.transformation), the component's outputs too. Their checks
-# across keys (loopback with several hosts, one address per host, dockerHost ssh:// needs sshHost)
-# run again once every Output is known (config_of).
+# config or of a `hosts` entry) -> the form of the placeholder the model validates meanwhile:
+# each passes the field's check and is distinct per field (it holds the field's path or position).
+# None is needed to plan. Where the program only writes a value into text (node names, nginx.conf,
+# scripts, Prometheus's config, the firewall's rules, the engine's address), every child resource
+# gets the Output's value in place of its placeholder (LateInputs.transformation; the address's
+# Erlang term too, LATE_TERMS), the component's outputs as well. Where it computes on one, it takes
+# the Output itself (LateInputs.resolve): tlsCertificate, tlsPrivateKey, tlsClientCa, tlsClientCrl
+# -> tls.tls_material (the certificate is an output; the CRL's digest keys the ticket keys);
+# erlangCookie, dashboardPassword -> secrets (generated when unset); sshPrivateKey, sshHostKey ->
+# hostexec.HostShell (the connection, secret); mqttClients[i].password, .passwordHash ->
+# access.access_material (hashed inside its apply). The checks across keys (loopback with several
+# hosts, one address per host, an ssh:// dockerHost needs sshHost) run again once every Output is
+# known (config_of).
 _PEM = "-----BEGIN {kind}-----\n{mark}\n-----END {kind}-----\n"
 LATE_FORMS: dict[str, str] = {
     "tlsCertificate": _PEM.replace("{kind}", "CERTIFICATE"),

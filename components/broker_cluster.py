@@ -178,7 +178,8 @@ class BrokerCluster(pulumi.ComponentResource):
             joins = [self._membership(formation, node, seed) for node in started if node.plan.index != 1]
             verified.extend(started)
             gate_of_previous_wave = [self._gate(formation, wave_number, tuple(verified), joins, started)]
-        formation.register_outputs({"verifiedNodes": [node.plan.node_name for node in verified]})
+        # Short names: a node name holds its address, which may stand for an Output here (args_config).
+        formation.register_outputs({"verifiedNodes": [node.plan.short_name for node in verified]})
         self.nodes = sorted(verified, key=lambda node: node.plan.index)
         self.verified = gate_of_previous_wave  # the last gate: the whole cluster runs
         self.register_outputs({"containers": [node.container.name for node in self.nodes]})

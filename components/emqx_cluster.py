@@ -119,7 +119,7 @@ class EmqxCluster(pulumi.ComponentResource):
             if config.opens_firewall:
                 site.ready.append(
                     ClusterFirewall(
-                        site.resource_name("firewall"), ClusterFirewallArgs.of(config, plan, site, late), opts=site.opts
+                        site.resource_name("firewall"), ClusterFirewallArgs.of(config, plan, site), opts=site.opts
                     )
                 )
             preflight = Preflight(site.resource_name("preflight"), PreflightArgs.of(config, plan, site), opts=site.opts)
@@ -194,7 +194,7 @@ class EmqxCluster(pulumi.ComponentResource):
             for site in sites:
                 Monitoring(
                     site.resource_name("monitoring"),
-                    MonitoringArgs.of(config, plan, site, capacities[site.host.label], access.api_secret, late),
+                    MonitoringArgs.of(config, plan, site, capacities[site.host.label], access.api_secret),
                     opts=site.opts,
                 )
 

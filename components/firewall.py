@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import pulumi
 
 from components import names
-from components.args_config import LateInputs
 from components.config import StackConfig
 from components.host_site import HostSite
 from components.hostexec import HostShell
@@ -29,16 +28,16 @@ class ClusterFirewallArgs:
     peers: Sequence[str]  # every cluster host's address, this host's included
     shell: HostShell
     admin_ports: Sequence[int] = ()  # the nodes' dashboard ports (and Prometheus's), with adminNetworks
-    admin_networks: Sequence[pulumi.Input[str]] = ()  # Outputs too (given as such in the args)
+    admin_networks: Sequence[str] = ()
 
     @classmethod
-    def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite, late: LateInputs) -> ClusterFirewallArgs:
+    def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> ClusterFirewallArgs:
         return cls(
             ports=site.host.ports("cluster"),
             peers=[peer.address for peer in plan.hosts],
             shell=site.shell,
             admin_ports=site.host.ports("admin"),
-            admin_networks=[late.resolve(network) for network in config.access.admin_networks],
+            admin_networks=config.access.admin_networks,
         )
 
 
@@ -47,15 +46,7 @@ class ClusterFirewall(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterFirewallArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(names.component_type("ClusterFirewall"), name, None, opts)
-        known = [network for network in args.admin_networks if isinstance(network, str)]
-        # Admin networks given as Outputs: the rules are rendered once they are known.
-        rules: pulumi.Input[str] = (
-            firewall_apply_script(args.ports, args.peers, args.admin_ports, known)
-            if len(known) == len(args.admin_networks)
-            else pulumi.Output.all(*args.admin_networks).apply(
-                lambda networks: firewall_apply_script(args.ports, args.peers, args.admin_ports, networks)
-            )
-        )
+        rules = firewall_apply_script(args.ports, args.peers, args.admin_ports, args.admin_networks)
         self.rules = args.shell.command(
             f"{name}-rules",
             create=rules,
@@ -63,6 +54,6 @@ class ClusterFirewall(pulumi.ComponentResource):
             delete=firewall_remove_script(),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.register_outputs(
-            {"ports": list(args.ports), "peers": list(args.peers), "adminNetworks": list(args.admin_networks)}
-        )
+        # Ports only: addresses and networks may stand for Outputs here (args_config), resolved in
+        # the rules command's inputs, not in a component's outputs.
+        self.register_outputs({"ports": list(args.ports), "adminPorts": list(args.admin_ports)})

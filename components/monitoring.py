@@ -11,13 +11,12 @@ replaces it and the data dir keeps the history).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
 from components import names
-from components.args_config import LateInputs
 from components.capacity import HostCapacity
 from components.config import StackConfig
 from components.host_site import HostSite
@@ -43,7 +42,7 @@ STOP_GRACE_SECONDS = 30
 class MonitoringArgs:
     image: str
     arguments: Sequence[str]
-    config_text: pulumi.Input[str]
+    config_text: str
     rules_text: pulumi.Output[str]  # the thresholds include the memory bound the host computed
     stats_secret: pulumi.Output[str] | None  # the API secret, when the nodes' stats ask for it
     host_dir: str
@@ -60,23 +59,13 @@ class MonitoringArgs:
         site: HostSite,
         capacity: pulumi.Output[HostCapacity],
         api_secret: pulumi.Output[str],
-        late: LateInputs,
     ) -> MonitoringArgs:
         host = site.host
         settings = prometheus_settings(config, host)
-        # Alertmanagers given as Outputs (`late`): the config is rendered once they are known.
-        alertmanagers = [late.resolve(target) for target in settings.alertmanagers]
-        config_text: pulumi.Input[str] = (
-            render_prometheus_config(settings)
-            if all(isinstance(target, str) for target in alertmanagers)
-            else pulumi.Output.all(*alertmanagers).apply(
-                lambda known: render_prometheus_config(replace(settings, alertmanagers=tuple(known)))
-            )
-        )
         return cls(
             image=config.monitoring.image,
             arguments=settings.arguments,
-            config_text=config_text,
+            config_text=render_prometheus_config(settings),
             rules_text=capacity.apply(
                 lambda known: render_alert_rules(host.label, alert_thresholds(config, plan, host, known))
             ),

@@ -288,12 +288,14 @@ def several_hosts_base(hosts: list[dict[str, Any]] = SEVERAL_HOSTS) -> dict[str,
         "emqx-cluster:sshPrivateKey": KNOWN["sshPrivateKey"],
         "emqx-cluster:adminNetworks": ["10.20.0.0/24"],
         "emqx-cluster:metrics": True,
+        "emqx-cluster:metricsAlertmanagers": ["10.0.0.5:9093"],
     }
 
 
 def hosts_program(base: Mapping[str, Any], late: bool) -> Callable[[], None]:
     """EmqxCluster `emqx` with `base`'s stack config as args, each host's address, dockerHost,
-    sshHost and sshUser (those set) given plainly or as Outputs of another resource."""
+    sshHost and sshUser (those set), admin networks and Alertmanagers given plainly or as Outputs
+    of another resource."""
 
     def program() -> None:
         args: dict[str, Any] = dict(stack_args(parse_config(base)))
@@ -304,6 +306,9 @@ def hosts_program(base: Mapping[str, Any], late: bool) -> Callable[[], None]:
                 for name in (*HOST_FIELDS, "advertise_address"):
                     if name in entry:
                         entry[name] = source.result.apply(partial(_then, entry[name]))
+            for items in ("admin_networks", "metrics_alertmanagers"):  # written into text as well
+                if items in args:
+                    args[items] = [source.result.apply(partial(_then, item)) for item in args[items]]
         cluster = EmqxCluster("emqx", cast(EmqxClusterArgs, args))
         for name in ("endpoint", "endpoints", "dns_round_robin", "nodes", "dashboards", "capacity", "metrics"):
             pulumi.export(name, getattr(cluster, name))
