@@ -24,7 +24,6 @@ import pulumi_docker as docker
 from components import names
 from components.config import StackConfig
 from components.host_site import HostSite
-from components.plan import ClusterPlan
 
 BUILD_CONTEXT = "docker/emqx"  # in this folder: the program's and the component package's
 BUILD_DIR = Path(__file__).resolve().parents[1] / BUILD_CONTEXT
@@ -65,7 +64,7 @@ class BrokerImageArgs:
     provider: docker.Provider
 
     @classmethod
-    def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> BrokerImageArgs:
+    def of(cls, config: StackConfig, site: HostSite) -> BrokerImageArgs:
         return cls(
             base_image=config.broker_image_base,
             emqx_repository=config.emqx_repository,

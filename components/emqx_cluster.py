@@ -122,11 +122,11 @@ class EmqxCluster(pulumi.ComponentResource):
                         site.resource_name("firewall"), ClusterFirewallArgs.of(config, plan, site), opts=site.opts
                     )
                 )
-            preflight = Preflight(site.resource_name("preflight"), PreflightArgs.of(config, plan, site), opts=site.opts)
+            preflight = Preflight(site.resource_name("preflight"), PreflightArgs.of(config, site), opts=site.opts)
             site.ready.append(preflight)
             memory_ceilings[site.host.label] = preflight.memory_ceiling
             images[site.host.label] = BrokerImage(
-                site.resource_name("broker-image"), BrokerImageArgs.of(config, plan, site), opts=site.opts
+                site.resource_name("broker-image"), BrokerImageArgs.of(config, site), opts=site.opts
             )
 
         # 3. Secrets and cluster TLS.

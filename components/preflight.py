@@ -22,7 +22,7 @@ from components.config import StackConfig
 from components.config_types import NAMESPACE
 from components.host_site import HostSite
 from components.hostexec import HostShell
-from components.plan import ClusterPlan, Listener
+from components.plan import Listener
 from components.render.host_scripts import MemoryCheck, NofileClaim, preflight_script
 
 # What the preflight prints last (preflight.sh.j2), read back for the `capacity` output.
@@ -52,7 +52,7 @@ class PreflightArgs:
     local_addresses_key: str
 
     @classmethod
-    def of(cls, config: StackConfig, plan: ClusterPlan, site: HostSite) -> PreflightArgs:
+    def of(cls, config: StackConfig, site: HostSite) -> PreflightArgs:
         host = site.host
         return cls(
             claims=host.listeners,
