@@ -195,9 +195,10 @@ class TlsConfig(_Section):
         return problems
 
 
-class MetricsConfig(_Section):
+class MonitoringConfig(_Section):
     """Prometheus on every host (off by default), scraping its nodes and its Nginx, with alert
-    rules rendered from the plan (components/monitoring.py)."""
+    rules rendered from the plan (components/monitoring.py). One name inside the program,
+    monitoring; the stack keys and the output keep the name users set: `metrics`, `metrics*`."""
 
     enabled: bool = Field(False, validation_alias="metrics")
     prometheus_version: DockerTag = Field("v2.53.4", validation_alias="prometheusVersion")
@@ -339,7 +340,7 @@ class StackConfig(BaseModel):
     tls: TlsConfig
     tuning: HostTuningConfig
     access: AccessConfig
-    monitoring: MetricsConfig
+    monitoring: MonitoringConfig
 
     # --- secrets -------------------------------------------------------------------------
     erlang_cookie: ErlangCookie | None = None
@@ -565,7 +566,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "tls": TlsConfig,
     "tuning": HostTuningConfig,
     "access": AccessConfig,
-    "monitoring": MetricsConfig,
+    "monitoring": MonitoringConfig,
 }
 
 

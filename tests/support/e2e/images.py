@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.config import MetricsConfig
+from components.config import MonitoringConfig
 from tests.support.e2e.host import E2eHost
 from tests.support.e2e.rootfs import built_rootfs
 
@@ -40,7 +40,7 @@ BASE_REPOSITORY = "emqx-cluster-e2e/base"
 DEFAULT_EMQX_VERSIONS: tuple[str, ...] = ("5.8.6", "5.8.7")
 DEFAULT_NGINX_VERSION = "1.27"
 DEFAULT_EMQX_REPOSITORY = "emqx/emqx"
-DEFAULT_PROMETHEUS_IMAGE = MetricsConfig.model_validate({}).image
+DEFAULT_PROMETHEUS_IMAGE = MonitoringConfig.model_validate({}).image
 # Debian's prometheus (scripts/install-test-deps installs it on the machine).
 PROMETHEUS_BINARY = Path("/usr/bin/prometheus")
 
