@@ -8,8 +8,8 @@ config. Two clusters of one program that reach the same Docker engine would figh
 :class:`ClaimLedger` records what each cluster of a program run claims and names every clash
 before the second cluster declares anything. A Docker host is known by its engine address as
 configured: two addresses of one machine (a socket and `ssh://`) are not recognised as one, and
-an engine given as an Output (its placeholder, args_config) matches no other; the preflight on
-the host still finds a port another cluster took.
+an engine given as an Output (its placeholder, args_config) matches no other (then Docker
+refuses the second cluster's containers at `pulumi up`: their names are taken).
 """
 
 from __future__ import annotations
