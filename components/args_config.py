@@ -18,7 +18,7 @@ import functools
 import inspect
 import re
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -134,6 +134,21 @@ def _field_key(path: str) -> str:
     return path.rsplit(".", 1)[-1].split("[", 1)[0]
 
 
+def placeholder_pattern(texts: Iterable[str]) -> re.Pattern[str] | None:
+    """Any of `texts`, the longest first, never as a piece of a longer number or address
+    (`198.19.0.1` neither in `198.19.0.12` nor in `10.198.19.0.1`, `emqx_late_user_0_1` not in
+    `emqx_late_user_0_10`); None for no texts."""
+    ordered = sorted(texts, key=len, reverse=True)
+    if not ordered:
+        return None
+    return re.compile(
+        "|".join(
+            (r"(?<![\d.])" if text[0].isdigit() else "") + re.escape(text) + (r"(?!\d)" if text[-1].isdigit() else "")
+            for text in ordered
+        )
+    )
+
+
 @dataclass(frozen=True)
 class LateInputs:
     """The Outputs given for fields that take one, by the text that stands for them (a
@@ -141,15 +156,19 @@ class LateInputs:
     checked (a failed check names the field)."""
 
     by_placeholder: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
+    paths: Mapping[str, str] = field(default_factory=dict)  # placeholder -> the field's path
 
     @functools.cached_property
     def _pattern(self) -> re.Pattern[str] | None:
-        """Any placeholder, the longest first; one that ends in a digit not where a longer number
-        goes on (`198.19.0.1` in `198.19.0.12`, `emqx_late_user_1` in `emqx_late_user_10`)."""
-        if not self.by_placeholder:
-            return None
-        texts = sorted(self.by_placeholder, key=len, reverse=True)
-        return re.compile("|".join(re.escape(t) + (r"(?!\d)" if t[-1].isdigit() else "") for t in texts))
+        return placeholder_pattern(self.paths)
+
+    def holds(self, text: str) -> bool:
+        """Whether `text` holds a placeholder (stands for a value known only later)."""
+        return self._pattern is not None and self._pattern.search(text) is not None
+
+    def named(self, text: str) -> str:
+        """`text` (an error message) with each placeholder named as the field whose Output it stands for."""
+        return _named(text, self.paths, self._pattern)
 
     def resolve(self, value: Any) -> Any:
         """A value as a resource takes it: every placeholder in it replaced by what its Output
@@ -220,24 +239,48 @@ def config_of(args: Mapping[str, Any]) -> tuple[StackConfig, LateInputs]:
         raise ConfigError.of(problems)
     for path in late:
         _put(flat, path, placeholder(path))
-    config = validate_config(flat, _taken_placeholders(flat, late))
-    checked = _checked_together(flat, {path: _checked(config, path, output) for path, output in late.items()})
+    paths = {text: path for path in late for text in _stand_ins(path)}
+    pattern = placeholder_pattern(paths)
+    holding = _holding_placeholders(flat, late, paths, pattern)
+    if holding:  # before the model, which would judge (and show) the stand-ins
+        raise ConfigError.of(holding)
+    try:
+        config = validate_config(flat, late=frozenset(late))
+    except ConfigError as error:
+        raise ConfigError(_named(str(error), paths, pattern)) from None
+    checked = _checked_together(
+        flat, {path: _checked(config, path, output) for path, output in late.items()}, paths, pattern
+    )
     by_placeholder: dict[str, pulumi.Output[str]] = {}
     for path, output in checked.items():
         by_placeholder[placeholder(path)] = output
         term = LATE_TERMS.get(_field_key(path))
         if term is not None:
             by_placeholder[term(placeholder(path))] = output.apply(term)
-    return config, LateInputs(by_placeholder)
+    return config, LateInputs(by_placeholder, paths)
+
+
+def _named(text: str, paths: Mapping[str, str], pattern: re.Pattern[str] | None) -> str:
+    return text if pattern is None else pattern.sub(lambda match: f"<{paths[match.group()]}: an Output>", text)
+
+
+def _stand_ins(path: str) -> list[str]:
+    """The texts that stand for the Output at `path`: its placeholder, and its Erlang term for an address."""
+    term = LATE_TERMS.get(_field_key(path))
+    return [placeholder(path), *([term(placeholder(path))] if term is not None else [])]
 
 
 def _checked_together(
-    flat: Mapping[str, Any], checked: Mapping[str, pulumi.Output[str]]
+    flat: Mapping[str, Any],
+    checked: Mapping[str, pulumi.Output[str]],
+    paths: Mapping[str, str],
+    pattern: re.Pattern[str] | None,
 ) -> dict[str, pulumi.Output[str]]:
     """Each Output, once every one is known and has passed its own check, and the whole config
     with their values has passed the checks across keys (an address loopback with several
-    hosts, two hosts at one address, an ssh:// dockerHost without sshHost): the stack config's
-    lines, naming the keys. The verdict holds no value, so it is not secret."""
+    hosts, two hosts at one address, an ssh:// dockerHost without sshHost) and none holds
+    another's placeholder: the stack config's lines, naming the keys. The verdict holds no
+    value, so it is not secret."""
 
     if not checked:
         return {}
@@ -247,7 +290,7 @@ def _checked_together(
         for path, value in values.items():
             _put(given, path, value)
         try:
-            validate_config(given)
+            validate_config(given, _holding_placeholders(values, set(), paths, pattern))
         except ConfigError as error:
             raise pulumi.RunError(str(error)) from None
 
@@ -255,15 +298,23 @@ def _checked_together(
     return {path: pulumi.Output.all(verdict, output).apply(lambda pair: pair[1]) for path, output in checked.items()}
 
 
-def _taken_placeholders(flat: Mapping[str, Any], late: Mapping[str, Any]) -> list[str]:
-    """A plain value equal to the placeholder of a late one would be taken for it."""
-    placeholders = {placeholder(path): path for path in late}
-    return [
-        f"{NAMESPACE}:{path} = {shown(path, text)}: allowed: another value ({placeholders[text]} is an Output, "
-        "which the program stands in for with this value until it is known)"
-        for path, text in _texts(flat)
-        if text in placeholders and placeholders[text] != path
-    ]
+def _holding_placeholders(
+    values: Mapping[str, Any], late: Iterable[str], paths: Mapping[str, str], pattern: re.Pattern[str] | None
+) -> list[str]:
+    """A value holding the placeholder of a late one would have its text replaced by that
+    Output's value in every resource: refused, naming both."""
+    if pattern is None:
+        return []
+    skipped = set(late)
+    problems = []
+    for path, text in _texts(values):
+        match = None if path in skipped else pattern.search(text)
+        if match is not None:
+            problems.append(
+                f"{NAMESPACE}:{path} = {shown(path, text)}: allowed: a value without {match.group()!r} (the "
+                f"program writes it for {paths[match.group()]}, an Output, until that is known)"
+            )
+    return problems
 
 
 def _texts(value: Any, path: str = "") -> Iterator[tuple[str, str]]:

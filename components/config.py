@@ -18,7 +18,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 
 from components.config_access import AccessConfig
@@ -32,6 +32,7 @@ from components.config_hosts import (
     resolve_hosts,
 )
 from components.config_types import (
+    LATE_PATHS,
     MAX_NODES,
     MODEL_CONFIG,
     NAMESPACE,
@@ -376,7 +377,8 @@ class StackConfig(BaseModel):
 
     # ------------------------------------------------------------------ cross-key checks
     @model_validator(mode="after")
-    def _cross_checks(self) -> Self:
+    def _cross_checks(self, info: ValidationInfo) -> Self:
+        late: frozenset[str] = (info.context or {}).get(LATE_PATHS, frozenset())
         problems: list[str] = self._host_problems()
         if "waves" in self.model_fields_set and self.waves > self.node_count:
             problems.append(
@@ -399,7 +401,7 @@ class StackConfig(BaseModel):
         )
         problems.extend(self._admin_problems())
         problems.extend(self._metrics_listener_problems())
-        problems.extend(self._source_address_problems())
+        problems.extend(self._source_address_problems(late))
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -431,14 +433,16 @@ class StackConfig(BaseModel):
             "output's ssh tunnel)"
         ]
 
-    def _source_address_problems(self) -> list[str]:
+    def _source_address_problems(self, late: frozenset[str]) -> list[str]:
         """Nginx reaches a node on loopback only from loopback (any of 127.0.0.0/8 is local), and a
-        node on another host never from loopback; an address listed twice would be one budget."""
+        node on another host never from loopback; an address listed twice would be one budget. A
+        host address given as an Output (in `late`) is judged once known, not its stand-in."""
         problems: list[str] = []
         for host in self.cluster_hosts:
             key = host.config_key("lbSourceAddresses")
             nodes_on_loopback = ipaddress.IPv4Address(host.address).is_loopback
-            for address in host.lb_source_addresses:
+            address_known = host.config_key("address").removeprefix(f"{NAMESPACE}:") not in late
+            for address in host.lb_source_addresses if address_known else ():
                 if ipaddress.IPv4Address(address).is_loopback != nodes_on_loopback:
                     scope = "a 127.0.0.0/8 address" if nodes_on_loopback else "an address of the host, not loopback"
                     problems.append(

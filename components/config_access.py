@@ -161,6 +161,20 @@ class AccessConfig(BaseModel):
         return [*ids, self.generated_client] if self.generated_client is not None else ids
 
     def problems(self) -> list[str]:
+        return [*self._admin_network_problems(), *self._client_and_rule_problems()]
+
+    def _admin_network_problems(self) -> list[str]:
+        """Each network once: the firewall's rules list them as given (one given as an Output is
+        known only there)."""
+        repeated = sorted({n for n in self.admin_networks if self.admin_networks.count(n) > 1})
+        if not repeated:
+            return []
+        return [
+            f"{NAMESPACE}:adminNetworks = {self.admin_networks!r}: allowed: each network once; "
+            f"repeated: {', '.join(repeated)}"
+        ]
+
+    def _client_and_rule_problems(self) -> list[str]:
         if self.allow_anonymous:
             if self.clients or self.generated_client is not None:
                 return [

@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 
 from components.config import SECTIONS, StackConfig, config_keys, section_names_in
 from components.config_hosts import HostConfig
-from components.config_types import NAMESPACE, SECRET_IN_STACK
+from components.config_types import LATE_PATHS, NAMESPACE, SECRET_IN_STACK
 
 
 class ConfigError(ValueError):
@@ -68,14 +68,18 @@ def parse_stack_config(raw: Mapping[str, str | None]) -> StackConfig:
     return validate_config(values)
 
 
-def validate_config(given: Mapping[str, Any], problems: Iterable[str] = ()) -> StackConfig:
+def validate_config(
+    given: Mapping[str, Any], problems: Iterable[str] = (), late: frozenset[str] = frozenset()
+) -> StackConfig:
     """Validate values by stack-config key (structured ones as lists and maps), or raise one
-    ConfigError naming every bad key, `problems` found before included."""
+    ConfigError naming every bad key, `problems` found before included. `late`: the paths
+    (`hosts[1].address`) whose values stand for Outputs (args_config): checks that would judge
+    the stand-in, not the value, wait until it is known."""
     values = dict(given)
     problems = list(problems)
     problems.extend(_unknown_key(key, values.pop(key)) for key in section_names_in(values))
     try:
-        config = StackConfig.model_validate(values)
+        config = StackConfig.model_validate(values, context={LATE_PATHS: late})
     except ValidationError as error:
         problems.extend(_describe(error))
     if problems:

@@ -28,6 +28,8 @@ NAMESPACE = "emqx-cluster"
 # A field's json_schema_extra flag: whether the stack must hold its value as a secret
 # (config_parse.SECRET_KEYS), where its type does not say (a SecretStr is one unless False).
 SECRET_IN_STACK = "secretInStack"
+# The validation context's key for the paths whose values stand for Outputs (config_parse).
+LATE_PATHS = "latePaths"
 
 # EMQX 5 derives the Erlang distribution and cluster RPC ports from the trailing digits of the
 # node's short name: 4370 + N and 5370 + N (EMQX docs, "Cluster security": "the port is

@@ -88,19 +88,23 @@ class EmqxCluster(pulumi.ComponentResource):
         # another cluster of the program on the same Docker host surfaces before any resource
         # is declared.
         self.names = names.ResourceNames(name)
+        # RunError: the engine prints the message alone, with "a clean exit rather than the usual
+        # verbose unhandled error logic" (pulumi/errors.py), not a Python traceback.
         try:
             config, late = config_of(args)
+        except ConfigError as error:
+            raise pulumi.RunError(str(error)) from None
+        try:
             plan = plan_cluster(config, self.names)
             over = capacity_problems(config, plan)
             if over:
                 raise ConfigError.of(over)
-            clashes = _program_ledger().claim(name, cluster_claims(config, plan))
+            clashes = _program_ledger().claim(name, cluster_claims(config, plan, late.holds))
             if clashes:
                 raise ConfigError.of(clashes)
         except ConfigError as error:
-            # RunError: the engine prints the message alone, with "a clean exit rather than the
-            # usual verbose unhandled error logic" (pulumi/errors.py), not a Python traceback.
-            raise pulumi.RunError(str(error)) from None
+            # A value given as an Output is named as such, not by the stand-in the plan used.
+            raise pulumi.RunError(late.named(str(error))) from None
         if late.by_placeholder:  # values given as Outputs: each child takes them for their placeholders
             opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(transformations=[late.transformation]))
         super().__init__(names.component_type("EmqxCluster"), name, None, opts)

@@ -14,7 +14,7 @@ refuses the second cluster's containers at `pulumi up`: their names are taken).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -37,11 +37,16 @@ class Claim:
         return f"{self.kind} {self.value!r}" if self.kind != "port" else f"port {self.value}"
 
 
-def cluster_claims(config: StackConfig, plan: ClusterPlan) -> dict[Claim, str]:
-    """Each claim of a cluster -> what holds it (for messages)."""
+def cluster_claims(
+    config: StackConfig, plan: ClusterPlan, stands_in: Callable[[str], bool] = lambda _: False
+) -> dict[Claim, str]:
+    """Each claim of a cluster -> what holds it (for messages). A host whose engine address
+    `stands_in` for an Output (args_config: the same stand-in in every cluster) claims nothing."""
     claims: dict[Claim, str] = {}
     for host in plan.hosts:
         engine = host.docker_host
+        if stands_in(engine):
+            continue
         containers = [node.container_name for node in host.nodes] + [names.LB_CONTAINER]
         if config.monitoring.enabled:
             containers.append(names.PROMETHEUS_CONTAINER)

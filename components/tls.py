@@ -83,7 +83,11 @@ def tls_material(
         private_key_pem=key.private_key_pem,
         subject=tls.SelfSignedCertSubjectArgs(common_name=config.client_hostname, organization="emqx-cluster"),
         dns_names=dns_names,
-        ip_addresses=ip_addresses,
+        # Each once, also where an address given as an Output turns out to be one listed in
+        # tlsDnsNames (self_signed_subjects can only tell the stand-ins apart).
+        ip_addresses=pulumi.Output.from_input(late.resolve(ip_addresses)).apply(
+            lambda known: list(dict.fromkeys(known))
+        ),
         validity_period_hours=SELF_SIGNED_VALIDITY_HOURS,
         early_renewal_hours=SELF_SIGNED_EARLY_RENEWAL_HOURS,
         allowed_uses=["digital_signature", "key_encipherment", "server_auth"],

@@ -263,8 +263,57 @@ def test_a_plain_admin_network_equal_to_a_late_ones_stand_in_is_refused() -> Non
     with pytest.raises(pulumi.RunError) as raised:
         firewall_rules(late=True, first="198.18.0.1/32")
     assert (
-        "emqx-cluster:adminNetworks[0] = '198.18.0.1/32': allowed: another value (adminNetworks[1] is an Output"
+        "emqx-cluster:adminNetworks[0] = '198.18.0.1/32': allowed: a value without '198.18.0.1/32' (the program "
+        "writes it for adminNetworks[1], an Output, until that is known)"
     ) in str(raised.value)
+
+
+def test_a_plain_value_holding_a_late_address_stand_in_is_refused() -> None:
+    """The stand-in would be replaced inside it too: 198.19.0.0/16 would open the host's address."""
+    base = with_changes(single_host_base(), adminNetworks=["198.19.0.0/16"])
+
+    def program() -> None:
+        args: dict[str, Any] = dict(stack_args(parse_config(base)))
+        source = random.RandomPassword("source", length=8)
+        args["advertise_address"] = source.result.apply(partial(_then, "10.0.0.11"))
+        EmqxCluster("emqx", cast(EmqxClusterArgs, args))
+
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program({}, program=program)
+    assert (
+        "emqx-cluster:adminNetworks[0] = '198.19.0.0/16': allowed: a value without '198.19.0.0' (the program "
+        "writes it for advertiseAddress, an Output, until that is known)"
+    ) in str(raised.value)
+
+
+def test_two_clusters_whose_engines_are_outputs_are_not_taken_for_one_host() -> None:
+    """Their stand-ins are alike; the engines are not compared (Docker refuses a true clash at up)."""
+
+    def program() -> None:
+        for name, address in (("edge", "10.0.0.11"), ("core", "10.0.0.12")):
+            base = with_changes(single_host_base(), dockerHost=f"ssh://deploy@{address}", sshHost=address)
+            args: dict[str, Any] = dict(stack_args(parse_config(base)))
+            source = random.RandomPassword(f"{name}-source", length=8)
+            args["docker_host"] = source.result.apply(partial(_then, f"ssh://deploy@{address}"))
+            EmqxCluster(name, cast(EmqxClusterArgs, args))
+
+    run = run_program({}, program=program)
+    engines = sorted(r.inputs["host"] for r in run.resources if r.type == "pulumi:providers:docker")
+    assert engines == ["ssh://deploy@10.0.0.11", "ssh://deploy@10.0.0.12"]
+
+
+def test_a_late_loopback_address_is_judged_with_loopback_source_addresses_once_known() -> None:
+    """Nodes on loopback reached from 127.0.0.2: valid; the stand-in (not loopback) is not judged."""
+    base = with_changes(stack_config("dev"), lbSourceAddresses=["127.0.0.2"])
+
+    def program() -> None:
+        args: dict[str, Any] = dict(stack_args(parse_config(base)))
+        source = random.RandomPassword("source", length=8)
+        args["advertise_address"] = source.result.apply(partial(_then, "127.0.0.1"))
+        EmqxCluster("emqx", cast(EmqxClusterArgs, args))
+
+    run = run_program({}, program=program, stack="dev")
+    assert "127.0.0.2" in str(run.named("emqx-lb").inputs["uploads"])
 
 
 # A host's address, Docker engine and SSH login as Outputs (a VM's IP, say): written into node
