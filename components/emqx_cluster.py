@@ -20,6 +20,7 @@ pulumi's component analyzer reads `args`' annotation from `__init__` as an objec
 """
 
 import weakref
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -28,7 +29,7 @@ import pulumi_docker as docker
 from pulumi.runtime.settings import get_root_resource
 
 from components import names
-from components.access import access_material
+from components.access import AccessMaterial, access_material
 from components.args_config import LateInputs, config_of
 from components.broker_cluster import BrokerCluster, BrokerClusterArgs, StartedNode, broker_environments
 from components.broker_image import BrokerImage, BrokerImageArgs
@@ -36,6 +37,7 @@ from components.capacity import HostCapacity, MemoryBudget, capacity_problems, c
 from components.client_registry import ClientRegistry, ClientRegistryArgs
 from components.cluster_args import EmqxClusterArgs
 from components.cluster_tls import cluster_tls
+from components.config import StackConfig
 from components.config_parse import ConfigError
 from components.firewall import ClusterFirewall, ClusterFirewallArgs
 from components.host_claims import ClaimLedger, cluster_claims
@@ -44,11 +46,11 @@ from components.host_tuning import HostTuning, HostTuningArgs
 from components.hostexec import HostShell
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.monitoring import Monitoring, MonitoringArgs
-from components.plan import HostPlan, plan_cluster
+from components.plan import ClusterPlan, HostPlan, plan_cluster
 from components.preflight import Preflight, PreflightArgs
 from components.render.prometheus import PrometheusSettings, prometheus_settings
 from components.secrets import dashboard_password, erlang_cookie
-from components.tls import tls_material
+from components.tls import TlsMaterial, tls_material
 
 
 class EmqxCluster(pulumi.ComponentResource):
@@ -202,15 +204,29 @@ class EmqxCluster(pulumi.ComponentResource):
                     opts=site.opts,
                 )
 
+        # 8. What the cluster tells its users.
+        self._publish(config, plan, late, brokers.nodes, tls, password, access, planned, capacities)
+
+    def _publish(
+        self,
+        config: StackConfig,
+        plan: ClusterPlan,
+        late: LateInputs,
+        started: Sequence[StartedNode],
+        tls: TlsMaterial,
+        password: pulumi.Output[str],
+        access: AccessMaterial,
+        planned: Mapping[str, HostCapacity],
+        capacities: Mapping[str, pulumi.Output[HostCapacity]],
+    ) -> None:
+        """The outputs, each a typed attribute (values given as Outputs in place of their stand-ins)."""
         self.endpoint = _output(late, f"{config.client_hostname}:{plan.lb_port}")
         self.endpoints = _output(late, {host.label: f"{host.address}:{plan.lb_port}" for host in plan.hosts})
         # One A record per host under the name clients use (None until publicHostname is set).
         self.dns_round_robin = _output(
             late, {"name": config.lb.public_hostname, "aRecords": [host.address for host in plan.hosts]}
         )
-        self.nodes = _output(
-            late, [_node_row(node, plan.host(node.plan.host_label).docker_host) for node in brokers.nodes]
-        )
+        self.nodes = _output(late, [_node_row(node, plan.host(node.plan.host_label).docker_host) for node in started])
         self.dashboard_urls = _output(late, [node.dashboard_url for node in plan.nodes])
         # Each node's dashboard, on its host's loopback, and how to reach it from here.
         self.dashboards = _output(
