@@ -59,6 +59,13 @@ def _then(value: Any, _: str) -> Any:
     return value
 
 
+def refusal(program: Callable[[], None], stack: str = "test") -> str:
+    """What stops the update of `program` (a RunError's message)."""
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program({}, program=program, stack=stack)
+    return str(raised.value)
+
+
 def single_host_base() -> dict[str, Any]:
     return with_changes(stack_config("dev"), **REMOTE, **KNOWN, tlsMode="provided")
 
@@ -141,12 +148,10 @@ def test_a_hosts_own_key_may_be_an_output_the_others_keep_the_stacks() -> None:
 
 def test_a_late_value_that_fails_its_check_stops_the_update_naming_the_field() -> None:
     program = late_program(single_host_base(), {"tls_certificate": "not a certificate"})
-    with pytest.raises(pulumi.RunError) as raised:
-        run_program({}, program=program)
     assert (
         "emqx-cluster:tlsCertificate = (hidden: secret): allowed: a PEM certificate chain "
         "(-----BEGIN CERTIFICATE-----); value not shown"
-    ) in str(raised.value)
+    ) in refusal(program)
 
 
 def test_the_containers_of_a_late_stack_are_the_known_stacks() -> None:
@@ -199,12 +204,10 @@ def test_a_late_client_password_too_short_for_the_hash_is_refused_naming_the_cli
         args["mqtt_clients"][0]["password"] = source.result.apply(partial(_then, "short-password"))
         EmqxCluster("emqx", cast(EmqxClusterArgs, args))
 
-    with pytest.raises(pulumi.RunError) as raised:
-        run_program({}, program=program, stack="dev")
     assert (
         "emqx-cluster:mqttClients[0].password = (hidden: secret, 14 characters): allowed: at least 16 characters "
         "with mqttPasswordHash = 'sha256'"
-    ) in str(raised.value)
+    ) in refusal(program, stack="dev")
 
 
 def prometheus_config(late: bool, second: str = "am.example.net:9093") -> str:
@@ -270,20 +273,13 @@ def test_a_plain_admin_network_equal_to_a_late_ones_stand_in_is_refused() -> Non
 
 def test_a_plain_value_holding_a_late_address_stand_in_is_refused() -> None:
     """The stand-in would be replaced inside it too: 198.19.0.0/16 would open the host's address."""
-    base = with_changes(single_host_base(), adminNetworks=["198.19.0.0/16"])
-
-    def program() -> None:
-        args: dict[str, Any] = dict(stack_args(parse_config(base)))
-        source = random.RandomPassword("source", length=8)
-        args["advertise_address"] = source.result.apply(partial(_then, "10.0.0.11"))
-        EmqxCluster("emqx", cast(EmqxClusterArgs, args))
-
-    with pytest.raises(pulumi.RunError) as raised:
-        run_program({}, program=program)
+    program = late_program(
+        with_changes(single_host_base(), adminNetworks=["198.19.0.0/16"]), {"advertise_address": "10.0.0.11"}
+    )
     assert (
         "emqx-cluster:adminNetworks[0] = '198.19.0.0/16': allowed: a value without '198.19.0.0' (the program "
         "writes it for advertiseAddress, an Output, until that is known)"
-    ) in str(raised.value)
+    ) in refusal(program)
 
 
 def test_two_clusters_whose_engines_are_outputs_are_not_taken_for_one_host() -> None:
@@ -305,14 +301,7 @@ def test_two_clusters_whose_engines_are_outputs_are_not_taken_for_one_host() -> 
 def test_a_late_loopback_address_is_judged_with_loopback_source_addresses_once_known() -> None:
     """Nodes on loopback reached from 127.0.0.2: valid; the stand-in (not loopback) is not judged."""
     base = with_changes(stack_config("dev"), lbSourceAddresses=["127.0.0.2"])
-
-    def program() -> None:
-        args: dict[str, Any] = dict(stack_args(parse_config(base)))
-        source = random.RandomPassword("source", length=8)
-        args["advertise_address"] = source.result.apply(partial(_then, "127.0.0.1"))
-        EmqxCluster("emqx", cast(EmqxClusterArgs, args))
-
-    run = run_program({}, program=program, stack="dev")
+    run = run_program({}, program=late_program(base, {"advertise_address": "127.0.0.1"}), stack="dev")
     assert "127.0.0.2" in str(run.named("emqx-lb").inputs["uploads"])
 
 
@@ -385,7 +374,7 @@ def test_host_addresses_engines_and_logins_given_as_outputs_give_every_resource_
 
 def test_a_late_address_is_checked_with_the_other_hosts_once_known() -> None:
     """One address per host, not loopback with several: checks across hosts, run once the Output is known."""
-    for address, refusal in (
+    for address, expected in (
         (
             "10.0.0.11",
             "emqx-cluster:hosts[1].address = '10.0.0.11': allowed: addresses used once; hosts[0] has it already",
@@ -402,6 +391,4 @@ def test_a_late_address_is_checked_with_the_other_hosts_once_known() -> None:
             args["hosts"][1]["address"] = source.result.apply(partial(_then, address))
             EmqxCluster("emqx", cast(EmqxClusterArgs, args))
 
-        with pytest.raises(pulumi.RunError) as raised:
-            run_program({}, program=program)
-        assert refusal in str(raised.value), address
+        assert expected in refusal(program), address
