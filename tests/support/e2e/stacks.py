@@ -67,7 +67,11 @@ def host_paths(root: Path) -> dict[str, Any]:
         **throwaway_settings(root),
         "sysctls": {**GLOBAL_SYSCTLS_LEFT_ALONE, **KERNEL_REFUSES},
         # Short grace periods keep the suite fast; the value reaching Docker is what is tested.
-        "brokerStopGraceSeconds": 10,
+        # A node's drain gets half of its grace (render/broker_env.py): 5 s of a 10 s grace were
+        # too few on a loaded machine (load average ~30: in an upgrade, 5 of 12 subscriber
+        # reconnects came back without their session). A stop takes that long only while clients
+        # are still moving (the drain ends when they have).
+        "brokerStopGraceSeconds": 30,
         "lbStopGraceSeconds": 5,
         "joinTimeoutSeconds": 120,
     }
