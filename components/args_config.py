@@ -251,12 +251,11 @@ def config_of(args: Mapping[str, Any]) -> tuple[StackConfig, LateInputs]:
     checked = _checked_together(
         flat, {path: _checked(config, path, output) for path, output in late.items()}, paths, pattern
     )
-    by_placeholder: dict[str, pulumi.Output[str]] = {}
-    for path, output in checked.items():
-        by_placeholder[placeholder(path)] = output
-        term = LATE_TERMS.get(_field_key(path))
-        if term is not None:
-            by_placeholder[term(placeholder(path))] = output.apply(term)
+    by_placeholder = {
+        text: output if form is None else output.apply(form)
+        for path, output in checked.items()
+        for text, form in _stand_ins(path).items()
+    }
     return config, LateInputs(by_placeholder, paths)
 
 
@@ -264,10 +263,11 @@ def _named(text: str, paths: Mapping[str, str], pattern: re.Pattern[str] | None)
     return text if pattern is None else pattern.sub(lambda match: f"<{paths[match.group()]}: an Output>", text)
 
 
-def _stand_ins(path: str) -> list[str]:
-    """The texts that stand for the Output at `path`: its placeholder, and its Erlang term for an address."""
+def _stand_ins(path: str) -> dict[str, Callable[[str], str] | None]:
+    """The texts that stand for the Output at `path`, each with the form its value takes there:
+    its placeholder (the value itself), and for an address its Erlang term (LATE_TERMS)."""
     term = LATE_TERMS.get(_field_key(path))
-    return [placeholder(path), *([term(placeholder(path))] if term is not None else [])]
+    return {placeholder(path): None, **({term(placeholder(path)): term} if term is not None else {})}
 
 
 def _checked_together(

@@ -63,6 +63,7 @@ from components.config_types import (
     TlsMode,
     duration_seconds,
     is_ipv4,
+    repeated,
     sysctl_problems,
 )
 
@@ -449,10 +450,10 @@ class StackConfig(BaseModel):
                         f"{key} = {list(host.lb_source_addresses)!r}: {address!r} is not allowed: {scope}, as the "
                         f"nodes are on {host.address} ({host.config_key('address')})"
                     )
-            repeated = sorted({a for a in host.lb_source_addresses if host.lb_source_addresses.count(a) > 1})
-            if repeated:
+            twice = repeated(host.lb_source_addresses)
+            if twice:
                 problems.append(
-                    f"{key} = {list(host.lb_source_addresses)!r}: allowed: each address once; repeated: {', '.join(repeated)}"
+                    f"{key} = {list(host.lb_source_addresses)!r}: allowed: each address once; repeated: {', '.join(twice)}"
                 )
         return problems
 

@@ -21,7 +21,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
 
-from components.config_types import MODEL_CONFIG, NAMESPACE, SECRET_IN_STACK
+from components.config_types import MODEL_CONFIG, NAMESPACE, SECRET_IN_STACK, repeated
 
 PasswordHash = Literal["sha256", "pbkdf2", "bcrypt"]
 ClientIdType = Literal["username", "clientid"]
@@ -166,12 +166,12 @@ class AccessConfig(BaseModel):
     def _admin_network_problems(self) -> list[str]:
         """Each network once: the firewall's rules list them as given (one given as an Output is
         known only there)."""
-        repeated = sorted({n for n in self.admin_networks if self.admin_networks.count(n) > 1})
-        if not repeated:
+        twice = repeated(self.admin_networks)
+        if not twice:
             return []
         return [
             f"{NAMESPACE}:adminNetworks = {self.admin_networks!r}: allowed: each network once; "
-            f"repeated: {', '.join(repeated)}"
+            f"repeated: {', '.join(twice)}"
         ]
 
     def _client_and_rule_problems(self) -> list[str]:

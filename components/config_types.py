@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -30,6 +30,12 @@ NAMESPACE = "emqx-cluster"
 SECRET_IN_STACK = "secretInStack"
 # The validation context's key for the paths whose values stand for Outputs (config_parse).
 LATE_PATHS = "latePaths"
+
+
+def repeated(values: Sequence[str]) -> list[str]:
+    """The values listed more than once, sorted (for an "each once" refusal)."""
+    return sorted({value for value in values if values.count(value) > 1})
+
 
 # EMQX 5 derives the Erlang distribution and cluster RPC ports from the trailing digits of the
 # node's short name: 4370 + N and 5370 + N (EMQX docs, "Cluster security": "the port is

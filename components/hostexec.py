@@ -35,9 +35,7 @@ class HostShell:
         connection = None
         if host.ssh is not None:
             if host.ssh.host_key is None:
-                target = (
-                    host.ssh.host if isinstance(late.resolve(host.ssh.host), str) else "the host (given as an Output)"
-                )
+                target = "the host (given as an Output)" if late.holds(host.ssh.host) else host.ssh.host
                 pulumi.log.warn(
                     f"{host.config_key('sshHostKey')} is unset: host commands will not verify the SSH host key "
                     f"of {target}; set it (e.g. from `ssh-keyscan`) to rule out a man in the middle",
